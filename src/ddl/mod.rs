@@ -1,0 +1,1 @@
+//! ddl (work in progress).

@@ -1,0 +1,16 @@
+//! pgferry: move PostgreSQL databases between servers with near-zero downtime.
+//!
+//! A tour of the crate (see ARCHITECTURE.md for the data flow):
+//! - [`conn`]: libpq-compatible connection strings, TLS per `sslmode`, connecting.
+//! - [`localpg`]: throwaway local PostgreSQL clusters (for tests, benchmarks and `pgferry demo`).
+//! - [`check`]: what a migration needs to know about a server (`pgferry check`).
+//! - [`catalog`] → [`schema`] → [`ddl`]: catalog queries → object model → SQL text.
+//! - [`cli`]: the command line (clap); the only place that maps errors to exit codes.
+
+pub mod catalog;
+pub mod check;
+pub mod cli;
+pub mod conn;
+pub mod ddl;
+pub mod localpg;
+pub mod schema;

@@ -1,0 +1,1 @@
+//! localpg (work in progress).

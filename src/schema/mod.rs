@@ -1,0 +1,1 @@
+//! schema (work in progress).
