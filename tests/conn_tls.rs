@@ -6,7 +6,8 @@
 //! tests run in parallel:
 //! - `alice`: SCRAM, TLS only (plain connections find no pg_hba.conf entry);
 //! - `cbuser`: SCRAM with or without TLS (channel binding);
-//! - `md5user` / `pwuser`: the `md5` and `password` (clear text) methods.
+//! - `md5user` / `pwuser`: the `md5` and `password` (clear text) methods;
+//! - `certuser`: a client certificate signed by the test CA (`cert` method).
 //!
 //! Two more clusters carry the server certificates webpki refuses on its own: a self-signed CA
 //! certificate, and a certificate naming the host only in its CN.
@@ -47,6 +48,7 @@ fn main_cluster() -> &'static Fixture {
             "host all cbuser 127.0.0.1/32 scram-sha-256",
             "host all md5user 127.0.0.1/32 md5",
             "host all pwuser 127.0.0.1/32 password",
+            "hostssl all certuser 127.0.0.1/32 cert",
         ];
         let cluster = Cluster::start(
             &support::install(),
@@ -65,6 +67,7 @@ fn main_cluster() -> &'static Fixture {
                 "CREATE ROLE alice LOGIN PASSWORD '{ALICE_PASSWORD}';
                  CREATE ROLE cbuser LOGIN PASSWORD '{CB_PASSWORD}';
                  CREATE ROLE pwuser LOGIN PASSWORD '{CLEAR_PASSWORD}';
+                 CREATE ROLE certuser LOGIN;
                  SET password_encryption = 'md5';
                  CREATE ROLE md5user LOGIN PASSWORD '{MD5_PASSWORD}';"
             ),
@@ -453,4 +456,23 @@ async fn an_unknown_host_name_is_reported_as_such() {
             .contains("could not resolve host name \"no-such-host.invalid\""),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_client_certificate_authenticates() {
+    let fx = main_cluster();
+    let (cert_pem, key_pem) = fx.pki.client_cert("certuser");
+    let mut cfg = config(&fx.cluster, "localhost", "certuser", None);
+    cfg.sslmode = SslMode::VerifyFull;
+    cfg.sslrootcert = Some(fx.pki.ca_path().display().to_string());
+    let err = must_fail(&cfg).await;
+    assert!(
+        err.reason().contains("requires a valid client certificate"),
+        "{err}"
+    );
+
+    cfg.sslcert = Some(fx.pki.write_pem(&cert_pem));
+    cfg.sslkey = Some(fx.pki.write_pem(&key_pem));
+    let session = must_connect(&cfg).await;
+    assert_eq!(current_user(&session).await, "certuser");
 }

@@ -89,10 +89,15 @@ pub enum TlsSetupError {
 }
 
 /// The rustls client configuration for `cfg`, or `None` when the connection must be plain
-/// (`sslmode=disable`, or a Unix-socket host). Shared by ordinary and replication connections so
+/// (`sslmode=disable`, or a Unix socket). Shared by ordinary and replication connections so
 /// both follow the same rules.
+///
+/// A socket directory together with `hostaddr` still means TCP (libpq: `hostaddr` wins), so it
+/// gets TLS as asked; there is no host name to verify then, and connecting fails rather than
+/// silently going plain.
 pub fn client_config(cfg: &ConnConfig) -> Result<Option<Arc<ClientConfig>>, TlsSetupError> {
-    if cfg.sslmode == SslMode::Disable || matches!(cfg.host, Host::Unix(_)) {
+    let unix_socket = matches!(cfg.host, Host::Unix(_)) && cfg.hostaddr.is_none();
+    if cfg.sslmode == SslMode::Disable || unix_socket {
         return Ok(None);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -968,6 +973,8 @@ mod tests {
         let mut unix = config(SslMode::Require, None);
         unix.host = Host::Unix("/run/postgresql".into());
         assert!(client_config(&unix).unwrap().is_none());
+        unix.hostaddr = Some(std::net::Ipv4Addr::LOCALHOST.into());
+        assert!(client_config(&unix).unwrap().is_some());
         assert!(client_config(&config(SslMode::Require, None))
             .unwrap()
             .is_some());
