@@ -1,1 +1,12 @@
-//! ddl (work in progress).
+//! Model → SQL text. The only place that quotes identifiers and literals ([`quote`]).
+//!
+//! Renderers are pure: every piece of server-side deparsing (expressions, index, constraint,
+//! view and function definitions) was fetched by [`crate::catalog`] in batch, so this module
+//! only assembles statements.
+
+pub mod privileges;
+pub mod quote;
+pub mod render;
+
+pub use quote::{qualified, quote_ident, quote_literal};
+pub use render::render_object;

@@ -1,1 +1,17 @@
-//! schema (work in progress).
+//! The schema model: dumpable objects with dependencies, a stable topological order, and
+//! pg_dump's split into pre-data (before the data is loaded) and post-data (indexes,
+//! PRIMARY KEY/UNIQUE/EXCLUDE constraints, foreign keys, triggers, rules, policies, NOT VALID
+//! checks, default privileges).
+//!
+//! [`dump_schema`] runs the whole pipeline: [`crate::catalog`] → [`Model`] → [`order`] →
+//! [`crate::ddl`].
+
+mod build;
+mod dump;
+mod object;
+mod order;
+
+pub use build::Model;
+pub use dump::{dump_schema, DumpError, DumpOptions, SchemaScript, SectionFilter};
+pub use object::{Item, Object, ObjectKind, Section};
+pub use order::order;

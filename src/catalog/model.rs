@@ -1,0 +1,392 @@
+//! The typed catalog model: what [`super::read_catalog`] found, one struct per object kind.
+//!
+//! Everything that needs PostgreSQL's own deparser (expressions, index and constraint
+//! definitions, view bodies, type names with typmods) is stored as the server rendered it,
+//! with `search_path` empty so every name is schema-qualified. Identifiers that we assemble
+//! ourselves are stored raw and quoted later by [`crate::ddl`].
+
+/// One item of an ACL (`aclitem`): who granted what to whom. An empty grantee is PUBLIC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclItem {
+    pub grantee: String,
+    pub grantor: String,
+    /// Privilege letters as in `aclitem` text (`r`, `w`, `a`, …); a `*` after a letter marks
+    /// the grant option.
+    pub privs: String,
+}
+
+/// An object's privileges: the actual ACL and the one a freshly created object would have,
+/// so that only the difference is emitted (as pg_dump does).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Acl {
+    /// `None` when the catalog column is NULL (the object still has its default privileges).
+    pub actual: Option<Vec<AclItem>>,
+    /// The privileges the object starts with (`acldefault`, or `pg_init_privs` for objects
+    /// that exist in every new database, such as schema `public`).
+    pub baseline: Vec<AclItem>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Schema {
+    pub oid: u32,
+    pub name: String,
+    pub owner: String,
+    pub acl: Acl,
+    pub comment: Option<String>,
+    /// True for objects that exist in every new database (`public`): altered, never created.
+    pub builtin: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Extension {
+    pub oid: u32,
+    pub name: String,
+    pub schema: String,
+    pub version: String,
+    pub comment: Option<String>,
+}
+
+/// The user-defined kinds of `pg_type` we reproduce.
+#[derive(Clone, Debug)]
+pub enum TypeDef {
+    Enum {
+        labels: Vec<String>,
+    },
+    Domain {
+        /// `format_type` of the base type, with typmod.
+        base: String,
+        /// Collation as (schema, name) when it differs from the base type's.
+        collation: Option<(String, String)>,
+        default: Option<String>,
+        not_null: bool,
+        constraints: Vec<DomainConstraint>,
+    },
+    /// A stand-alone composite type (`CREATE TYPE … AS (…)`); its attributes live in
+    /// [`Catalog::columns`] under `relid`.
+    Composite {
+        relid: u32,
+    },
+    Range {
+        subtype: String,
+        /// Operator class (schema, name) if not the subtype's default.
+        opclass: Option<(String, String)>,
+        collation: Option<(String, String)>,
+        canonical: Option<String>,
+        subdiff: Option<String>,
+        /// Name of the multirange type (PG 14+), if it is not the default name.
+        multirange: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct DomainConstraint {
+    pub name: String,
+    pub def: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Type {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    pub def: TypeDef,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+/// `pg_class.relkind`, restricted to what we dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RelKind {
+    Table,
+    PartitionedTable,
+    View,
+    MatView,
+    Sequence,
+    ForeignTable,
+    CompositeType,
+}
+
+impl RelKind {
+    pub fn from_char(c: &str) -> Option<RelKind> {
+        Some(match c {
+            "r" => RelKind::Table,
+            "p" => RelKind::PartitionedTable,
+            "v" => RelKind::View,
+            "m" => RelKind::MatView,
+            "S" => RelKind::Sequence,
+            "f" => RelKind::ForeignTable,
+            "c" => RelKind::CompositeType,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Relation {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    pub kind: RelKind,
+    /// `relpersistence`: `p` permanent, `u` unlogged.
+    pub persistence: String,
+    pub reloptions: Vec<String>,
+    pub toast_reloptions: Vec<String>,
+    pub acl: Acl,
+    pub comment: Option<String>,
+    pub is_partition: bool,
+    /// `pg_get_expr(relpartbound)`: `FOR VALUES …` or `DEFAULT`.
+    pub partbound: Option<String>,
+    /// `pg_get_partkeydef`: e.g. `RANGE (payment_date)`.
+    pub partkey: Option<String>,
+    pub row_security: bool,
+    pub force_row_security: bool,
+    /// `relreplident`: `d` default, `n` nothing, `f` full, `i` index.
+    pub replident: String,
+    /// `pg_get_viewdef` for views and materialized views.
+    pub viewdef: Option<String>,
+    /// Table access method, when not `heap` (PG 12+).
+    pub access_method: Option<String>,
+    pub tablespace: Option<String>,
+    /// Parents in `inhseqno` order (inheritance or the partitioned parent).
+    pub parents: Vec<u32>,
+    /// PG < 12 only.
+    pub has_oids: bool,
+    /// Foreign tables: server name and options.
+    pub foreign_server: Option<String>,
+    pub foreign_options: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub relid: u32,
+    pub num: i16,
+    pub name: String,
+    /// `format_type(atttypid, atttypmod)`.
+    pub type_name: String,
+    pub collation: Option<(String, String)>,
+    pub not_null: bool,
+    pub default: Option<String>,
+    /// `attidentity`: empty, `a` (ALWAYS) or `d` (BY DEFAULT).
+    pub identity: String,
+    /// `attgenerated`: empty or `s` (STORED).
+    pub generated: String,
+    pub is_local: bool,
+    pub inh_count: i32,
+    /// `attstorage` when it differs from the type's default.
+    pub storage: Option<String>,
+    /// `attcompression` (PG 14+) when set.
+    pub compression: Option<String>,
+    /// `attstattarget` when explicitly set.
+    pub stat_target: Option<i32>,
+    pub options: Vec<String>,
+    pub fdw_options: Vec<String>,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Sequence {
+    pub relid: u32,
+    pub type_name: String,
+    pub start: i64,
+    pub increment: i64,
+    pub max: i64,
+    pub min: i64,
+    pub cache: i64,
+    pub cycle: bool,
+    /// `OWNED BY` (table oid, column name) from an auto dependency.
+    pub owned_by: Option<(u32, String)>,
+    /// The identity column (table oid, column name) this sequence implements.
+    pub identity_of: Option<(u32, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Constraint {
+    pub oid: u32,
+    pub relid: u32,
+    pub name: String,
+    /// `contype`: `c` check, `f` foreign key, `p` primary key, `u` unique, `x` exclusion.
+    pub kind: String,
+    /// `pg_get_constraintdef`.
+    pub def: String,
+    pub validated: bool,
+    pub is_local: bool,
+    pub inh_count: i32,
+    /// The index enforcing it (PK, UNIQUE, EXCLUDE; also the referenced index of a FK).
+    pub index: u32,
+    /// Non-zero for constraints cloned from a partitioned parent (PG 11+).
+    pub parent: u32,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Index {
+    pub oid: u32,
+    pub relid: u32,
+    pub schema: String,
+    pub name: String,
+    /// `pg_get_indexdef`.
+    pub def: String,
+    pub clustered: bool,
+    pub replident: bool,
+    /// True for the index of a partitioned table (relkind `I`).
+    pub partitioned: bool,
+    /// The constraint this index implements, if any (then the constraint is dumped instead).
+    pub constraint: Option<u32>,
+    /// The parent partitioned index this one is attached to.
+    pub parent: Option<u32>,
+    pub tablespace: Option<String>,
+    /// `ALTER INDEX … ALTER COLUMN n SET STATISTICS` on expression columns: (column number, target).
+    pub stat_targets: Vec<(i16, i32)>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Function {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    /// `prokind`: `f` function, `p` procedure, `a` aggregate, `w` window.
+    pub kind: String,
+    /// `pg_get_function_identity_arguments`, used in ALTER/COMMENT/GRANT.
+    pub identity_args: String,
+    /// `pg_get_function_arguments` (with defaults, ORDER BY for ordered-set aggregates).
+    pub args: String,
+    /// `pg_get_functiondef` for non-aggregates.
+    pub def: Option<String>,
+    pub aggregate: Option<Aggregate>,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+/// The pieces of `pg_aggregate` that `CREATE AGGREGATE` needs; function and operator names are
+/// already qualified text (`regproc`/`regoperator` output).
+#[derive(Clone, Debug, Default)]
+pub struct Aggregate {
+    /// `aggkind`: `n` normal, `o` ordered-set, `h` hypothetical-set.
+    pub kind: String,
+    pub num_direct_args: i16,
+    pub sfunc: String,
+    pub stype: String,
+    pub sspace: i32,
+    pub finalfunc: Option<String>,
+    pub finalfunc_extra: bool,
+    pub finalfunc_modify: String,
+    pub combinefunc: Option<String>,
+    pub serialfunc: Option<String>,
+    pub deserialfunc: Option<String>,
+    pub initcond: Option<String>,
+    pub msfunc: Option<String>,
+    pub minvfunc: Option<String>,
+    pub mstype: Option<String>,
+    pub msspace: i32,
+    pub mfinalfunc: Option<String>,
+    pub mfinalfunc_extra: bool,
+    pub mfinalfunc_modify: String,
+    pub minitcond: Option<String>,
+    pub sortop: Option<String>,
+    /// `proparallel`: `s`, `r` or `u`.
+    pub parallel: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    pub oid: u32,
+    pub relid: u32,
+    pub name: String,
+    /// `pg_get_triggerdef`.
+    pub def: String,
+    /// `tgenabled`: `O` origin (default), `D` disabled, `R` replica, `A` always.
+    pub enabled: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub oid: u32,
+    pub relid: u32,
+    pub name: String,
+    /// `pg_get_ruledef`, ending with `;`.
+    pub def: String,
+    pub enabled: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub oid: u32,
+    pub relid: u32,
+    pub name: String,
+    pub permissive: bool,
+    /// `polcmd`: `*`, `r`, `a`, `w`, `d`.
+    pub command: String,
+    /// Role names; empty means PUBLIC.
+    pub roles: Vec<String>,
+    pub using: Option<String>,
+    pub with_check: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DefaultAcl {
+    pub oid: u32,
+    pub role: String,
+    pub schema: Option<String>,
+    /// `defaclobjtype`: `r` tables, `S` sequences, `f` functions, `T` types, `n` schemas.
+    pub objtype: String,
+    pub acl: Acl,
+}
+
+/// One `pg_depend` row between user objects, catalogs named by their table name.
+#[derive(Clone, Debug)]
+pub struct Depend {
+    pub classid: String,
+    pub objid: u32,
+    pub objsubid: i32,
+    pub refclassid: String,
+    pub refobjid: u32,
+    pub refobjsubid: i32,
+    pub deptype: String,
+}
+
+/// Everything read from one database, in one snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub server_version_num: i32,
+    pub schemas: Vec<Schema>,
+    pub extensions: Vec<Extension>,
+    pub types: Vec<Type>,
+    pub relations: Vec<Relation>,
+    /// Ordered by (relid, num).
+    pub columns: Vec<Column>,
+    pub sequences: Vec<Sequence>,
+    pub constraints: Vec<Constraint>,
+    pub indexes: Vec<Index>,
+    pub functions: Vec<Function>,
+    pub triggers: Vec<Trigger>,
+    pub rules: Vec<Rule>,
+    pub policies: Vec<Policy>,
+    pub default_acls: Vec<DefaultAcl>,
+    pub depends: Vec<Depend>,
+    /// Objects that belong to an extension: (catalog, oid, extension oid).
+    pub extension_members: Vec<(String, u32, u32)>,
+    /// Types that stand for another object: row types, array types and multiranges.
+    pub type_links: Vec<TypeLink>,
+}
+
+/// A `pg_type` row that is implied by another object, so dependencies on it can be
+/// redirected there.
+#[derive(Clone, Debug)]
+pub struct TypeLink {
+    pub oid: u32,
+    /// The relation whose row type this is, or 0.
+    pub relid: u32,
+    /// The element type of an array type, or 0.
+    pub elem: u32,
+    /// The range type of a multirange type, or 0.
+    pub range: u32,
+}

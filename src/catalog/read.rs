@@ -1,0 +1,852 @@
+//! The catalog queries, one per object kind, with per-version variants.
+
+use std::collections::HashMap;
+
+use tokio_postgres::{Client, Row};
+
+use super::acl::parse_acl;
+use super::model::*;
+use super::{CatalogError, ReadOptions};
+
+/// Namespace filter shared by every query (`n` is the object's `pg_namespace`). User schemas
+/// cannot start with `pg_`, so this drops pg_catalog, pg_toast* and pg_temp* in one test.
+const USER_NS: &str = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'";
+
+/// Version-dependent SQL fragments.
+struct Gate {
+    v: i32,
+}
+
+impl Gate {
+    fn frag(&self, min: i32, new: &'static str, old: &'static str) -> &'static str {
+        if self.v >= min {
+            new
+        } else {
+            old
+        }
+    }
+}
+
+/// Not-an-extension-member test for an object of catalog `cat` with oid expression `oid`.
+fn not_ext(cat: &str, oid: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = 'pg_catalog.{cat}'::pg_catalog.regclass AND e.objid = {oid} AND e.deptype = 'e')"
+    )
+}
+
+async fn query(client: &Client, what: &'static str, sql: &str) -> Result<Vec<Row>, CatalogError> {
+    client
+        .query(sql, &[])
+        .await
+        .map_err(|source| CatalogError::Query { what, source })
+}
+
+/// Typed column access that reports which kind failed instead of panicking.
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    what: &'static str,
+    col: &str,
+) -> Result<T, CatalogError> {
+    row.try_get(col).map_err(|e| CatalogError::Decode {
+        what,
+        detail: format!("column {col}: {e}"),
+    })
+}
+
+fn acl(row: &Row, what: &'static str, actual: &str, baseline: &str) -> Result<Acl, CatalogError> {
+    let decode = |detail| CatalogError::Decode { what, detail };
+    let actual: Option<Vec<String>> = get(row, what, actual)?;
+    let baseline: Option<Vec<String>> = get(row, what, baseline)?;
+    Ok(Acl {
+        actual: actual.map(|a| parse_acl(&a)).transpose().map_err(decode)?,
+        baseline: parse_acl(&baseline.unwrap_or_default()).map_err(decode)?,
+    })
+}
+
+fn opt_qualified(
+    row: &Row,
+    what: &'static str,
+    schema: &str,
+    name: &str,
+) -> Result<Option<(String, String)>, CatalogError> {
+    let s: Option<String> = get(row, what, schema)?;
+    let n: Option<String> = get(row, what, name)?;
+    Ok(s.zip(n))
+}
+
+pub(super) async fn read_all(
+    client: &Client,
+    _opts: &ReadOptions,
+) -> Result<Catalog, CatalogError> {
+    client
+        .batch_execute("SELECT pg_catalog.set_config('search_path', '', true)")
+        .await
+        .map_err(|source| CatalogError::Query {
+            what: "search_path",
+            source,
+        })?;
+    let rows = query(
+        client,
+        "server version",
+        "SELECT pg_catalog.current_setting('server_version_num')::int AS v",
+    )
+    .await?;
+    let v: i32 = match rows.first() {
+        Some(r) => get(r, "server version", "v")?,
+        None => {
+            return Err(CatalogError::Decode {
+                what: "server version",
+                detail: "no row".into(),
+            })
+        }
+    };
+    if v < 100000 {
+        return Err(CatalogError::UnsupportedVersion(v));
+    }
+    let g = Gate { v };
+    let mut cat = Catalog {
+        server_version_num: v,
+        ..Catalog::default()
+    };
+    cat.schemas = read_schemas(client).await?;
+    cat.extensions = read_extensions(client).await?;
+    cat.types = read_types(client, &g).await?;
+    cat.relations = read_relations(client, &g).await?;
+    cat.columns = read_columns(client, &g).await?;
+    cat.sequences = read_sequences(client).await?;
+    cat.constraints = read_constraints(client, &g).await?;
+    cat.indexes = read_indexes(client, &g).await?;
+    cat.functions = read_functions(client, &g).await?;
+    cat.triggers = read_triggers(client, &g).await?;
+    cat.rules = read_rules(client).await?;
+    cat.policies = read_policies(client).await?;
+    cat.default_acls = read_default_acls(client).await?;
+    cat.depends = read_depends(client).await?;
+    cat.extension_members = read_extension_members(client).await?;
+    cat.type_links = read_type_links(client, &g).await?;
+    Ok(cat)
+}
+
+async fn read_schemas(client: &Client) -> Result<Vec<Schema>, CatalogError> {
+    const W: &str = "schemas";
+    let sql = format!(
+        "SELECT n.oid, n.nspname, pg_catalog.pg_get_userbyid(n.nspowner) AS owner,
+                n.nspacl::text[] AS acl,
+                COALESCE((SELECT ip.initprivs::text[] FROM pg_catalog.pg_init_privs ip
+                          WHERE ip.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                            AND ip.objoid = n.oid AND ip.objsubid = 0),
+                         pg_catalog.acldefault('n', n.nspowner)::text[]) AS baseline,
+                (SELECT pg_catalog.pg_get_userbyid(r.oid) FROM pg_catalog.pg_roles r
+                   WHERE r.rolname = 'pg_database_owner') AS dbowner_role,
+                pg_catalog.obj_description(n.oid, 'pg_namespace') AS comment,
+                n.oid < 16384 AS builtin
+         FROM pg_catalog.pg_namespace n
+         WHERE {USER_NS} AND (n.oid >= 16384 OR n.nspname = 'public') AND {}
+         ORDER BY n.nspname",
+        not_ext("pg_namespace", "n.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        let owner: String = get(&r, W, "owner")?;
+        let builtin: bool = get(&r, W, "builtin")?;
+        let mut acl = acl(&r, W, "acl", "baseline")?;
+        if builtin {
+            // ALTER SCHEMA … OWNER rewrites the initial ACL's owner entries, so the state we
+            // compare against is the initial ACL as it reads after our own ALTER OWNER.
+            let initial_owner: Option<String> = get(&r, W, "dbowner_role")?;
+            let initial_owner = initial_owner.unwrap_or_else(|| owner.clone());
+            for item in &mut acl.baseline {
+                if item.grantee == initial_owner {
+                    item.grantee = owner.clone();
+                }
+                if item.grantor == initial_owner {
+                    item.grantor = owner.clone();
+                }
+            }
+        }
+        out.push(Schema {
+            oid: get(&r, W, "oid")?,
+            name: get(&r, W, "nspname")?,
+            owner,
+            acl,
+            comment: get(&r, W, "comment")?,
+            builtin,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_extensions(client: &Client) -> Result<Vec<Extension>, CatalogError> {
+    const W: &str = "extensions";
+    let sql = "SELECT x.oid, x.extname, n.nspname, x.extversion,
+                      pg_catalog.obj_description(x.oid, 'pg_extension') AS comment
+               FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
+               WHERE x.oid >= 16384 ORDER BY x.extname";
+    let mut out = Vec::new();
+    for r in query(client, W, sql).await? {
+        out.push(Extension {
+            oid: get(&r, W, "oid")?,
+            name: get(&r, W, "extname")?,
+            schema: get(&r, W, "nspname")?,
+            version: get(&r, W, "extversion")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_types(client: &Client, g: &Gate) -> Result<Vec<Type>, CatalogError> {
+    const W: &str = "types";
+    let multirange = g.frag(
+        140000,
+        "(SELECT CASE WHEN mt.typname <> pg_catalog.regexp_replace(t.typname, 'range', 'multirange') THEN mt.typname END FROM pg_catalog.pg_type mt WHERE mt.oid = rg.rngmultitypid)",
+        "NULL::name",
+    );
+    let sql = format!(
+        "SELECT t.oid, n.nspname, t.typname, pg_catalog.pg_get_userbyid(t.typowner) AS owner,
+                t.typtype::text AS typtype, t.typacl::text[] AS acl,
+                pg_catalog.acldefault('T', t.typowner)::text[] AS baseline,
+                pg_catalog.obj_description(t.oid, 'pg_type') AS comment,
+                CASE WHEN t.typtype = 'd' THEN pg_catalog.format_type(t.typbasetype, t.typtypmod) END AS base,
+                t.typnotnull, t.typdefault, t.typrelid,
+                cn.nspname AS coll_schema, co.collname AS coll_name,
+                pg_catalog.format_type(rg.rngsubtype, NULL) AS subtype,
+                CASE WHEN NOT oc.opcdefault THEN ocn.nspname END AS opc_schema,
+                CASE WHEN NOT oc.opcdefault THEN oc.opcname END AS opc_name,
+                rcn.nspname AS rcoll_schema, rco.collname AS rcoll_name,
+                NULLIF(rg.rngcanonical, 0)::pg_catalog.regproc::text AS canonical,
+                NULLIF(rg.rngsubdiff, 0)::pg_catalog.regproc::text AS subdiff,
+                {multirange} AS multirange
+         FROM pg_catalog.pg_type t
+         JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+         LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype
+         LEFT JOIN pg_catalog.pg_collation co ON t.typtype = 'd' AND co.oid = t.typcollation
+              AND t.typcollation <> bt.typcollation
+         LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+         LEFT JOIN pg_catalog.pg_range rg ON rg.rngtypid = t.oid
+         LEFT JOIN pg_catalog.pg_opclass oc ON oc.oid = rg.rngsubopc
+         LEFT JOIN pg_catalog.pg_namespace ocn ON ocn.oid = oc.opcnamespace
+         LEFT JOIN pg_catalog.pg_collation rco ON rco.oid = rg.rngcollation
+              AND rg.rngcollation <> (SELECT st.typcollation FROM pg_catalog.pg_type st WHERE st.oid = rg.rngsubtype)
+         LEFT JOIN pg_catalog.pg_namespace rcn ON rcn.oid = rco.collnamespace
+         WHERE {USER_NS} AND t.oid >= 16384 AND {}
+           AND (t.typtype IN ('e', 'd', 'r')
+                OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
+         ORDER BY n.nspname, t.typname",
+        not_ext("pg_type", "t.oid")
+    );
+    let rows = query(client, W, &sql).await?;
+
+    let mut labels: HashMap<u32, Vec<String>> = HashMap::new();
+    for r in query(
+        client,
+        "enum labels",
+        "SELECT enumtypid, enumlabel::text AS label FROM pg_catalog.pg_enum ORDER BY enumtypid, enumsortorder",
+    )
+    .await?
+    {
+        labels
+            .entry(get(&r, "enum labels", "enumtypid")?)
+            .or_default()
+            .push(get(&r, "enum labels", "label")?);
+    }
+    let mut checks: HashMap<u32, Vec<DomainConstraint>> = HashMap::new();
+    for r in query(
+        client,
+        "domain constraints",
+        "SELECT c.contypid, c.conname, pg_catalog.pg_get_constraintdef(c.oid) AS def,
+                pg_catalog.obj_description(c.oid, 'pg_constraint') AS comment
+         FROM pg_catalog.pg_constraint c WHERE c.contypid <> 0 AND c.contype = 'c'
+         ORDER BY c.contypid, c.conname",
+    )
+    .await?
+    {
+        const D: &str = "domain constraints";
+        checks
+            .entry(get(&r, D, "contypid")?)
+            .or_default()
+            .push(DomainConstraint {
+                name: get(&r, D, "conname")?,
+                def: get(&r, D, "def")?,
+                comment: get(&r, D, "comment")?,
+            });
+    }
+
+    let mut out = Vec::new();
+    for r in rows {
+        let oid: u32 = get(&r, W, "oid")?;
+        let typtype: String = get(&r, W, "typtype")?;
+        let def = match typtype.as_str() {
+            "e" => TypeDef::Enum {
+                labels: labels.remove(&oid).unwrap_or_default(),
+            },
+            "d" => TypeDef::Domain {
+                base: get(&r, W, "base")?,
+                collation: opt_qualified(&r, W, "coll_schema", "coll_name")?,
+                default: get(&r, W, "typdefault")?,
+                not_null: get(&r, W, "typnotnull")?,
+                constraints: checks.remove(&oid).unwrap_or_default(),
+            },
+            "c" => TypeDef::Composite {
+                relid: get(&r, W, "typrelid")?,
+            },
+            _ => TypeDef::Range {
+                subtype: get(&r, W, "subtype")?,
+                opclass: opt_qualified(&r, W, "opc_schema", "opc_name")?,
+                collation: opt_qualified(&r, W, "rcoll_schema", "rcoll_name")?,
+                canonical: get(&r, W, "canonical")?,
+                subdiff: get(&r, W, "subdiff")?,
+                multirange: get(&r, W, "multirange")?,
+            },
+        };
+        out.push(Type {
+            oid,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "typname")?,
+            owner: get(&r, W, "owner")?,
+            def,
+            acl: acl(&r, W, "acl", "baseline")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_relations(client: &Client, g: &Gate) -> Result<Vec<Relation>, CatalogError> {
+    const W: &str = "relations";
+    let am = g.frag(
+        120000,
+        "(SELECT a.amname FROM pg_catalog.pg_am a WHERE a.oid = c.relam AND c.relkind IN ('r', 'm') AND a.amname <> 'heap')",
+        "NULL::name",
+    );
+    // untested: relhasoids only exists before PG 12.
+    let oids = g.frag(120000, "false", "c.relhasoids");
+    let sql = format!(
+        "SELECT c.oid, n.nspname, c.relname, pg_catalog.pg_get_userbyid(c.relowner) AS owner,
+                c.relkind::text AS relkind, c.relpersistence::text AS persistence,
+                COALESCE(c.reloptions, '{{}}') AS reloptions,
+                COALESCE((SELECT tc.reloptions FROM pg_catalog.pg_class tc WHERE tc.oid = c.reltoastrelid), '{{}}') AS toast_reloptions,
+                c.relacl::text[] AS acl,
+                pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner)::text[] AS baseline,
+                pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
+                c.relispartition, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS partbound,
+                CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partkey,
+                c.relrowsecurity, c.relforcerowsecurity, c.relreplident::text AS replident,
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END AS viewdef,
+                {am} AS am,
+                (SELECT ts.spcname FROM pg_catalog.pg_tablespace ts WHERE ts.oid = c.reltablespace) AS tablespace,
+                {oids} AS has_oids,
+                (SELECT s.srvname FROM pg_catalog.pg_foreign_table ft JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver WHERE ft.ftrelid = c.oid) AS fserver,
+                COALESCE((SELECT ft.ftoptions FROM pg_catalog.pg_foreign_table ft WHERE ft.ftrelid = c.oid), '{{}}') AS foptions
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE {USER_NS} AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {}
+         ORDER BY n.nspname, c.relname",
+        not_ext("pg_class", "c.oid")
+    );
+    let rows = query(client, W, &sql).await?;
+    let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
+    for r in query(
+        client,
+        "inheritance",
+        "SELECT inhrelid, inhparent FROM pg_catalog.pg_inherits ORDER BY inhrelid, inhseqno",
+    )
+    .await?
+    {
+        parents
+            .entry(get(&r, "inheritance", "inhrelid")?)
+            .or_default()
+            .push(get(&r, "inheritance", "inhparent")?);
+    }
+    let mut out = Vec::new();
+    for r in rows {
+        let oid: u32 = get(&r, W, "oid")?;
+        let relkind: String = get(&r, W, "relkind")?;
+        let kind = RelKind::from_char(&relkind).ok_or_else(|| CatalogError::Decode {
+            what: W,
+            detail: format!("relkind {relkind:?}"),
+        })?;
+        out.push(Relation {
+            oid,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "relname")?,
+            owner: get(&r, W, "owner")?,
+            kind,
+            persistence: get(&r, W, "persistence")?,
+            reloptions: get(&r, W, "reloptions")?,
+            toast_reloptions: get(&r, W, "toast_reloptions")?,
+            acl: acl(&r, W, "acl", "baseline")?,
+            comment: get(&r, W, "comment")?,
+            is_partition: get(&r, W, "relispartition")?,
+            partbound: get(&r, W, "partbound")?,
+            partkey: get(&r, W, "partkey")?,
+            row_security: get(&r, W, "relrowsecurity")?,
+            force_row_security: get(&r, W, "relforcerowsecurity")?,
+            replident: get(&r, W, "replident")?,
+            viewdef: get(&r, W, "viewdef")?,
+            access_method: get(&r, W, "am")?,
+            tablespace: get(&r, W, "tablespace")?,
+            parents: parents.remove(&oid).unwrap_or_default(),
+            has_oids: get(&r, W, "has_oids")?,
+            foreign_server: get(&r, W, "fserver")?,
+            foreign_options: get(&r, W, "foptions")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogError> {
+    const W: &str = "columns";
+    let generated = g.frag(120000, "a.attgenerated::text", "''");
+    let compression = g.frag(140000, "NULLIF(a.attcompression::text, '')", "NULL::text");
+    let sql = format!(
+        "SELECT a.attrelid, a.attnum, a.attname,
+                pg_catalog.format_type(a.atttypid, a.atttypmod) AS type_name,
+                cn.nspname AS coll_schema, co.collname AS coll_name,
+                a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS def,
+                a.attidentity::text AS identity, {generated} AS generated,
+                a.attislocal, a.attinhcount::int AS inhcount,
+                CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
+                {compression} AS compression,
+                COALESCE(a.attstattarget::int, -1) AS stattarget,
+                COALESCE(a.attoptions, '{{}}') AS options,
+                COALESCE(a.attfdwoptions, '{{}}') AS fdwoptions,
+                a.attacl::text[] AS acl,
+                pg_catalog.col_description(a.attrelid, a.attnum) AS comment
+         FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation AND a.attcollation <> t.typcollation
+         LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+         WHERE {USER_NS} AND c.oid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
+           AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
+         ORDER BY a.attrelid, a.attnum"
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        let stat: i32 = get(&r, W, "stattarget")?;
+        out.push(Column {
+            relid: get(&r, W, "attrelid")?,
+            num: get(&r, W, "attnum")?,
+            name: get(&r, W, "attname")?,
+            type_name: get(&r, W, "type_name")?,
+            collation: opt_qualified(&r, W, "coll_schema", "coll_name")?,
+            not_null: get(&r, W, "attnotnull")?,
+            default: get(&r, W, "def")?,
+            identity: get(&r, W, "identity")?,
+            generated: get(&r, W, "generated")?,
+            is_local: get(&r, W, "attislocal")?,
+            inh_count: get(&r, W, "inhcount")?,
+            storage: get(&r, W, "storage")?,
+            compression: get(&r, W, "compression")?,
+            stat_target: (stat >= 0).then_some(stat),
+            options: get(&r, W, "options")?,
+            fdw_options: get(&r, W, "fdwoptions")?,
+            acl: acl(&r, W, "acl", "acl").map(|mut a| {
+                a.baseline.clear();
+                a
+            })?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_sequences(client: &Client) -> Result<Vec<Sequence>, CatalogError> {
+    const W: &str = "sequences";
+    let sql = "SELECT s.seqrelid, pg_catalog.format_type(s.seqtypid, NULL) AS type_name,
+                      s.seqstart, s.seqincrement, s.seqmax, s.seqmin, s.seqcache, s.seqcycle,
+                      d.refobjid AS table_oid, a.attname AS column_name, d.deptype::text AS deptype
+               FROM pg_catalog.pg_sequence s
+               LEFT JOIN pg_catalog.pg_depend d
+                 ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = s.seqrelid
+                AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjsubid > 0
+                AND d.deptype IN ('a', 'i')
+               LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+               WHERE s.seqrelid >= 16384";
+    let mut out = Vec::new();
+    for r in query(client, W, sql).await? {
+        let table: Option<u32> = get(&r, W, "table_oid")?;
+        let column: Option<String> = get(&r, W, "column_name")?;
+        let deptype: Option<String> = get(&r, W, "deptype")?;
+        let link = table.zip(column);
+        let identity = deptype.as_deref() == Some("i");
+        out.push(Sequence {
+            relid: get(&r, W, "seqrelid")?,
+            type_name: get(&r, W, "type_name")?,
+            start: get(&r, W, "seqstart")?,
+            increment: get(&r, W, "seqincrement")?,
+            max: get(&r, W, "seqmax")?,
+            min: get(&r, W, "seqmin")?,
+            cache: get(&r, W, "seqcache")?,
+            cycle: get(&r, W, "seqcycle")?,
+            owned_by: if identity { None } else { link.clone() },
+            identity_of: if identity { link } else { None },
+        });
+    }
+    Ok(out)
+}
+
+async fn read_constraints(client: &Client, g: &Gate) -> Result<Vec<Constraint>, CatalogError> {
+    const W: &str = "constraints";
+    // untested: conparentid appeared in PG 11.
+    let parent = g.frag(110000, "co.conparentid", "0::oid");
+    let sql = format!(
+        "SELECT co.oid, co.conrelid, co.conname, co.contype::text AS contype,
+                pg_catalog.pg_get_constraintdef(co.oid) AS def, co.convalidated,
+                co.conislocal, co.coninhcount::int AS inhcount, co.conindid, {parent} AS parent,
+                pg_catalog.obj_description(co.oid, 'pg_constraint') AS comment
+         FROM pg_catalog.pg_constraint co
+         JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE {USER_NS} AND c.oid >= 16384 AND co.contype IN ('c', 'f', 'p', 'u', 'x')
+         ORDER BY co.conrelid, co.conname"
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(Constraint {
+            oid: get(&r, W, "oid")?,
+            relid: get(&r, W, "conrelid")?,
+            name: get(&r, W, "conname")?,
+            kind: get(&r, W, "contype")?,
+            def: get(&r, W, "def")?,
+            validated: get(&r, W, "convalidated")?,
+            is_local: get(&r, W, "conislocal")?,
+            inh_count: get(&r, W, "inhcount")?,
+            index: get(&r, W, "conindid")?,
+            parent: get(&r, W, "parent")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_indexes(client: &Client, g: &Gate) -> Result<Vec<Index>, CatalogError> {
+    const W: &str = "indexes";
+    let _ = g;
+    let sql = format!(
+        "SELECT i.indexrelid, i.indrelid, n.nspname, ic.relname,
+                pg_catalog.pg_get_indexdef(i.indexrelid) AS def, i.indisclustered, i.indisreplident,
+                ic.relkind = 'I' AS partitioned,
+                (SELECT co.oid FROM pg_catalog.pg_constraint co WHERE co.conindid = i.indexrelid
+                   AND co.conrelid = i.indrelid AND co.contype IN ('p', 'u', 'x')) AS constraint_oid,
+                (SELECT inh.inhparent FROM pg_catalog.pg_inherits inh WHERE inh.inhrelid = i.indexrelid) AS parent,
+                (SELECT ts.spcname FROM pg_catalog.pg_tablespace ts WHERE ts.oid = ic.reltablespace) AS tablespace,
+                (SELECT pg_catalog.array_agg(a.attnum::int ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = i.indexrelid AND COALESCE(a.attstattarget::int, -1) >= 0) AS stat_cols,
+                (SELECT pg_catalog.array_agg(a.attstattarget::int ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = i.indexrelid AND COALESCE(a.attstattarget::int, -1) >= 0) AS stat_vals,
+                pg_catalog.obj_description(i.indexrelid, 'pg_class') AS comment
+         FROM pg_catalog.pg_index i
+         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+         JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE {USER_NS} AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'm')
+         ORDER BY n.nspname, ic.relname"
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        let cols: Option<Vec<i32>> = get(&r, W, "stat_cols")?;
+        let vals: Option<Vec<i32>> = get(&r, W, "stat_vals")?;
+        let stat_targets = cols
+            .unwrap_or_default()
+            .into_iter()
+            .zip(vals.unwrap_or_default())
+            .filter_map(|(c, v)| i16::try_from(c).ok().map(|c| (c, v)))
+            .collect();
+        out.push(Index {
+            oid: get(&r, W, "indexrelid")?,
+            relid: get(&r, W, "indrelid")?,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "relname")?,
+            def: get(&r, W, "def")?,
+            clustered: get(&r, W, "indisclustered")?,
+            replident: get(&r, W, "indisreplident")?,
+            partitioned: get(&r, W, "partitioned")?,
+            constraint: get(&r, W, "constraint_oid")?,
+            parent: get(&r, W, "parent")?,
+            tablespace: get(&r, W, "tablespace")?,
+            stat_targets,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_functions(client: &Client, g: &Gate) -> Result<Vec<Function>, CatalogError> {
+    const W: &str = "functions";
+    // untested: prokind appeared in PG 11; before it, proisagg/proiswindow.
+    let kind = g.frag(
+        110000,
+        "p.prokind::text",
+        "CASE WHEN p.proisagg THEN 'a' WHEN p.proiswindow THEN 'w' ELSE 'f' END",
+    );
+    // untested: aggfinalmodify appeared in PG 11.
+    let fmod = g.frag(110000, "ag.aggfinalmodify::text", "'r'");
+    let mfmod = g.frag(110000, "ag.aggmfinalmodify::text", "'r'");
+    let sql = format!(
+        "SELECT p.oid, n.nspname, p.proname, pg_catalog.pg_get_userbyid(p.proowner) AS owner,
+                {kind} AS kind,
+                pg_catalog.pg_get_function_identity_arguments(p.oid) AS identity_args,
+                pg_catalog.pg_get_function_arguments(p.oid) AS args,
+                CASE WHEN {kind} <> 'a' THEN pg_catalog.pg_get_functiondef(p.oid) END AS def,
+                p.proacl::text[] AS acl, pg_catalog.acldefault('f', p.proowner)::text[] AS baseline,
+                pg_catalog.obj_description(p.oid, 'pg_proc') AS comment,
+                p.proparallel::text AS parallel,
+                ag.aggkind::text AS aggkind, ag.aggnumdirectargs AS ndirect,
+                ag.aggtransfn::pg_catalog.regproc::text AS sfunc,
+                pg_catalog.format_type(ag.aggtranstype, NULL) AS stype, ag.aggtransspace AS sspace,
+                NULLIF(ag.aggfinalfn, 0)::pg_catalog.regproc::text AS finalfunc,
+                ag.aggfinalextra, {fmod} AS finalmodify,
+                NULLIF(ag.aggcombinefn, 0)::pg_catalog.regproc::text AS combinefunc,
+                NULLIF(ag.aggserialfn, 0)::pg_catalog.regproc::text AS serialfunc,
+                NULLIF(ag.aggdeserialfn, 0)::pg_catalog.regproc::text AS deserialfunc,
+                ag.agginitval AS initcond,
+                NULLIF(ag.aggmtransfn, 0)::pg_catalog.regproc::text AS msfunc,
+                NULLIF(ag.aggminvtransfn, 0)::pg_catalog.regproc::text AS minvfunc,
+                CASE WHEN ag.aggmtranstype <> 0 THEN pg_catalog.format_type(ag.aggmtranstype, NULL) END AS mstype,
+                ag.aggmtransspace AS msspace,
+                NULLIF(ag.aggmfinalfn, 0)::pg_catalog.regproc::text AS mfinalfunc,
+                ag.aggmfinalextra, {mfmod} AS mfinalmodify, ag.aggminitval AS minitcond,
+                CASE WHEN ag.aggsortop <> 0 THEN ag.aggsortop::pg_catalog.regoper::text END AS sortop
+         FROM pg_catalog.pg_proc p
+         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+         LEFT JOIN pg_catalog.pg_aggregate ag ON ag.aggfnoid = p.oid
+         WHERE {USER_NS} AND p.oid >= 16384 AND {}
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend di WHERE di.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                           AND di.objid = p.oid AND di.deptype = 'i')
+         ORDER BY n.nspname, p.proname, identity_args",
+        not_ext("pg_proc", "p.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        let kind: String = get(&r, W, "kind")?;
+        let aggregate = if kind == "a" {
+            Some(Aggregate {
+                kind: get(&r, W, "aggkind")?,
+                num_direct_args: get(&r, W, "ndirect")?,
+                sfunc: get(&r, W, "sfunc")?,
+                stype: get(&r, W, "stype")?,
+                sspace: get(&r, W, "sspace")?,
+                finalfunc: get(&r, W, "finalfunc")?,
+                finalfunc_extra: get(&r, W, "aggfinalextra")?,
+                finalfunc_modify: get(&r, W, "finalmodify")?,
+                combinefunc: get(&r, W, "combinefunc")?,
+                serialfunc: get(&r, W, "serialfunc")?,
+                deserialfunc: get(&r, W, "deserialfunc")?,
+                initcond: get(&r, W, "initcond")?,
+                msfunc: get(&r, W, "msfunc")?,
+                minvfunc: get(&r, W, "minvfunc")?,
+                mstype: get(&r, W, "mstype")?,
+                msspace: get(&r, W, "msspace")?,
+                mfinalfunc: get(&r, W, "mfinalfunc")?,
+                mfinalfunc_extra: get(&r, W, "aggmfinalextra")?,
+                mfinalfunc_modify: get(&r, W, "mfinalmodify")?,
+                minitcond: get(&r, W, "minitcond")?,
+                sortop: get(&r, W, "sortop")?,
+                parallel: get(&r, W, "parallel")?,
+            })
+        } else {
+            None
+        };
+        out.push(Function {
+            oid: get(&r, W, "oid")?,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "proname")?,
+            owner: get(&r, W, "owner")?,
+            kind,
+            identity_args: get(&r, W, "identity_args")?,
+            args: get(&r, W, "args")?,
+            def: get(&r, W, "def")?,
+            aggregate,
+            acl: acl(&r, W, "acl", "baseline")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_triggers(client: &Client, g: &Gate) -> Result<Vec<Trigger>, CatalogError> {
+    const W: &str = "triggers";
+    // untested: before PG 13 a trigger cloned onto a partition is recognised by its
+    // dependency on the parent's trigger.
+    let cloned = g.frag(
+        130000,
+        "t.tgparentid <> 0",
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.objid = t.oid AND d.refclassid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.deptype = 'P')",
+    );
+    let sql = format!(
+        "SELECT t.oid, t.tgrelid, t.tgname, pg_catalog.pg_get_triggerdef(t.oid) AS def,
+                t.tgenabled::text AS enabled, pg_catalog.obj_description(t.oid, 'pg_trigger') AS comment
+         FROM pg_catalog.pg_trigger t
+         JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE {USER_NS} AND c.oid >= 16384 AND NOT t.tgisinternal AND NOT ({cloned})
+         ORDER BY t.tgrelid, t.tgname"
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(Trigger {
+            oid: get(&r, W, "oid")?,
+            relid: get(&r, W, "tgrelid")?,
+            name: get(&r, W, "tgname")?,
+            def: get(&r, W, "def")?,
+            enabled: get(&r, W, "enabled")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_rules(client: &Client) -> Result<Vec<Rule>, CatalogError> {
+    const W: &str = "rules";
+    let sql = format!(
+        "SELECT r.oid, r.ev_class, r.rulename, pg_catalog.pg_get_ruledef(r.oid) AS def,
+                r.ev_enabled::text AS enabled, pg_catalog.obj_description(r.oid, 'pg_rewrite') AS comment
+         FROM pg_catalog.pg_rewrite r
+         JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE {USER_NS} AND c.oid >= 16384 AND r.rulename <> '_RETURN'
+         ORDER BY r.ev_class, r.rulename"
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(Rule {
+            oid: get(&r, W, "oid")?,
+            relid: get(&r, W, "ev_class")?,
+            name: get(&r, W, "rulename")?,
+            def: get(&r, W, "def")?,
+            enabled: get(&r, W, "enabled")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_policies(client: &Client) -> Result<Vec<Policy>, CatalogError> {
+    const W: &str = "policies";
+    let sql = format!(
+        "SELECT p.oid, p.polrelid, p.polname, p.polpermissive, p.polcmd::text AS cmd,
+                COALESCE((SELECT pg_catalog.array_agg(pg_catalog.pg_get_userbyid(x) ORDER BY pg_catalog.pg_get_userbyid(x))
+                          FROM pg_catalog.unnest(p.polroles) x WHERE x <> 0), '{{}}') AS roles,
+                pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS qual,
+                pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS withcheck,
+                pg_catalog.obj_description(p.oid, 'pg_policy') AS comment
+         FROM pg_catalog.pg_policy p
+         JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE {USER_NS} AND c.oid >= 16384
+         ORDER BY p.polrelid, p.polname"
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(Policy {
+            oid: get(&r, W, "oid")?,
+            relid: get(&r, W, "polrelid")?,
+            name: get(&r, W, "polname")?,
+            permissive: get(&r, W, "polpermissive")?,
+            command: get(&r, W, "cmd")?,
+            roles: get(&r, W, "roles")?,
+            using: get(&r, W, "qual")?,
+            with_check: get(&r, W, "withcheck")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_default_acls(client: &Client) -> Result<Vec<DefaultAcl>, CatalogError> {
+    const W: &str = "default privileges";
+    // A global entry replaces the built-in default, so it is compared with acldefault(); an
+    // entry for one schema adds to the global one, so its baseline is empty.
+    let sql = "SELECT d.oid, pg_catalog.pg_get_userbyid(d.defaclrole) AS role,
+                      (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = d.defaclnamespace) AS schema,
+                      d.defaclobjtype::text AS objtype, d.defaclacl::text[] AS acl,
+                      CASE WHEN d.defaclnamespace = 0
+                           THEN pg_catalog.acldefault((CASE d.defaclobjtype WHEN 'r' THEN 'r' WHEN 'S' THEN 's'
+                                WHEN 'f' THEN 'f' WHEN 'T' THEN 'T' ELSE 'n' END)::\"char\", d.defaclrole)::text[]
+                           ELSE '{}'::text[] END AS baseline
+               FROM pg_catalog.pg_default_acl d ORDER BY role, schema, objtype";
+    let mut out = Vec::new();
+    for r in query(client, W, sql).await? {
+        out.push(DefaultAcl {
+            oid: get(&r, W, "oid")?,
+            role: get(&r, W, "role")?,
+            schema: get(&r, W, "schema")?,
+            objtype: get(&r, W, "objtype")?,
+            acl: acl(&r, W, "acl", "baseline")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_depends(client: &Client) -> Result<Vec<Depend>, CatalogError> {
+    const W: &str = "dependencies";
+    // Column defaults and view bodies are not objects of their own here: their dependencies
+    // are reported as dependencies of the table or view they belong to.
+    let sql = "SELECT CASE WHEN ad.oid IS NOT NULL OR rw.oid IS NOT NULL THEN 'pg_catalog.pg_class'
+                           ELSE d.classid::pg_catalog.regclass::text END AS classid,
+                      COALESCE(ad.adrelid, rw.ev_class, d.objid) AS objid, d.objsubid,
+                      d.refclassid::pg_catalog.regclass::text AS refclassid, d.refobjid, d.refobjsubid,
+                      d.deptype::text AS deptype
+               FROM pg_catalog.pg_depend d
+               LEFT JOIN pg_catalog.pg_attrdef ad
+                 ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND ad.oid = d.objid
+               LEFT JOIN pg_catalog.pg_rewrite rw
+                 ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND rw.oid = d.objid
+                AND rw.rulename = '_RETURN'
+               WHERE d.deptype IN ('n', 'a', 'i') AND d.objid >= 16384 AND d.refobjid >= 16384";
+    let mut out = Vec::new();
+    for r in query(client, W, sql).await? {
+        out.push(Depend {
+            classid: get(&r, W, "classid")?,
+            objid: get(&r, W, "objid")?,
+            objsubid: get(&r, W, "objsubid")?,
+            refclassid: get(&r, W, "refclassid")?,
+            refobjid: get(&r, W, "refobjid")?,
+            refobjsubid: get(&r, W, "refobjsubid")?,
+            deptype: get(&r, W, "deptype")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn read_extension_members(client: &Client) -> Result<Vec<(String, u32, u32)>, CatalogError> {
+    const W: &str = "extension members";
+    let sql = "SELECT d.classid::pg_catalog.regclass::text AS classid, d.objid, d.refobjid
+               FROM pg_catalog.pg_depend d WHERE d.deptype = 'e'";
+    let mut out = Vec::new();
+    for r in query(client, W, sql).await? {
+        out.push((
+            get(&r, W, "classid")?,
+            get(&r, W, "objid")?,
+            get(&r, W, "refobjid")?,
+        ));
+    }
+    Ok(out)
+}
+
+async fn read_type_links(client: &Client, g: &Gate) -> Result<Vec<TypeLink>, CatalogError> {
+    const W: &str = "type links";
+    let range = g.frag(
+        140000,
+        "COALESCE((SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = t.oid), 0::oid)",
+        "0::oid",
+    );
+    let sql = format!(
+        "SELECT t.oid, t.typrelid, t.typelem, {range} AS range
+         FROM pg_catalog.pg_type t
+         WHERE t.oid >= 16384 AND (t.typrelid <> 0 OR t.typelem <> 0 OR t.typtype = 'm')"
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(TypeLink {
+            oid: get(&r, W, "oid")?,
+            relid: get(&r, W, "typrelid")?,
+            elem: get(&r, W, "typelem")?,
+            range: get(&r, W, "range")?,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,858 @@
+//! One renderer per object kind: model → SQL text, no I/O.
+//!
+//! Every renderer writes complete statements ending in `;\n`, followed by the object's owner,
+//! comment and privileges, so that each object's text can be placed anywhere its dependencies
+//! allow.
+
+use crate::catalog::{Acl, Column, Function, RelKind, Relation, TypeDef};
+use crate::schema::{DumpOptions, Item, Model, Object};
+
+use super::privileges::{acl_statements, Target};
+use super::quote::{qualified, quote_ident, quote_literal};
+
+/// Renders one object.
+pub fn render_object(m: &Model, o: &Object, opts: &DumpOptions) -> String {
+    let c = &m.catalog;
+    match o.item {
+        Item::Schema(i) => schema(&c.schemas[i], opts),
+        Item::Extension(i) => {
+            let e = &c.extensions[i];
+            let mut s = format!(
+                "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {};\n",
+                quote_ident(&e.name),
+                quote_ident(&e.schema)
+            );
+            s.push_str(&comment("EXTENSION", &quote_ident(&e.name), &e.comment));
+            s
+        }
+        Item::Type(i) => type_def(m, i, opts),
+        Item::Function(i) => function(&c.functions[i], opts),
+        Item::Relation(i) => {
+            let r = &c.relations[i];
+            match r.kind {
+                RelKind::View | RelKind::MatView => view(m, r, opts),
+                _ => table(m, r, opts),
+            }
+        }
+        Item::Sequence { rel, seq } => sequence(m, rel, seq, opts),
+        Item::OwnedBy(si) => {
+            let s = &c.sequences[si];
+            match (&s.owned_by, m.relations.get(&s.relid)) {
+                (Some((table, col)), Some(&ri)) => format!(
+                    "ALTER SEQUENCE {} OWNED BY {}.{};\n",
+                    rel_qname(m, ri),
+                    rel_name_by_oid(m, *table),
+                    quote_ident(col)
+                ),
+                _ => String::new(),
+            }
+        }
+        Item::Attach(i) => {
+            let r = &c.relations[i];
+            let parent = r.parents.first().map(|p| rel_name_by_oid(m, *p));
+            match (parent, &r.partbound) {
+                (Some(p), Some(bound)) => format!(
+                    "ALTER TABLE ONLY {p} ATTACH PARTITION {} {bound};\n",
+                    qualified(&r.schema, &r.name)
+                ),
+                _ => String::new(),
+            }
+        }
+        Item::Index(i) => index(m, i),
+        Item::Constraint(i) => constraint(m, i),
+        Item::IndexAttach(i) => {
+            let x = &c.indexes[i];
+            let parent = x
+                .parent
+                .and_then(|p| m.indexes.get(&p))
+                .map(|&p| &c.indexes[p]);
+            match parent {
+                Some(p) => format!(
+                    "ALTER INDEX {} ATTACH PARTITION {};\n",
+                    qualified(&p.schema, &p.name),
+                    qualified(&x.schema, &x.name)
+                ),
+                None => String::new(),
+            }
+        }
+        Item::Trigger(i) => {
+            let t = &c.triggers[i];
+            let table = rel_name_by_oid(m, t.relid);
+            let mut s = format!("{};\n", t.def);
+            let action = match t.enabled.as_str() {
+                "D" => Some("DISABLE TRIGGER"),
+                "R" => Some("ENABLE REPLICA TRIGGER"),
+                "A" => Some("ENABLE ALWAYS TRIGGER"),
+                _ => None,
+            };
+            if let Some(a) = action {
+                s.push_str(&format!(
+                    "ALTER TABLE {table} {a} {};\n",
+                    quote_ident(&t.name)
+                ));
+            }
+            let on = format!("{} ON {table}", quote_ident(&t.name));
+            s.push_str(&comment("TRIGGER", &on, &t.comment));
+            s
+        }
+        Item::Rule(i) => {
+            let r = &c.rules[i];
+            let table = rel_name_by_oid(m, r.relid);
+            let mut s = format!("{}\n", r.def);
+            let action = match r.enabled.as_str() {
+                "D" => Some("DISABLE RULE"),
+                "R" => Some("ENABLE REPLICA RULE"),
+                "A" => Some("ENABLE ALWAYS RULE"),
+                _ => None,
+            };
+            if let Some(a) = action {
+                s.push_str(&format!(
+                    "ALTER TABLE {table} {a} {};\n",
+                    quote_ident(&r.name)
+                ));
+            }
+            let on = format!("{} ON {table}", quote_ident(&r.name));
+            s.push_str(&comment("RULE", &on, &r.comment));
+            s
+        }
+        Item::Policy(i) => policy(m, i),
+        Item::RowSecurity(i) => {
+            let r = &c.relations[i];
+            let name = qualified(&r.schema, &r.name);
+            let mut s = String::new();
+            if r.row_security {
+                s.push_str(&format!("ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;\n"));
+            }
+            if r.force_row_security {
+                s.push_str(&format!("ALTER TABLE {name} FORCE ROW LEVEL SECURITY;\n"));
+            }
+            s
+        }
+        Item::DefaultAcl(i) => {
+            if opts.no_privileges {
+                return String::new();
+            }
+            let d = &c.default_acls[i];
+            let kind = match d.objtype.as_str() {
+                "r" => "TABLES",
+                "S" => "SEQUENCES",
+                "f" => "FUNCTIONS",
+                "T" => "TYPES",
+                "n" => "SCHEMAS",
+                _ => return String::new(),
+            };
+            let prefix = match &d.schema {
+                Some(s) => format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} ",
+                    quote_ident(&d.role),
+                    quote_ident(s)
+                ),
+                None => format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} ",
+                    quote_ident(&d.role)
+                ),
+            };
+            acl_statements(
+                &Target {
+                    kind,
+                    name: "",
+                    column: None,
+                    owner: &d.role,
+                    prefix: &prefix,
+                },
+                &d.acl,
+            )
+        }
+    }
+}
+
+fn comment(kind: &str, name: &str, text: &Option<String>) -> String {
+    match text {
+        Some(t) => format!("COMMENT ON {kind} {name} IS {};\n", quote_literal(t)),
+        None => String::new(),
+    }
+}
+
+fn owner(kind: &str, name: &str, owner: &str, opts: &DumpOptions) -> String {
+    if opts.no_owner {
+        String::new()
+    } else {
+        format!("ALTER {kind} {name} OWNER TO {};\n", quote_ident(owner))
+    }
+}
+
+fn privileges(kind: &str, name: &str, owner: &str, acl: &Acl, opts: &DumpOptions) -> String {
+    if opts.no_privileges {
+        return String::new();
+    }
+    acl_statements(
+        &Target {
+            kind,
+            name,
+            column: None,
+            owner,
+            prefix: "",
+        },
+        acl,
+    )
+}
+
+fn rel_qname(m: &Model, i: usize) -> String {
+    let r = &m.catalog.relations[i];
+    qualified(&r.schema, &r.name)
+}
+
+/// The qualified name of a relation by oid; a relation outside the model (which the
+/// dependency graph should make impossible) is named by oid so the failure is visible.
+fn rel_name_by_oid(m: &Model, oid: u32) -> String {
+    match m.relations.get(&oid) {
+        Some(&i) => rel_qname(m, i),
+        None => format!("pg_catalog.\"<missing relation {oid}>\""),
+    }
+}
+
+fn columns(m: &Model, relid: u32) -> &[Column] {
+    match m.columns.get(&relid) {
+        Some(r) => &m.catalog.columns[r.clone()],
+        None => &[],
+    }
+}
+
+fn collate(c: &Option<(String, String)>) -> String {
+    match c {
+        Some((s, n)) => format!(" COLLATE {}", qualified(s, n)),
+        None => String::new(),
+    }
+}
+
+fn schema(s: &crate::catalog::Schema, opts: &DumpOptions) -> String {
+    let name = quote_ident(&s.name);
+    let mut out = String::new();
+    if s.builtin {
+        // Exists in every new database: only what differs from its initial state.
+        if s.owner != "pg_database_owner" {
+            out.push_str(&owner("SCHEMA", &name, &s.owner, opts));
+        }
+        if s.comment.as_deref() != Some("standard public schema") {
+            match &s.comment {
+                Some(_) => out.push_str(&comment("SCHEMA", &name, &s.comment)),
+                None => out.push_str(&format!("COMMENT ON SCHEMA {name} IS NULL;\n")),
+            }
+        }
+    } else {
+        out.push_str(&format!("CREATE SCHEMA {name};\n"));
+        out.push_str(&owner("SCHEMA", &name, &s.owner, opts));
+        out.push_str(&comment("SCHEMA", &name, &s.comment));
+    }
+    out.push_str(&privileges("SCHEMA", &name, &s.owner, &s.acl, opts));
+    out
+}
+
+fn type_def(m: &Model, i: usize, opts: &DumpOptions) -> String {
+    let t = &m.catalog.types[i];
+    let name = qualified(&t.schema, &t.name);
+    let mut out = String::new();
+    let mut kind = "TYPE";
+    match &t.def {
+        TypeDef::Enum { labels } => {
+            let body: Vec<String> = labels
+                .iter()
+                .map(|l| format!("    {}", quote_literal(l)))
+                .collect();
+            out.push_str(&format!(
+                "CREATE TYPE {name} AS ENUM (\n{}\n);\n",
+                body.join(",\n")
+            ));
+        }
+        TypeDef::Domain {
+            base,
+            collation,
+            default,
+            not_null,
+            constraints,
+        } => {
+            kind = "DOMAIN";
+            out.push_str(&format!(
+                "CREATE DOMAIN {name} AS {base}{}",
+                collate(collation)
+            ));
+            if let Some(d) = default {
+                out.push_str(&format!(" DEFAULT {d}"));
+            }
+            if *not_null {
+                out.push_str(" NOT NULL");
+            }
+            let mut later = String::new();
+            for c in constraints {
+                if c.def.ends_with("NOT VALID") {
+                    later.push_str(&format!(
+                        "ALTER DOMAIN {name}\n    ADD CONSTRAINT {} {};\n",
+                        quote_ident(&c.name),
+                        c.def
+                    ));
+                } else {
+                    out.push_str(&format!(
+                        "\n\tCONSTRAINT {} {}",
+                        quote_ident(&c.name),
+                        c.def
+                    ));
+                }
+            }
+            out.push_str(";\n");
+            out.push_str(&later);
+            for c in constraints {
+                let on = format!("{} ON DOMAIN {name}", quote_ident(&c.name));
+                out.push_str(&comment("CONSTRAINT", &on, &c.comment));
+            }
+        }
+        TypeDef::Composite { relid } => {
+            let attrs: Vec<String> = columns(m, *relid)
+                .iter()
+                .map(|c| {
+                    format!(
+                        "    {} {}{}",
+                        quote_ident(&c.name),
+                        c.type_name,
+                        collate(&c.collation)
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "CREATE TYPE {name} AS (\n{}\n);\n",
+                attrs.join(",\n")
+            ));
+            for c in columns(m, *relid) {
+                let col = format!("{name}.{}", quote_ident(&c.name));
+                out.push_str(&comment("COLUMN", &col, &c.comment));
+            }
+        }
+        TypeDef::Range {
+            subtype,
+            opclass,
+            collation,
+            canonical,
+            subdiff,
+            multirange,
+        } => {
+            let mut opts_list = vec![format!("    subtype = {subtype}")];
+            if let Some((s, n)) = opclass {
+                opts_list.push(format!("    subtype_opclass = {}", qualified(s, n)));
+            }
+            if let Some((s, n)) = collation {
+                opts_list.push(format!("    collation = {}", qualified(s, n)));
+            }
+            if let Some(f) = canonical {
+                opts_list.push(format!("    canonical = {f}"));
+            }
+            if let Some(f) = subdiff {
+                opts_list.push(format!("    subtype_diff = {f}"));
+            }
+            if let Some(mr) = multirange {
+                opts_list.push(format!(
+                    "    multirange_type_name = {}",
+                    qualified(&t.schema, mr)
+                ));
+            }
+            out.push_str(&format!(
+                "CREATE TYPE {name} AS RANGE (\n{}\n);\n",
+                opts_list.join(",\n")
+            ));
+        }
+    }
+    out.push_str(&owner(kind, &name, &t.owner, opts));
+    out.push_str(&comment(kind, &name, &t.comment));
+    out.push_str(&privileges(kind, &name, &t.owner, &t.acl, opts));
+    out
+}
+
+fn function(f: &Function, opts: &DumpOptions) -> String {
+    let (kind, body) = match (&f.aggregate, &f.def) {
+        (Some(a), _) => ("AGGREGATE", aggregate(f, a)),
+        (None, Some(def)) => {
+            let kind = if f.kind == "p" {
+                "PROCEDURE"
+            } else {
+                "FUNCTION"
+            };
+            (kind, format!("{};\n", def.trim_end()))
+        }
+        (None, None) => return String::new(),
+    };
+    let args = if kind == "AGGREGATE" && f.identity_args.is_empty() {
+        "*".to_string()
+    } else {
+        f.identity_args.clone()
+    };
+    let sig = format!("{}({args})", qualified(&f.schema, &f.name));
+    let mut out = body;
+    out.push_str(&owner(kind, &sig, &f.owner, opts));
+    out.push_str(&comment(kind, &sig, &f.comment));
+    let acl_kind = if kind == "PROCEDURE" {
+        "PROCEDURE"
+    } else {
+        "FUNCTION"
+    };
+    out.push_str(&privileges(acl_kind, &sig, &f.owner, &f.acl, opts));
+    out
+}
+
+fn aggregate(f: &Function, a: &crate::catalog::Aggregate) -> String {
+    let args = if f.args.is_empty() {
+        "*"
+    } else {
+        f.args.as_str()
+    };
+    let modify = |m: &str| match m {
+        "s" => "SHAREABLE",
+        "w" => "READ_WRITE",
+        _ => "READ_ONLY",
+    };
+    let mut o = vec![
+        format!("    SFUNC = {}", a.sfunc),
+        format!("    STYPE = {}", a.stype),
+    ];
+    if a.sspace != 0 {
+        o.push(format!("    SSPACE = {}", a.sspace));
+    }
+    if let Some(x) = &a.initcond {
+        o.push(format!("    INITCOND = {}", quote_literal(x)));
+    }
+    if let Some(x) = &a.finalfunc {
+        o.push(format!("    FINALFUNC = {x}"));
+        if a.finalfunc_extra {
+            o.push("    FINALFUNC_EXTRA".into());
+        }
+        o.push(format!(
+            "    FINALFUNC_MODIFY = {}",
+            modify(&a.finalfunc_modify)
+        ));
+    }
+    for (k, v) in [
+        ("COMBINEFUNC", &a.combinefunc),
+        ("SERIALFUNC", &a.serialfunc),
+        ("DESERIALFUNC", &a.deserialfunc),
+        ("MSFUNC", &a.msfunc),
+        ("MINVFUNC", &a.minvfunc),
+        ("MSTYPE", &a.mstype),
+    ] {
+        if let Some(x) = v {
+            o.push(format!("    {k} = {x}"));
+        }
+    }
+    if a.msspace != 0 {
+        o.push(format!("    MSSPACE = {}", a.msspace));
+    }
+    if let Some(x) = &a.minitcond {
+        o.push(format!("    MINITCOND = {}", quote_literal(x)));
+    }
+    if let Some(x) = &a.mfinalfunc {
+        o.push(format!("    MFINALFUNC = {x}"));
+        if a.mfinalfunc_extra {
+            o.push("    MFINALFUNC_EXTRA".into());
+        }
+        o.push(format!(
+            "    MFINALFUNC_MODIFY = {}",
+            modify(&a.mfinalfunc_modify)
+        ));
+    }
+    if let Some(x) = &a.sortop {
+        o.push(format!("    SORTOP = OPERATOR({x})"));
+    }
+    match a.parallel.as_str() {
+        "s" => o.push("    PARALLEL = safe".into()),
+        "r" => o.push("    PARALLEL = restricted".into()),
+        _ => {}
+    }
+    if a.kind == "h" {
+        o.push("    HYPOTHETICAL".into());
+    }
+    format!(
+        "CREATE AGGREGATE {}({args}) (\n{}\n);\n",
+        qualified(&f.schema, &f.name),
+        o.join(",\n")
+    )
+}
+
+fn sequence_options(s: &crate::catalog::Sequence, with_type: bool) -> Vec<String> {
+    let mut o = Vec::new();
+    if with_type && s.type_name != "bigint" {
+        o.push(format!("AS {}", s.type_name));
+    }
+    o.push(format!("START WITH {}", s.start));
+    o.push(format!("INCREMENT BY {}", s.increment));
+    o.push(format!("MINVALUE {}", s.min));
+    o.push(format!("MAXVALUE {}", s.max));
+    o.push(format!("CACHE {}", s.cache));
+    if s.cycle {
+        o.push("CYCLE".into());
+    }
+    o
+}
+
+fn sequence(m: &Model, rel: usize, seq: usize, opts: &DumpOptions) -> String {
+    let r = &m.catalog.relations[rel];
+    let s = &m.catalog.sequences[seq];
+    let name = qualified(&r.schema, &r.name);
+    let unlogged = if r.persistence == "u" {
+        "UNLOGGED "
+    } else {
+        ""
+    };
+    let mut out = format!(
+        "CREATE {unlogged}SEQUENCE {name}\n    {};\n",
+        sequence_options(s, true).join("\n    ")
+    );
+    out.push_str(&owner("SEQUENCE", &name, &r.owner, opts));
+    out.push_str(&comment("SEQUENCE", &name, &r.comment));
+    out.push_str(&privileges("SEQUENCE", &name, &r.owner, &r.acl, opts));
+    out
+}
+
+fn with_options(r: &Relation) -> Vec<String> {
+    let mut o = r.reloptions.clone();
+    o.extend(r.toast_reloptions.iter().map(|t| format!("toast.{t}")));
+    o
+}
+
+fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
+    let name = qualified(&r.schema, &r.name);
+    let cols = columns(m, r.oid);
+    let inherits = !r.is_partition && !r.parents.is_empty();
+    let mut lines = Vec::new();
+    let mut after = String::new();
+    for c in cols {
+        // Inherited columns come from the parent; a partition is created stand-alone and
+        // attached later, so it lists every column.
+        if inherits && !c.is_local {
+            if let Some(d) = &c.default {
+                after.push_str(&format!(
+                    "ALTER TABLE ONLY {name} ALTER COLUMN {} SET DEFAULT {d};\n",
+                    quote_ident(&c.name)
+                ));
+            }
+            if c.not_null {
+                after.push_str(&format!(
+                    "ALTER TABLE ONLY {name} ALTER COLUMN {} SET NOT NULL;\n",
+                    quote_ident(&c.name)
+                ));
+            }
+            continue;
+        }
+        let mut l = format!(
+            "    {} {}{}",
+            quote_ident(&c.name),
+            c.type_name,
+            collate(&c.collation)
+        );
+        if let Some(d) = &c.default {
+            if c.generated == "s" {
+                l.push_str(&format!(" GENERATED ALWAYS AS ({d}) STORED"));
+            } else {
+                l.push_str(&format!(" DEFAULT {d}"));
+            }
+        }
+        if c.not_null {
+            l.push_str(" NOT NULL");
+        }
+        lines.push(l);
+    }
+    for con in m.catalog.constraints.iter().filter(|k| k.relid == r.oid) {
+        if con.kind == "c" && con.is_local && con.validated {
+            lines.push(format!(
+                "    CONSTRAINT {} {}",
+                quote_ident(&con.name),
+                con.def
+            ));
+        }
+    }
+    let unlogged = if r.persistence == "u" {
+        "UNLOGGED "
+    } else {
+        ""
+    };
+    let mut out = format!("CREATE {unlogged}TABLE {name} (\n{}\n)", lines.join(",\n"));
+    if inherits {
+        let parents: Vec<String> = r.parents.iter().map(|p| rel_name_by_oid(m, *p)).collect();
+        out.push_str(&format!("\nINHERITS ({})", parents.join(", ")));
+    }
+    if let Some(k) = &r.partkey {
+        out.push_str(&format!("\nPARTITION BY {k}"));
+    }
+    if let Some(am) = &r.access_method {
+        out.push_str(&format!("\nUSING {}", quote_ident(am)));
+    }
+    let w = with_options(r);
+    if !w.is_empty() {
+        out.push_str(&format!("\nWITH ({})", w.join(", ")));
+    }
+    if r.has_oids {
+        out.push_str("\nWITH OIDS");
+    }
+    out.push_str(";\n");
+    out.push_str(&after);
+
+    for c in cols {
+        let col = quote_ident(&c.name);
+        if c.identity == "a" || c.identity == "d" {
+            out.push_str(&identity(m, r, c));
+        }
+        if let Some(s) = &c.storage {
+            let st = match s.as_str() {
+                "p" => "PLAIN",
+                "e" => "EXTERNAL",
+                "m" => "MAIN",
+                _ => "EXTENDED",
+            };
+            out.push_str(&format!(
+                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET STORAGE {st};\n"
+            ));
+        }
+        if let Some(comp) = &c.compression {
+            let method = match comp.as_str() {
+                "p" => "pglz",
+                "l" => "lz4",
+                other => other,
+            };
+            out.push_str(&format!(
+                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET COMPRESSION {method};\n"
+            ));
+        }
+        if let Some(n) = c.stat_target {
+            out.push_str(&format!(
+                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET STATISTICS {n};\n"
+            ));
+        }
+        if !c.options.is_empty() {
+            out.push_str(&format!(
+                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET ({});\n",
+                c.options.join(", ")
+            ));
+        }
+    }
+    match r.replident.as_str() {
+        "f" => out.push_str(&format!("ALTER TABLE ONLY {name} REPLICA IDENTITY FULL;\n")),
+        "n" => out.push_str(&format!(
+            "ALTER TABLE ONLY {name} REPLICA IDENTITY NOTHING;\n"
+        )),
+        _ => {}
+    }
+    out.push_str(&owner("TABLE", &name, &r.owner, opts));
+    out.push_str(&comment("TABLE", &name, &r.comment));
+    for c in cols {
+        let col = format!("{name}.{}", quote_ident(&c.name));
+        out.push_str(&comment("COLUMN", &col, &c.comment));
+    }
+    for con in m.catalog.constraints.iter().filter(|k| k.relid == r.oid) {
+        if con.kind == "c" && con.is_local && con.validated {
+            let on = format!("{} ON {name}", quote_ident(&con.name));
+            out.push_str(&comment("CONSTRAINT", &on, &con.comment));
+        }
+    }
+    out.push_str(&privileges("TABLE", &name, &r.owner, &r.acl, opts));
+    out.push_str(&column_privileges(&name, &r.owner, cols, opts));
+    out
+}
+
+fn column_privileges(name: &str, owner: &str, cols: &[Column], opts: &DumpOptions) -> String {
+    if opts.no_privileges {
+        return String::new();
+    }
+    let mut out = String::new();
+    for c in cols {
+        let col = quote_ident(&c.name);
+        out.push_str(&acl_statements(
+            &Target {
+                kind: "TABLE",
+                name,
+                column: Some(&col),
+                owner,
+                prefix: "",
+            },
+            &c.acl,
+        ));
+    }
+    out
+}
+
+/// `ADD GENERATED … AS IDENTITY`, naming the sequence and its options so the restored
+/// sequence matches the original.
+fn identity(m: &Model, r: &Relation, c: &Column) -> String {
+    let seq = m.catalog.sequences.iter().find(|s| {
+        s.identity_of
+            .as_ref()
+            .is_some_and(|(t, col)| *t == r.oid && *col == c.name)
+    });
+    let Some(seq) = seq else { return String::new() };
+    let Some(&si) = m.relations.get(&seq.relid) else {
+        return String::new();
+    };
+    let srel = &m.catalog.relations[si];
+    let how = if c.identity == "a" {
+        "ALWAYS"
+    } else {
+        "BY DEFAULT"
+    };
+    let mut opts = vec![format!(
+        "SEQUENCE NAME {}",
+        qualified(&srel.schema, &srel.name)
+    )];
+    opts.extend(sequence_options(seq, false));
+    let mut out = format!(
+        "ALTER TABLE {} ALTER COLUMN {} ADD GENERATED {how} AS IDENTITY (\n    {}\n);\n",
+        qualified(&r.schema, &r.name),
+        quote_ident(&c.name),
+        opts.join("\n    ")
+    );
+    if srel.persistence == "u" && r.persistence != "u" {
+        out.push_str(&format!(
+            "ALTER SEQUENCE {} SET UNLOGGED;\n",
+            qualified(&srel.schema, &srel.name)
+        ));
+    }
+    out
+}
+
+fn view(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
+    let name = qualified(&r.schema, &r.name);
+    let def = r.viewdef.as_deref().unwrap_or("").trim_end();
+    let def = def.strip_suffix(';').unwrap_or(def);
+    let w = with_options(r);
+    let with = if w.is_empty() {
+        String::new()
+    } else {
+        format!(" WITH ({})", w.join(", "))
+    };
+    let (kind, mut out) = if r.kind == RelKind::MatView {
+        let using = r
+            .access_method
+            .as_ref()
+            .map(|a| format!(" USING {}", quote_ident(a)))
+            .unwrap_or_default();
+        (
+            "MATERIALIZED VIEW",
+            format!("CREATE MATERIALIZED VIEW {name}{using}{with} AS\n{def}\n  WITH NO DATA;\n"),
+        )
+    } else {
+        ("VIEW", format!("CREATE VIEW {name}{with} AS\n{def};\n"))
+    };
+    let cols = columns(m, r.oid);
+    if r.kind == RelKind::View {
+        for c in cols {
+            if let Some(d) = &c.default {
+                out.push_str(&format!(
+                    "ALTER VIEW {name} ALTER COLUMN {} SET DEFAULT {d};\n",
+                    quote_ident(&c.name)
+                ));
+            }
+        }
+    }
+    out.push_str(&owner(kind, &name, &r.owner, opts));
+    out.push_str(&comment(kind, &name, &r.comment));
+    for c in cols {
+        let col = format!("{name}.{}", quote_ident(&c.name));
+        out.push_str(&comment("COLUMN", &col, &c.comment));
+    }
+    out.push_str(&privileges("TABLE", &name, &r.owner, &r.acl, opts));
+    out.push_str(&column_privileges(&name, &r.owner, cols, opts));
+    out
+}
+
+/// CLUSTER ON and REPLICA IDENTITY USING INDEX, which follow the index they name.
+fn index_extras(m: &Model, x: &crate::catalog::Index) -> String {
+    let table = rel_name_by_oid(m, x.relid);
+    let mut out = String::new();
+    if x.clustered {
+        out.push_str(&format!(
+            "ALTER TABLE {table} CLUSTER ON {};\n",
+            quote_ident(&x.name)
+        ));
+    }
+    if x.replident {
+        out.push_str(&format!(
+            "ALTER TABLE ONLY {table} REPLICA IDENTITY USING INDEX {};\n",
+            quote_ident(&x.name)
+        ));
+    }
+    for (col, target) in &x.stat_targets {
+        out.push_str(&format!(
+            "ALTER INDEX {} ALTER COLUMN {col} SET STATISTICS {target};\n",
+            qualified(&x.schema, &x.name)
+        ));
+    }
+    out
+}
+
+fn index(m: &Model, i: usize) -> String {
+    let x = &m.catalog.indexes[i];
+    let mut out = format!("{};\n", x.def);
+    out.push_str(&index_extras(m, x));
+    out.push_str(&comment(
+        "INDEX",
+        &qualified(&x.schema, &x.name),
+        &x.comment,
+    ));
+    out
+}
+
+fn constraint(m: &Model, i: usize) -> String {
+    let k = &m.catalog.constraints[i];
+    let table = rel_name_by_oid(m, k.relid);
+    let partitioned = m
+        .relations
+        .get(&k.relid)
+        .is_some_and(|&r| m.catalog.relations[r].kind == RelKind::PartitionedTable);
+    // ONLY keeps PRIMARY KEY/UNIQUE from recursing (children get their own, then ATTACH);
+    // a foreign key on a partitioned table or a NOT VALID check must recurse.
+    let only = match k.kind.as_str() {
+        "f" => !partitioned,
+        "c" => false,
+        _ => true,
+    };
+    let mut out = format!(
+        "ALTER TABLE {}{table}\n    ADD CONSTRAINT {} {};\n",
+        if only { "ONLY " } else { "" },
+        quote_ident(&k.name),
+        k.def
+    );
+    if matches!(k.kind.as_str(), "p" | "u" | "x") {
+        if let Some(&xi) = m.indexes.get(&k.index) {
+            out.push_str(&index_extras(m, &m.catalog.indexes[xi]));
+        }
+    }
+    let on = format!("{} ON {table}", quote_ident(&k.name));
+    out.push_str(&comment("CONSTRAINT", &on, &k.comment));
+    out
+}
+
+fn policy(m: &Model, i: usize) -> String {
+    let p = &m.catalog.policies[i];
+    let table = rel_name_by_oid(m, p.relid);
+    let mut out = format!("CREATE POLICY {} ON {table}", quote_ident(&p.name));
+    if !p.permissive {
+        out.push_str(" AS RESTRICTIVE");
+    }
+    let cmd = match p.command.as_str() {
+        "r" => Some("SELECT"),
+        "a" => Some("INSERT"),
+        "w" => Some("UPDATE"),
+        "d" => Some("DELETE"),
+        _ => None,
+    };
+    if let Some(c) = cmd {
+        out.push_str(&format!(" FOR {c}"));
+    }
+    if !p.roles.is_empty() {
+        let roles: Vec<String> = p.roles.iter().map(|r| quote_ident(r)).collect();
+        out.push_str(&format!(" TO {}", roles.join(", ")));
+    }
+    if let Some(u) = &p.using {
+        out.push_str(&format!(" USING ({u})"));
+    }
+    if let Some(w) = &p.with_check {
+        out.push_str(&format!(" WITH CHECK ({w})"));
+    }
+    out.push_str(";\n");
+    let on = format!("{} ON {table}", quote_ident(&p.name));
+    out.push_str(&comment("POLICY", &on, &p.comment));
+    out
+}

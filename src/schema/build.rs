@@ -1,0 +1,539 @@
+//! Catalog → objects with dependencies.
+//!
+//! Dependencies come from `pg_depend`, redirected to the object that actually emits the DDL
+//! (a column default belongs to its table, a row type to its table, an array type to its
+//! element type, an extension member to its extension). A few `pg_depend` edges describe
+//! links that we emit as separate statements, and would otherwise form cycles; those are
+//! dropped here and carried by the linking object instead (sequence OWNED BY, partition
+//! ATTACH, partitioned index ATTACH).
+
+use std::collections::HashMap;
+
+use crate::catalog::{Catalog, RelKind};
+
+use super::object::{Item, Object, ObjectKind, Section};
+
+const PG_CLASS: &str = "pg_catalog.pg_class";
+const PG_TYPE: &str = "pg_catalog.pg_type";
+
+/// The catalog plus the objects derived from it and the lookups renderers need.
+#[derive(Debug)]
+pub struct Model {
+    pub catalog: Catalog,
+    pub objects: Vec<Object>,
+    /// Relation oid → index in `catalog.relations`.
+    pub relations: HashMap<u32, usize>,
+    /// Relation oid → range of its rows in `catalog.columns`.
+    pub columns: HashMap<u32, std::ops::Range<usize>>,
+    /// Index oid → index in `catalog.indexes`.
+    pub indexes: HashMap<u32, usize>,
+    /// Relation oid → index in `catalog.sequences`.
+    pub sequences: HashMap<u32, usize>,
+    /// Cycles that had to be broken while ordering, described for the log.
+    pub warnings: Vec<String>,
+}
+
+type Key = (&'static str, u32);
+
+impl Model {
+    pub fn build(catalog: Catalog) -> Model {
+        let mut m = Model {
+            catalog,
+            objects: Vec::new(),
+            relations: HashMap::new(),
+            columns: HashMap::new(),
+            indexes: HashMap::new(),
+            sequences: HashMap::new(),
+            warnings: Vec::new(),
+        };
+        m.index_catalog();
+        let map = m.make_objects();
+        m.add_depends(&map);
+        m.promote_to_post_data();
+        m
+    }
+
+    fn index_catalog(&mut self) {
+        let c = &self.catalog;
+        self.relations = c
+            .relations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.oid, i))
+            .collect();
+        self.indexes = c
+            .indexes
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.oid, i))
+            .collect();
+        self.sequences = c
+            .sequences
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.relid, i))
+            .collect();
+        let mut start = 0;
+        while start < c.columns.len() {
+            let rel = c.columns[start].relid;
+            let mut end = start;
+            while end < c.columns.len() && c.columns[end].relid == rel {
+                end += 1;
+            }
+            self.columns.insert(rel, start..end);
+            start = end;
+        }
+    }
+
+    fn push(&mut self, obj: Object) -> usize {
+        self.objects.push(obj);
+        self.objects.len() - 1
+    }
+
+    /// Creates one object per piece of DDL and returns the map from catalog identity
+    /// (catalog name, oid) to the object that emits it.
+    fn make_objects(&mut self) -> HashMap<Key, usize> {
+        let mut map: HashMap<Key, usize> = HashMap::new();
+        let cat = std::mem::take(&mut self.catalog);
+        let obj =
+            |kind, schema: Option<&str>, name: &str, owner: Option<&str>, oid, section, item| {
+                Object {
+                    kind,
+                    schema: schema.map(str::to_string),
+                    name: name.to_string(),
+                    owner: owner.map(str::to_string),
+                    oid,
+                    deps: Vec::new(),
+                    section,
+                    item,
+                }
+            };
+        use ObjectKind as K;
+        use Section::{PostData as Post, PreData as Pre};
+
+        for (i, s) in cat.schemas.iter().enumerate() {
+            let o = self.push(obj(
+                K::Schema,
+                None,
+                &s.name,
+                Some(&s.owner),
+                s.oid,
+                Pre,
+                Item::Schema(i),
+            ));
+            map.insert(("pg_catalog.pg_namespace", s.oid), o);
+        }
+        let schema_obj = |map: &HashMap<Key, usize>, name: &str| -> Option<usize> {
+            cat.schemas
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| map.get(&("pg_catalog.pg_namespace", s.oid)).copied())
+        };
+        for (i, e) in cat.extensions.iter().enumerate() {
+            let o = self.push(obj(
+                K::Extension,
+                None,
+                &e.name,
+                None,
+                e.oid,
+                Pre,
+                Item::Extension(i),
+            ));
+            if let Some(s) = schema_obj(&map, &e.schema) {
+                self.objects[o].deps.push(s);
+            }
+            map.insert(("pg_catalog.pg_extension", e.oid), o);
+        }
+        for (i, t) in cat.types.iter().enumerate() {
+            let o = self.push(obj(
+                K::Type,
+                Some(&t.schema),
+                &t.name,
+                Some(&t.owner),
+                t.oid,
+                Pre,
+                Item::Type(i),
+            ));
+            map.insert((PG_TYPE, t.oid), o);
+            if let crate::catalog::TypeDef::Composite { relid } = t.def {
+                map.insert((PG_CLASS, relid), o);
+            }
+        }
+        for (i, f) in cat.functions.iter().enumerate() {
+            let kind = if f.kind == "a" {
+                K::Aggregate
+            } else {
+                K::Function
+            };
+            let o = self.push(obj(
+                kind,
+                Some(&f.schema),
+                &f.name,
+                Some(&f.owner),
+                f.oid,
+                Pre,
+                Item::Function(i),
+            ));
+            map.insert(("pg_catalog.pg_proc", f.oid), o);
+        }
+
+        // Relations. Identity sequences are emitted with their table, so they map to it.
+        let mut pending_identity = Vec::new();
+        let mut partitions = Vec::new();
+        for (i, r) in cat.relations.iter().enumerate() {
+            let kind = match r.kind {
+                RelKind::Table | RelKind::PartitionedTable => K::Table,
+                RelKind::View => K::View,
+                RelKind::MatView => K::MatView,
+                RelKind::Sequence => K::Sequence,
+                // Foreign tables need servers, which are not modelled yet.
+                RelKind::ForeignTable | RelKind::CompositeType => continue,
+            };
+            if kind == K::Sequence {
+                let Some(&si) = self.sequences.get(&r.oid) else {
+                    continue;
+                };
+                let seq = &cat.sequences[si];
+                if let Some((table, _)) = &seq.identity_of {
+                    pending_identity.push((r.oid, *table));
+                    continue;
+                }
+                let o = self.push(obj(
+                    K::Sequence,
+                    Some(&r.schema),
+                    &r.name,
+                    Some(&r.owner),
+                    r.oid,
+                    Pre,
+                    Item::Sequence { rel: i, seq: si },
+                ));
+                map.insert((PG_CLASS, r.oid), o);
+                if seq.owned_by.is_some() {
+                    let ob = self.push(obj(
+                        K::SequenceOwnedBy,
+                        Some(&r.schema),
+                        &r.name,
+                        None,
+                        r.oid,
+                        Pre,
+                        Item::OwnedBy(si),
+                    ));
+                    self.objects[ob].deps.push(o);
+                }
+                continue;
+            }
+            let o = self.push(obj(
+                kind,
+                Some(&r.schema),
+                &r.name,
+                Some(&r.owner),
+                r.oid,
+                Pre,
+                Item::Relation(i),
+            ));
+            map.insert((PG_CLASS, r.oid), o);
+            if r.is_partition && !r.parents.is_empty() {
+                let a = self.push(obj(
+                    K::AttachPartition,
+                    Some(&r.schema),
+                    &r.name,
+                    None,
+                    r.oid,
+                    Pre,
+                    Item::Attach(i),
+                ));
+                self.objects[a].deps.push(o);
+                partitions.push((a, r.parents[0]));
+            } else {
+                // Inheritance parents must exist before CREATE TABLE … INHERITS.
+                for p in &r.parents {
+                    partitions.push((o, *p));
+                }
+            }
+            if r.row_security || r.force_row_security {
+                let rs = self.push(obj(
+                    K::RowSecurity,
+                    Some(&r.schema),
+                    &r.name,
+                    None,
+                    r.oid,
+                    Post,
+                    Item::RowSecurity(i),
+                ));
+                self.objects[rs].deps.push(o);
+            }
+        }
+        for (seq, table) in pending_identity {
+            if let Some(&t) = map.get(&(PG_CLASS, table)) {
+                map.insert((PG_CLASS, seq), t);
+            }
+        }
+        for (o, parent) in partitions {
+            if let Some(&p) = map.get(&(PG_CLASS, parent)) {
+                self.objects[o].deps.push(p);
+            }
+        }
+        // The owned-by links need the table too.
+        for o in 0..self.objects.len() {
+            if let Item::OwnedBy(si) = self.objects[o].item {
+                if let Some((table, _)) = &cat.sequences[si].owned_by {
+                    if let Some(&t) = map.get(&(PG_CLASS, *table)) {
+                        self.objects[o].deps.push(t);
+                    }
+                }
+            }
+        }
+
+        let rel_obj = |map: &HashMap<Key, usize>, relid: u32| map.get(&(PG_CLASS, relid)).copied();
+        let relations = self.relations.clone();
+        let rel_name = |relid: u32| {
+            relations.get(&relid).map(|&i| {
+                (
+                    cat.relations[i].schema.clone(),
+                    cat.relations[i].name.clone(),
+                )
+            })
+        };
+
+        for (i, c) in cat.constraints.iter().enumerate() {
+            let Some(table) = rel_obj(&map, c.relid) else {
+                continue;
+            };
+            let (schema, _) = rel_name(c.relid).unwrap_or_default();
+            let kind = match c.kind.as_str() {
+                "c" if c.is_local && !c.validated => K::CheckConstraint,
+                "p" | "u" | "x" => K::Constraint,
+                "f" if c.parent == 0 => K::ForeignKey,
+                _ => {
+                    // Inline CHECK, inherited CHECK or cloned FK: part of its table.
+                    map.insert(("pg_catalog.pg_constraint", c.oid), table);
+                    continue;
+                }
+            };
+            let o = self.push(obj(
+                kind,
+                Some(&schema),
+                &c.name,
+                None,
+                c.oid,
+                Post,
+                Item::Constraint(i),
+            ));
+            self.objects[o].deps.push(table);
+            map.insert(("pg_catalog.pg_constraint", c.oid), o);
+        }
+        let mut attaches = Vec::new();
+        for (i, x) in cat.indexes.iter().enumerate() {
+            let Some(table) = rel_obj(&map, x.relid) else {
+                continue;
+            };
+            let o = match x
+                .constraint
+                .and_then(|c| map.get(&("pg_catalog.pg_constraint", c)).copied())
+            {
+                Some(c) => c,
+                None => {
+                    let o = self.push(obj(
+                        K::Index,
+                        Some(&x.schema),
+                        &x.name,
+                        None,
+                        x.oid,
+                        Post,
+                        Item::Index(i),
+                    ));
+                    self.objects[o].deps.push(table);
+                    o
+                }
+            };
+            map.insert((PG_CLASS, x.oid), o);
+            if let Some(parent) = x.parent {
+                let a = self.push(obj(
+                    K::IndexAttach,
+                    Some(&x.schema),
+                    &x.name,
+                    None,
+                    x.oid,
+                    Post,
+                    Item::IndexAttach(i),
+                ));
+                self.objects[a].deps.push(o);
+                attaches.push((a, parent));
+            }
+        }
+        for (a, parent) in attaches {
+            if let Some(&p) = map.get(&(PG_CLASS, parent)) {
+                self.objects[a].deps.push(p);
+            }
+        }
+        for (i, t) in cat.triggers.iter().enumerate() {
+            let Some(table) = rel_obj(&map, t.relid) else {
+                continue;
+            };
+            let (schema, _) = rel_name(t.relid).unwrap_or_default();
+            let o = self.push(obj(
+                K::Trigger,
+                Some(&schema),
+                &t.name,
+                None,
+                t.oid,
+                Post,
+                Item::Trigger(i),
+            ));
+            self.objects[o].deps.push(table);
+            map.insert(("pg_catalog.pg_trigger", t.oid), o);
+        }
+        for (i, r) in cat.rules.iter().enumerate() {
+            let Some(table) = rel_obj(&map, r.relid) else {
+                continue;
+            };
+            let (schema, _) = rel_name(r.relid).unwrap_or_default();
+            let o = self.push(obj(
+                K::Rule,
+                Some(&schema),
+                &r.name,
+                None,
+                r.oid,
+                Post,
+                Item::Rule(i),
+            ));
+            self.objects[o].deps.push(table);
+            map.insert(("pg_catalog.pg_rewrite", r.oid), o);
+        }
+        for (i, p) in cat.policies.iter().enumerate() {
+            let Some(table) = rel_obj(&map, p.relid) else {
+                continue;
+            };
+            let (schema, _) = rel_name(p.relid).unwrap_or_default();
+            let o = self.push(obj(
+                K::Policy,
+                Some(&schema),
+                &p.name,
+                None,
+                p.oid,
+                Post,
+                Item::Policy(i),
+            ));
+            self.objects[o].deps.push(table);
+            map.insert(("pg_catalog.pg_policy", p.oid), o);
+        }
+        for (i, d) in cat.default_acls.iter().enumerate() {
+            let o = self.push(obj(
+                K::DefaultAcl,
+                d.schema.as_deref(),
+                &d.role,
+                None,
+                d.oid,
+                Post,
+                Item::DefaultAcl(i),
+            ));
+            if let Some(s) = d.schema.as_deref().and_then(|s| schema_obj(&map, s)) {
+                self.objects[o].deps.push(s);
+            }
+        }
+
+        // Implied types: row types → relation, arrays → element, multiranges → range.
+        // Arrays of row types need the row type mapped first, hence two passes.
+        for _pass in 0..2 {
+            for l in &cat.type_links {
+                if map.contains_key(&(PG_TYPE, l.oid)) {
+                    continue;
+                }
+                let target = if l.relid != 0 {
+                    map.get(&(PG_CLASS, l.relid))
+                } else if l.elem != 0 {
+                    map.get(&(PG_TYPE, l.elem))
+                } else {
+                    map.get(&(PG_TYPE, l.range))
+                };
+                if let Some(&t) = target {
+                    map.insert((PG_TYPE, l.oid), t);
+                }
+            }
+        }
+        for (class, oid, ext) in &cat.extension_members {
+            if let (Some(&e), Some(class)) = (
+                map.get(&("pg_catalog.pg_extension", *ext)),
+                static_class(class),
+            ) {
+                map.entry((class, *oid)).or_insert(e);
+            }
+        }
+        self.catalog = cat;
+        map
+    }
+
+    fn add_depends(&mut self, map: &HashMap<Key, usize>) {
+        for d in &self.catalog.depends {
+            let (Some(from_c), Some(to_c)) =
+                (static_class(&d.classid), static_class(&d.refclassid))
+            else {
+                continue;
+            };
+            let (Some(&from), Some(&to)) =
+                (map.get(&(from_c, d.objid)), map.get(&(to_c, d.refobjid)))
+            else {
+                continue;
+            };
+            if from == to {
+                continue;
+            }
+            let fk = self.objects[from].kind;
+            let tk = self.objects[to].kind;
+            // OWNED BY and partition membership are carried by their own link objects.
+            if d.deptype == "a"
+                && from_c == PG_CLASS
+                && to_c == PG_CLASS
+                && (fk == ObjectKind::Sequence
+                    || (fk == ObjectKind::Table && tk == ObjectKind::Table))
+            {
+                continue;
+            }
+            self.objects[from].deps.push(to);
+        }
+        for o in &mut self.objects {
+            o.deps.sort_unstable();
+            o.deps.dedup();
+        }
+    }
+
+    /// A pre-data object that needs a post-data one (a view grouping by a primary key, say)
+    /// moves to post-data with everything that depends on it, as pg_dump postpones such views.
+    fn promote_to_post_data(&mut self) {
+        loop {
+            let mut changed = false;
+            for i in 0..self.objects.len() {
+                if self.objects[i].section == Section::PreData
+                    && self.objects[i]
+                        .deps
+                        .iter()
+                        .any(|&d| self.objects[d].section == Section::PostData)
+                {
+                    self.objects[i].section = Section::PostData;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+}
+
+/// Interns the catalog names we map, so keys can be `&'static str`.
+fn static_class(name: &str) -> Option<&'static str> {
+    // regclass output leaves out `pg_catalog.` (it is always on the search path).
+    let bare = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    Some(match format!("pg_catalog.{bare}").as_str() {
+        "pg_catalog.pg_class" => PG_CLASS,
+        "pg_catalog.pg_type" => PG_TYPE,
+        "pg_catalog.pg_namespace" => "pg_catalog.pg_namespace",
+        "pg_catalog.pg_extension" => "pg_catalog.pg_extension",
+        "pg_catalog.pg_proc" => "pg_catalog.pg_proc",
+        "pg_catalog.pg_constraint" => "pg_catalog.pg_constraint",
+        "pg_catalog.pg_trigger" => "pg_catalog.pg_trigger",
+        "pg_catalog.pg_rewrite" => "pg_catalog.pg_rewrite",
+        "pg_catalog.pg_policy" => "pg_catalog.pg_policy",
+        _ => return None,
+    })
+}

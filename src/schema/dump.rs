@@ -1,0 +1,117 @@
+//! `dump_schema`: the database's DDL as two scripts, pre-data and post-data.
+
+use tokio_postgres::Client;
+
+use crate::catalog::{read_catalog, CatalogError, ReadOptions};
+use crate::ddl::render_object;
+
+use super::build::Model;
+use super::object::Section;
+use super::order::order;
+
+/// Which sections to produce (`--section`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SectionFilter {
+    #[default]
+    All,
+    PreData,
+    PostData,
+}
+
+/// Options of `pgferry schema`.
+#[derive(Clone, Debug, Default)]
+pub struct DumpOptions {
+    /// Leave out `ALTER … OWNER TO` (objects then belong to whoever runs the script).
+    pub no_owner: bool,
+    /// Leave out GRANT/REVOKE and ALTER DEFAULT PRIVILEGES.
+    pub no_privileges: bool,
+    pub section: SectionFilter,
+}
+
+/// The generated DDL. Each part starts with the session settings it needs, so either can be
+/// applied on its own (e.g. with `psql -1`); a section that was not requested is empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SchemaScript {
+    pub pre_data: String,
+    pub post_data: String,
+    /// Objects emitted before one of their dependencies because of a dependency cycle.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// Settings that make the script mean the same on any server: no timeouts, names always
+/// qualified (empty search_path), function bodies not validated before the objects they
+/// use exist.
+const PREAMBLE: &str = "SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+";
+
+/// Reads the catalog of the database `client` is connected to and renders its DDL.
+///
+/// Runs inside whatever transaction the caller has open; use
+/// [`crate::catalog::begin_snapshot_read`] first to read under an exported snapshot. If no
+/// transaction is open, each catalog query sees its own snapshot, which is only safe when
+/// no DDL runs concurrently.
+pub async fn dump_schema(client: &Client, opts: &DumpOptions) -> Result<SchemaScript, DumpError> {
+    let catalog = read_catalog(client, &ReadOptions::default()).await?;
+    Ok(render_script(Model::build(catalog), opts))
+}
+
+/// The pure half of [`dump_schema`]: model → ordered script.
+pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
+    let (sequence, forced) = order(&model.objects);
+    let mut pre = String::from(PREAMBLE);
+    let mut post = String::from(PREAMBLE);
+    for i in sequence {
+        let o = &model.objects[i];
+        let text = render_object(&model, o, opts);
+        if text.is_empty() {
+            continue;
+        }
+        let target = match o.section {
+            Section::PreData => &mut pre,
+            Section::PostData => &mut post,
+        };
+        target.push_str(&text);
+        target.push('\n');
+    }
+    let warnings = forced
+        .into_iter()
+        .map(|i| {
+            let o = &model.objects[i];
+            format!(
+                "dependency cycle: {:?} {}.{} emitted before some of its dependencies",
+                o.kind,
+                o.schema.as_deref().unwrap_or(""),
+                o.name
+            )
+        })
+        .collect();
+    SchemaScript {
+        pre_data: if opts.section == SectionFilter::PostData {
+            String::new()
+        } else {
+            pre
+        },
+        post_data: if opts.section == SectionFilter::PreData {
+            String::new()
+        } else {
+            post
+        },
+        warnings,
+    }
+}
