@@ -96,6 +96,8 @@ pub enum TlsSetupError {
 /// gets TLS as asked; there is no host name to verify then, and connecting fails rather than
 /// silently going plain.
 pub fn client_config(cfg: &ConnConfig) -> Result<Option<Arc<ClientConfig>>, TlsSetupError> {
+    // libpq checks this before knowing whether TLS will be used at all.
+    check_system_roots_mode(cfg)?;
     let unix_socket = matches!(cfg.host, Host::Unix(_)) && cfg.hostaddr.is_none();
     if cfg.sslmode == SslMode::Disable || unix_socket {
         return Ok(None);
@@ -135,10 +137,7 @@ pub fn client_config(cfg: &ConnConfig) -> Result<Option<Arc<ClientConfig>>, TlsS
 
 /// What `sslmode` and `sslrootcert` together require of the server certificate.
 pub fn verification_for(cfg: &ConnConfig) -> Result<Verification, TlsSetupError> {
-    let system = cfg.sslrootcert.as_deref() == Some(SYSTEM_ROOTS);
-    if system && cfg.sslmode != SslMode::VerifyFull && cfg.sslmode != SslMode::Disable {
-        return Err(TlsSetupError::WeakModeWithSystemRoots(cfg.sslmode));
-    }
+    check_system_roots_mode(cfg)?;
     Ok(match (cfg.sslmode, cfg.sslrootcert.is_some()) {
         (SslMode::Disable, _) => Verification::None,
         (SslMode::VerifyFull, true) => Verification::Full,
@@ -149,6 +148,15 @@ pub fn verification_for(cfg: &ConnConfig) -> Result<Verification, TlsSetupError>
         (SslMode::Allow | SslMode::Prefer | SslMode::Require, true) => Verification::Chain,
         (SslMode::Allow | SslMode::Prefer | SslMode::Require, false) => Verification::None,
     })
+}
+
+/// libpq 16: with `sslrootcert=system` anything but `verify-full` (even `disable`) is an error,
+/// because anyone can get a publicly trusted certificate for a name they control.
+fn check_system_roots_mode(cfg: &ConnConfig) -> Result<(), TlsSetupError> {
+    if cfg.sslrootcert.as_deref() == Some(SYSTEM_ROOTS) && cfg.sslmode != SslMode::VerifyFull {
+        return Err(TlsSetupError::WeakModeWithSystemRoots(cfg.sslmode));
+    }
+    Ok(())
 }
 
 fn read_certs(
@@ -636,10 +644,6 @@ mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
 
-    struct Issued {
-        der: CertificateDer<'static>,
-    }
-
     struct Ca {
         cert: rcgen::Certificate,
         key: KeyPair,
@@ -655,12 +659,14 @@ mod tests {
         Ca { cert, key }
     }
 
-    fn server_cert(ca: &Ca, params: CertificateParams) -> Issued {
+    /// A certificate signed by `ca`, as DER.
+    fn server_cert(ca: &Ca, params: CertificateParams) -> CertificateDer<'static> {
         let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-        Issued {
-            der: cert.der().clone(),
-        }
+        params
+            .signed_by(&key, &ca.cert, &ca.key)
+            .unwrap()
+            .der()
+            .clone()
     }
 
     fn with_sans(sans: &[&str]) -> CertificateParams {
@@ -697,12 +703,10 @@ mod tests {
         let ca = ca("test ca");
         let server = server_cert(&ca, with_sans(&["localhost", "127.0.0.1"]));
         let v = verifier(Verification::Full, &[ca.cert.der()]);
-        v.check(&server.der, &[], &name("localhost"), now())
-            .unwrap();
-        v.check(&server.der, &[], &name("127.0.0.1"), now())
-            .unwrap();
+        v.check(&server, &[], &name("localhost"), now()).unwrap();
+        v.check(&server, &[], &name("127.0.0.1"), now()).unwrap();
         // Through the rustls trait too.
-        v.verify_server_cert(&server.der, &[], &name("localhost"), &[], now())
+        v.verify_server_cert(&server, &[], &name("localhost"), &[], now())
             .unwrap();
     }
 
@@ -712,7 +716,7 @@ mod tests {
         let server = server_cert(&ca, with_sans(&["127.0.0.1"]));
         let full = verifier(Verification::Full, &[ca.cert.der()]);
         let err = full
-            .check(&server.der, &[], &name("localhost"), now())
+            .check(&server, &[], &name("localhost"), now())
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -720,7 +724,7 @@ mod tests {
         );
         let chain_only = verifier(Verification::Chain, &[ca.cert.der()]);
         chain_only
-            .check(&server.der, &[], &name("localhost"), now())
+            .check(&server, &[], &name("localhost"), now())
             .unwrap();
     }
 
@@ -731,7 +735,7 @@ mod tests {
         let server = server_cert(&ca, with_sans(&["localhost"]));
         let v = verifier(Verification::Chain, &[other.cert.der()]);
         let err = v
-            .verify_server_cert(&server.der, &[], &name("localhost"), &[], now())
+            .verify_server_cert(&server, &[], &name("localhost"), &[], now())
             .unwrap_err();
         assert_eq!(
             CertProblem::find(&err),
@@ -754,7 +758,7 @@ mod tests {
         let server = server_cert(&ca1, with_sans(&["localhost"]));
         let v = verifier(Verification::Chain, &[impostor.cert.der()]);
         let err = v
-            .check(&server.der, &[], &name("localhost"), now())
+            .check(&server, &[], &name("localhost"), now())
             .unwrap_err();
         assert_eq!(err, CertProblem::BadSignature);
         assert!(err.to_string().contains("check sslrootcert"), "{err}");
@@ -765,8 +769,7 @@ mod tests {
         let ca = ca("test ca");
         let server = server_cert(&ca, with_sans(&["elsewhere"]));
         let v = verifier(Verification::None, &[]);
-        v.check(&server.der, &[], &name("localhost"), now())
-            .unwrap();
+        v.check(&server, &[], &name("localhost"), now()).unwrap();
     }
 
     #[test]
@@ -831,12 +834,10 @@ mod tests {
         let ca = ca("test ca");
         let server = server_cert(&ca, cn_only("localhost"));
         let v = verifier(Verification::Full, &[ca.cert.der()]);
-        v.check(&server.der, &[], &name("localhost"), now())
-            .unwrap();
-        v.check(&server.der, &[], &name("LOCALHOST"), now())
-            .unwrap();
+        v.check(&server, &[], &name("localhost"), now()).unwrap();
+        v.check(&server, &[], &name("LOCALHOST"), now()).unwrap();
         let err = v
-            .check(&server.der, &[], &name("otherhost"), now())
+            .check(&server, &[], &name("otherhost"), now())
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -844,8 +845,8 @@ mod tests {
         );
 
         let by_ip = server_cert(&ca, cn_only("127.0.0.1"));
-        v.check(&by_ip.der, &[], &name("127.0.0.1"), now()).unwrap();
-        assert!(v.check(&by_ip.der, &[], &name("127.0.0.2"), now()).is_err());
+        v.check(&by_ip, &[], &name("127.0.0.1"), now()).unwrap();
+        assert!(v.check(&by_ip, &[], &name("127.0.0.2"), now()).is_err());
     }
 
     #[test]
@@ -858,7 +859,7 @@ mod tests {
         let server = server_cert(&ca, params);
         let v = verifier(Verification::Full, &[ca.cert.der()]);
         let err = v
-            .check(&server.der, &[], &name("localhost"), now())
+            .check(&server, &[], &name("localhost"), now())
             .unwrap_err();
         assert!(matches!(err, CertProblem::NameMismatch { .. }), "{err}");
     }
@@ -868,14 +869,12 @@ mod tests {
         let ca = ca("test ca");
         let server = server_cert(&ca, cn_only("*.example.com"));
         let v = verifier(Verification::Full, &[ca.cert.der()]);
-        v.check(&server.der, &[], &name("db.example.com"), now())
+        v.check(&server, &[], &name("db.example.com"), now())
             .unwrap();
         assert!(v
-            .check(&server.der, &[], &name("a.b.example.com"), now())
+            .check(&server, &[], &name("a.b.example.com"), now())
             .is_err());
-        assert!(v
-            .check(&server.der, &[], &name("example.com"), now())
-            .is_err());
+        assert!(v.check(&server, &[], &name("example.com"), now()).is_err());
     }
 
     #[test]
@@ -887,7 +886,7 @@ mod tests {
         let server = server_cert(&ca, params);
         let v = verifier(Verification::Chain, &[ca.cert.der()]);
         let err = v
-            .check(&server.der, &[], &name("localhost"), now())
+            .check(&server, &[], &name("localhost"), now())
             .unwrap_err();
         assert!(matches!(err, CertProblem::Expired(_)), "{err}");
         assert!(err.to_string().contains("2002"), "{err}");
@@ -963,6 +962,10 @@ mod tests {
             weak.to_string(),
             "weak sslmode \"require\" may not be used with sslrootcert=system (use \"verify-full\")"
         );
+        assert!(matches!(
+            client_config(&config(Disable, Some("system"))),
+            Err(TlsSetupError::WeakModeWithSystemRoots(Disable))
+        ));
     }
 
     #[test]
