@@ -434,6 +434,18 @@ fn describe(cfg: &ConnConfig, error: &tokio_postgres::Error) -> Explained {
             return explained;
         }
     }
+    // tokio-postgres says "invalid configuration: password missing" when the server asks for a
+    // password and none was given: that is an authentication problem, not a configuration one.
+    if innermost.contains("password missing") {
+        return Explained::new(
+            ConnectErrorKind::Authentication,
+            format!(
+                "the server asks for a password for user \"{}\" and none was given",
+                cfg.user
+            ),
+            Some("add it to ~/.pgpass (or PGPASSFILE), set PGPASSWORD, or put it in the connection string"),
+        );
+    }
     if error.is_closed() {
         return Explained::new(
             ConnectErrorKind::Other,
