@@ -59,9 +59,11 @@ pub async fn begin_snapshot_read(
     Ok(())
 }
 
-/// Reads the whole schema of the connected database. Must run inside a transaction opened by
-/// the caller (see [`begin_snapshot_read`]); it sets `search_path` to empty for that
-/// transaction only, so every name the server deparses comes back schema-qualified.
+/// Reads the whole schema of the connected database. Meant to run inside a transaction opened
+/// by the caller (see [`begin_snapshot_read`]) so all queries see one snapshot; outside one,
+/// each query sees its own, which is only safe while no DDL runs. `search_path` is emptied
+/// while reading (so every name the server deparses comes back schema-qualified) and restored
+/// afterwards.
 pub async fn read_catalog(client: &Client, opts: &ReadOptions) -> Result<Catalog, CatalogError> {
     read::read_all(client, opts).await
 }

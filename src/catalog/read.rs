@@ -74,17 +74,40 @@ fn opt_qualified(
     Ok(s.zip(n))
 }
 
-pub(super) async fn read_all(
+pub(super) async fn read_all(client: &Client, opts: &ReadOptions) -> Result<Catalog, CatalogError> {
+    // Deparsed names must come back schema-qualified, which needs an empty search_path. It is
+    // set for the session (a transaction-local setting would vanish when the caller runs us
+    // outside a transaction) and put back afterwards, whatever happened.
+    let rows = query(
+        client,
+        "search_path",
+        "SELECT pg_catalog.current_setting('search_path') AS sp, \
+         pg_catalog.set_config('search_path', '', false)",
+    )
+    .await?;
+    let saved: String = match rows.first() {
+        Some(r) => get(r, "search_path", "sp")?,
+        None => String::new(),
+    };
+    let result = read_with_empty_search_path(client, opts).await;
+    let restore = client
+        .query(
+            "SELECT pg_catalog.set_config('search_path', $1, false)",
+            &[&saved],
+        )
+        .await;
+    let cat = result?;
+    restore.map_err(|source| CatalogError::Query {
+        what: "search_path",
+        source,
+    })?;
+    Ok(cat)
+}
+
+async fn read_with_empty_search_path(
     client: &Client,
     _opts: &ReadOptions,
 ) -> Result<Catalog, CatalogError> {
-    client
-        .batch_execute("SELECT pg_catalog.set_config('search_path', '', true)")
-        .await
-        .map_err(|source| CatalogError::Query {
-            what: "search_path",
-            source,
-        })?;
     let rows = query(
         client,
         "server version",

@@ -556,8 +556,10 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
         }
         lines.push(l);
     }
+    // ATTACH PARTITION insists that the partition already has the parent's CHECK constraints,
+    // so a partition lists its inherited ones too.
     for con in m.catalog.constraints.iter().filter(|k| k.relid == r.oid) {
-        if con.kind == "c" && con.is_local && con.validated {
+        if con.kind == "c" && (con.is_local || r.is_partition) && con.validated {
             lines.push(format!(
                 "    CONSTRAINT {} {}",
                 quote_ident(&con.name),

@@ -304,6 +304,9 @@ impl Model {
                 "c" if c.is_local && !c.validated => K::CheckConstraint,
                 "p" | "u" | "x" => K::Constraint,
                 "f" if c.parent == 0 => K::ForeignKey,
+                // A cloned foreign key comes with its parent's; its dependencies (on the
+                // referenced key) must not be pinned on the partition.
+                "f" => continue,
                 _ => {
                     // Inline CHECK, inherited CHECK or cloned FK: part of its table.
                     map.insert(("pg_catalog.pg_constraint", c.oid), table);
