@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod schema_cmd;
 pub mod size;
 
 /// Exit codes, see the module documentation.
@@ -644,7 +645,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Cleanup(_) => {
             not_built_yet("cleanup", "slot/publication cleanup (issues 5 and 6)")
         }
-        Command::Schema(_) => not_built_yet("schema", "the catalog-driven schema engine (issue 3)"),
+        Command::Schema(args) => schema_cmd::run(&args).await,
         Command::Clone(_) => not_built_yet("clone", "the snapshot copy engine (issue 4)"),
         Command::Dump(_) => not_built_yet("dump", "native archives (issue 7)"),
         Command::Restore(_) => not_built_yet("restore", "native archives (issue 7)"),

@@ -1,0 +1,59 @@
+//! `pgferry schema`: print the DDL rebuilt from the source's catalogs.
+
+use super::{conn_config, exit, CliError, SchemaArgs, Section};
+use crate::conn::connect;
+use crate::schema::{dump_schema, DumpOptions, SectionFilter};
+
+pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
+    let cfg = conn_config("source", &args.source.source)?;
+    let session = connect(&cfg)
+        .await
+        .map_err(|e| CliError::failed(format!("source: {e}")))?;
+    let label = format!("source ({})", cfg.display_target());
+    crate::catalog::begin_snapshot_read(&session.client, None)
+        .await
+        .map_err(|e| CliError::failed(format!("{label}: {e}")))?;
+    let opts = DumpOptions {
+        no_owner: args.no_owner,
+        no_privileges: args.no_privileges,
+        section: match args.section {
+            Section::PreData => SectionFilter::PreData,
+            Section::PostData => SectionFilter::PostData,
+            Section::All => SectionFilter::All,
+        },
+    };
+    let script = dump_schema(&session.client, &opts)
+        .await
+        .map_err(|e| CliError::failed(format!("{label}: {e}")))?;
+    // Read-only transaction: ending it changes nothing.
+    let _ = session.client.batch_execute("COMMIT").await;
+    for warning in &script.warnings {
+        tracing::warn!("{warning}");
+    }
+    let mut text = String::new();
+    if !script.pre_data.is_empty() {
+        text.push_str("--\n-- pgferry schema: pre-data\n--\n\n");
+        text.push_str(&script.pre_data);
+    }
+    if !script.post_data.is_empty() {
+        text.push_str("--\n-- pgferry schema: post-data\n--\n\n");
+        text.push_str(&script.post_data);
+    }
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?,
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`pgferry schema | head`) is not an error.
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(CliError::failed(format!(
+                        "cannot write to standard output: {e}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(exit::OK)
+}
