@@ -253,7 +253,7 @@ pub const USED_KEYWORDS: &[&str] = &[
 ];
 
 /// libpq keywords accepted and ignored; the module documentation says why each is harmless.
-/// The last six are accepted only with certain values (checked in [`build`]).
+/// The last seven are accepted only with certain values (checked when the string is parsed).
 pub const IGNORED_KEYWORDS: &[&str] = &[
     "client_encoding",
     "fallback_application_name",
