@@ -235,3 +235,103 @@ async fn oracle_notices_missing_pieces() {
     };
     assert_eq!(first_diff(&strip(&a), &strip(&b)), None);
 }
+
+/// Catalog reads are batched per object kind: 10,000 tables (each with a sequence, a primary
+/// key, a CHECK and an index) must be read and rendered in under 10 seconds. Ignored by
+/// default because creating the tables takes about half a minute on a small machine; run
+/// with `cargo test --test schema_fidelity -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ten_thousand_tables_are_read_in_under_ten_seconds() {
+    let cluster = shared_cluster();
+    let db = fresh_db(cluster, "scale");
+    for batch in 0..10 {
+        let sql = format!(
+            "DO $$ BEGIN FOR i IN {}..{} LOOP
+               EXECUTE format('CREATE TABLE t%s (id serial PRIMARY KEY, name text NOT NULL DEFAULT ''x'', v numeric(10,2), CHECK (v > 0))', i);
+               EXECUTE format('CREATE INDEX ON t%s (name)', i);
+             END LOOP; END $$",
+            batch * 1000 + 1,
+            batch * 1000 + 1000
+        );
+        psql(cluster, &db, &sql);
+    }
+    let client = connect(cluster, &db).await;
+    pgferry::catalog::begin_snapshot_read(&client, None)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let script = dump_schema(&client, &DumpOptions::default()).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(script.pre_data.matches("CREATE TABLE").count(), 10_000);
+    assert_eq!(script.post_data.matches("CREATE INDEX").count(), 10_000);
+    assert!(took.as_secs_f64() < 10.0, "took {took:?}");
+    eprintln!("10,000 tables read and rendered in {took:?}");
+}
+
+/// Our `quote_ident` against the server's, for every keyword the server knows plus awkward
+/// names. We may quote more than this server (keywords added in later versions, so a script
+/// also works on a newer target), never less.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quote_ident_agrees_with_the_server() {
+    use pgferry::ddl::{quote_ident, quote_literal};
+    let cluster = shared_cluster();
+    let client = connect(cluster, "postgres").await;
+    let mut words: Vec<String> = client
+        .query("SELECT word FROM pg_get_keywords()", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(words.len() > 400);
+    for w in [
+        "", "a", "A", "Abc", "abc1", "1abc", "_", "my-table", "a b", "we\"ird", "bıgınt", "ünï",
+        "UPPER", "x$y", "a.b", "tab\tle", "日本",
+    ] {
+        words.push(w.to_string());
+    }
+    let newer = [
+        "json",
+        "json_array",
+        "json_arrayagg",
+        "json_exists",
+        "json_object",
+        "json_objectagg",
+        "json_query",
+        "json_scalar",
+        "json_serialize",
+        "json_table",
+        "json_value",
+        "merge_action",
+        "system_user",
+    ];
+    for w in &words {
+        let server: String = client
+            .query_one("SELECT quote_ident($1)", &[w])
+            .await
+            .unwrap()
+            .get(0);
+        let ours = quote_ident(w);
+        if ours != server {
+            assert!(
+                newer.contains(&w.as_str()) && server == *w,
+                "quote_ident({w:?}): server {server:?}, ours {ours:?}"
+            );
+        }
+        let lit: String = client
+            .query_one("SELECT quote_literal($1)", &[w])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(quote_literal(w), lit, "quote_literal({w:?})");
+    }
+    for s in ["a\\b", "it's", "\\'", "x\ny"] {
+        let lit: String = client
+            .query_one("SELECT quote_literal($1)", &[&s])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(quote_literal(s), lit, "quote_literal({s:?})");
+    }
+}

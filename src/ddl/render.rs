@@ -218,6 +218,17 @@ fn columns(m: &Model, relid: u32) -> &[Column] {
     }
 }
 
+fn table_constraints<'a>(
+    m: &'a Model,
+    relid: u32,
+) -> impl Iterator<Item = &'a crate::catalog::Constraint> + 'a {
+    m.constraints
+        .get(&relid)
+        .into_iter()
+        .flatten()
+        .map(|&i| &m.catalog.constraints[i])
+}
+
 fn collate(c: &Option<(String, String)>) -> String {
     match c {
         Some((s, n)) => format!(" COLLATE {}", qualified(s, n)),
@@ -558,7 +569,7 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
     }
     // ATTACH PARTITION insists that the partition already has the parent's CHECK constraints,
     // so a partition lists its inherited ones too.
-    for con in m.catalog.constraints.iter().filter(|k| k.relid == r.oid) {
+    for con in table_constraints(m, r.oid) {
         if con.kind == "c" && (con.is_local || r.is_partition) && con.validated {
             lines.push(format!(
                 "    CONSTRAINT {} {}",
@@ -644,8 +655,8 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
         let col = format!("{name}.{}", quote_ident(&c.name));
         out.push_str(&comment("COLUMN", &col, &c.comment));
     }
-    for con in m.catalog.constraints.iter().filter(|k| k.relid == r.oid) {
-        if con.kind == "c" && con.is_local && con.validated {
+    for con in table_constraints(m, r.oid) {
+        if con.kind == "c" && (con.is_local || r.is_partition) && con.validated {
             let on = format!("{} ON {name}", quote_ident(&con.name));
             out.push_str(&comment("CONSTRAINT", &on, &con.comment));
         }
@@ -679,12 +690,10 @@ fn column_privileges(name: &str, owner: &str, cols: &[Column], opts: &DumpOption
 /// `ADD GENERATED … AS IDENTITY`, naming the sequence and its options so the restored
 /// sequence matches the original.
 fn identity(m: &Model, r: &Relation, c: &Column) -> String {
-    let seq = m.catalog.sequences.iter().find(|s| {
-        s.identity_of
-            .as_ref()
-            .is_some_and(|(t, col)| *t == r.oid && *col == c.name)
-    });
-    let Some(seq) = seq else { return String::new() };
+    let Some(&seq) = m.identities.get(&(r.oid, c.name.clone())) else {
+        return String::new();
+    };
+    let seq = &m.catalog.sequences[seq];
     let Some(&si) = m.relations.get(&seq.relid) else {
         return String::new();
     };

@@ -29,6 +29,10 @@ pub struct Model {
     pub indexes: HashMap<u32, usize>,
     /// Relation oid → index in `catalog.sequences`.
     pub sequences: HashMap<u32, usize>,
+    /// Relation oid → indexes in `catalog.constraints` of its constraints.
+    pub constraints: HashMap<u32, Vec<usize>>,
+    /// (table oid, column name) → index in `catalog.sequences` of its identity sequence.
+    pub identities: HashMap<(u32, String), usize>,
     /// Cycles that had to be broken while ordering, described for the log.
     pub warnings: Vec<String>,
 }
@@ -44,6 +48,8 @@ impl Model {
             columns: HashMap::new(),
             indexes: HashMap::new(),
             sequences: HashMap::new(),
+            constraints: HashMap::new(),
+            identities: HashMap::new(),
             warnings: Vec::new(),
         };
         m.index_catalog();
