@@ -8,15 +8,15 @@
 //! [`ConnConfig::resolve`] (environment variables, defaults and `~/.pgpass` applied) →
 //! [`connect::connect`] (TLS negotiation per `sslmode`, authentication by tokio-postgres).
 
-pub mod conninfo;
 pub mod connect;
+pub mod conninfo;
 pub mod pgpass;
 pub mod resolve;
 pub mod secret;
 pub mod tls;
 
-pub use conninfo::{parse, ConnParams, ParseError};
 pub use connect::{connect, ConnectError, Session, TlsInfo};
+pub use conninfo::{parse, ConnParams, ParseError};
 pub use resolve::{ConnConfig, Env, ProcessEnv, ResolveError};
 pub use secret::Secret;
 
