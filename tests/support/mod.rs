@@ -1,0 +1,267 @@
+//! Helpers shared by the integration tests: real throwaway PostgreSQL clusters, `psql` for
+//! setting up and inspecting them, and a small certificate authority for TLS tests.
+//!
+//! Each test binary compiles this module separately and uses only part of it.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use pgferry::localpg::{Cluster, ClusterOptions, PgInstall, TlsFiles};
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// The PostgreSQL installation to test with; panics with the reason (and the fix) if there is
+/// none, so a missing server reads as a setup problem, not a test failure.
+pub fn install() -> PgInstall {
+    static INSTALL: OnceLock<PgInstall> = OnceLock::new();
+    INSTALL
+        .get_or_init(|| PgInstall::find().unwrap_or_else(|e| panic!("{e}")))
+        .clone()
+}
+
+/// One default cluster per test binary, started on first use. It is never dropped (statics are
+/// not); its watchdog removes it when the test process exits. Tests sharing it should work in
+/// their own database ([`fresh_db`]).
+pub fn shared_cluster() -> &'static Cluster {
+    static SHARED: OnceLock<Cluster> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        Cluster::start(&install(), ClusterOptions::default())
+            .unwrap_or_else(|e| panic!("could not start the shared test cluster: {e}"))
+    })
+}
+
+/// Creates a new, empty database named `<prefix>_<pid>_<n>` and returns its name. `prefix`
+/// is reduced to lowercase letters, digits and underscores so the name needs no quoting.
+pub fn fresh_db(cluster: &Cluster, prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let clean: String = prefix
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{clean}_{}_{n}", std::process::id());
+    psql(cluster, "postgres", &format!("CREATE DATABASE {name}"));
+    name
+}
+
+/// Runs `sql` (any number of statements) in `db` as the superuser and returns what the queries
+/// printed: unaligned, tuples only, one row per line, fields separated by `|`, without the
+/// trailing newline. Panics with psql's stderr if any statement fails.
+pub fn psql(cluster: &Cluster, db: &str, sql: &str) -> String {
+    let port = cluster.port().to_string();
+    let args = [
+        "-h",
+        cluster.host(),
+        "-p",
+        &port,
+        "-U",
+        cluster.superuser(),
+        "-d",
+        db,
+    ];
+    run_psql(cluster.install(), &args, &[], sql)
+}
+
+/// Like [`psql`], but connecting with a libpq connection string (e.g. to test TLS modes or
+/// passwords); `env` adds variables such as `PGPASSWORD`.
+pub fn psql_conninfo(
+    install: &PgInstall,
+    conninfo: &str,
+    env: &[(&str, &str)],
+    sql: &str,
+) -> String {
+    run_psql(install, &["-d", conninfo], env, sql)
+}
+
+/// Like [`psql_conninfo`], but returns psql's stderr when it fails instead of panicking.
+pub fn try_psql_conninfo(
+    install: &PgInstall,
+    conninfo: &str,
+    env: &[(&str, &str)],
+    sql: &str,
+) -> Result<String, String> {
+    try_run_psql(install, &["-d", conninfo], env, sql)
+}
+
+fn run_psql(install: &PgInstall, args: &[&str], env: &[(&str, &str)], sql: &str) -> String {
+    try_run_psql(install, args, env, sql)
+        .unwrap_or_else(|stderr| panic!("psql failed running {sql:?}:\n{stderr}"))
+}
+
+fn try_run_psql(
+    install: &PgInstall,
+    args: &[&str],
+    env: &[(&str, &str)],
+    sql: &str,
+) -> Result<String, String> {
+    let mut cmd = Command::new(install.tool("psql"));
+    // -q hides command tags ("CREATE TABLE"), so the output is only what queries return.
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-f", "-"])
+        .args(args)
+        // The caller's environment must not change what we connect to or how.
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE")
+        .env_remove("PGSSLMODE")
+        .env_remove("PGOPTIONS")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", install.tool("psql").display()));
+    let mut stdin = child.stdin.take().unwrap();
+    // A failing statement makes psql exit early; a broken pipe then is expected.
+    let _ = stdin.write_all(sql.as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A throwaway certificate authority, plus the certificates TLS tests need. Every key is an
+/// ECDSA P-256 key in PKCS#8 PEM, which both the server and rustls accept.
+pub struct TestPki {
+    /// The CA certificate (what a client trusts).
+    pub ca_pem: String,
+    /// The CA's private key.
+    pub ca_key: String,
+    ca_cert: Certificate,
+    ca_key_pair: KeyPair,
+    /// Temporary files handed out by [`TestPki::write_pem`]; deleted with the struct.
+    files: Mutex<Vec<tempfile::TempPath>>,
+    ca_path: PathBuf,
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        TestPki::new()
+    }
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        let ca_key_pair = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "pgferry test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = params.self_signed(&ca_key_pair).unwrap();
+        let mut pki = TestPki {
+            ca_pem: ca_cert.pem(),
+            ca_key: ca_key_pair.serialize_pem(),
+            ca_cert,
+            ca_key_pair,
+            files: Mutex::new(Vec::new()),
+            ca_path: PathBuf::new(),
+        };
+        pki.ca_path = pki.write_pem(&pki.ca_pem.clone());
+        pki
+    }
+
+    /// A file holding [`TestPki::ca_pem`], for `sslrootcert`.
+    pub fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// A server certificate signed by this CA, with these subjectAltNames (IP addresses are
+    /// recognised as such) and common name. Returns `(cert_pem, key_pem)`.
+    pub fn server_cert(&self, sans: &[&str], cn: &str) -> (String, String) {
+        self.leaf(sans, cn, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A server certificate signed by this CA with a common name but no subjectAltName
+    /// extension at all (host name checks must fall back to the CN).
+    pub fn server_cert_cn_only(&self, cn: &str) -> (String, String) {
+        self.leaf(&[], cn, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate signed by this CA; `cn` is the user name the server maps it to.
+    pub fn client_cert(&self, cn: &str) -> (String, String) {
+        self.leaf(&[], cn, ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    /// A self-signed certificate with basicConstraints CA:TRUE, used directly as the server
+    /// certificate (and as its own root). Returns `(cert_pem, key_pem)`.
+    pub fn self_signed_ca_server(&self, cn: &str, sans: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(owned(sans)).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// An unrelated CA, for "certificate signed by an unknown authority" tests.
+    pub fn other_ca(&self) -> TestPki {
+        TestPki::new()
+    }
+
+    /// Server TLS files for [`ClusterOptions::tls`]: a certificate for `sans`/`cn` signed by
+    /// this CA, and this CA as the root for client certificates.
+    pub fn server_tls(&self, sans: &[&str], cn: &str) -> TlsFiles {
+        let (cert_pem, key_pem) = self.server_cert(sans, cn);
+        TlsFiles {
+            cert_pem,
+            key_pem,
+            ca_pem: Some(self.ca_pem.clone()),
+        }
+    }
+
+    /// Writes `pem` to a temporary file that lives as long as this struct and returns its path
+    /// (for `sslrootcert`, `sslcert`, `sslkey`; the file is 0600, as libpq wants for keys).
+    pub fn write_pem(&self, pem: &str) -> PathBuf {
+        let mut file = tempfile::Builder::new()
+            .prefix("pgferry-test-")
+            .suffix(".pem")
+            .tempfile()
+            .unwrap();
+        file.write_all(pem.as_bytes()).unwrap();
+        let path = file.into_temp_path();
+        let owned = path.to_path_buf();
+        self.files.lock().unwrap().push(path);
+        owned
+    }
+
+    fn leaf(&self, sans: &[&str], cn: &str, usage: ExtendedKeyUsagePurpose) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(owned(sans)).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.ca_cert, &self.ca_key_pair)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn owned(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
