@@ -51,7 +51,9 @@ pub enum LocalPgError {
     },
 
     /// `pg_ctl start` (or restart) failed; the server log usually says why.
-    #[error("the PostgreSQL server did not start: {detail}\n--- last lines of {} ---\n{log_tail}", log.display())]
+    /// The log itself is usually gone by the time the error is read (a failed start cleans up),
+    /// hence the copy of its last lines.
+    #[error("the PostgreSQL server did not start: {detail}\n--- last lines of the server log ---\n{log_tail}")]
     StartFailed {
         detail: String,
         log: PathBuf,

@@ -25,9 +25,11 @@ impl PgInstall {
     /// if it is wrong, that is the error.
     pub fn find() -> Result<PgInstall, LocalPgError> {
         if let Some(dir) = std::env::var_os("PGFERRY_PG_BIN").filter(|d| !d.is_empty()) {
-            return PgInstall::from_bin_dir(dir);
+            return PgInstall::from_bin_dir(dir).map_err(|e| LocalPgError::NotFound {
+                searched: vec![format!("PGFERRY_PG_BIN ({e})")],
+            });
         }
-        let mut searched = Vec::new();
+        let mut searched = vec!["PGFERRY_PG_BIN (not set)".to_string()];
 
         match pg_config_bindir() {
             Ok(dir) => match PgInstall::from_bin_dir(&dir) {
@@ -49,7 +51,6 @@ impl PgInstall {
                 Err(e) => searched.push(e.to_string()),
             }
         }
-        searched.push("PGFERRY_PG_BIN (not set)".to_string());
         Err(LocalPgError::NotFound { searched })
     }
 
