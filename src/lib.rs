@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod conn;
+pub mod copy;
 pub mod ddl;
 pub mod localpg;
 pub mod schema;
