@@ -15,3 +15,4 @@ pub mod copy;
 pub mod ddl;
 pub mod localpg;
 pub mod schema;
+pub mod verify;
