@@ -492,3 +492,40 @@ async fn joining_a_bad_snapshot_name_is_refused() {
     assert_eq!(err.side, Side::Source);
     assert!(err.message.contains("snapshot"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_copy_does_not_depend_on_either_sides_datestyle() {
+    let p = pair(
+        "copy_datestyle",
+        "CREATE TABLE d (id int PRIMARY KEY, day date, at timestamp, span interval, f float8);",
+    );
+    // Day-first on the source, month-first on the target: 03/04 would swap without ISO.
+    p.src_sql(&format!(
+        "ALTER DATABASE {} SET datestyle = 'SQL, DMY'; ALTER DATABASE {} SET intervalstyle = 'sql_standard';",
+        p.src_db, p.src_db
+    ));
+    p.dst_sql(&format!(
+        "ALTER DATABASE {} SET datestyle = 'SQL, MDY'; ALTER DATABASE {} SET extra_float_digits = -3;",
+        p.dst_db, p.dst_db
+    ));
+    p.src_sql(
+        "INSERT INTO d VALUES (1, '2024-04-03', '2024-04-03 01:02:03.456789', '1 year 2 mons -3 days 04:05:06', 0.1::float8 + 0.2::float8),
+                              (2, '2001-12-11', '2001-12-11 23:59:59', '-1 day +1 hour', 1e-310);",
+    );
+    let (jobs, _) = p
+        .copy(
+            PlanOptions {
+                filter: only(&["public.d"]),
+                force_text: true,
+                ..PlanOptions::default()
+            },
+            1,
+        )
+        .await;
+    assert_eq!(jobs[0].format, CopyFormat::Text);
+    // Compared in one fixed style (psql sessions get each database's own settings).
+    p.assert_same(
+        "SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3;
+         SELECT string_agg(format('%s|%s|%s|%s|%s', id, day, at, span, f), ',' ORDER BY id) FROM d",
+    );
+}

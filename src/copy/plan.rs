@@ -162,7 +162,7 @@ pub async fn plan_tables(src: &Client, opts: &PlanOptions) -> Result<Vec<TableJo
         }
     }
     // Stable: equal sizes keep the catalog's (schema, table) order.
-    jobs.sort_by(|a, b| b.estimated_bytes.cmp(&a.estimated_bytes));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.estimated_bytes));
     Ok(jobs)
 }
 

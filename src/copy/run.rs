@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 use super::pipe::{copy_table, qualified, PipeOptions};
-use super::snapshot::begin_in_snapshot;
+use super::snapshot::{begin_in_snapshot, SESSION_SETTINGS};
 use super::{CopyError, CopyStats, Side, TableJob};
 use crate::conn::{connect, ConnConfig, Session};
 
@@ -55,7 +55,7 @@ pub async fn copy_all(
     progress: &dyn ProgressSink,
 ) -> Result<Vec<CopyStats>, CopyError> {
     let mut jobs = jobs;
-    jobs.sort_by(|a, b| b.estimated_bytes.cmp(&a.estimated_bytes));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.estimated_bytes));
     truncate_split_tables(dst_cfg, &jobs).await?;
     let workers = workers.clamp(1, jobs.len().max(1));
     let queue = Mutex::new(VecDeque::from(jobs));
@@ -84,6 +84,10 @@ async fn worker(
     }
     let (src, dst) = futures::try_join!(open(src_cfg, Side::Source), open(dst_cfg, Side::Target))?;
     begin_in_snapshot(&src.client, snapshot).await?;
+    dst.client
+        .batch_execute(SESSION_SETTINGS)
+        .await
+        .map_err(|e| CopyError::from_pg(None, Side::Target, &e))?;
     while let Some(job) = next_job(queue) {
         progress.job_started(&job);
         let mut on_bytes = |n: u64| progress.bytes_copied(&job, n);

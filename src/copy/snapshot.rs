@@ -76,8 +76,16 @@ impl ExportedSnapshot {
     }
 }
 
+/// Settings that make text-format values mean the same thing on both sides, whatever the
+/// servers' defaults (as pg_dump sets them): ISO dates cannot be read day-first or month-first
+/// by mistake, `postgres` intervals are what every server parses, and floats are printed
+/// exactly (PostgreSQL 11 and older round them unless `extra_float_digits` is 3). Worker
+/// sessions on both ends run them.
+pub const SESSION_SETTINGS: &str =
+    "SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3;";
+
 /// Starts a read-only `REPEATABLE READ` transaction on `client` that sees exactly the
-/// snapshot `name`, with row-level security off.
+/// snapshot `name`, with row-level security off and [`SESSION_SETTINGS`].
 ///
 /// `row_security = off` makes the server raise an error instead of silently filtering rows
 /// when a policy applies to this user (as pg_dump does): a copy must be complete or fail.
@@ -92,7 +100,7 @@ pub async fn begin_in_snapshot(client: &Client, name: &str) -> Result<(), CopyEr
         ));
     }
     let sql = format!(
-        "SET row_security = off; \
+        "SET row_security = off; {SESSION_SETTINGS} \
          BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
          SET TRANSACTION SNAPSHOT '{name}'"
     );
