@@ -5,10 +5,11 @@
 mod support;
 
 use pgferry::conn::ConnConfig;
+use pgferry::localpg::{Cluster, ClusterOptions};
 use pgferry::verify::{
     render_text, verify, Side, Status, VerifyError, VerifyOptions, VerifyReport,
 };
-use support::{fresh_db, psql, shared_cluster};
+use support::{fresh_db, install, psql, shared_cluster};
 
 fn cfg(db: &str) -> ConnConfig {
     ConnConfig::from_conn_str(&shared_cluster().uri(db)).unwrap()
@@ -143,6 +144,57 @@ async fn identical_data_is_clean() {
 
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["tables"][0]["status"]["kind"], "match");
+}
+
+/// Two separate servers, the target's database with other output settings (time zone, date
+/// style, bytea and float output, search_path): sessions pin these, so equal data still
+/// digests equally.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_with_different_output_settings_match() {
+    let source_cluster = shared_cluster();
+    let target_cluster = Cluster::start(&install(), ClusterOptions::default()).unwrap();
+    let extra = "CREATE TABLE refs (r regclass, t regtype, m money);
+                 INSERT INTO refs VALUES ('misc', 'integer', 1.5);";
+    let src = fresh_db(source_cluster, "verify_xsrv_src");
+    let dst = fresh_db(&target_cluster, "verify_xsrv_dst");
+    for (cluster, db) in [(source_cluster, &src), (&target_cluster, &dst)] {
+        psql(cluster, db, RICH_DATA);
+        psql(cluster, db, extra);
+    }
+    psql(
+        &target_cluster,
+        "postgres",
+        &format!(
+            "ALTER DATABASE {dst} SET timezone = 'Asia/Tokyo';
+             ALTER DATABASE {dst} SET datestyle = 'German, DMY';
+             ALTER DATABASE {dst} SET intervalstyle = 'sql_standard';
+             ALTER DATABASE {dst} SET bytea_output = 'escape';
+             ALTER DATABASE {dst} SET extra_float_digits = -3;
+             ALTER DATABASE {dst} SET search_path = pg_catalog;"
+        ),
+    );
+    // The control: without pinning, the two sides really print the same row differently.
+    let row = "SELECT ROW(ts, b, f, iv)::text FROM public.misc WHERE id = 2; SELECT r::text FROM public.refs";
+    assert_ne!(
+        psql(source_cluster, &src, row),
+        psql(&target_cluster, &dst, row)
+    );
+
+    let dst_cfg = ConnConfig::from_conn_str(&target_cluster.uri(&dst)).unwrap();
+    let report = verify(&cfg(&src), &dst_cfg, &VerifyOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("verify failed: {e}"));
+    assert!(report.is_clean(), "{}", render_text(&report));
+    assert_eq!(report.tables.len(), 5);
+    assert_ne!(report.source, report.target);
+
+    // And a difference across servers is still a difference.
+    psql(&target_cluster, &dst, "UPDATE public.refs SET m = 2;");
+    let report = verify(&cfg(&src), &dst_cfg, &VerifyOptions::default())
+        .await
+        .unwrap();
+    assert_mismatch(&report, "refs", "checksum differs");
+    target_cluster.stop();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -452,4 +504,39 @@ async fn unreachable_target_is_an_error() {
         err.to_string().starts_with("target: could not connect"),
         "{err}"
     );
+}
+
+/// A row-level security policy must not silently hide rows from the checksum: verify reads
+/// with `row_security = off`, which turns "would be filtered" into an error with a hint.
+#[tokio::test(flavor = "multi_thread")]
+async fn row_level_security_is_an_error_not_a_silent_difference() {
+    let cluster = shared_cluster();
+    let role = format!("verify_rls_{}", std::process::id());
+    psql(cluster, "postgres", &format!("CREATE ROLE {role} LOGIN"));
+    let (src, dst) = pair(
+        "verify_rls",
+        &format!(
+            "CREATE TABLE guarded (x int); INSERT INTO guarded VALUES (1), (2);
+             ALTER TABLE guarded OWNER TO {role};
+             ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE guarded FORCE ROW LEVEL SECURITY;
+             CREATE POLICY only_one ON guarded USING (x = 1);"
+        ),
+        "",
+        "",
+    );
+    let as_owner = ConnConfig::from_conn_str(&format!(
+        "postgres://{role}@{}:{}/{dst}?sslmode=disable",
+        cluster.host(),
+        cluster.port()
+    ))
+    .unwrap();
+    let err = verify(&cfg(&src), &as_owner, &VerifyOptions::default())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.side(), Some(Side::Target), "{msg}");
+    assert!(msg.contains("table public.guarded"), "{msg}");
+    assert!(msg.contains("row-level security"), "{msg}");
+    assert!(msg.contains("BYPASSRLS"), "{msg}");
 }
