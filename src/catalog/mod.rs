@@ -10,6 +10,7 @@
 //! `public`, which is compared with its initial state) and members of extensions.
 
 pub mod acl;
+mod extras;
 pub mod model;
 mod read;
 

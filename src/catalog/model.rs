@@ -376,6 +376,7 @@ pub struct Catalog {
     pub extension_members: Vec<(String, u32, u32)>,
     /// Types that stand for another object: row types, array types and multiranges.
     pub type_links: Vec<TypeLink>,
+    pub extras: Extras,
 }
 
 /// A `pg_type` row that is implied by another object, so dependencies on it can be
@@ -389,4 +390,176 @@ pub struct TypeLink {
     pub elem: u32,
     /// The range type of a multirange type, or 0.
     pub range: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Collation {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    /// `collprovider`: `c` libc, `i` ICU (`d`, the database default, is never user-created).
+    pub provider: String,
+    pub collate: Option<String>,
+    pub ctype: Option<String>,
+    /// ICU locale (PG 15+; before that ICU collations keep it in `collcollate`).
+    pub locale: Option<String>,
+    /// ICU tailoring rules (PG 16+).
+    pub icu_rules: Option<String>,
+    pub deterministic: bool,
+    pub comment: Option<String>,
+}
+
+/// Extended statistics (`CREATE STATISTICS`).
+#[derive(Clone, Debug)]
+pub struct StatisticsObject {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    pub relid: u32,
+    /// `pg_get_statisticsobjdef`.
+    pub def: String,
+    pub stat_target: Option<i32>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventTrigger {
+    pub oid: u32,
+    pub name: String,
+    pub owner: String,
+    pub event: String,
+    /// Qualified function name (`regproc` text).
+    pub function: String,
+    pub tags: Vec<String>,
+    /// `evtenabled`: `O`, `D`, `R`, `A` as for triggers.
+    pub enabled: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ForeignDataWrapper {
+    pub oid: u32,
+    pub name: String,
+    pub owner: String,
+    pub handler: Option<String>,
+    pub validator: Option<String>,
+    pub options: Vec<String>,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ForeignServer {
+    pub oid: u32,
+    pub name: String,
+    pub owner: String,
+    pub fdw: String,
+    pub server_type: Option<String>,
+    pub version: Option<String>,
+    pub options: Vec<String>,
+    pub acl: Acl,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserMapping {
+    pub oid: u32,
+    pub server: String,
+    /// Role name, or `None` for PUBLIC.
+    pub user: Option<String>,
+    pub options: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Cast {
+    pub oid: u32,
+    pub source: String,
+    pub target: String,
+    /// `regprocedure` text of the cast function.
+    pub function: Option<String>,
+    /// `castmethod`: `f` function, `i` inout, `b` binary coercible.
+    pub method: String,
+    /// `castcontext`: `e` explicit, `a` assignment, `i` implicit.
+    pub context: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Operator {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    pub left: Option<String>,
+    pub right: Option<String>,
+    pub function: String,
+    /// (schema, name) of the commutator and negator operators.
+    pub commutator: Option<(String, String)>,
+    pub negator: Option<(String, String)>,
+    /// Oids of the commutator and negator (0 when absent), to order one-sided links.
+    pub links: [u32; 2],
+    pub restrict: Option<String>,
+    pub join: Option<String>,
+    pub hashes: bool,
+    pub merges: bool,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TextSearchDictionary {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    /// Qualified template name.
+    pub template: (String, String),
+    /// `dictinitoption`, already in `key = value, …` form.
+    pub options: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TextSearchConfig {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    pub parser: (String, String),
+    /// Token type alias → dictionaries (schema, name), in map order.
+    pub mappings: Vec<(String, Vec<(String, String)>)>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Publication {
+    pub oid: u32,
+    pub name: String,
+    pub owner: String,
+    pub all_tables: bool,
+    /// Comma-separated actions for `publish = '…'`.
+    pub publish: String,
+    pub via_root: bool,
+    /// Tables: (relation oid, row filter, column list).
+    pub tables: Vec<(u32, Option<String>, Option<Vec<String>>)>,
+    /// Schemas published with `TABLES IN SCHEMA` (PG 15+).
+    pub schemas: Vec<String>,
+    pub comment: Option<String>,
+}
+
+/// The object kinds beyond the core ones, read in one query each as well.
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    pub collations: Vec<Collation>,
+    pub statistics: Vec<StatisticsObject>,
+    pub event_triggers: Vec<EventTrigger>,
+    pub fdws: Vec<ForeignDataWrapper>,
+    pub servers: Vec<ForeignServer>,
+    pub user_mappings: Vec<UserMapping>,
+    pub casts: Vec<Cast>,
+    pub operators: Vec<Operator>,
+    pub ts_dicts: Vec<TextSearchDictionary>,
+    pub ts_configs: Vec<TextSearchConfig>,
+    pub publications: Vec<Publication>,
 }

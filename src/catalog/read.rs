@@ -10,15 +10,15 @@ use super::{CatalogError, ReadOptions};
 
 /// Namespace filter shared by every query (`n` is the object's `pg_namespace`). User schemas
 /// cannot start with `pg_`, so this drops pg_catalog, pg_toast* and pg_temp* in one test.
-const USER_NS: &str = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'";
+pub(super) const USER_NS: &str = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'";
 
 /// Version-dependent SQL fragments.
-struct Gate {
-    v: i32,
+pub(super) struct Gate {
+    pub(super) v: i32,
 }
 
 impl Gate {
-    fn frag(&self, min: i32, new: &'static str, old: &'static str) -> &'static str {
+    pub(super) fn frag(&self, min: i32, new: &'static str, old: &'static str) -> &'static str {
         if self.v >= min {
             new
         } else {
@@ -28,13 +28,17 @@ impl Gate {
 }
 
 /// Not-an-extension-member test for an object of catalog `cat` with oid expression `oid`.
-fn not_ext(cat: &str, oid: &str) -> String {
+pub(super) fn not_ext(cat: &str, oid: &str) -> String {
     format!(
-        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = 'pg_catalog.{cat}'::pg_catalog.regclass AND e.objid = {oid} AND e.deptype = 'e')"
+        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend xdep WHERE xdep.classid = 'pg_catalog.{cat}'::pg_catalog.regclass AND xdep.objid = {oid} AND xdep.deptype = 'e')"
     )
 }
 
-async fn query(client: &Client, what: &'static str, sql: &str) -> Result<Vec<Row>, CatalogError> {
+pub(super) async fn query(
+    client: &Client,
+    what: &'static str,
+    sql: &str,
+) -> Result<Vec<Row>, CatalogError> {
     client
         .query(sql, &[])
         .await
@@ -42,7 +46,7 @@ async fn query(client: &Client, what: &'static str, sql: &str) -> Result<Vec<Row
 }
 
 /// Typed column access that reports which kind failed instead of panicking.
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a Row,
     what: &'static str,
     col: &str,
@@ -53,7 +57,12 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     })
 }
 
-fn acl(row: &Row, what: &'static str, actual: &str, baseline: &str) -> Result<Acl, CatalogError> {
+pub(super) fn acl(
+    row: &Row,
+    what: &'static str,
+    actual: &str,
+    baseline: &str,
+) -> Result<Acl, CatalogError> {
     let decode = |detail| CatalogError::Decode { what, detail };
     let actual: Option<Vec<String>> = get(row, what, actual)?;
     let baseline: Option<Vec<String>> = get(row, what, baseline)?;
@@ -63,7 +72,7 @@ fn acl(row: &Row, what: &'static str, actual: &str, baseline: &str) -> Result<Ac
     })
 }
 
-fn opt_qualified(
+pub(super) fn opt_qualified(
     row: &Row,
     what: &'static str,
     schema: &str,
@@ -147,6 +156,7 @@ async fn read_with_empty_search_path(
     cat.depends = read_depends(client).await?;
     cat.extension_members = read_extension_members(client).await?;
     cat.type_links = read_type_links(client, &g).await?;
+    cat.extras = super::extras::read_extras(client, &g).await?;
     Ok(cat)
 }
 

@@ -4,6 +4,7 @@
 //! view and function definitions) was fetched by [`crate::catalog`] in batch, so this module
 //! only assembles statements.
 
+pub mod extras;
 pub mod privileges;
 pub mod quote;
 pub mod render;

@@ -13,6 +13,9 @@ use super::quote::{qualified, quote_ident, quote_literal};
 /// Renders one object.
 pub fn render_object(m: &Model, o: &Object, opts: &DumpOptions) -> String {
     let c = &m.catalog;
+    if let Some(text) = super::extras::render_extra(m, o.item, opts) {
+        return text;
+    }
     match o.item {
         Item::Schema(i) => schema(&c.schemas[i], opts),
         Item::Extension(i) => {
@@ -163,17 +166,19 @@ pub fn render_object(m: &Model, o: &Object, opts: &DumpOptions) -> String {
                 &d.acl,
             )
         }
+        // Rendered by `extras` above.
+        _ => String::new(),
     }
 }
 
-fn comment(kind: &str, name: &str, text: &Option<String>) -> String {
+pub(super) fn comment(kind: &str, name: &str, text: &Option<String>) -> String {
     match text {
         Some(t) => format!("COMMENT ON {kind} {name} IS {};\n", quote_literal(t)),
         None => String::new(),
     }
 }
 
-fn owner(kind: &str, name: &str, owner: &str, opts: &DumpOptions) -> String {
+pub(super) fn owner(kind: &str, name: &str, owner: &str, opts: &DumpOptions) -> String {
     if opts.no_owner {
         String::new()
     } else {
@@ -549,10 +554,12 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
             }
             continue;
         }
+        // Foreign-table column OPTIONS sit between the type and the collation.
         let mut l = format!(
-            "    {} {}{}",
+            "    {} {}{}{}",
             quote_ident(&c.name),
             c.type_name,
+            super::extras::options_clause(&c.fdw_options),
             collate(&c.collation)
         );
         if let Some(d) = &c.default {
@@ -583,13 +590,19 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
     } else {
         ""
     };
-    let mut out = format!("CREATE {unlogged}TABLE {name} (\n{}\n)", lines.join(",\n"));
+    let foreign = r.kind == RelKind::ForeignTable;
+    let what = if foreign { "FOREIGN TABLE" } else { "TABLE" };
+    let mut out = format!("CREATE {unlogged}{what} {name} (\n{}\n)", lines.join(",\n"));
     if inherits {
         let parents: Vec<String> = r.parents.iter().map(|p| rel_name_by_oid(m, *p)).collect();
         out.push_str(&format!("\nINHERITS ({})", parents.join(", ")));
     }
     if let Some(k) = &r.partkey {
         out.push_str(&format!("\nPARTITION BY {k}"));
+    }
+    if let Some(server) = r.foreign_server.as_ref().filter(|_| foreign) {
+        out.push_str(&format!("\nSERVER {}", quote_ident(server)));
+        out.push_str(&super::extras::options_clause(&r.foreign_options));
     }
     if let Some(am) = &r.access_method {
         out.push_str(&format!("\nUSING {}", quote_ident(am)));
@@ -642,15 +655,16 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
             ));
         }
     }
-    match r.replident.as_str() {
-        "f" => out.push_str(&format!("ALTER TABLE ONLY {name} REPLICA IDENTITY FULL;\n")),
-        "n" => out.push_str(&format!(
+    // Foreign tables have no replica identity to set.
+    match r.replident.as_str().chars().next().filter(|_| !foreign) {
+        Some('f') => out.push_str(&format!("ALTER TABLE ONLY {name} REPLICA IDENTITY FULL;\n")),
+        Some('n') => out.push_str(&format!(
             "ALTER TABLE ONLY {name} REPLICA IDENTITY NOTHING;\n"
         )),
         _ => {}
     }
-    out.push_str(&owner("TABLE", &name, &r.owner, opts));
-    out.push_str(&comment("TABLE", &name, &r.comment));
+    out.push_str(&owner(what, &name, &r.owner, opts));
+    out.push_str(&comment(what, &name, &r.comment));
     for c in cols {
         let col = format!("{name}.{}", quote_ident(&c.name));
         out.push_str(&comment("COLUMN", &col, &c.comment));

@@ -79,6 +79,14 @@ impl Model {
             .enumerate()
             .map(|(i, s)| (s.relid, i))
             .collect();
+        for (i, k) in c.constraints.iter().enumerate() {
+            self.constraints.entry(k.relid).or_default().push(i);
+        }
+        for (i, s) in c.sequences.iter().enumerate() {
+            if let Some(key) = &s.identity_of {
+                self.identities.insert(key.clone(), i);
+            }
+        }
         let mut start = 0;
         while start < c.columns.len() {
             let rel = c.columns[start].relid;
@@ -192,8 +200,8 @@ impl Model {
                 RelKind::View => K::View,
                 RelKind::MatView => K::MatView,
                 RelKind::Sequence => K::Sequence,
-                // Foreign tables need servers, which are not modelled yet.
-                RelKind::ForeignTable | RelKind::CompositeType => continue,
+                RelKind::ForeignTable => K::Table,
+                RelKind::CompositeType => continue,
             };
             if kind == K::Sequence {
                 let Some(&si) = self.sequences.get(&r.oid) else {
@@ -441,6 +449,8 @@ impl Model {
             }
         }
 
+        self.make_extra_objects(&cat, &mut map);
+
         // Implied types: row types → relation, arrays → element, multiranges → range.
         // Arrays of row types need the row type mapped first, hence two passes.
         for _pass in 0..2 {
@@ -470,6 +480,240 @@ impl Model {
         }
         self.catalog = cat;
         map
+    }
+
+    /// Objects of the less common kinds (see [`crate::catalog::Extras`]).
+    fn make_extra_objects(&mut self, cat: &Catalog, map: &mut HashMap<Key, usize>) {
+        use ObjectKind as K;
+        use Section::{PostData as Post, PreData as Pre};
+        let x = &cat.extras;
+        let add = |m: &mut Model,
+                   map: &mut HashMap<Key, usize>,
+                   kind,
+                   schema: Option<&str>,
+                   name: &str,
+                   owner: Option<&str>,
+                   oid: u32,
+                   section,
+                   item,
+                   class: Option<&'static str>| {
+            m.objects.push(Object {
+                kind,
+                schema: schema.map(str::to_string),
+                name: name.to_string(),
+                owner: owner.map(str::to_string),
+                oid,
+                deps: Vec::new(),
+                section,
+                item,
+            });
+            let o = m.objects.len() - 1;
+            if let Some(c) = class {
+                map.insert((c, oid), o);
+            }
+            o
+        };
+        for (i, c) in x.collations.iter().enumerate() {
+            add(
+                self,
+                map,
+                K::Collation,
+                Some(&c.schema),
+                &c.name,
+                Some(&c.owner),
+                c.oid,
+                Pre,
+                Item::Collation(i),
+                Some("pg_catalog.pg_collation"),
+            );
+        }
+        for (i, o) in x.operators.iter().enumerate() {
+            add(
+                self,
+                map,
+                K::Operator,
+                Some(&o.schema),
+                &o.name,
+                Some(&o.owner),
+                o.oid,
+                Pre,
+                Item::Operator(i),
+                Some("pg_catalog.pg_operator"),
+            );
+        }
+        // A commutator/negator link that only one side has was made by creating that side
+        // first (it made the other as a shell); creating them the other way round would
+        // link both. So the linked-to operator waits for the linking one.
+        let by_oid: HashMap<u32, usize> = x
+            .operators
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.oid, i))
+            .collect();
+        for o in &x.operators {
+            for &l in &o.links {
+                let Some(&target) = by_oid.get(&l) else {
+                    continue;
+                };
+                if l == o.oid || x.operators[target].links.contains(&o.oid) {
+                    continue;
+                }
+                if let (Some(&from), Some(&to)) = (
+                    map.get(&("pg_catalog.pg_operator", l)),
+                    map.get(&("pg_catalog.pg_operator", o.oid)),
+                ) {
+                    self.objects[from].deps.push(to);
+                }
+            }
+        }
+        for (i, c) in x.casts.iter().enumerate() {
+            let name = format!("{} AS {}", c.source, c.target);
+            add(
+                self,
+                map,
+                K::Cast,
+                None,
+                &name,
+                None,
+                c.oid,
+                Pre,
+                Item::Cast(i),
+                Some("pg_catalog.pg_cast"),
+            );
+        }
+        for (i, d) in x.ts_dicts.iter().enumerate() {
+            add(
+                self,
+                map,
+                K::TextSearchDictionary,
+                Some(&d.schema),
+                &d.name,
+                Some(&d.owner),
+                d.oid,
+                Pre,
+                Item::TsDict(i),
+                Some("pg_catalog.pg_ts_dict"),
+            );
+        }
+        for (i, c) in x.ts_configs.iter().enumerate() {
+            add(
+                self,
+                map,
+                K::TextSearchConfig,
+                Some(&c.schema),
+                &c.name,
+                Some(&c.owner),
+                c.oid,
+                Pre,
+                Item::TsConfig(i),
+                Some("pg_catalog.pg_ts_config"),
+            );
+        }
+        let mut fdw_by_name = HashMap::new();
+        for (i, w) in x.fdws.iter().enumerate() {
+            let o = add(
+                self,
+                map,
+                K::ForeignDataWrapper,
+                None,
+                &w.name,
+                Some(&w.owner),
+                w.oid,
+                Pre,
+                Item::Fdw(i),
+                Some("pg_catalog.pg_foreign_data_wrapper"),
+            );
+            fdw_by_name.insert(w.name.clone(), o);
+        }
+        let mut server_by_name = HashMap::new();
+        for (i, s) in x.servers.iter().enumerate() {
+            let o = add(
+                self,
+                map,
+                K::ForeignServer,
+                None,
+                &s.name,
+                Some(&s.owner),
+                s.oid,
+                Pre,
+                Item::Server(i),
+                Some("pg_catalog.pg_foreign_server"),
+            );
+            if let Some(&w) = fdw_by_name.get(&s.fdw) {
+                self.objects[o].deps.push(w);
+            }
+            server_by_name.insert(s.name.clone(), o);
+        }
+        for (i, u) in x.user_mappings.iter().enumerate() {
+            // Mappings to servers we do not dump (extension members) are left out too.
+            let Some(&srv) = server_by_name.get(&u.server) else {
+                continue;
+            };
+            let o = add(
+                self,
+                map,
+                K::UserMapping,
+                None,
+                &u.server,
+                u.user.as_deref(),
+                u.oid,
+                Pre,
+                Item::UserMapping(i),
+                None,
+            );
+            self.objects[o].deps.push(srv);
+        }
+        for (i, s) in x.statistics.iter().enumerate() {
+            let Some(&t) = map.get(&(PG_CLASS, s.relid)) else {
+                continue;
+            };
+            let o = add(
+                self,
+                map,
+                K::Statistics,
+                Some(&s.schema),
+                &s.name,
+                Some(&s.owner),
+                s.oid,
+                Post,
+                Item::Statistics(i),
+                Some("pg_catalog.pg_statistic_ext"),
+            );
+            self.objects[o].deps.push(t);
+        }
+        for (i, p) in x.publications.iter().enumerate() {
+            let o = add(
+                self,
+                map,
+                K::Publication,
+                None,
+                &p.name,
+                Some(&p.owner),
+                p.oid,
+                Post,
+                Item::Publication(i),
+                Some("pg_catalog.pg_publication"),
+            );
+            for (relid, _, _) in &p.tables {
+                if let Some(&t) = map.get(&(PG_CLASS, *relid)) {
+                    self.objects[o].deps.push(t);
+                }
+            }
+        }
+        for (i, e) in x.event_triggers.iter().enumerate() {
+            add(
+                self,
+                map,
+                K::EventTrigger,
+                None,
+                &e.name,
+                Some(&e.owner),
+                e.oid,
+                Post,
+                Item::EventTrigger(i),
+                Some("pg_catalog.pg_event_trigger"),
+            );
+        }
     }
 
     fn add_depends(&mut self, map: &HashMap<Key, usize>) {
@@ -543,6 +787,16 @@ fn static_class(name: &str) -> Option<&'static str> {
         "pg_catalog.pg_trigger" => "pg_catalog.pg_trigger",
         "pg_catalog.pg_rewrite" => "pg_catalog.pg_rewrite",
         "pg_catalog.pg_policy" => "pg_catalog.pg_policy",
+        "pg_catalog.pg_collation" => "pg_catalog.pg_collation",
+        "pg_catalog.pg_operator" => "pg_catalog.pg_operator",
+        "pg_catalog.pg_cast" => "pg_catalog.pg_cast",
+        "pg_catalog.pg_ts_dict" => "pg_catalog.pg_ts_dict",
+        "pg_catalog.pg_ts_config" => "pg_catalog.pg_ts_config",
+        "pg_catalog.pg_foreign_data_wrapper" => "pg_catalog.pg_foreign_data_wrapper",
+        "pg_catalog.pg_foreign_server" => "pg_catalog.pg_foreign_server",
+        "pg_catalog.pg_statistic_ext" => "pg_catalog.pg_statistic_ext",
+        "pg_catalog.pg_publication" => "pg_catalog.pg_publication",
+        "pg_catalog.pg_event_trigger" => "pg_catalog.pg_event_trigger",
         _ => return None,
     })
 }

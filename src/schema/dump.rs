@@ -6,7 +6,7 @@ use crate::catalog::{read_catalog, CatalogError, ReadOptions};
 use crate::ddl::render_object;
 
 use super::build::Model;
-use super::object::Section;
+use super::object::{ObjectKind, Section};
 use super::order::order;
 
 /// Which sections to produce (`--section`).
@@ -34,6 +34,10 @@ pub struct DumpOptions {
 pub struct SchemaScript {
     pub pre_data: String,
     pub post_data: String,
+    /// The source's publications, kept out of pre-/post-data on purpose: a migration sets up
+    /// its own, and copying the source's would make the target publish as well. Empty when
+    /// there are none; it needs the post-data objects (and roles) to exist.
+    pub publications: String,
     /// Objects emitted before one of their dependencies because of a dependency cycle.
     pub warnings: Vec<String>,
 }
@@ -76,15 +80,17 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
     let (sequence, forced) = order(&model.objects);
     let mut pre = String::from(PREAMBLE);
     let mut post = String::from(PREAMBLE);
+    let mut publications = String::new();
     for i in sequence {
         let o = &model.objects[i];
         let text = render_object(&model, o, opts);
         if text.is_empty() {
             continue;
         }
-        let target = match o.section {
-            Section::PreData => &mut pre,
-            Section::PostData => &mut post,
+        let target = match (o.kind, o.section) {
+            (ObjectKind::Publication, _) => &mut publications,
+            (_, Section::PreData) => &mut pre,
+            (_, Section::PostData) => &mut post,
         };
         target.push_str(&text);
         target.push('\n');
@@ -111,6 +117,11 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
             String::new()
         } else {
             post
+        },
+        publications: if publications.is_empty() {
+            publications
+        } else {
+            format!("{PREAMBLE}{publications}")
         },
         warnings,
     }

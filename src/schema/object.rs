@@ -13,8 +13,16 @@ pub enum Section {
 pub enum ObjectKind {
     Schema,
     Extension,
+    Collation,
     Type,
     Function,
+    Operator,
+    Cast,
+    TextSearchDictionary,
+    TextSearchConfig,
+    ForeignDataWrapper,
+    ForeignServer,
+    UserMapping,
     Sequence,
     Table,
     Aggregate,
@@ -33,6 +41,9 @@ pub enum ObjectKind {
     Rule,
     Policy,
     RowSecurity,
+    Statistics,
+    Publication,
+    EventTrigger,
     DefaultAcl,
 }
 
@@ -63,6 +74,18 @@ pub enum Item {
     Policy(usize),
     RowSecurity(usize),
     DefaultAcl(usize),
+    /// The kinds below index into `catalog.extras`.
+    Collation(usize),
+    Statistics(usize),
+    EventTrigger(usize),
+    Fdw(usize),
+    Server(usize),
+    UserMapping(usize),
+    Cast(usize),
+    Operator(usize),
+    TsDict(usize),
+    TsConfig(usize),
+    Publication(usize),
 }
 
 #[derive(Clone, Debug)]

@@ -1,0 +1,445 @@
+//! Catalog queries for the less common object kinds: collations, extended statistics, event
+//! triggers, foreign-data wrappers/servers/user mappings, casts, operators, text search
+//! dictionaries and configurations, publications. Still one query per kind.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Client;
+
+use super::model::*;
+use super::read::{acl, get, not_ext, opt_qualified, query, Gate, USER_NS};
+use super::CatalogError;
+
+/// A publication's table: (relation oid, row filter, column list).
+type PubTable = (u32, Option<String>, Option<Vec<String>>);
+/// A text search mapping: token type alias → dictionaries (schema, name).
+type TsMapping = (String, Vec<(String, String)>);
+
+pub(super) async fn read_extras(client: &Client, g: &Gate) -> Result<Extras, CatalogError> {
+    Ok(Extras {
+        collations: collations(client, g).await?,
+        statistics: statistics(client, g).await?,
+        event_triggers: event_triggers(client).await?,
+        fdws: fdws(client).await?,
+        servers: servers(client).await?,
+        user_mappings: user_mappings(client).await?,
+        casts: casts(client).await?,
+        operators: operators(client).await?,
+        ts_dicts: ts_dicts(client).await?,
+        ts_configs: ts_configs(client).await?,
+        publications: publications(client, g).await?,
+    })
+}
+
+async fn collations(client: &Client, g: &Gate) -> Result<Vec<Collation>, CatalogError> {
+    const W: &str = "collations";
+    // untested: colliculocale is PG 15-16, colllocale PG 17+; collicurules PG 16+.
+    let locale = if g.v >= 170000 {
+        "c.colllocale"
+    } else {
+        g.frag(150000, "c.colliculocale", "NULL::text")
+    };
+    let rules = g.frag(160000, "c.collicurules", "NULL::text");
+    let det = g.frag(120000, "c.collisdeterministic", "true");
+    let sql = format!(
+        "SELECT c.oid, n.nspname, c.collname, pg_catalog.pg_get_userbyid(c.collowner) AS owner,
+                c.collprovider::text AS provider, c.collcollate::text AS collate, c.collctype::text AS ctype,
+                {locale}::text AS locale, {rules}::text AS rules, {det} AS det,
+                pg_catalog.obj_description(c.oid, 'pg_collation') AS comment
+         FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+         WHERE {USER_NS} AND c.oid >= 16384 AND c.collprovider <> 'd' AND {}
+         ORDER BY n.nspname, c.collname",
+        not_ext("pg_collation", "c.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(Collation {
+            oid: get(&r, W, "oid")?,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "collname")?,
+            owner: get(&r, W, "owner")?,
+            provider: get(&r, W, "provider")?,
+            collate: get(&r, W, "collate")?,
+            ctype: get(&r, W, "ctype")?,
+            locale: get(&r, W, "locale")?,
+            icu_rules: get(&r, W, "rules")?,
+            deterministic: get(&r, W, "det")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn statistics(client: &Client, g: &Gate) -> Result<Vec<StatisticsObject>, CatalogError> {
+    const W: &str = "statistics objects";
+    // untested: stxstattarget appeared in PG 13 (nullable from PG 17).
+    let target = g.frag(130000, "COALESCE(s.stxstattarget::int, -1)", "-1");
+    let sql = format!(
+        "SELECT s.oid, n.nspname, s.stxname, pg_catalog.pg_get_userbyid(s.stxowner) AS owner,
+                s.stxrelid, pg_catalog.pg_get_statisticsobjdef(s.oid) AS def, {target} AS target,
+                pg_catalog.obj_description(s.oid, 'pg_statistic_ext') AS comment
+         FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+         WHERE {USER_NS} AND {}
+         ORDER BY n.nspname, s.stxname",
+        not_ext("pg_statistic_ext", "s.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        let target: i32 = get(&r, W, "target")?;
+        out.push(StatisticsObject {
+            oid: get(&r, W, "oid")?,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "stxname")?,
+            owner: get(&r, W, "owner")?,
+            relid: get(&r, W, "stxrelid")?,
+            def: get(&r, W, "def")?,
+            stat_target: (target >= 0).then_some(target),
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn event_triggers(client: &Client) -> Result<Vec<EventTrigger>, CatalogError> {
+    const W: &str = "event triggers";
+    let sql = format!(
+        "SELECT e.oid, e.evtname, pg_catalog.pg_get_userbyid(e.evtowner) AS owner, e.evtevent,
+                e.evtfoid::pg_catalog.regproc::text AS func, COALESCE(e.evttags, '{{}}') AS tags,
+                e.evtenabled::text AS enabled,
+                pg_catalog.obj_description(e.oid, 'pg_event_trigger') AS comment
+         FROM pg_catalog.pg_event_trigger e
+         WHERE {} ORDER BY e.evtname",
+        not_ext("pg_event_trigger", "e.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(EventTrigger {
+            oid: get(&r, W, "oid")?,
+            name: get(&r, W, "evtname")?,
+            owner: get(&r, W, "owner")?,
+            event: get(&r, W, "evtevent")?,
+            function: get(&r, W, "func")?,
+            tags: get(&r, W, "tags")?,
+            enabled: get(&r, W, "enabled")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn fdws(client: &Client) -> Result<Vec<ForeignDataWrapper>, CatalogError> {
+    const W: &str = "foreign-data wrappers";
+    let sql = format!(
+        "SELECT w.oid, w.fdwname, pg_catalog.pg_get_userbyid(w.fdwowner) AS owner,
+                NULLIF(w.fdwhandler, 0)::pg_catalog.regproc::text AS handler,
+                NULLIF(w.fdwvalidator, 0)::pg_catalog.regproc::text AS validator,
+                COALESCE(w.fdwoptions, '{{}}') AS options, w.fdwacl::text[] AS acl,
+                pg_catalog.acldefault('F', w.fdwowner)::text[] AS baseline,
+                pg_catalog.obj_description(w.oid, 'pg_foreign_data_wrapper') AS comment
+         FROM pg_catalog.pg_foreign_data_wrapper w
+         WHERE w.oid >= 16384 AND {} ORDER BY w.fdwname",
+        not_ext("pg_foreign_data_wrapper", "w.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(ForeignDataWrapper {
+            oid: get(&r, W, "oid")?,
+            name: get(&r, W, "fdwname")?,
+            owner: get(&r, W, "owner")?,
+            handler: get(&r, W, "handler")?,
+            validator: get(&r, W, "validator")?,
+            options: get(&r, W, "options")?,
+            acl: acl(&r, W, "acl", "baseline")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn servers(client: &Client) -> Result<Vec<ForeignServer>, CatalogError> {
+    const W: &str = "foreign servers";
+    let sql = format!(
+        "SELECT s.oid, s.srvname, pg_catalog.pg_get_userbyid(s.srvowner) AS owner, w.fdwname,
+                s.srvtype, s.srvversion, COALESCE(s.srvoptions, '{{}}') AS options,
+                s.srvacl::text[] AS acl, pg_catalog.acldefault('S', s.srvowner)::text[] AS baseline,
+                pg_catalog.obj_description(s.oid, 'pg_foreign_server') AS comment
+         FROM pg_catalog.pg_foreign_server s
+         JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+         WHERE s.oid >= 16384 AND {} ORDER BY s.srvname",
+        not_ext("pg_foreign_server", "s.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(ForeignServer {
+            oid: get(&r, W, "oid")?,
+            name: get(&r, W, "srvname")?,
+            owner: get(&r, W, "owner")?,
+            fdw: get(&r, W, "fdwname")?,
+            server_type: get(&r, W, "srvtype")?,
+            version: get(&r, W, "srvversion")?,
+            options: get(&r, W, "options")?,
+            acl: acl(&r, W, "acl", "baseline")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn user_mappings(client: &Client) -> Result<Vec<UserMapping>, CatalogError> {
+    const W: &str = "user mappings";
+    // The view shows options only to those allowed to see them (superuser, server owner).
+    let sql = "SELECT m.umid, m.srvname, CASE WHEN m.umuser = 0 THEN NULL ELSE m.usename::text END AS username,
+                      COALESCE(m.umoptions, '{}') AS options
+               FROM pg_catalog.pg_user_mappings m ORDER BY m.srvname, m.usename";
+    let mut out = Vec::new();
+    for r in query(client, W, sql).await? {
+        out.push(UserMapping {
+            oid: get(&r, W, "umid")?,
+            server: get(&r, W, "srvname")?,
+            user: get(&r, W, "username")?,
+            options: get(&r, W, "options")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn casts(client: &Client) -> Result<Vec<Cast>, CatalogError> {
+    const W: &str = "casts";
+    let sql = format!(
+        "SELECT c.oid, pg_catalog.format_type(c.castsource, NULL) AS source,
+                pg_catalog.format_type(c.casttarget, NULL) AS target,
+                NULLIF(c.castfunc, 0)::pg_catalog.regprocedure::text AS func,
+                c.castmethod::text AS method, c.castcontext::text AS context,
+                pg_catalog.obj_description(c.oid, 'pg_cast') AS comment
+         FROM pg_catalog.pg_cast c
+         WHERE c.oid >= 16384 AND {}
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend di WHERE di.classid = 'pg_catalog.pg_cast'::pg_catalog.regclass
+                           AND di.objid = c.oid AND di.deptype = 'i')
+         ORDER BY source, target",
+        not_ext("pg_cast", "c.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(Cast {
+            oid: get(&r, W, "oid")?,
+            source: get(&r, W, "source")?,
+            target: get(&r, W, "target")?,
+            function: get(&r, W, "func")?,
+            method: get(&r, W, "method")?,
+            context: get(&r, W, "context")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn operators(client: &Client) -> Result<Vec<Operator>, CatalogError> {
+    const W: &str = "operators";
+    let sql = format!(
+        "SELECT o.oid, n.nspname, o.oprname, pg_catalog.pg_get_userbyid(o.oprowner) AS owner,
+                CASE WHEN o.oprleft <> 0 THEN pg_catalog.format_type(o.oprleft, NULL) END AS lefttype,
+                CASE WHEN o.oprright <> 0 THEN pg_catalog.format_type(o.oprright, NULL) END AS righttype,
+                o.oprcode::pg_catalog.regproc::text AS func,
+                cn.nspname AS com_schema, co.oprname AS com_name,
+                nn.nspname AS neg_schema, ng.oprname AS neg_name,
+                NULLIF(o.oprrest, 0)::pg_catalog.regproc::text AS rest,
+                NULLIF(o.oprjoin, 0)::pg_catalog.regproc::text AS joinsel,
+                o.oprcanhash, o.oprcanmerge, o.oprcom, o.oprnegate,
+                pg_catalog.obj_description(o.oid, 'pg_operator') AS comment
+         FROM pg_catalog.pg_operator o
+         JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+         LEFT JOIN pg_catalog.pg_operator co ON co.oid = o.oprcom
+         LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.oprnamespace
+         LEFT JOIN pg_catalog.pg_operator ng ON ng.oid = o.oprnegate
+         LEFT JOIN pg_catalog.pg_namespace nn ON nn.oid = ng.oprnamespace
+         WHERE {USER_NS} AND o.oid >= 16384 AND o.oprcode <> 0 AND {}
+         ORDER BY n.nspname, o.oprname, lefttype, righttype",
+        not_ext("pg_operator", "o.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(Operator {
+            oid: get(&r, W, "oid")?,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "oprname")?,
+            owner: get(&r, W, "owner")?,
+            left: get(&r, W, "lefttype")?,
+            right: get(&r, W, "righttype")?,
+            function: get(&r, W, "func")?,
+            commutator: opt_qualified(&r, W, "com_schema", "com_name")?,
+            negator: opt_qualified(&r, W, "neg_schema", "neg_name")?,
+            links: [get(&r, W, "oprcom")?, get(&r, W, "oprnegate")?],
+            restrict: get(&r, W, "rest")?,
+            join: get(&r, W, "joinsel")?,
+            hashes: get(&r, W, "oprcanhash")?,
+            merges: get(&r, W, "oprcanmerge")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn ts_dicts(client: &Client) -> Result<Vec<TextSearchDictionary>, CatalogError> {
+    const W: &str = "text search dictionaries";
+    let sql = format!(
+        "SELECT d.oid, n.nspname, d.dictname, pg_catalog.pg_get_userbyid(d.dictowner) AS owner,
+                tn.nspname AS tmpl_schema, t.tmplname, d.dictinitoption,
+                pg_catalog.obj_description(d.oid, 'pg_ts_dict') AS comment
+         FROM pg_catalog.pg_ts_dict d
+         JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+         JOIN pg_catalog.pg_ts_template t ON t.oid = d.dicttemplate
+         JOIN pg_catalog.pg_namespace tn ON tn.oid = t.tmplnamespace
+         WHERE {USER_NS} AND d.oid >= 16384 AND {}
+         ORDER BY n.nspname, d.dictname",
+        not_ext("pg_ts_dict", "d.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(TextSearchDictionary {
+            oid: get(&r, W, "oid")?,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "dictname")?,
+            owner: get(&r, W, "owner")?,
+            template: (get(&r, W, "tmpl_schema")?, get(&r, W, "tmplname")?),
+            options: get(&r, W, "dictinitoption")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn ts_configs(client: &Client) -> Result<Vec<TextSearchConfig>, CatalogError> {
+    const W: &str = "text search configurations";
+    let sql = format!(
+        "SELECT c.oid, n.nspname, c.cfgname, pg_catalog.pg_get_userbyid(c.cfgowner) AS owner,
+                pn.nspname AS prs_schema, p.prsname,
+                pg_catalog.obj_description(c.oid, 'pg_ts_config') AS comment
+         FROM pg_catalog.pg_ts_config c
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+         JOIN pg_catalog.pg_ts_parser p ON p.oid = c.cfgparser
+         JOIN pg_catalog.pg_namespace pn ON pn.oid = p.prsnamespace
+         WHERE {USER_NS} AND c.oid >= 16384 AND {}
+         ORDER BY n.nspname, c.cfgname",
+        not_ext("pg_ts_config", "c.oid")
+    );
+    let rows = query(client, W, &sql).await?;
+    const M: &str = "text search mappings";
+    let maps = query(
+        client,
+        M,
+        "SELECT m.mapcfg, t.alias, dn.nspname AS dict_schema, d.dictname
+         FROM pg_catalog.pg_ts_config_map m
+         JOIN pg_catalog.pg_ts_config c ON c.oid = m.mapcfg
+         JOIN LATERAL pg_catalog.ts_token_type(c.cfgparser) t ON t.tokid = m.maptokentype
+         JOIN pg_catalog.pg_ts_dict d ON d.oid = m.mapdict
+         JOIN pg_catalog.pg_namespace dn ON dn.oid = d.dictnamespace
+         WHERE c.oid >= 16384
+         ORDER BY m.mapcfg, m.maptokentype, m.mapseqno",
+    )
+    .await?;
+    let mut by_cfg: HashMap<u32, Vec<TsMapping>> = HashMap::new();
+    for r in maps {
+        let cfg: u32 = get(&r, M, "mapcfg")?;
+        let alias: String = get(&r, M, "alias")?;
+        let dict = (get(&r, M, "dict_schema")?, get(&r, M, "dictname")?);
+        let list = by_cfg.entry(cfg).or_default();
+        match list.last_mut() {
+            Some((a, dicts)) if *a == alias => dicts.push(dict),
+            _ => list.push((alias, vec![dict])),
+        }
+    }
+    let mut out = Vec::new();
+    for r in rows {
+        let oid: u32 = get(&r, W, "oid")?;
+        out.push(TextSearchConfig {
+            oid,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "cfgname")?,
+            owner: get(&r, W, "owner")?,
+            parser: (get(&r, W, "prs_schema")?, get(&r, W, "prsname")?),
+            mappings: by_cfg.remove(&oid).unwrap_or_default(),
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn publications(client: &Client, g: &Gate) -> Result<Vec<Publication>, CatalogError> {
+    const W: &str = "publications";
+    // untested: pubtruncate is PG 11+, pubviaroot PG 13+.
+    let truncate = g.frag(110000, "p.pubtruncate", "false");
+    let via_root = g.frag(130000, "p.pubviaroot", "false");
+    let sql = format!(
+        "SELECT p.oid, p.pubname, pg_catalog.pg_get_userbyid(p.pubowner) AS owner, p.puballtables,
+                pg_catalog.concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END,
+                    CASE WHEN p.pubupdate THEN 'update' END, CASE WHEN p.pubdelete THEN 'delete' END,
+                    CASE WHEN {truncate} THEN 'truncate' END) AS publish,
+                {via_root} AS via_root,
+                pg_catalog.obj_description(p.oid, 'pg_publication') AS comment
+         FROM pg_catalog.pg_publication p ORDER BY p.pubname"
+    );
+    let rows = query(client, W, &sql).await?;
+    const T: &str = "publication tables";
+    // untested before PG 15: row filters and column lists do not exist there.
+    let qual = g.frag(
+        150000,
+        "pg_catalog.pg_get_expr(pr.prqual, pr.prrelid)",
+        "NULL::text",
+    );
+    let cols = g.frag(
+        150000,
+        "(SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+           WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs))",
+        "NULL::text[]",
+    );
+    let mut tables: HashMap<u32, Vec<PubTable>> = HashMap::new();
+    for r in query(
+        client,
+        T,
+        &format!(
+            "SELECT pr.prpubid, pr.prrelid, {qual} AS qual, {cols} AS cols
+             FROM pg_catalog.pg_publication_rel pr ORDER BY pr.prpubid, pr.prrelid"
+        ),
+    )
+    .await?
+    {
+        tables.entry(get(&r, T, "prpubid")?).or_default().push((
+            get(&r, T, "prrelid")?,
+            get(&r, T, "qual")?,
+            get(&r, T, "cols")?,
+        ));
+    }
+    let mut schemas: HashMap<u32, Vec<String>> = HashMap::new();
+    if g.v >= 150000 {
+        const S: &str = "publication schemas";
+        for r in query(
+            client,
+            S,
+            "SELECT pn.pnpubid, n.nspname FROM pg_catalog.pg_publication_namespace pn
+             JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid ORDER BY pn.pnpubid, n.nspname",
+        )
+        .await?
+        {
+            schemas
+                .entry(get(&r, S, "pnpubid")?)
+                .or_default()
+                .push(get(&r, S, "nspname")?);
+        }
+    }
+    let mut out = Vec::new();
+    for r in rows {
+        let oid: u32 = get(&r, W, "oid")?;
+        out.push(Publication {
+            oid,
+            name: get(&r, W, "pubname")?,
+            owner: get(&r, W, "owner")?,
+            all_tables: get(&r, W, "puballtables")?,
+            publish: get(&r, W, "publish")?,
+            via_root: get(&r, W, "via_root")?,
+            tables: tables.remove(&oid).unwrap_or_default(),
+            schemas: schemas.remove(&oid).unwrap_or_default(),
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,305 @@
+//! Renderers for the less common object kinds (see [`crate::catalog::Extras`]).
+
+use crate::catalog::Catalog;
+use crate::schema::{DumpOptions, Item, Model};
+
+use super::privileges::{acl_statements, Target};
+use super::quote::{qualified, quote_ident, quote_literal};
+use super::render::{comment, owner};
+
+/// `OPTIONS (key 'value', …)` from the catalog's `key=value` array; empty if there are none.
+pub fn options_clause(options: &[String]) -> String {
+    if options.is_empty() {
+        return String::new();
+    }
+    let items: Vec<String> = options
+        .iter()
+        .map(|o| {
+            let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
+            format!("{} {}", quote_ident(k), quote_literal(v))
+        })
+        .collect();
+    format!(" OPTIONS ({})", items.join(", "))
+}
+
+fn qname(p: &(String, String)) -> String {
+    qualified(&p.0, &p.1)
+}
+
+fn privileges(
+    kind: &str,
+    name: &str,
+    owner: &str,
+    acl: &crate::catalog::Acl,
+    opts: &DumpOptions,
+) -> String {
+    if opts.no_privileges {
+        return String::new();
+    }
+    acl_statements(
+        &Target {
+            kind,
+            name,
+            column: None,
+            owner,
+            prefix: "",
+        },
+        acl,
+    )
+}
+
+/// Renders an object of one of the extra kinds; `None` if `item` is not one of them.
+pub fn render_extra(m: &Model, item: Item, opts: &DumpOptions) -> Option<String> {
+    let c: &Catalog = &m.catalog;
+    let x = &c.extras;
+    Some(match item {
+        Item::Collation(i) => {
+            let k = &x.collations[i];
+            let name = qualified(&k.schema, &k.name);
+            let mut parts = Vec::new();
+            if k.provider == "i" {
+                parts.push("provider = icu".to_string());
+                let loc = k
+                    .locale
+                    .clone()
+                    .or_else(|| k.collate.clone())
+                    .unwrap_or_default();
+                parts.push(format!("locale = {}", quote_literal(&loc)));
+                if let Some(r) = &k.icu_rules {
+                    parts.push(format!("rules = {}", quote_literal(r)));
+                }
+            } else {
+                parts.push("provider = libc".to_string());
+                let lc = k.collate.clone().unwrap_or_default();
+                let ct = k.ctype.clone().unwrap_or_default();
+                if lc == ct {
+                    parts.push(format!("locale = {}", quote_literal(&lc)));
+                } else {
+                    parts.push(format!("lc_collate = {}", quote_literal(&lc)));
+                    parts.push(format!("lc_ctype = {}", quote_literal(&ct)));
+                }
+            }
+            if !k.deterministic {
+                parts.push("deterministic = false".to_string());
+            }
+            let mut s = format!("CREATE COLLATION {name} ({});\n", parts.join(", "));
+            s.push_str(&owner("COLLATION", &name, &k.owner, opts));
+            s.push_str(&comment("COLLATION", &name, &k.comment));
+            s
+        }
+        Item::Statistics(i) => {
+            let st = &x.statistics[i];
+            let name = qualified(&st.schema, &st.name);
+            let mut s = format!("{};\n", st.def);
+            if let Some(t) = st.stat_target {
+                s.push_str(&format!("ALTER STATISTICS {name} SET STATISTICS {t};\n"));
+            }
+            s.push_str(&owner("STATISTICS", &name, &st.owner, opts));
+            s.push_str(&comment("STATISTICS", &name, &st.comment));
+            s
+        }
+        Item::EventTrigger(i) => {
+            let e = &x.event_triggers[i];
+            let name = quote_ident(&e.name);
+            let mut s = format!("CREATE EVENT TRIGGER {name} ON {}", quote_ident(&e.event));
+            if !e.tags.is_empty() {
+                let tags: Vec<String> = e.tags.iter().map(|t| quote_literal(t)).collect();
+                s.push_str(&format!("\n         WHEN TAG IN ({})", tags.join(", ")));
+            }
+            s.push_str(&format!("\n   EXECUTE FUNCTION {}();\n", e.function));
+            match e.enabled.as_str() {
+                "D" => s.push_str(&format!("ALTER EVENT TRIGGER {name} DISABLE;\n")),
+                "R" => s.push_str(&format!("ALTER EVENT TRIGGER {name} ENABLE REPLICA;\n")),
+                "A" => s.push_str(&format!("ALTER EVENT TRIGGER {name} ENABLE ALWAYS;\n")),
+                _ => {}
+            }
+            s.push_str(&owner("EVENT TRIGGER", &name, &e.owner, opts));
+            s.push_str(&comment("EVENT TRIGGER", &name, &e.comment));
+            s
+        }
+        Item::Fdw(i) => {
+            let w = &x.fdws[i];
+            let name = quote_ident(&w.name);
+            let mut s = format!("CREATE FOREIGN DATA WRAPPER {name}");
+            if let Some(h) = &w.handler {
+                s.push_str(&format!(" HANDLER {h}"));
+            }
+            if let Some(v) = &w.validator {
+                s.push_str(&format!(" VALIDATOR {v}"));
+            }
+            s.push_str(&options_clause(&w.options));
+            s.push_str(";\n");
+            s.push_str(&owner("FOREIGN DATA WRAPPER", &name, &w.owner, opts));
+            s.push_str(&comment("FOREIGN DATA WRAPPER", &name, &w.comment));
+            s.push_str(&privileges(
+                "FOREIGN DATA WRAPPER",
+                &name,
+                &w.owner,
+                &w.acl,
+                opts,
+            ));
+            s
+        }
+        Item::Server(i) => {
+            let v = &x.servers[i];
+            let name = quote_ident(&v.name);
+            let mut s = format!("CREATE SERVER {name}");
+            if let Some(t) = &v.server_type {
+                s.push_str(&format!(" TYPE {}", quote_literal(t)));
+            }
+            if let Some(ver) = &v.version {
+                s.push_str(&format!(" VERSION {}", quote_literal(ver)));
+            }
+            s.push_str(&format!(" FOREIGN DATA WRAPPER {}", quote_ident(&v.fdw)));
+            s.push_str(&options_clause(&v.options));
+            s.push_str(";\n");
+            s.push_str(&owner("SERVER", &name, &v.owner, opts));
+            s.push_str(&comment("SERVER", &name, &v.comment));
+            s.push_str(&privileges("FOREIGN SERVER", &name, &v.owner, &v.acl, opts));
+            s
+        }
+        Item::UserMapping(i) => {
+            let u = &x.user_mappings[i];
+            let user = u
+                .user
+                .as_deref()
+                .map(quote_ident)
+                .unwrap_or_else(|| "PUBLIC".into());
+            format!(
+                "CREATE USER MAPPING FOR {user} SERVER {}{};\n",
+                quote_ident(&u.server),
+                options_clause(&u.options)
+            )
+        }
+        Item::Cast(i) => {
+            let k = &x.casts[i];
+            let how = match (k.method.as_str(), &k.function) {
+                ("f", Some(f)) => format!("WITH FUNCTION {f}"),
+                ("i", _) => "WITH INOUT".to_string(),
+                _ => "WITHOUT FUNCTION".to_string(),
+            };
+            let ctx = match k.context.as_str() {
+                "a" => " AS ASSIGNMENT",
+                "i" => " AS IMPLICIT",
+                _ => "",
+            };
+            let name = format!("({} AS {})", k.source, k.target);
+            let mut s = format!("CREATE CAST {name} {how}{ctx};\n");
+            s.push_str(&comment("CAST", &name, &k.comment));
+            s
+        }
+        Item::Operator(i) => {
+            let o = &x.operators[i];
+            let name = format!("{}.{}", quote_ident(&o.schema), o.name);
+            let mut parts = vec![format!("    FUNCTION = {}", o.function)];
+            if let Some(l) = &o.left {
+                parts.push(format!("    LEFTARG = {l}"));
+            }
+            if let Some(r) = &o.right {
+                parts.push(format!("    RIGHTARG = {r}"));
+            }
+            if let Some((s, n)) = &o.commutator {
+                parts.push(format!("    COMMUTATOR = OPERATOR({}.{n})", quote_ident(s)));
+            }
+            if let Some((s, n)) = &o.negator {
+                parts.push(format!("    NEGATOR = OPERATOR({}.{n})", quote_ident(s)));
+            }
+            if let Some(r) = &o.restrict {
+                parts.push(format!("    RESTRICT = {r}"));
+            }
+            if let Some(j) = &o.join {
+                parts.push(format!("    JOIN = {j}"));
+            }
+            if o.hashes {
+                parts.push("    HASHES".into());
+            }
+            if o.merges {
+                parts.push("    MERGES".into());
+            }
+            let sig = format!(
+                "{name} ({}, {})",
+                o.left.as_deref().unwrap_or("NONE"),
+                o.right.as_deref().unwrap_or("NONE")
+            );
+            let mut s = format!("CREATE OPERATOR {name} (\n{}\n);\n", parts.join(",\n"));
+            s.push_str(&owner("OPERATOR", &sig, &o.owner, opts));
+            s.push_str(&comment("OPERATOR", &sig, &o.comment));
+            s
+        }
+        Item::TsDict(i) => {
+            let d = &x.ts_dicts[i];
+            let name = qualified(&d.schema, &d.name);
+            let mut s = format!(
+                "CREATE TEXT SEARCH DICTIONARY {name} (\n    TEMPLATE = {}",
+                qname(&d.template)
+            );
+            if let Some(o) = &d.options {
+                s.push_str(&format!(", {o}"));
+            }
+            s.push_str(" );\n");
+            s.push_str(&owner("TEXT SEARCH DICTIONARY", &name, &d.owner, opts));
+            s.push_str(&comment("TEXT SEARCH DICTIONARY", &name, &d.comment));
+            s
+        }
+        Item::TsConfig(i) => {
+            let t = &x.ts_configs[i];
+            let name = qualified(&t.schema, &t.name);
+            let mut s = format!(
+                "CREATE TEXT SEARCH CONFIGURATION {name} (\n    PARSER = {} );\n",
+                qname(&t.parser)
+            );
+            for (alias, dicts) in &t.mappings {
+                let list: Vec<String> = dicts.iter().map(qname).collect();
+                s.push_str(&format!(
+                    "ALTER TEXT SEARCH CONFIGURATION {name}\n    ADD MAPPING FOR {} WITH {};\n",
+                    quote_ident(alias),
+                    list.join(", ")
+                ));
+            }
+            s.push_str(&owner("TEXT SEARCH CONFIGURATION", &name, &t.owner, opts));
+            s.push_str(&comment("TEXT SEARCH CONFIGURATION", &name, &t.comment));
+            s
+        }
+        Item::Publication(i) => {
+            let p = &x.publications[i];
+            let name = quote_ident(&p.name);
+            let all = if p.all_tables { " FOR ALL TABLES" } else { "" };
+            let mut s = format!(
+                "CREATE PUBLICATION {name}{all} WITH (publish = {}",
+                quote_literal(&p.publish)
+            );
+            if p.via_root {
+                s.push_str(", publish_via_partition_root = true");
+            }
+            s.push_str(");\n");
+            for (relid, qual, cols) in &p.tables {
+                let Some(&ri) = m.relations.get(relid) else {
+                    continue;
+                };
+                let r = &c.relations[ri];
+                s.push_str(&format!(
+                    "ALTER PUBLICATION {name} ADD TABLE ONLY {}",
+                    qualified(&r.schema, &r.name)
+                ));
+                if let Some(cols) = cols {
+                    let list: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+                    s.push_str(&format!(" ({})", list.join(", ")));
+                }
+                if let Some(q) = qual {
+                    s.push_str(&format!(" WHERE ({q})"));
+                }
+                s.push_str(";\n");
+            }
+            for schema in &p.schemas {
+                s.push_str(&format!(
+                    "ALTER PUBLICATION {name} ADD TABLES IN SCHEMA {};\n",
+                    quote_ident(schema)
+                ));
+            }
+            s.push_str(&owner("PUBLICATION", &name, &p.owner, opts));
+            s.push_str(&comment("PUBLICATION", &name, &p.comment));
+            s
+        }
+        _ => return None,
+    })
+}
