@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 mod schema_cmd;
 pub mod size;
+mod verify_cmd;
 
 /// Exit codes, see the module documentation.
 pub mod exit {
@@ -459,9 +460,12 @@ pub struct VerifyArgs {
     /// Only these tables (`schema.table`, comma-separated).
     #[arg(long = "tables", value_name = "TABLE,...", value_delimiter = ',')]
     pub tables: Vec<String>,
-    /// Checksum workers per side.
+    /// Checksum workers per side (default 2).
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -649,7 +653,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Clone(_) => not_built_yet("clone", "the snapshot copy engine (issue 4)"),
         Command::Dump(_) => not_built_yet("dump", "native archives (issue 7)"),
         Command::Restore(_) => not_built_yet("restore", "native archives (issue 7)"),
-        Command::Verify(_) => not_built_yet("verify", "row counts and checksums (issue 4)"),
+        Command::Verify(args) => verify_cmd::run(&args).await,
         Command::Bench(_) => not_built_yet("bench", "copy throughput measurement (issue 4)"),
         Command::Demo(_) => not_built_yet("demo", "the live-migration demo (issue 6)"),
     }

@@ -1,0 +1,31 @@
+//! `pgferry verify`: compare source and target; exit 1 when anything differs.
+
+use super::{conn_config, exit, CliError, VerifyArgs};
+use crate::verify::{render_text, verify, VerifyOptions};
+
+pub async fn run(args: &VerifyArgs) -> Result<u8, CliError> {
+    let src = conn_config("source", &args.source.source)?;
+    let dst = conn_config("target", &args.target.target)?;
+    let mut opts = VerifyOptions {
+        tables: args.tables.clone(),
+        ..VerifyOptions::default()
+    };
+    if let Some(jobs) = args.jobs {
+        opts.jobs = jobs.max(1);
+    }
+    let report = verify(&src, &dst, &opts)
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::failed(format!("cannot render the report as JSON: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", render_text(&report));
+    }
+    Ok(if report.is_clean() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
