@@ -367,3 +367,9 @@ async fn collations_operators_casts_text_search_foreign_data_statistics_event_tr
         .contains("CREATE FOREIGN DATA WRAPPER postgres_fdw"));
     assert!(script.pre_data.contains("CREATE SERVER fx_pg"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_cases() {
+    let script = roundtrip("edge", &fixture("edge_cases.sql"), &DumpOptions::default()).await;
+    assert!(script.warnings.is_empty(), "{:?}", script.warnings);
+}

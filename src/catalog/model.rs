@@ -154,6 +154,8 @@ pub struct Relation {
     pub parents: Vec<u32>,
     /// PG < 12 only.
     pub has_oids: bool,
+    /// `CREATE TABLE … OF type`: the type's `format_type`.
+    pub of_type: Option<String>,
     /// Foreign tables: server name and options.
     pub foreign_server: Option<String>,
     pub foreign_options: Vec<String>,

@@ -369,6 +369,7 @@ async fn read_relations(client: &Client, g: &Gate) -> Result<Vec<Relation>, Cata
                 {am} AS am,
                 (SELECT ts.spcname FROM pg_catalog.pg_tablespace ts WHERE ts.oid = c.reltablespace) AS tablespace,
                 {oids} AS has_oids,
+                CASE WHEN c.reloftype <> 0 THEN pg_catalog.format_type(c.reloftype, NULL) END AS of_type,
                 (SELECT s.srvname FROM pg_catalog.pg_foreign_table ft JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver WHERE ft.ftrelid = c.oid) AS fserver,
                 COALESCE((SELECT ft.ftoptions FROM pg_catalog.pg_foreign_table ft WHERE ft.ftrelid = c.oid), '{{}}') AS foptions
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -420,6 +421,7 @@ async fn read_relations(client: &Client, g: &Gate) -> Result<Vec<Relation>, Cata
             tablespace: get(&r, W, "tablespace")?,
             parents: parents.remove(&oid).unwrap_or_default(),
             has_oids: get(&r, W, "has_oids")?,
+            of_type: get(&r, W, "of_type")?,
             foreign_server: get(&r, W, "fserver")?,
             foreign_options: get(&r, W, "foptions")?,
         });

@@ -554,6 +554,20 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
             }
             continue;
         }
+        if r.of_type.is_some() {
+            // A typed table takes its columns from the type; only their options are listed.
+            let mut l = format!("    {} WITH OPTIONS", quote_ident(&c.name));
+            if let Some(d) = &c.default {
+                l.push_str(&format!(" DEFAULT {d}"));
+            }
+            if c.not_null {
+                l.push_str(" NOT NULL");
+            }
+            if c.default.is_some() || c.not_null {
+                lines.push(l);
+            }
+            continue;
+        }
         // Foreign-table column OPTIONS sit between the type and the collation.
         let mut l = format!(
             "    {} {}{}{}",
@@ -592,7 +606,17 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
     };
     let foreign = r.kind == RelKind::ForeignTable;
     let what = if foreign { "FOREIGN TABLE" } else { "TABLE" };
-    let mut out = format!("CREATE {unlogged}{what} {name} (\n{}\n)", lines.join(",\n"));
+    let of = r
+        .of_type
+        .as_ref()
+        .map(|t| format!(" OF {t}"))
+        .unwrap_or_default();
+    let body = if lines.is_empty() && r.of_type.is_some() {
+        String::new()
+    } else {
+        format!(" (\n{}\n)", lines.join(",\n"))
+    };
+    let mut out = format!("CREATE {unlogged}{what} {name}{of}{body}");
     if inherits {
         let parents: Vec<String> = r.parents.iter().map(|p| rel_name_by_oid(m, *p)).collect();
         out.push_str(&format!("\nINHERITS ({})", parents.join(", ")));
