@@ -205,6 +205,13 @@ async fn owners_privileges_default_privileges_extensions() {
     // Extension members are not dumped.
     assert!(!script.pre_data.contains("FUNCTION ext.similarity"));
     assert!(script.post_data.contains("ALTER DEFAULT PRIVILEGES"));
+    // Privileges on objects not dumped themselves (built-in, extension member).
+    assert!(script
+        .post_data
+        .contains("GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text) TO fx_app;"));
+    assert!(script
+        .post_data
+        .contains("REVOKE EXECUTE ON FUNCTION ext.similarity(text, text) FROM PUBLIC;"));
 }
 
 /// The comparison itself must be able to fail: leaving out post-data (or owners) has to show

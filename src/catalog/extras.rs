@@ -28,6 +28,7 @@ pub(super) async fn read_extras(client: &Client, g: &Gate) -> Result<Extras, Cat
         ts_dicts: ts_dicts(client).await?,
         ts_configs: ts_configs(client).await?,
         publications: publications(client, g).await?,
+        acl_changes: acl_changes(client).await?,
     })
 }
 
@@ -439,6 +440,53 @@ async fn publications(client: &Client, g: &Gate) -> Result<Vec<Publication>, Cat
             tables: tables.remove(&oid).unwrap_or_default(),
             schemas: schemas.remove(&oid).unwrap_or_default(),
             comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn acl_changes(client: &Client) -> Result<Vec<AclChange>, CatalogError> {
+    const W: &str = "privileges of extension members and built-in objects";
+    // Objects we do not dump ourselves: extension members, and what initdb created (oid
+    // below 16384, in pg_catalog or information_schema). Only those whose ACL differs from
+    // the initial one are returned.
+    let sql = "WITH ext AS (SELECT classid, objid, refobjid FROM pg_catalog.pg_depend WHERE deptype = 'e')
+        SELECT 'FUNCTION' AS kind, n.nspname, p.proname AS name,
+               pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
+               pg_catalog.pg_get_userbyid(p.proowner) AS owner, ext.refobjid AS extension,
+               p.proacl::text[] AS acl,
+               COALESCE(ip.initprivs, pg_catalog.acldefault('f', p.proowner))::text[] AS baseline
+        FROM pg_catalog.pg_proc p
+        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        LEFT JOIN ext ON ext.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND ext.objid = p.oid
+        LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+             AND ip.objoid = p.oid AND ip.objsubid = 0
+        WHERE (ext.objid IS NOT NULL OR p.oid < 16384) AND p.proacl IS NOT NULL
+          AND p.proacl IS DISTINCT FROM COALESCE(ip.initprivs, pg_catalog.acldefault('f', p.proowner))
+        UNION ALL
+        SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname, NULL,
+               pg_catalog.pg_get_userbyid(c.relowner), ext.refobjid, c.relacl::text[],
+               COALESCE(ip.initprivs, pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner))::text[]
+        FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN ext ON ext.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ext.objid = c.oid
+        LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             AND ip.objoid = c.oid AND ip.objsubid = 0
+        WHERE (ext.objid IS NOT NULL OR c.oid < 16384) AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')
+          AND c.relacl IS NOT NULL
+          AND c.relacl IS DISTINCT FROM COALESCE(ip.initprivs,
+              pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner))
+        ORDER BY 1, 2, 3, 4";
+    let mut out = Vec::new();
+    for r in query(client, W, sql).await? {
+        out.push(AclChange {
+            kind: get(&r, W, "kind")?,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "name")?,
+            args: get(&r, W, "args")?,
+            owner: get(&r, W, "owner")?,
+            extension: get(&r, W, "extension")?,
+            acl: acl(&r, W, "acl", "baseline")?,
         });
     }
     Ok(out)

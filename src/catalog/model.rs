@@ -564,4 +564,22 @@ pub struct Extras {
     pub ts_dicts: Vec<TextSearchDictionary>,
     pub ts_configs: Vec<TextSearchConfig>,
     pub publications: Vec<Publication>,
+    pub acl_changes: Vec<AclChange>,
+}
+
+/// Privileges changed on an object that is otherwise not dumped (an extension member, or a
+/// built-in object such as a `pg_catalog` function): only its GRANT/REVOKE are emitted,
+/// relative to `pg_init_privs`, as pg_dump does.
+#[derive(Clone, Debug)]
+pub struct AclChange {
+    /// `FUNCTION`, `TABLE` or `SEQUENCE`.
+    pub kind: String,
+    pub schema: String,
+    pub name: String,
+    /// `pg_get_function_identity_arguments` for functions.
+    pub args: Option<String>,
+    pub owner: String,
+    /// The extension it belongs to, if any (its ACL can only be changed once it exists).
+    pub extension: Option<u32>,
+    pub acl: Acl,
 }

@@ -300,6 +300,14 @@ pub fn render_extra(m: &Model, item: Item, opts: &DumpOptions) -> Option<String>
             s.push_str(&comment("PUBLICATION", &name, &p.comment));
             s
         }
+        Item::AclChange(i) => {
+            let a = &x.acl_changes[i];
+            let name = match &a.args {
+                Some(args) => format!("{}({args})", qualified(&a.schema, &a.name)),
+                None => qualified(&a.schema, &a.name),
+            };
+            privileges(&a.kind, &name, &a.owner, &a.acl, opts)
+        }
         _ => return None,
     })
 }

@@ -700,6 +700,26 @@ impl Model {
                 }
             }
         }
+        for (i, a) in x.acl_changes.iter().enumerate() {
+            let o = add(
+                self,
+                map,
+                K::AclChange,
+                Some(&a.schema),
+                &a.name,
+                None,
+                0,
+                Post,
+                Item::AclChange(i),
+                None,
+            );
+            if let Some(e) = a
+                .extension
+                .and_then(|e| map.get(&("pg_catalog.pg_extension", e)).copied())
+            {
+                self.objects[o].deps.push(e);
+            }
+        }
         for (i, e) in x.event_triggers.iter().enumerate() {
             add(
                 self,

@@ -42,6 +42,8 @@ pub enum ObjectKind {
     Policy,
     RowSecurity,
     Statistics,
+    /// GRANT/REVOKE on extension members and built-in objects.
+    AclChange,
     Publication,
     EventTrigger,
     DefaultAcl,
@@ -86,6 +88,7 @@ pub enum Item {
     TsDict(usize),
     TsConfig(usize),
     Publication(usize),
+    AclChange(usize),
 }
 
 #[derive(Clone, Debug)]
