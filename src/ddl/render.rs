@@ -644,7 +644,7 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
     for c in cols {
         let col = quote_ident(&c.name);
         if c.identity == "a" || c.identity == "d" {
-            out.push_str(&identity(m, r, c));
+            out.push_str(&identity(m, r, c, opts));
         }
         if let Some(s) = &c.storage {
             let st = match s.as_str() {
@@ -727,7 +727,7 @@ fn column_privileges(name: &str, owner: &str, cols: &[Column], opts: &DumpOption
 
 /// `ADD GENERATED … AS IDENTITY`, naming the sequence and its options so the restored
 /// sequence matches the original.
-fn identity(m: &Model, r: &Relation, c: &Column) -> String {
+fn identity(m: &Model, r: &Relation, c: &Column, opts: &DumpOptions) -> String {
     let Some(&seq) = m.identities.get(&(r.oid, c.name.clone())) else {
         return String::new();
     };
@@ -741,16 +741,14 @@ fn identity(m: &Model, r: &Relation, c: &Column) -> String {
     } else {
         "BY DEFAULT"
     };
-    let mut opts = vec![format!(
-        "SEQUENCE NAME {}",
-        qualified(&srel.schema, &srel.name)
-    )];
-    opts.extend(sequence_options(seq, false));
+    let seq_name = qualified(&srel.schema, &srel.name);
+    let mut options = vec![format!("SEQUENCE NAME {seq_name}")];
+    options.extend(sequence_options(seq, false));
     let mut out = format!(
         "ALTER TABLE {} ALTER COLUMN {} ADD GENERATED {how} AS IDENTITY (\n    {}\n);\n",
         qualified(&r.schema, &r.name),
         quote_ident(&c.name),
-        opts.join("\n    ")
+        options.join("\n    ")
     );
     if srel.persistence == "u" && r.persistence != "u" {
         out.push_str(&format!(
@@ -758,6 +756,15 @@ fn identity(m: &Model, r: &Relation, c: &Column) -> String {
             qualified(&srel.schema, &srel.name)
         ));
     }
+    // The sequence is not an object of its own here, so its comment and grants come along.
+    out.push_str(&comment("SEQUENCE", &seq_name, &srel.comment));
+    out.push_str(&privileges(
+        "SEQUENCE",
+        &seq_name,
+        &srel.owner,
+        &srel.acl,
+        opts,
+    ));
     out
 }
 
