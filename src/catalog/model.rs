@@ -168,6 +168,7 @@ pub struct Column {
     pub name: String,
     /// `format_type(atttypid, atttypmod)`.
     pub type_name: String,
+    pub type_oid: u32,
     pub collation: Option<(String, String)>,
     pub not_null: bool,
     pub default: Option<String>,

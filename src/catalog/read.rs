@@ -435,7 +435,7 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
     let compression = g.frag(140000, "NULLIF(a.attcompression::text, '')", "NULL::text");
     let sql = format!(
         "SELECT a.attrelid, a.attnum, a.attname,
-                pg_catalog.format_type(a.atttypid, a.atttypmod) AS type_name,
+                pg_catalog.format_type(a.atttypid, a.atttypmod) AS type_name, a.atttypid,
                 cn.nspname AS coll_schema, co.collname AS coll_name,
                 a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS def,
                 a.attidentity::text AS identity, {generated} AS generated,
@@ -466,6 +466,7 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
             num: get(&r, W, "attnum")?,
             name: get(&r, W, "attname")?,
             type_name: get(&r, W, "type_name")?,
+            type_oid: get(&r, W, "atttypid")?,
             collation: opt_qualified(&r, W, "coll_schema", "coll_name")?,
             not_null: get(&r, W, "attnotnull")?,
             default: get(&r, W, "def")?,

@@ -166,6 +166,18 @@ pub fn render_object(m: &Model, o: &Object, opts: &DumpOptions) -> String {
                 &d.acl,
             )
         }
+        Item::ViewStub(i) => {
+            let r = &c.relations[i];
+            let cols: Vec<String> = columns(m, r.oid)
+                .iter()
+                .map(|c| format!("\n    NULL::{} AS {}", c.type_name, quote_ident(&c.name)))
+                .collect();
+            format!(
+                "CREATE VIEW {} AS\n SELECT{};\n",
+                qualified(&r.schema, &r.name),
+                cols.join(",")
+            )
+        }
         // Rendered by `extras` above.
         _ => String::new(),
     }
@@ -789,7 +801,14 @@ fn view(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
             format!("CREATE MATERIALIZED VIEW {name}{using}{with} AS\n{def}\n  WITH NO DATA;\n"),
         )
     } else {
-        ("VIEW", format!("CREATE VIEW {name}{with} AS\n{def};\n"))
+        let replace = match m.relations.get(&r.oid) {
+            Some(i) if m.stubbed_views.contains(i) => "OR REPLACE ",
+            _ => "",
+        };
+        (
+            "VIEW",
+            format!("CREATE {replace}VIEW {name}{with} AS\n{def};\n"),
+        )
     };
     let cols = columns(m, r.oid);
     if r.kind == RelKind::View {

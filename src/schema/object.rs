@@ -15,6 +15,9 @@ pub enum ObjectKind {
     Extension,
     Collation,
     Type,
+    /// A placeholder view with the right columns, created early to break a dependency
+    /// cycle; the real definition follows as CREATE OR REPLACE VIEW.
+    ViewStub,
     Function,
     Operator,
     Cast,
@@ -89,6 +92,8 @@ pub enum Item {
     TsConfig(usize),
     Publication(usize),
     AclChange(usize),
+    /// Index into `catalog.relations` of the view the stub stands for.
+    ViewStub(usize),
 }
 
 #[derive(Clone, Debug)]
