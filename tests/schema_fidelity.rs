@@ -386,4 +386,7 @@ async fn view_in_a_dependency_cycle_gets_a_stub() {
     let script = roundtrip("cycles", &fixture("cycles.sql"), &DumpOptions::default()).await;
     assert!(script.warnings.is_empty(), "{:?}", script.warnings);
     assert!(script.pre_data.contains("CREATE OR REPLACE VIEW cyc.v"));
+    assert!(script
+        .pre_data
+        .contains("ALTER TABLE cyc.acct\n    ADD CONSTRAINT acct_ok CHECK"));
 }

@@ -603,7 +603,11 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
     // ATTACH PARTITION insists that the partition already has the parent's CHECK constraints,
     // so a partition lists its inherited ones too.
     for con in table_constraints(m, r.oid) {
-        if con.kind == "c" && (con.is_local || r.is_partition) && con.validated {
+        if con.kind == "c"
+            && (con.is_local || r.is_partition)
+            && con.validated
+            && !m.separate_checks.contains(&con.oid)
+        {
             lines.push(format!(
                 "    CONSTRAINT {} {}",
                 quote_ident(&con.name),
@@ -706,7 +710,11 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
         out.push_str(&comment("COLUMN", &col, &c.comment));
     }
     for con in table_constraints(m, r.oid) {
-        if con.kind == "c" && (con.is_local || r.is_partition) && con.validated {
+        if con.kind == "c"
+            && (con.is_local || r.is_partition)
+            && con.validated
+            && !m.separate_checks.contains(&con.oid)
+        {
             let on = format!("{} ON {name}", quote_ident(&con.name));
             out.push_str(&comment("CONSTRAINT", &on, &con.comment));
         }
@@ -871,6 +879,10 @@ fn index(m: &Model, i: usize) -> String {
 
 fn constraint(m: &Model, i: usize) -> String {
     let k = &m.catalog.constraints[i];
+    if k.kind == "c" && k.validated && !m.separate_checks.contains(&k.oid) {
+        // Written inside its table's CREATE TABLE.
+        return String::new();
+    }
     let table = rel_name_by_oid(m, k.relid);
     let partitioned = m
         .relations

@@ -32,6 +32,11 @@ pub struct Model {
     /// Relations (index in `catalog.relations`) of views that got a stub; they render as
     /// CREATE OR REPLACE VIEW.
     pub stubbed_views: std::collections::HashSet<usize>,
+    /// Valid CHECK constraints that cannot go inside CREATE TABLE because what they use
+    /// depends on the table (a function taking the table's row type, say); by oid.
+    pub separate_checks: std::collections::HashSet<u32>,
+    /// (check object, table object) pairs awaiting [`Model::merge_checks`].
+    inline_checks: Vec<(usize, usize)>,
     /// Relation oid → indexes in `catalog.constraints` of its constraints.
     pub constraints: HashMap<u32, Vec<usize>>,
     /// (table oid, column name) → index in `catalog.sequences` of its identity sequence.
@@ -53,12 +58,15 @@ impl Model {
             sequences: HashMap::new(),
             constraints: HashMap::new(),
             stubbed_views: Default::default(),
+            separate_checks: Default::default(),
+            inline_checks: Vec::new(),
             identities: HashMap::new(),
             warnings: Vec::new(),
         };
         m.index_catalog();
         let map = m.make_objects();
         m.add_depends(&map);
+        m.merge_checks();
         m.stub_views_in_cycles(&map);
         m.promote_to_post_data();
         m
@@ -321,6 +329,23 @@ impl Model {
             let (schema, _) = rel_name(c.relid).unwrap_or_default();
             let kind = match c.kind.as_str() {
                 "c" if c.is_local && !c.validated => K::CheckConstraint,
+                // A valid local CHECK is written inside CREATE TABLE; it starts as an object
+                // of its own only so that its dependencies are known (see merge_checks).
+                "c" if c.is_local => {
+                    let o = self.push(obj(
+                        K::CheckConstraint,
+                        Some(&schema),
+                        &c.name,
+                        None,
+                        c.oid,
+                        Pre,
+                        Item::Constraint(i),
+                    ));
+                    self.objects[o].deps.push(table);
+                    map.insert(("pg_catalog.pg_constraint", c.oid), o);
+                    self.inline_checks.push((o, table));
+                    continue;
+                }
                 "p" | "u" | "x" => K::Constraint,
                 "f" if c.parent == 0 => K::ForeignKey,
                 // A cloned foreign key comes with its parent's; its dependencies (on the
@@ -777,6 +802,32 @@ impl Model {
 
     /// A pre-data object that needs a post-data one (a view grouping by a primary key, say)
     /// moves to post-data with everything that depends on it, as pg_dump postpones such views.
+    /// Folds each valid CHECK into its table (the table inherits the check's dependencies),
+    /// unless one of those dependencies itself needs the table: then the check stays a
+    /// separate ALTER TABLE … ADD CONSTRAINT after both, as pg_dump does.
+    fn merge_checks(&mut self) {
+        for (check, table) in std::mem::take(&mut self.inline_checks) {
+            let others: Vec<usize> = self.objects[check]
+                .deps
+                .iter()
+                .copied()
+                .filter(|&d| d != table)
+                .collect();
+            if !others.is_empty() && reaches(&self.objects, &others, table) {
+                if let Item::Constraint(i) = self.objects[check].item {
+                    self.separate_checks.insert(self.catalog.constraints[i].oid);
+                }
+                continue;
+            }
+            self.objects[table].deps.extend(others);
+            self.objects[check].deps = vec![table];
+        }
+        for o in &mut self.objects {
+            o.deps.sort_unstable();
+            o.deps.dedup();
+        }
+    }
+
     /// pg_dump's answer to a view caught in a dependency cycle (say, a view selecting from a
     /// function that returns the view's row type): create a stub view with the same columns
     /// first, let the rest of the cycle use it, and replace it with the real definition.
@@ -855,6 +906,21 @@ impl Model {
             }
         }
     }
+}
+
+/// Whether `target` is reachable from any of `starts` along dependencies.
+fn reaches(objects: &[Object], starts: &[usize], target: usize) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut todo: Vec<usize> = starts.to_vec();
+    while let Some(o) = todo.pop() {
+        if o == target {
+            return true;
+        }
+        if o < objects.len() && seen.insert(o) {
+            todo.extend(objects[o].deps.iter().copied());
+        }
+    }
+    false
 }
 
 /// Strongly connected components of the dependency graph (iterative Tarjan, so deep
