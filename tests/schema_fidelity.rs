@@ -390,3 +390,49 @@ async fn view_in_a_dependency_cycle_gets_a_stub() {
         .pre_data
         .contains("ALTER TABLE cyc.acct\n    ADD CONSTRAINT acct_ok CHECK"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tablespaces_are_kept() {
+    let cluster = shared_cluster();
+    // A directory the server's OS user owns; tablespaces belong to the whole cluster.
+    let dir = tempfile::tempdir().unwrap();
+    let uid = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    if nix_is_root() {
+        std::os::unix::fs::chown(dir.path(), Some(uid("-u")), Some(uid("-g"))).unwrap();
+    }
+    psql(
+        cluster,
+        "postgres",
+        &format!(
+            "CREATE TABLESPACE fx_space LOCATION '{}'",
+            dir.path().display()
+        ),
+    );
+    let script = roundtrip(
+        "tablespaces",
+        &fixture("tablespaces.sql"),
+        &DumpOptions::default(),
+    )
+    .await;
+    assert!(script
+        .pre_data
+        .contains("SET default_tablespace = fx_space;"));
+    assert!(script
+        .post_data
+        .contains("SET default_tablespace = fx_space;"));
+}
+
+fn nix_is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}

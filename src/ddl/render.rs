@@ -12,6 +12,34 @@ use super::quote::{qualified, quote_ident, quote_literal};
 
 /// Renders one object.
 pub fn render_object(m: &Model, o: &Object, opts: &DumpOptions) -> String {
+    let text = render_item(m, o, opts);
+    match tablespace_of(m, o.item) {
+        // Like pg_dump: the placement rides on default_tablespace, which works for every
+        // statement kind (pg_get_indexdef has no TABLESPACE clause) and is reset after.
+        Some(ts) if !text.is_empty() => format!(
+            "SET default_tablespace = {};\n{text}SET default_tablespace = '';\n",
+            quote_ident(ts)
+        ),
+        _ => text,
+    }
+}
+
+/// The tablespace an object's storage lives in, when it is not the database default.
+fn tablespace_of(m: &Model, item: Item) -> Option<&str> {
+    let c = &m.catalog;
+    match item {
+        Item::Relation(i) => c.relations[i].tablespace.as_deref(),
+        Item::Index(i) => c.indexes[i].tablespace.as_deref(),
+        Item::Constraint(i) => m
+            .indexes
+            .get(&c.constraints[i].index)
+            .filter(|_| matches!(c.constraints[i].kind.as_str(), "p" | "u" | "x"))
+            .and_then(|&x| c.indexes[x].tablespace.as_deref()),
+        _ => None,
+    }
+}
+
+fn render_item(m: &Model, o: &Object, opts: &DumpOptions) -> String {
     let c = &m.catalog;
     if let Some(text) = super::extras::render_extra(m, o.item, opts) {
         return text;
