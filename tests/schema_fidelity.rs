@@ -436,3 +436,53 @@ fn nix_is_root() -> bool {
     let out = Command::new("id").arg("-u").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
+
+/// The catalog is read under an exported snapshot: a table created after the export is not
+/// seen, and `--section` keeps only the requested part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_under_an_exported_snapshot() {
+    use pgferry::schema::SectionFilter;
+    let cluster = shared_cluster();
+    let db = fresh_db(cluster, "snapshot");
+    psql(
+        cluster,
+        &db,
+        "CREATE TABLE before_export (id int PRIMARY KEY)",
+    );
+    let exporter = connect(cluster, &db).await;
+    exporter
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    let snapshot: String = exporter
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    psql(cluster, &db, "CREATE TABLE after_export (id int)");
+
+    let reader = connect(cluster, &db).await;
+    pgferry::catalog::begin_snapshot_read(&reader, Some(&snapshot))
+        .await
+        .unwrap();
+    let opts = DumpOptions {
+        section: SectionFilter::PreData,
+        ..DumpOptions::default()
+    };
+    let script = dump_schema(&reader, &opts).await.unwrap();
+    reader.batch_execute("COMMIT").await.unwrap();
+    exporter.batch_execute("COMMIT").await.unwrap();
+    assert!(script
+        .pre_data
+        .contains("CREATE TABLE public.before_export"));
+    assert!(!script.pre_data.contains("after_export"));
+    assert!(script.post_data.is_empty());
+
+    // A snapshot name that does not exist is an error, not a silent fresh snapshot.
+    let other = connect(cluster, &db).await;
+    assert!(
+        pgferry::catalog::begin_snapshot_read(&other, Some("00000003-0000001B-1"))
+            .await
+            .is_err()
+    );
+}

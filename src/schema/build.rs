@@ -41,8 +41,6 @@ pub struct Model {
     pub constraints: HashMap<u32, Vec<usize>>,
     /// (table oid, column name) → index in `catalog.sequences` of its identity sequence.
     pub identities: HashMap<(u32, String), usize>,
-    /// Cycles that had to be broken while ordering, described for the log.
-    pub warnings: Vec<String>,
 }
 
 type Key = (&'static str, u32);
@@ -61,7 +59,6 @@ impl Model {
             separate_checks: Default::default(),
             inline_checks: Vec::new(),
             identities: HashMap::new(),
-            warnings: Vec::new(),
         };
         m.index_catalog();
         let map = m.make_objects();
