@@ -190,6 +190,8 @@ async fn types_routines_views_triggers_rules_policies() {
         &DumpOptions::default(),
     )
     .await;
+    // Created WITH NO DATA in the source: nothing to refresh.
+    assert_eq!(script.refresh_matviews, "");
     assert!(script.warnings.is_empty(), "{:?}", script.warnings);
     // The view grouping by the primary key can only be created after it, in post-data.
     assert!(script.post_data.contains("CREATE VIEW app.account_notes"));
@@ -379,6 +381,12 @@ async fn collations_operators_casts_text_search_foreign_data_statistics_event_tr
 async fn edge_cases() {
     let script = roundtrip("edge", &fixture("edge_cases.sql"), &DumpOptions::default()).await;
     assert!(script.warnings.is_empty(), "{:?}", script.warnings);
+    // Populated materialized views are refreshed after the data, dependencies first.
+    let r = &script.refresh_matviews;
+    assert!(r.contains("REFRESH MATERIALIZED VIEW lower_s.mv_full;"));
+    let mv1 = r.find("lower_s.mv1;").unwrap();
+    let mv2 = r.find("lower_s.mv2;").unwrap();
+    assert!(mv1 < mv2, "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,6 +154,9 @@ pub struct Relation {
     pub parents: Vec<u32>,
     /// PG < 12 only.
     pub has_oids: bool,
+    /// Materialized views: whether the source has it populated (then it is refreshed after
+    /// the data is loaded).
+    pub populated: bool,
     /// `CREATE TABLE … OF type`: the type's `format_type`.
     pub of_type: Option<String>,
     /// Foreign tables: server name and options.

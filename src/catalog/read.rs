@@ -368,7 +368,7 @@ async fn read_relations(client: &Client, g: &Gate) -> Result<Vec<Relation>, Cata
                 CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END AS viewdef,
                 {am} AS am,
                 (SELECT ts.spcname FROM pg_catalog.pg_tablespace ts WHERE ts.oid = c.reltablespace) AS tablespace,
-                {oids} AS has_oids,
+                {oids} AS has_oids, c.relispopulated,
                 CASE WHEN c.reloftype <> 0 THEN pg_catalog.format_type(c.reloftype, NULL) END AS of_type,
                 (SELECT s.srvname FROM pg_catalog.pg_foreign_table ft JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver WHERE ft.ftrelid = c.oid) AS fserver,
                 COALESCE((SELECT ft.ftoptions FROM pg_catalog.pg_foreign_table ft WHERE ft.ftrelid = c.oid), '{{}}') AS foptions
@@ -422,6 +422,7 @@ async fn read_relations(client: &Client, g: &Gate) -> Result<Vec<Relation>, Cata
             parents: parents.remove(&oid).unwrap_or_default(),
             has_oids: get(&r, W, "has_oids")?,
             of_type: get(&r, W, "of_type")?,
+            populated: get(&r, W, "relispopulated")?,
             foreign_server: get(&r, W, "fserver")?,
             foreign_options: get(&r, W, "foptions")?,
         });

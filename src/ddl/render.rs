@@ -931,7 +931,13 @@ fn constraint(m: &Model, i: usize) -> String {
     );
     if matches!(k.kind.as_str(), "p" | "u" | "x") {
         if let Some(&xi) = m.indexes.get(&k.index) {
-            out.push_str(&index_extras(m, &m.catalog.indexes[xi]));
+            let x = &m.catalog.indexes[xi];
+            out.push_str(&index_extras(m, x));
+            out.push_str(&comment(
+                "INDEX",
+                &qualified(&x.schema, &x.name),
+                &x.comment,
+            ));
         }
     }
     let on = format!("{} ON {table}", quote_ident(&k.name));

@@ -6,7 +6,7 @@ use crate::catalog::{read_catalog, CatalogError, ReadOptions};
 use crate::ddl::render_object;
 
 use super::build::Model;
-use super::object::{ObjectKind, Section};
+use super::object::{Item, ObjectKind, Section};
 use super::order::order;
 
 /// Which sections to produce (`--section`).
@@ -38,6 +38,10 @@ pub struct SchemaScript {
     /// its own, and copying the source's would make the target publish as well. Empty when
     /// there are none; it needs the post-data objects (and roles) to exist.
     pub publications: String,
+    /// `REFRESH MATERIALIZED VIEW` for the materialized views the source has populated, in
+    /// dependency order: pg_dump runs these after loading the data (they are created WITH
+    /// NO DATA in pre-data). Empty when there are none.
+    pub refresh_matviews: String,
     /// Objects emitted before one of their dependencies because of a dependency cycle.
     pub warnings: Vec<String>,
 }
@@ -82,8 +86,18 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
     let mut pre = String::from(PREAMBLE);
     let mut post = String::from(PREAMBLE);
     let mut publications = String::new();
+    let mut refresh = String::new();
     for i in sequence {
         let o = &model.objects[i];
+        if let (ObjectKind::MatView, Item::Relation(r)) = (o.kind, o.item) {
+            let r = &model.catalog.relations[r];
+            if r.populated {
+                refresh.push_str(&format!(
+                    "REFRESH MATERIALIZED VIEW {};\n",
+                    crate::ddl::qualified(&r.schema, &r.name)
+                ));
+            }
+        }
         let text = render_object(&model, o, opts);
         if text.is_empty() {
             continue;
@@ -123,6 +137,11 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
             publications
         } else {
             format!("{PREAMBLE}{publications}")
+        },
+        refresh_matviews: if refresh.is_empty() {
+            refresh
+        } else {
+            format!("{PREAMBLE}{refresh}")
         },
         warnings,
     }
