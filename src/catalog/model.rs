@@ -80,6 +80,7 @@ pub enum TypeDef {
 
 #[derive(Clone, Debug)]
 pub struct DomainConstraint {
+    pub oid: u32,
     pub name: String,
     pub def: String,
     pub comment: Option<String>,

@@ -287,7 +287,7 @@ async fn read_types(client: &Client, g: &Gate) -> Result<Vec<Type>, CatalogError
     for r in query(
         client,
         "domain constraints",
-        "SELECT c.contypid, c.conname, pg_catalog.pg_get_constraintdef(c.oid) AS def,
+        "SELECT c.oid, c.contypid, c.conname, pg_catalog.pg_get_constraintdef(c.oid) AS def,
                 pg_catalog.obj_description(c.oid, 'pg_constraint') AS comment
          FROM pg_catalog.pg_constraint c WHERE c.contypid <> 0 AND c.contype = 'c'
          ORDER BY c.contypid, c.conname",
@@ -299,6 +299,7 @@ async fn read_types(client: &Client, g: &Gate) -> Result<Vec<Type>, CatalogError
             .entry(get(&r, D, "contypid")?)
             .or_default()
             .push(DomainConstraint {
+                oid: get(&r, D, "oid")?,
                 name: get(&r, D, "conname")?,
                 def: get(&r, D, "def")?,
                 comment: get(&r, D, "comment")?,

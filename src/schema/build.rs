@@ -179,8 +179,18 @@ impl Model {
                 Item::Type(i),
             ));
             map.insert((PG_TYPE, t.oid), o);
-            if let crate::catalog::TypeDef::Composite { relid } = t.def {
-                map.insert((PG_CLASS, relid), o);
+            match &t.def {
+                crate::catalog::TypeDef::Composite { relid } => {
+                    map.insert((PG_CLASS, *relid), o);
+                }
+                // A domain's CHECKs are part of CREATE DOMAIN, so what they call must exist
+                // before the domain.
+                crate::catalog::TypeDef::Domain { constraints, .. } => {
+                    for c in constraints {
+                        map.insert(("pg_catalog.pg_constraint", c.oid), o);
+                    }
+                }
+                _ => {}
             }
         }
         for (i, f) in cat.functions.iter().enumerate() {
