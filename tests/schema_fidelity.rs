@@ -375,6 +375,18 @@ async fn collations_operators_casts_text_search_foreign_data_statistics_event_tr
         .pre_data
         .contains("CREATE FOREIGN DATA WRAPPER postgres_fdw"));
     assert!(script.pre_data.contains("CREATE SERVER fx_pg"));
+    // The implicit family of a class is left to the class; an explicit one is created.
+    assert!(!script
+        .pre_data
+        .contains("CREATE OPERATOR FAMILY misc.money2_ops"));
+    assert!(
+        script
+            .pre_data
+            .contains("ALTER OPERATOR FAMILY misc.money2_hash_fam USING btree ADD")
+            || script
+                .pre_data
+                .contains("ALTER OPERATOR FAMILY misc.money2_hash_fam USING hash ADD")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

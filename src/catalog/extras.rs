@@ -16,6 +16,19 @@ type PubTable = (u32, Option<String>, Option<Vec<String>>);
 type TsMapping = (String, Vec<(String, String)>);
 
 pub(super) async fn read_extras(client: &Client, g: &Gate) -> Result<Extras, CatalogError> {
+    let mut x = read_extra_kinds(client, g).await?;
+    // CREATE OPERATOR CLASS without FAMILY makes a family of the same name; such a family
+    // is recreated by the class itself, unless members were added to it separately.
+    for f in &mut x.op_families {
+        f.implicit = f.members.iter().all(|m| m.opclass != 0)
+            && x.op_classes
+                .iter()
+                .any(|c| c.family_oid == f.oid && c.name == f.name && c.schema == f.schema);
+    }
+    Ok(x)
+}
+
+async fn read_extra_kinds(client: &Client, g: &Gate) -> Result<Extras, CatalogError> {
     Ok(Extras {
         collations: collations(client, g).await?,
         statistics: statistics(client, g).await?,
@@ -29,6 +42,8 @@ pub(super) async fn read_extras(client: &Client, g: &Gate) -> Result<Extras, Cat
         ts_configs: ts_configs(client).await?,
         publications: publications(client, g).await?,
         acl_changes: acl_changes(client).await?,
+        op_families: op_families(client).await?,
+        op_classes: op_classes(client).await?,
     })
 }
 
@@ -487,6 +502,115 @@ async fn acl_changes(client: &Client) -> Result<Vec<AclChange>, CatalogError> {
             owner: get(&r, W, "owner")?,
             extension: get(&r, W, "extension")?,
             acl: acl(&r, W, "acl", "baseline")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn op_families(client: &Client) -> Result<Vec<OpFamily>, CatalogError> {
+    const W: &str = "operator families";
+    let sql = format!(
+        "SELECT f.oid, n.nspname, f.opfname, pg_catalog.pg_get_userbyid(f.opfowner) AS owner,
+                am.amname,
+                pg_catalog.obj_description(f.oid, 'pg_opfamily') AS comment
+         FROM pg_catalog.pg_opfamily f
+         JOIN pg_catalog.pg_namespace n ON n.oid = f.opfnamespace
+         JOIN pg_catalog.pg_am am ON am.oid = f.opfmethod
+         WHERE {USER_NS} AND f.oid >= 16384 AND {}
+         ORDER BY n.nspname, f.opfname",
+        not_ext("pg_opfamily", "f.oid")
+    );
+    let rows = query(client, W, &sql).await?;
+    // Members and the class they belong to (internal dependency), or none (loose member).
+    const M: &str = "operator family members";
+    let members = query(
+        client,
+        M,
+        "SELECT o.amopfamily AS family,
+                COALESCE((SELECT d.refobjid FROM pg_catalog.pg_depend d
+                          WHERE d.classid = 'pg_catalog.pg_amop'::pg_catalog.regclass AND d.objid = o.oid
+                            AND d.refclassid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND d.deptype = 'i'), 0::oid) AS opclass,
+                'OPERATOR ' || o.amopstrategy || ' ' || o.amopopr::pg_catalog.regoperator::text
+                  || CASE WHEN o.amoppurpose = 'o'
+                          THEN ' FOR ORDER BY ' || pg_catalog.quote_ident(sn.nspname) || '.' || pg_catalog.quote_ident(sf.opfname)
+                          ELSE '' END AS text,
+                0 AS kind, o.amopstrategy::int AS num
+         FROM pg_catalog.pg_amop o
+         LEFT JOIN pg_catalog.pg_opfamily sf ON sf.oid = o.amopsortfamily
+         LEFT JOIN pg_catalog.pg_namespace sn ON sn.oid = sf.opfnamespace
+         WHERE o.amopfamily >= 16384
+         UNION ALL
+         SELECT p.amprocfamily,
+                COALESCE((SELECT d.refobjid FROM pg_catalog.pg_depend d
+                          WHERE d.classid = 'pg_catalog.pg_amproc'::pg_catalog.regclass AND d.objid = p.oid
+                            AND d.refclassid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND d.deptype = 'i'), 0::oid),
+                'FUNCTION ' || p.amprocnum || ' (' || pg_catalog.format_type(p.amproclefttype, NULL) || ', '
+                  || pg_catalog.format_type(p.amprocrighttype, NULL) || ') ' || p.amproc::pg_catalog.regprocedure::text,
+                1, p.amprocnum::int
+         FROM pg_catalog.pg_amproc p
+         WHERE p.amprocfamily >= 16384
+         ORDER BY 1, 4, 5",
+    )
+    .await?;
+    let mut by_family: HashMap<u32, Vec<OpMember>> = HashMap::new();
+    for r in members {
+        by_family
+            .entry(get(&r, M, "family")?)
+            .or_default()
+            .push(OpMember {
+                opclass: get(&r, M, "opclass")?,
+                text: get(&r, M, "text")?,
+            });
+    }
+    let mut out = Vec::new();
+    for r in rows {
+        let oid: u32 = get(&r, W, "oid")?;
+        out.push(OpFamily {
+            oid,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "opfname")?,
+            owner: get(&r, W, "owner")?,
+            method: get(&r, W, "amname")?,
+            members: by_family.remove(&oid).unwrap_or_default(),
+            implicit: false,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+async fn op_classes(client: &Client) -> Result<Vec<OpClass>, CatalogError> {
+    const W: &str = "operator classes";
+    let sql = format!(
+        "SELECT c.oid, n.nspname, c.opcname, pg_catalog.pg_get_userbyid(c.opcowner) AS owner,
+                am.amname, pg_catalog.format_type(c.opcintype, NULL) AS input_type, c.opcdefault,
+                fn.nspname AS fam_schema, f.opfname AS fam_name, c.opcfamily,
+                CASE WHEN c.opckeytype <> 0 AND c.opckeytype <> c.opcintype
+                     THEN pg_catalog.format_type(c.opckeytype, NULL) END AS storage,
+                pg_catalog.obj_description(c.oid, 'pg_opclass') AS comment
+         FROM pg_catalog.pg_opclass c
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.opcnamespace
+         JOIN pg_catalog.pg_am am ON am.oid = c.opcmethod
+         JOIN pg_catalog.pg_opfamily f ON f.oid = c.opcfamily
+         JOIN pg_catalog.pg_namespace fn ON fn.oid = f.opfnamespace
+         WHERE {USER_NS} AND c.oid >= 16384 AND {}
+         ORDER BY n.nspname, c.opcname",
+        not_ext("pg_opclass", "c.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(OpClass {
+            oid: get(&r, W, "oid")?,
+            schema: get(&r, W, "nspname")?,
+            name: get(&r, W, "opcname")?,
+            owner: get(&r, W, "owner")?,
+            method: get(&r, W, "amname")?,
+            input_type: get(&r, W, "input_type")?,
+            default: get(&r, W, "opcdefault")?,
+            family: (get(&r, W, "fam_schema")?, get(&r, W, "fam_name")?),
+            family_oid: get(&r, W, "opcfamily")?,
+            storage: get(&r, W, "storage")?,
+            comment: get(&r, W, "comment")?,
         });
     }
     Ok(out)

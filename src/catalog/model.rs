@@ -570,6 +570,48 @@ pub struct Extras {
     pub ts_configs: Vec<TextSearchConfig>,
     pub publications: Vec<Publication>,
     pub acl_changes: Vec<AclChange>,
+    pub op_families: Vec<OpFamily>,
+    pub op_classes: Vec<OpClass>,
+}
+
+/// One operator or support function of an operator family, already rendered as the server
+/// names things: `OPERATOR 1 schema.<(type, type)` or `FUNCTION 1 (type, type) f(args)`.
+#[derive(Clone, Debug)]
+pub struct OpMember {
+    /// The operator class it belongs to, or 0 for a loose member of the family.
+    pub opclass: u32,
+    pub text: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct OpFamily {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    pub method: String,
+    pub members: Vec<OpMember>,
+    /// True when the family was made implicitly by CREATE OPERATOR CLASS (same name and
+    /// schema as a class of it, and no loose members): then only the class is dumped.
+    pub implicit: bool,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct OpClass {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    pub method: String,
+    pub input_type: String,
+    pub default: bool,
+    /// (schema, name) of its family.
+    pub family: (String, String),
+    pub family_oid: u32,
+    /// `STORAGE` type when it differs from the input type.
+    pub storage: Option<String>,
+    pub comment: Option<String>,
 }
 
 /// Privileges changed on an object that is otherwise not dumped (an extension member, or a

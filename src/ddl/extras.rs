@@ -300,6 +300,60 @@ pub fn render_extra(m: &Model, item: Item, opts: &DumpOptions) -> Option<String>
             s.push_str(&comment("PUBLICATION", &name, &p.comment));
             s
         }
+        Item::OpFamily(i) => {
+            let f = &x.op_families[i];
+            let name = qualified(&f.schema, &f.name);
+            let am = quote_ident(&f.method);
+            let mut s = format!("CREATE OPERATOR FAMILY {name} USING {am};\n");
+            let loose: Vec<&str> = f
+                .members
+                .iter()
+                .filter(|m| m.opclass == 0)
+                .map(|m| m.text.as_str())
+                .collect();
+            if !loose.is_empty() {
+                s.push_str(&format!(
+                    "ALTER OPERATOR FAMILY {name} USING {am} ADD\n    {};\n",
+                    loose.join(",\n    ")
+                ));
+            }
+            let sig = format!("{name} USING {am}");
+            s.push_str(&owner("OPERATOR FAMILY", &sig, &f.owner, opts));
+            s.push_str(&comment("OPERATOR FAMILY", &sig, &f.comment));
+            s
+        }
+        Item::OpClass(i) => {
+            let k = &x.op_classes[i];
+            let name = qualified(&k.schema, &k.name);
+            let am = quote_ident(&k.method);
+            let family = x.op_families.iter().find(|f| f.oid == k.family_oid);
+            let mut items: Vec<String> = family
+                .map(|f| {
+                    f.members
+                        .iter()
+                        .filter(|m| m.opclass == k.oid)
+                        .map(|m| m.text.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(st) = &k.storage {
+                items.push(format!("STORAGE {st}"));
+            }
+            let default = if k.default { "DEFAULT " } else { "" };
+            let fam = match family {
+                Some(f) if !f.implicit => format!(" FAMILY {}", qname(&k.family)),
+                _ => String::new(),
+            };
+            let mut s = format!(
+                "CREATE OPERATOR CLASS {name}\n    {default}FOR TYPE {} USING {am}{fam} AS\n    {};\n",
+                k.input_type,
+                items.join(",\n    ")
+            );
+            let sig = format!("{name} USING {am}");
+            s.push_str(&owner("OPERATOR CLASS", &sig, &k.owner, opts));
+            s.push_str(&comment("OPERATOR CLASS", &sig, &k.comment));
+            s
+        }
         Item::AclChange(i) => {
             let a = &x.acl_changes[i];
             let name = match &a.args {

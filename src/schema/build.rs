@@ -603,6 +603,42 @@ impl Model {
                 }
             }
         }
+        for (i, f) in x.op_families.iter().enumerate() {
+            if !f.implicit {
+                add(
+                    self,
+                    map,
+                    K::OperatorFamily,
+                    Some(&f.schema),
+                    &f.name,
+                    Some(&f.owner),
+                    f.oid,
+                    Pre,
+                    Item::OpFamily(i),
+                    Some("pg_catalog.pg_opfamily"),
+                );
+            }
+        }
+        for (i, c) in x.op_classes.iter().enumerate() {
+            let o = add(
+                self,
+                map,
+                K::OperatorClass,
+                Some(&c.schema),
+                &c.name,
+                Some(&c.owner),
+                c.oid,
+                Pre,
+                Item::OpClass(i),
+                Some("pg_catalog.pg_opclass"),
+            );
+            match map.get(&("pg_catalog.pg_opfamily", c.family_oid)).copied() {
+                Some(f) => self.objects[o].deps.push(f),
+                None => {
+                    map.insert(("pg_catalog.pg_opfamily", c.family_oid), o);
+                }
+            }
+        }
         for (i, c) in x.casts.iter().enumerate() {
             let name = format!("{} AS {}", c.source, c.target);
             add(
@@ -1006,6 +1042,8 @@ fn static_class(name: &str) -> Option<&'static str> {
         "pg_catalog.pg_collation" => "pg_catalog.pg_collation",
         "pg_catalog.pg_operator" => "pg_catalog.pg_operator",
         "pg_catalog.pg_cast" => "pg_catalog.pg_cast",
+        "pg_catalog.pg_opfamily" => "pg_catalog.pg_opfamily",
+        "pg_catalog.pg_opclass" => "pg_catalog.pg_opclass",
         "pg_catalog.pg_ts_dict" => "pg_catalog.pg_ts_dict",
         "pg_catalog.pg_ts_config" => "pg_catalog.pg_ts_config",
         "pg_catalog.pg_foreign_data_wrapper" => "pg_catalog.pg_foreign_data_wrapper",

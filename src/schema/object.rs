@@ -20,6 +20,8 @@ pub enum ObjectKind {
     ViewStub,
     Function,
     Operator,
+    OperatorFamily,
+    OperatorClass,
     Cast,
     TextSearchDictionary,
     TextSearchConfig,
@@ -94,6 +96,8 @@ pub enum Item {
     AclChange(usize),
     /// Index into `catalog.relations` of the view the stub stands for.
     ViewStub(usize),
+    OpFamily(usize),
+    OpClass(usize),
 }
 
 #[derive(Clone, Debug)]
