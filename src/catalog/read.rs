@@ -147,7 +147,7 @@ async fn read_with_empty_search_path(
     cat.columns = read_columns(client, &g).await?;
     cat.sequences = read_sequences(client).await?;
     cat.constraints = read_constraints(client, &g).await?;
-    cat.indexes = read_indexes(client, &g).await?;
+    cat.indexes = read_indexes(client).await?;
     cat.functions = read_functions(client, &g).await?;
     cat.triggers = read_triggers(client, &g).await?;
     cat.rules = read_rules(client).await?;
@@ -481,10 +481,7 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
             stat_target: (stat >= 0).then_some(stat),
             options: get(&r, W, "options")?,
             fdw_options: get(&r, W, "fdwoptions")?,
-            acl: acl(&r, W, "acl", "acl").map(|mut a| {
-                a.baseline.clear();
-                a
-            })?,
+            acl: column_acl(&r, W)?,
             comment: get(&r, W, "comment")?,
         });
     }
@@ -560,9 +557,22 @@ async fn read_constraints(client: &Client, g: &Gate) -> Result<Vec<Constraint>, 
     Ok(out)
 }
 
-async fn read_indexes(client: &Client, g: &Gate) -> Result<Vec<Index>, CatalogError> {
+/// A column's ACL starts empty (there is no per-column default), so every item is a grant.
+fn column_acl(row: &Row, what: &'static str) -> Result<Acl, CatalogError> {
+    let actual: Option<Vec<String>> = get(row, what, "acl")?;
+    Ok(Acl {
+        actual: actual
+            .map(|a| parse_acl(&a))
+            .transpose()
+            .map_err(|detail| CatalogError::Decode { what, detail })?,
+        baseline: Vec::new(),
+    })
+}
+
+/// NULLS NOT DISTINCT (PG 15+) and INCLUDE columns (PG 11+) come with pg_get_indexdef and
+/// pg_get_constraintdef, so nothing here depends on the version.
+async fn read_indexes(client: &Client) -> Result<Vec<Index>, CatalogError> {
     const W: &str = "indexes";
-    let _ = g;
     let sql = format!(
         "SELECT i.indexrelid, i.indrelid, n.nspname, ic.relname,
                 pg_catalog.pg_get_indexdef(i.indexrelid) AS def, i.indisclustered, i.indisreplident,

@@ -7,6 +7,7 @@
 //! [`crate::ddl`].
 
 mod build;
+mod cycles;
 mod dump;
 mod object;
 mod order;
