@@ -44,6 +44,7 @@ async fn read_extra_kinds(client: &Client, g: &Gate) -> Result<Extras, CatalogEr
         acl_changes: acl_changes(client).await?,
         op_families: op_families(client).await?,
         op_classes: op_classes(client).await?,
+        security_labels: security_labels(client).await?,
     })
 }
 
@@ -611,6 +612,26 @@ async fn op_classes(client: &Client) -> Result<Vec<OpClass>, CatalogError> {
             family_oid: get(&r, W, "opcfamily")?,
             storage: get(&r, W, "storage")?,
             comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+/// untested: no label provider is installed here (labels need e.g. sepgsql loaded).
+async fn security_labels(client: &Client) -> Result<Vec<SecurityLabel>, CatalogError> {
+    const W: &str = "security labels";
+    let sql = "SELECT o.type AS object_type, o.identity, s.provider, s.label
+               FROM pg_catalog.pg_seclabel s,
+                    LATERAL pg_catalog.pg_identify_object(s.classoid, s.objoid, s.objsubid) o
+               WHERE s.objoid >= 16384 AND o.schema IS DISTINCT FROM 'pg_catalog'
+               ORDER BY o.type, o.identity, s.provider";
+    let mut out = Vec::new();
+    for r in query(client, W, sql).await? {
+        out.push(SecurityLabel {
+            object_type: get(&r, W, "object_type")?,
+            identity: get(&r, W, "identity")?,
+            provider: get(&r, W, "provider")?,
+            label: get(&r, W, "label")?,
         });
     }
     Ok(out)

@@ -572,6 +572,18 @@ pub struct Extras {
     pub acl_changes: Vec<AclChange>,
     pub op_families: Vec<OpFamily>,
     pub op_classes: Vec<OpClass>,
+    pub security_labels: Vec<SecurityLabel>,
+}
+
+/// `SECURITY LABEL FOR provider ON kind identity IS label`, with the object named by
+/// `pg_identify_object` (its identity is already quoted and qualified by the server).
+#[derive(Clone, Debug)]
+pub struct SecurityLabel {
+    /// `pg_identify_object(...).type`, e.g. `table`, `table column`, `function`.
+    pub object_type: String,
+    pub identity: String,
+    pub provider: String,
+    pub label: String,
 }
 
 /// One operator or support function of an operator family, already rendered as the server

@@ -365,3 +365,63 @@ pub fn render_extra(m: &Model, item: Item, opts: &DumpOptions) -> Option<String>
         _ => return None,
     })
 }
+
+/// `SECURITY LABEL` statements. Kept apart from the other scripts because applying them
+/// needs the same label provider loaded on the target.
+pub fn security_labels(labels: &[crate::catalog::SecurityLabel]) -> String {
+    let mut out = String::new();
+    for l in labels {
+        let kind = match l.object_type.as_str() {
+            "table column"
+            | "view column"
+            | "materialized view column"
+            | "foreign table column" => "COLUMN".to_string(),
+            other => other.to_uppercase(),
+        };
+        out.push_str(&format!(
+            "SECURITY LABEL FOR {} ON {kind} {} IS {};\n",
+            quote_ident(&l.provider),
+            l.identity,
+            quote_literal(&l.label)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::SecurityLabel;
+
+    #[test]
+    fn security_labels_name_the_object_as_the_server_identified_it() {
+        let labels = [
+            SecurityLabel {
+                object_type: "table column".into(),
+                identity: "public.\"T\".c".into(),
+                provider: "selinux".into(),
+                label: "system_u:object_r:sepgsql_table_t:s0".into(),
+            },
+            SecurityLabel {
+                object_type: "function".into(),
+                identity: "public.f(integer)".into(),
+                provider: "My Provider".into(),
+                label: "it's".into(),
+            },
+        ];
+        assert_eq!(
+            security_labels(&labels),
+            "SECURITY LABEL FOR selinux ON COLUMN public.\"T\".c IS 'system_u:object_r:sepgsql_table_t:s0';\n\
+             SECURITY LABEL FOR \"My Provider\" ON FUNCTION public.f(integer) IS 'it''s';\n"
+        );
+    }
+
+    #[test]
+    fn options_are_quoted_key_value_pairs() {
+        assert_eq!(
+            options_clause(&["host=a=b".into(), "User Name=x'y".into()]),
+            " OPTIONS (host 'a=b', \"User Name\" 'x''y')"
+        );
+        assert_eq!(options_clause(&[]), "");
+    }
+}

@@ -42,6 +42,9 @@ pub struct SchemaScript {
     /// dependency order: pg_dump runs these after loading the data (they are created WITH
     /// NO DATA in pre-data). Empty when there are none.
     pub refresh_matviews: String,
+    /// `SECURITY LABEL` statements, apart because they need the same label provider loaded
+    /// on the target. Empty when there are none.
+    pub security_labels: String,
     /// Objects emitted before one of their dependencies because of a dependency cycle.
     pub warnings: Vec<String>,
 }
@@ -138,6 +141,7 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
         } else {
             format!("{PREAMBLE}{publications}")
         },
+        security_labels: crate::ddl::extras::security_labels(&model.catalog.extras.security_labels),
         refresh_matviews: if refresh.is_empty() {
             refresh
         } else {
