@@ -529,3 +529,32 @@ async fn text_copy_does_not_depend_on_either_sides_datestyle() {
          SELECT string_agg(format('%s|%s|%s|%s|%s', id, day, at, span, f), ',' ORDER BY id) FROM d",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_without_copied_columns_keep_their_row_count() {
+    let p = pair(
+        "copy_nocols",
+        "CREATE TABLE nothing (); CREATE TABLE only_generated (g int GENERATED ALWAYS AS (1) STORED);",
+    );
+    p.src_sql(
+        "INSERT INTO nothing SELECT FROM generate_series(1, 3);
+         INSERT INTO only_generated SELECT FROM generate_series(1, 4);",
+    );
+    let (jobs, stats) = p
+        .copy(
+            PlanOptions {
+                filter: only(&["public.nothing", "public.only_generated"]),
+                ..PlanOptions::default()
+            },
+            2,
+        )
+        .await;
+    assert!(jobs.iter().all(|j| j.columns.is_empty()));
+    let rows: u64 = stats.iter().map(|s| s.rows).sum();
+    assert_eq!(rows, 7);
+    assert_eq!(p.dst_sql("SELECT count(*) FROM nothing"), "3");
+    assert_eq!(
+        p.dst_sql("SELECT count(*), sum(g) FROM only_generated"),
+        "4|4"
+    );
+}

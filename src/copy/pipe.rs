@@ -168,8 +168,9 @@ pub(crate) fn qualified(job: &TableJob) -> String {
     format!("{}.{}", quote_ident(&job.schema), quote_ident(&job.table))
 }
 
-/// Always-quoted identifier. Temporary: the `ddl` module owns quoting and this will call it.
-fn quote_ident(name: &str) -> String {
+/// Always-quoted identifier; the copy module's only quoting. Temporary: the `ddl` module owns
+/// quoting and this will call it.
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

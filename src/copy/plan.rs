@@ -329,7 +329,7 @@ async fn int_ranges(
     pk: &str,
     parts: u64,
 ) -> Result<Vec<RowRange>, CopyError> {
-    let col = format!("\"{}\"", pk.replace('"', "\"\""));
+    let col = super::pipe::quote_ident(pk);
     let sql = format!(
         "SELECT min({col})::bigint, max({col})::bigint FROM ONLY {}",
         super::pipe::qualified(job)
