@@ -50,8 +50,9 @@ pub enum ObjectKind {
     /// GRANT/REVOKE on extension members and built-in objects.
     AclChange,
     Publication,
-    EventTrigger,
     DefaultAcl,
+    /// Last, like pg_dump: once created, an event trigger fires on the DDL that follows.
+    EventTrigger,
 }
 
 /// Where the object's details live in the [`crate::catalog::Catalog`] (index into the vector
