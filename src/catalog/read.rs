@@ -718,11 +718,11 @@ async fn read_functions(client: &Client, g: &Gate) -> Result<Vec<Function>, Cata
 async fn read_triggers(client: &Client, g: &Gate) -> Result<Vec<Trigger>, CatalogError> {
     const W: &str = "triggers";
     // untested: before PG 13 a trigger cloned onto a partition is recognised by its
-    // dependency on the parent's trigger.
+    // dependency on the parent's trigger ('i' in PG 11, 'P' in PG 12).
     let cloned = g.frag(
         130000,
         "t.tgparentid <> 0",
-        "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.objid = t.oid AND d.refclassid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.deptype = 'P')",
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.objid = t.oid AND d.refclassid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.deptype IN ('P', 'i'))",
     );
     let sql = format!(
         "SELECT t.oid, t.tgrelid, t.tgname, pg_catalog.pg_get_triggerdef(t.oid) AS def,
