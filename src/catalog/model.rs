@@ -309,6 +309,9 @@ pub struct Trigger {
     pub def: String,
     /// `tgenabled`: `O` origin (default), `D` disabled, `R` replica, `A` always.
     pub enabled: String,
+    /// For a trigger cloned onto a partition whose enabled state differs from its parent's
+    /// (the only case where a clone needs DDL of its own): the parent trigger. 0 otherwise.
+    pub parent: u32,
     pub comment: Option<String>,
 }
 

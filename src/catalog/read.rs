@@ -741,8 +741,33 @@ async fn read_triggers(client: &Client, g: &Gate) -> Result<Vec<Trigger>, Catalo
             name: get(&r, W, "tgname")?,
             def: get(&r, W, "def")?,
             enabled: get(&r, W, "enabled")?,
+            parent: 0,
             comment: get(&r, W, "comment")?,
         });
+    }
+    if g.v >= 130000 {
+        // Clones come with their parent's CREATE TRIGGER; only a changed enabled state
+        // (ALTER TABLE partition DISABLE TRIGGER …) must be replayed.
+        const C: &str = "cloned triggers";
+        for r in query(
+            client,
+            C,
+            "SELECT t.oid, t.tgrelid, t.tgname, t.tgenabled::text AS enabled, t.tgparentid
+             FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger p ON p.oid = t.tgparentid
+             WHERE t.tgrelid >= 16384 AND t.tgenabled <> p.tgenabled",
+        )
+        .await?
+        {
+            out.push(Trigger {
+                oid: get(&r, C, "oid")?,
+                relid: get(&r, C, "tgrelid")?,
+                name: get(&r, C, "tgname")?,
+                def: String::new(),
+                enabled: get(&r, C, "enabled")?,
+                parent: get(&r, C, "tgparentid")?,
+                comment: None,
+            });
+        }
     }
     Ok(out)
 }

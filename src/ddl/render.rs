@@ -109,11 +109,17 @@ fn render_item(m: &Model, o: &Object, opts: &DumpOptions) -> String {
         Item::Trigger(i) => {
             let t = &c.triggers[i];
             let table = rel_name_by_oid(m, t.relid);
-            let mut s = format!("{};\n", t.def);
+            // A clone (parent != 0) exists once its parent does; only its state is set.
+            let mut s = if t.parent == 0 {
+                format!("{};\n", t.def)
+            } else {
+                String::new()
+            };
             let action = match t.enabled.as_str() {
                 "D" => Some("DISABLE TRIGGER"),
                 "R" => Some("ENABLE REPLICA TRIGGER"),
                 "A" => Some("ENABLE ALWAYS TRIGGER"),
+                _ if t.parent != 0 => Some("ENABLE TRIGGER"),
                 _ => None,
             };
             if let Some(a) = action {

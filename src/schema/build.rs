@@ -437,6 +437,15 @@ impl Model {
             self.objects[o].deps.push(table);
             map.insert(("pg_catalog.pg_trigger", t.oid), o);
         }
+        // A clone's state change waits for the parent trigger that creates the clone.
+        for (o, t) in self.objects.iter_mut().filter_map(|o| match o.item {
+            Item::Trigger(i) if cat.triggers[i].parent != 0 => Some((o, &cat.triggers[i])),
+            _ => None,
+        }) {
+            if let Some(&p) = map.get(&("pg_catalog.pg_trigger", t.parent)) {
+                o.deps.push(p);
+            }
+        }
         for (i, r) in cat.rules.iter().enumerate() {
             let Some(table) = rel_obj(&map, r.relid) else {
                 continue;
