@@ -586,7 +586,8 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
         // Inherited columns come from the parent; a partition is created stand-alone and
         // attached later, so it lists every column.
         if inherits && !c.is_local {
-            if let Some(d) = &c.default {
+            // A generated column's expression comes with the parent and cannot be set.
+            if let Some(d) = c.default.as_ref().filter(|_| c.generated.is_empty()) {
                 after.push_str(&format!(
                     "ALTER TABLE ONLY {name} ALTER COLUMN {} SET DEFAULT {d};\n",
                     quote_ident(&c.name)
