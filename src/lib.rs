@@ -14,5 +14,6 @@ pub mod conn;
 pub mod copy;
 pub mod ddl;
 pub mod localpg;
+pub mod replication;
 pub mod schema;
 pub mod verify;

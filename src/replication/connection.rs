@@ -1,0 +1,1011 @@
+//! The async driver: one task owns the socket of a `replication=database` session and turns the
+//! sans-IO pieces of [`super::protocol`] into calls.
+//!
+//! Connecting mirrors [`crate::conn::connect`] (which tokio-postgres cannot do for us here: it
+//! has no replication mode and no COPY BOTH): the same [`ConnConfig`], the same rustls
+//! configuration from [`crate::conn::tls::client_config`], and libpq's `sslmode` fallbacks:
+//! - `allow`: plain first, TLS once more if the server refused the plain session;
+//! - `prefer`: TLS if the server answers the SSLRequest with `S`, plain on `N`, and once more
+//!   plain if the TLS handshake itself fails;
+//! - `require` / `verify-*`: TLS or nothing (`N` is an error);
+//! - Unix sockets: never TLS.
+//!
+//! Authentication: trust, cleartext, md5, SCRAM-SHA-256 and, over TLS, SCRAM-SHA-256-PLUS with
+//! `tls-server-end-point` channel binding. `channel_binding=require` fails unless the server
+//! actually authenticated us with SCRAM-SHA-256-PLUS. Passwords only ever go into the
+//! authentication messages; no error or log line contains them.
+//!
+//! All reads are cancel-safe (bytes read stay in our buffer), so [`ReplicationStream::next_event`]
+//! can sit in a `tokio::select!` next to a timer.
+
+use super::protocol::{
+    self, parse_backend, parse_copy_payload, Backend, CopyPayload, Lsn, ProtocolError,
+    ServerMessage, StatusUpdate,
+};
+use super::slot::{self, CommandError, CreatedSlot, StartOptions, SystemInfo};
+use crate::conn::connect::{ConnectErrorKind, DEFAULT_APPLICATION_NAME};
+use crate::conn::{tls, ChannelBinding, ConnConfig, Host, SslMode};
+use bytes::{Bytes, BytesMut};
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::{md5_hash, sasl};
+use postgres_protocol::message::backend::Message;
+use rustls::pki_types::ServerName;
+use sha2::Digest;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+/// Everything that can go wrong on a replication connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicationError {
+    /// Connecting or authenticating failed. `reason` is one line in the server's words when it
+    /// said something; it never holds the password.
+    #[error("could not open a replication connection to {target}: {reason}")]
+    Connect {
+        kind: ConnectErrorKind,
+        target: String,
+        reason: String,
+        /// The SQLSTATE when the server refused.
+        code: Option<String>,
+    },
+    /// The server answered a command with an ErrorResponse (the connection is still usable,
+    /// except while streaming).
+    #[error("the server refused {command}: {error}")]
+    Server {
+        command: String,
+        error: ServerMessage,
+    },
+    #[error("replication connection I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Encode(#[from] protocol::EncodeError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("the server closed the replication connection")]
+    Closed,
+    #[error("unexpected answer to {command}: {what}")]
+    Unexpected { command: String, what: String },
+}
+
+impl ReplicationError {
+    /// The SQLSTATE, when the server reported the error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ReplicationError::Server { error, .. } => Some(&error.code),
+            ReplicationError::Connect { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The slot named in the command does not exist (SQLSTATE 42704).
+    pub fn is_missing_slot(&self) -> bool {
+        self.code() == Some("42704")
+    }
+
+    fn unexpected(command: &str, what: impl Into<String>) -> ReplicationError {
+        ReplicationError::Unexpected {
+            command: short(command),
+            what: what.into(),
+        }
+    }
+}
+
+/// Commands in error messages are cut short: they are ours, but a user query may be long.
+fn short(command: &str) -> String {
+    const LIMIT: usize = 120;
+    match command.char_indices().nth(LIMIT) {
+        Some((at, _)) => format!("\"{}...\"", &command[..at]),
+        None => format!("\"{command}\""),
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The rows of one statement run with [`ReplicationConnection::simple_query`], as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The CommandComplete tag (`SELECT 1`, `CREATE_REPLICATION_SLOT`...).
+    pub tag: String,
+}
+
+impl QueryResult {
+    /// The value of `column` in row `row`, if both exist and it is not NULL.
+    pub fn get(&self, row: usize, column: &str) -> Option<&str> {
+        let index = self.columns.iter().position(|c| c == column)?;
+        self.rows.get(row)?.get(index)?.as_deref()
+    }
+}
+
+/// An open `replication=database` session, idle (not streaming).
+pub struct ReplicationConnection {
+    io: Box<dyn Io>,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    parameters: Vec<(String, String)>,
+    tls: bool,
+    target: String,
+}
+
+impl fmt::Debug for ReplicationConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicationConnection")
+            .field("target", &self.target)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether an attempt uses TLS.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TlsWish {
+    Plain,
+    /// TLS if the server accepts the SSLRequest, else plain.
+    Prefer,
+    Require,
+}
+
+/// A failed attempt, before it becomes a [`ReplicationError::Connect`].
+struct Failure {
+    kind: ConnectErrorKind,
+    reason: String,
+    code: Option<String>,
+    /// The server answered `N` to the SSLRequest.
+    server_lacks_tls: bool,
+}
+
+impl Failure {
+    fn new(kind: ConnectErrorKind, reason: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            reason: reason.into(),
+            code: None,
+            server_lacks_tls: false,
+        }
+    }
+
+    fn from_server(error: ServerMessage) -> Failure {
+        let kind = match error.code.as_str() {
+            "28P01" => ConnectErrorKind::Authentication,
+            _ => ConnectErrorKind::Rejected,
+        };
+        let mut reason = error.message.clone();
+        if let Some(detail) = &error.detail {
+            reason.push_str(&format!(" ({})", detail.replace('\n', " ")));
+        }
+        Failure {
+            kind,
+            reason,
+            code: Some(error.code),
+            server_lacks_tls: false,
+        }
+    }
+
+    fn from_error(error: ReplicationError) -> Failure {
+        match error {
+            ReplicationError::Io(e) => Failure::new(ConnectErrorKind::Other, e.to_string()),
+            ReplicationError::Closed => Failure::new(
+                ConnectErrorKind::Other,
+                "the server closed the connection during startup",
+            ),
+            other => Failure::new(ConnectErrorKind::Other, other.to_string()),
+        }
+    }
+}
+
+impl ReplicationConnection {
+    /// Opens a logical replication session to `cfg` (see the module docs for TLS and
+    /// authentication).
+    pub async fn connect(cfg: &ConnConfig) -> Result<ReplicationConnection, ReplicationError> {
+        let target = cfg.display_target();
+        let wrap = |f: Failure| ReplicationError::Connect {
+            kind: f.kind,
+            target: target.clone(),
+            reason: f.reason,
+            code: f.code,
+        };
+        let tls_config = tls::client_config(cfg)
+            .map_err(|e| wrap(Failure::new(ConnectErrorKind::Setup, e.to_string())))?;
+        let Some(tls_config) = tls_config else {
+            return attempt(cfg, None, TlsWish::Plain, &target).await.map_err(wrap);
+        };
+        let tls = Some(tls_config);
+        let result = match cfg.sslmode {
+            SslMode::Allow => match attempt(cfg, None, TlsWish::Plain, &target).await {
+                Ok(c) => Ok(c),
+                Err(first) if first.kind == ConnectErrorKind::Unreachable => Err(first),
+                Err(first) => match attempt(cfg, tls, TlsWish::Require, &target).await {
+                    Ok(c) => Ok(c),
+                    Err(second) if second.server_lacks_tls => Err(first),
+                    Err(second) => Err(second),
+                },
+            },
+            SslMode::Prefer => match attempt(cfg, tls, TlsWish::Prefer, &target).await {
+                Err(first) if first.kind == ConnectErrorKind::Tls => {
+                    match attempt(cfg, None, TlsWish::Plain, &target).await {
+                        Ok(c) => Ok(c),
+                        Err(second) => Err(Failure {
+                            reason: format!(
+                                "{}; then without TLS: {}",
+                                first.reason, second.reason
+                            ),
+                            ..second
+                        }),
+                    }
+                }
+                other => other,
+            },
+            SslMode::Disable => attempt(cfg, None, TlsWish::Plain, &target).await,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                attempt(cfg, tls, TlsWish::Require, &target).await
+            }
+        };
+        result.map_err(wrap)
+    }
+
+    /// A server parameter reported at startup or later (`server_version`, `integer_datetimes`...).
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The server's major version (from `server_version`), 0 if it did not say.
+    pub fn server_major(&self) -> u32 {
+        self.parameter("server_version")
+            .and_then(slot::server_major)
+            .unwrap_or(0)
+    }
+
+    /// Whether the session is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// IDENTIFY_SYSTEM.
+    pub async fn identify_system(&mut self) -> Result<SystemInfo, ReplicationError> {
+        const COMMAND: &str = "IDENTIFY_SYSTEM";
+        let result = self.single_row(COMMAND).await?;
+        let field = |name: &str| {
+            result
+                .get(0, name)
+                .ok_or_else(|| ReplicationError::unexpected(COMMAND, format!("no {name} column")))
+        };
+        let timeline = field("timeline")?;
+        let xlogpos = field("xlogpos")?;
+        Ok(SystemInfo {
+            systemid: field("systemid")?.to_owned(),
+            timeline: timeline.parse().map_err(|_| {
+                ReplicationError::unexpected(COMMAND, format!("timeline {timeline:?}"))
+            })?,
+            xlogpos: xlogpos.parse().map_err(|_| {
+                ReplicationError::unexpected(COMMAND, format!("xlogpos {xlogpos:?}"))
+            })?,
+            dbname: result.get(0, "dbname").map(str::to_owned),
+        })
+    }
+
+    /// CREATE_REPLICATION_SLOT for pgoutput. With `export_snapshot`, the returned snapshot can
+    /// be imported by other sessions until this connection runs its next command.
+    pub async fn create_slot(
+        &mut self,
+        name: &str,
+        temporary: bool,
+        export_snapshot: bool,
+    ) -> Result<CreatedSlot, ReplicationError> {
+        let command =
+            slot::create_slot_command(name, temporary, export_snapshot, self.server_major())?;
+        let result = self.single_row(&command).await?;
+        let point = result
+            .get(0, "consistent_point")
+            .ok_or_else(|| ReplicationError::unexpected(&command, "no consistent_point"))?;
+        Ok(CreatedSlot {
+            slot_name: result.get(0, "slot_name").unwrap_or(name).to_owned(),
+            consistent_point: point.parse().map_err(|_| {
+                ReplicationError::unexpected(&command, format!("consistent_point {point:?}"))
+            })?,
+            snapshot_name: result.get(0, "snapshot_name").map(str::to_owned),
+        })
+    }
+
+    /// DROP_REPLICATION_SLOT; with `wait`, waits for another session to release it.
+    pub async fn drop_slot(&mut self, name: &str, wait: bool) -> Result<(), ReplicationError> {
+        let command = slot::drop_slot_command(name, wait, self.server_major())?;
+        self.simple_query(&command).await.map(drop)
+    }
+
+    /// Runs `sql` with the simple query protocol (replication commands, `SHOW`, or SQL: this
+    /// is a `replication=database` session) and returns each statement's rows as text.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<QueryResult>, ReplicationError> {
+        protocol::encode_query(sql, &mut self.write_buf)?;
+        self.flush().await?;
+        let mut results = Vec::new();
+        let mut current = QueryResult::default();
+        let mut failure = None;
+        loop {
+            match self.read().await? {
+                Backend::Error(error) => {
+                    failure = Some(ReplicationError::Server {
+                        command: short(sql),
+                        error,
+                    })
+                }
+                Backend::Other(Message::RowDescription(body)) => {
+                    current.columns = body
+                        .fields()
+                        .map(|f| Ok(f.name().to_owned()))
+                        .collect()
+                        .map_err(|e: io::Error| ReplicationError::unexpected(sql, e.to_string()))?;
+                }
+                Backend::Other(Message::DataRow(body)) => {
+                    let buf = body.buffer();
+                    let row = body
+                        .ranges()
+                        .map(|range| {
+                            Ok(range.map(|r| String::from_utf8_lossy(&buf[r]).into_owned()))
+                        })
+                        .collect()
+                        .map_err(|e: io::Error| ReplicationError::unexpected(sql, e.to_string()))?;
+                    current.rows.push(row);
+                }
+                Backend::Other(Message::CommandComplete(body)) => {
+                    current.tag = body.tag().unwrap_or_default().to_owned();
+                    results.push(std::mem::take(&mut current));
+                }
+                Backend::Other(Message::EmptyQueryResponse) => {}
+                Backend::Other(Message::ReadyForQuery(_)) => break,
+                // A COPY started by the query: we cannot take part in it.
+                Backend::Other(Message::CopyOutResponse(_) | Message::CopyInResponse(_))
+                | Backend::CopyBothResponse => {
+                    return Err(ReplicationError::unexpected(
+                        sql,
+                        "a COPY started; use start_replication for streaming",
+                    ))
+                }
+                Backend::CopyData(_) => {}
+                Backend::Other(_) => {}
+                Backend::Notice(_) => {}
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(results),
+        }
+    }
+
+    /// START_REPLICATION: the server streams pgoutput messages for `slot` from `start`
+    /// (`Lsn::INVALID` = where the slot stands). The connection becomes the stream; get it
+    /// back with [`ReplicationStream::stop`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_replication(
+        self,
+        slot_name: &str,
+        start: Lsn,
+        publication_names: &[String],
+        proto_version: u32,
+        binary: bool,
+        streaming: bool,
+        messages: bool,
+    ) -> Result<ReplicationStream, ReplicationError> {
+        let options = StartOptions {
+            proto_version,
+            publication_names: publication_names.to_vec(),
+            binary,
+            streaming,
+            messages,
+        };
+        self.start_with(slot_name, start, &options).await
+    }
+
+    /// [`Self::start_replication`] with the options as a struct.
+    pub async fn start_with(
+        mut self,
+        slot_name: &str,
+        start: Lsn,
+        options: &StartOptions,
+    ) -> Result<ReplicationStream, ReplicationError> {
+        let command = slot::start_replication_command(slot_name, start, options)?;
+        protocol::encode_query(&command, &mut self.write_buf)?;
+        self.flush().await?;
+        loop {
+            match self.read().await? {
+                Backend::CopyBothResponse => {
+                    return Ok(ReplicationStream {
+                        conn: self,
+                        server_done: false,
+                    })
+                }
+                Backend::Error(error) => {
+                    // The server follows with ReadyForQuery; leave the session tidy.
+                    self.drain_to_ready().await?;
+                    return Err(ReplicationError::Server {
+                        command: short(&command),
+                        error,
+                    });
+                }
+                Backend::Notice(_) | Backend::Other(Message::ParameterStatus(_)) => {}
+                Backend::Other(_) | Backend::CopyData(_) => {
+                    return Err(ReplicationError::unexpected(&command, "no CopyBothResponse"))
+                }
+            }
+        }
+    }
+
+    /// Sends Terminate and closes the socket.
+    pub async fn close(mut self) -> Result<(), ReplicationError> {
+        protocol::encode_terminate(&mut self.write_buf);
+        self.flush().await?;
+        self.io.shutdown().await?;
+        Ok(())
+    }
+
+    async fn single_row(&mut self, command: &str) -> Result<QueryResult, ReplicationError> {
+        let mut results = self.simple_query(command).await?;
+        match results.pop() {
+            Some(r) if results.is_empty() && r.rows.len() == 1 => Ok(r),
+            _ => Err(ReplicationError::unexpected(command, "expected one row")),
+        }
+    }
+
+    async fn drain_to_ready(&mut self) -> Result<(), ReplicationError> {
+        loop {
+            if let Backend::Other(Message::ReadyForQuery(_)) = self.read().await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ReplicationError> {
+        self.io.write_all(&self.write_buf).await?;
+        self.write_buf.clear();
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// The next message; notices are logged and ParameterStatus recorded on the way.
+    /// Cancel-safe: a partial message stays in `read_buf`.
+    async fn read(&mut self) -> Result<Backend, ReplicationError> {
+        loop {
+            match parse_backend(&mut self.read_buf)? {
+                Some(Backend::Notice(notice)) => {
+                    tracing::info!(target: "pgferry::replication", "server notice: {notice}");
+                    return Ok(Backend::Notice(notice));
+                }
+                Some(Backend::Other(Message::ParameterStatus(body))) => {
+                    if let (Ok(name), Ok(value)) = (body.name(), body.value()) {
+                        let (name, value) = (name.to_owned(), value.to_owned());
+                        match self.parameters.iter_mut().find(|(n, _)| *n == name) {
+                            Some(slot) => slot.1 = value,
+                            None => self.parameters.push((name, value)),
+                        }
+                    }
+                    return Ok(Backend::Other(Message::ParameterStatus(body)));
+                }
+                Some(message) => return Ok(message),
+                None => {}
+            }
+            if self.read_buf.capacity() - self.read_buf.len() < 4096 {
+                self.read_buf.reserve(64 * 1024);
+            }
+            if self.io.read_buf(&mut self.read_buf).await? == 0 {
+                return Err(ReplicationError::Closed);
+            }
+        }
+    }
+}
+
+/// One message of the replication stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplicationEvent {
+    /// WAL data: one pgoutput message in `data` (decode with [`super::pgoutput::decode`]).
+    XLogData {
+        wal_start: Lsn,
+        wal_end: Lsn,
+        /// Server clock, microseconds since 2000-01-01.
+        send_time: i64,
+        data: Bytes,
+    },
+    /// The server is alive; with `reply_requested`, answer with [`ReplicationStream::send_status`]
+    /// soon or it drops the connection after `wal_sender_timeout`.
+    Keepalive {
+        wal_end: Lsn,
+        send_time: i64,
+        reply_requested: bool,
+    },
+}
+
+/// A connection in COPY BOTH mode after START_REPLICATION.
+#[derive(Debug)]
+pub struct ReplicationStream {
+    conn: ReplicationConnection,
+    /// The server sent CopyDone (it ended streaming on its side).
+    server_done: bool,
+}
+
+impl ReplicationStream {
+    /// The next event; `Ok(None)` when the server ended the stream (then call [`Self::stop`]).
+    /// Cancel-safe.
+    pub async fn next_event(&mut self) -> Result<Option<ReplicationEvent>, ReplicationError> {
+        if self.server_done {
+            return Ok(None);
+        }
+        loop {
+            match self.conn.read().await? {
+                Backend::CopyData(payload) => {
+                    return Ok(Some(match parse_copy_payload(payload)? {
+                        CopyPayload::XLogData(x) => ReplicationEvent::XLogData {
+                            wal_start: x.wal_start,
+                            wal_end: x.wal_end,
+                            send_time: x.send_time,
+                            data: x.data,
+                        },
+                        CopyPayload::Keepalive(k) => ReplicationEvent::Keepalive {
+                            wal_end: k.wal_end,
+                            send_time: k.send_time,
+                            reply_requested: k.reply_requested,
+                        },
+                    }))
+                }
+                Backend::Other(Message::CopyDone) => {
+                    self.server_done = true;
+                    return Ok(None);
+                }
+                Backend::Error(error) => {
+                    return Err(ReplicationError::Server {
+                        command: "START_REPLICATION".to_owned(),
+                        error,
+                    })
+                }
+                Backend::Notice(_) | Backend::Other(Message::ParameterStatus(_)) => {}
+                _ => {
+                    return Err(ReplicationError::unexpected(
+                        "START_REPLICATION",
+                        "a message other than CopyData while streaming",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Sends a Standby status update with our clock (see [`StatusUpdate`] for what the three
+    /// positions promise the server).
+    pub async fn send_status(
+        &mut self,
+        write: Lsn,
+        flush: Lsn,
+        apply: Lsn,
+        reply_requested: bool,
+    ) -> Result<(), ReplicationError> {
+        let update = StatusUpdate {
+            write,
+            flush,
+            apply,
+            clock: protocol::pg_timestamp(SystemTime::now()),
+            reply_requested,
+        };
+        protocol::encode_status_update(&update, &mut self.conn.write_buf);
+        self.conn.flush().await
+    }
+
+    /// Ends streaming: sends CopyDone, skips what the server still had in flight, and waits
+    /// for ReadyForQuery. The connection can then run commands again (e.g. drop the slot).
+    pub async fn stop(mut self) -> Result<ReplicationConnection, ReplicationError> {
+        protocol::encode_copy_done(&mut self.conn.write_buf);
+        self.conn.flush().await?;
+        let mut failure = None;
+        loop {
+            match self.conn.read().await? {
+                Backend::Other(Message::ReadyForQuery(_)) => break,
+                Backend::Error(error) => {
+                    failure = Some(ReplicationError::Server {
+                        command: "CopyDone".to_owned(),
+                        error,
+                    })
+                }
+                // In-flight data, the server's CopyDone, CommandComplete: nothing to keep.
+                _ => {}
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(self.conn),
+        }
+    }
+}
+
+/// One connection attempt with one TLS choice, bounded by `connect_timeout` as a whole.
+async fn attempt(
+    cfg: &ConnConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    wish: TlsWish,
+    target: &str,
+) -> Result<ReplicationConnection, Failure> {
+    let work = attempt_inner(cfg, tls, wish, target);
+    match cfg.connect_timeout {
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::new(
+                ConnectErrorKind::Unreachable,
+                format!("no answer within {} s", limit.as_secs_f64()),
+            )),
+        },
+        None => work.await,
+    }
+}
+
+async fn attempt_inner(
+    cfg: &ConnConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    wish: TlsWish,
+    target: &str,
+) -> Result<ReplicationConnection, Failure> {
+    // (socket, channel binding data, encrypted)
+    let (io, channel_binding, tls_used): (Box<dyn Io>, Option<Vec<u8>>, bool) = match socket(cfg)
+        .await?
+    {
+        Socket::Unix(s) => (Box::new(s), None, false),
+        Socket::Tcp(mut tcp) => match (wish, tls) {
+            (TlsWish::Plain, _) | (_, None) => (Box::new(tcp), None, false),
+            (_, Some(tls)) => {
+                if negotiate_tls(&mut tcp).await? {
+                    let name = server_name(cfg)?;
+                    let stream = tokio_rustls::TlsConnector::from(tls)
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| {
+                            Failure::new(
+                                ConnectErrorKind::Tls,
+                                format!("TLS handshake failed: {}", tls_reason(&e)),
+                            )
+                        })?;
+                    let binding = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(|cert| tls_server_end_point(cert.as_ref()));
+                    (Box::new(stream), binding, true)
+                } else if wish == TlsWish::Prefer {
+                    (Box::new(tcp), None, false)
+                } else {
+                    return Err(Failure {
+                        server_lacks_tls: true,
+                        ..Failure::new(
+                            ConnectErrorKind::Tls,
+                            format!(
+                                "the server does not support SSL/TLS, but sslmode={} requires it",
+                                cfg.sslmode
+                            ),
+                        )
+                    });
+                }
+            }
+        },
+    };
+    let mut conn = ReplicationConnection {
+        io,
+        read_buf: BytesMut::with_capacity(64 * 1024),
+        write_buf: BytesMut::with_capacity(1024),
+        parameters: Vec::new(),
+        tls: tls_used,
+        target: target.to_owned(),
+    };
+    startup(&mut conn, cfg, channel_binding).await?;
+    Ok(conn)
+}
+
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+async fn socket(cfg: &ConnConfig) -> Result<Socket, Failure> {
+    let unreachable = |at: String, e: io::Error| {
+        Failure::new(
+            ConnectErrorKind::Unreachable,
+            format!("could not connect to {at}: {e}"),
+        )
+    };
+    if let (Host::Unix(dir), None) = (&cfg.host, cfg.hostaddr) {
+        let path = dir.join(format!(".s.PGSQL.{}", cfg.port));
+        return UnixStream::connect(&path)
+            .await
+            .map(Socket::Unix)
+            .map_err(|e| unreachable(path.display().to_string(), e));
+    }
+    let addrs: Vec<SocketAddr> = match (cfg.hostaddr, &cfg.host) {
+        (Some(ip), _) => vec![SocketAddr::new(ip, cfg.port)],
+        (None, Host::Tcp(host)) => tokio::net::lookup_host((host.as_str(), cfg.port))
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    ConnectErrorKind::Unreachable,
+                    format!("could not resolve host name \"{host}\": {e}"),
+                )
+            })?
+            .collect(),
+        (None, Host::Unix(_)) => Vec::new(),
+    };
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // Status updates are small and time-sensitive.
+                let _ = stream.set_nodelay(true);
+                return Ok(Socket::Tcp(stream));
+            }
+            Err(e) => last = Some(unreachable(addr.to_string(), e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Failure::new(
+            ConnectErrorKind::Unreachable,
+            format!("no address found for {}", cfg.host),
+        )
+    }))
+}
+
+/// SSLRequest: `true` when the server answered `S`.
+async fn negotiate_tls(tcp: &mut TcpStream) -> Result<bool, Failure> {
+    let io_failure = |e: io::Error| Failure::new(ConnectErrorKind::Other, e.to_string());
+    let mut buf = BytesMut::new();
+    protocol::encode_ssl_request(&mut buf);
+    tcp.write_all(&buf).await.map_err(io_failure)?;
+    // Read exactly one byte: anything the server sent after `S` belongs to the TLS handshake.
+    let answer = tcp.read_u8().await.map_err(io_failure)?;
+    match answer {
+        b'S' => Ok(true),
+        b'N' => Ok(false),
+        other => Err(Failure::new(
+            ConnectErrorKind::Tls,
+            format!(
+                "unexpected answer {:?} to the SSL request",
+                char::from(other)
+            ),
+        )),
+    }
+}
+
+/// The name rustls checks the certificate against: the host name given, or the address.
+fn server_name(cfg: &ConnConfig) -> Result<ServerName<'static>, Failure> {
+    let name = match (&cfg.host, cfg.hostaddr) {
+        (Host::Tcp(host), _) => host.clone(),
+        (Host::Unix(_), Some(ip)) => ip.to_string(),
+        (Host::Unix(_), None) => String::new(),
+    };
+    ServerName::try_from(name.clone()).map_err(|_| {
+        Failure::new(
+            ConnectErrorKind::Setup,
+            format!("\"{name}\" cannot be used as a TLS server name"),
+        )
+    })
+}
+
+/// The innermost reason of a TLS error, with certificate problems in our words.
+fn tls_reason(error: &io::Error) -> String {
+    if let Some(inner) = error.get_ref() {
+        if let Some(rustls_error) = inner.downcast_ref::<rustls::Error>() {
+            if let Some(problem) = tls::CertProblem::find(rustls_error) {
+                return problem.to_string();
+            }
+            return rustls_error.to_string();
+        }
+    }
+    error.to_string()
+}
+
+/// The `tls-server-end-point` channel binding data (RFC 5929, section 4.1): a hash of the
+/// server's certificate, with the hash function of the certificate's signature, except that
+/// MD5 and SHA-1 are replaced by SHA-256. `None` when the signature algorithm names no single
+/// hash (Ed25519, RSASSA-PSS here): we then do not offer channel binding, as libpq cannot either.
+pub fn tls_server_end_point(cert_der: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert_der).ok()?;
+    let oid = cert.signature_algorithm.algorithm.to_id_string();
+    let hash: fn(&[u8]) -> Vec<u8> = match oid.as_str() {
+        // md5/sha1 with RSA, ecdsa-with-SHA1, dsa-with-sha1, and the SHA-256 family.
+        "1.2.840.113549.1.1.4"
+        | "1.2.840.113549.1.1.5"
+        | "1.2.840.10045.4.1"
+        | "1.2.840.10040.4.3"
+        | "1.2.840.113549.1.1.11"
+        | "1.2.840.10045.4.3.2"
+        | "2.16.840.1.101.3.4.3.2" => |d| sha2::Sha256::digest(d).to_vec(),
+        "1.2.840.113549.1.1.14" | "1.2.840.10045.4.3.1" | "2.16.840.1.101.3.4.3.1" => {
+            |d| sha2::Sha224::digest(d).to_vec()
+        }
+        "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => |d| sha2::Sha384::digest(d).to_vec(),
+        "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => |d| sha2::Sha512::digest(d).to_vec(),
+        _ => return None,
+    };
+    Some(hash(cert_der))
+}
+
+/// StartupMessage, authentication, then everything up to the first ReadyForQuery.
+async fn startup(
+    conn: &mut ReplicationConnection,
+    cfg: &ConnConfig,
+    channel_binding: Option<Vec<u8>>,
+) -> Result<(), Failure> {
+    let application_name = cfg
+        .application_name
+        .as_deref()
+        .unwrap_or(DEFAULT_APPLICATION_NAME);
+    protocol::encode_startup(
+        &cfg.user,
+        &cfg.dbname,
+        application_name,
+        cfg.options.as_deref(),
+        &mut conn.write_buf,
+    )
+    .map_err(|e| Failure::new(ConnectErrorKind::Setup, e.to_string()))?;
+    conn.flush().await.map_err(Failure::from_error)?;
+
+    let auth_failure = |reason: String| Failure::new(ConnectErrorKind::Authentication, reason);
+    let password = || {
+        cfg.password.as_ref().ok_or_else(|| {
+            auth_failure(format!(
+                "the server asks for a password for user \"{}\" and none was given",
+                cfg.user
+            ))
+        })
+    };
+    let require_binding = cfg.channel_binding == ChannelBinding::Require;
+    let mut scram: Option<sasl::ScramSha256> = None;
+    let mut used_plus = false;
+    loop {
+        let message = conn.read().await.map_err(Failure::from_error)?;
+        match message {
+            Backend::Error(error) => return Err(Failure::from_server(error)),
+            Backend::Other(Message::AuthenticationOk) => {
+                if require_binding && !used_plus {
+                    return Err(auth_failure(
+                        "channel_binding=require, but the server authenticated us without \
+                         SCRAM-SHA-256-PLUS (it needs TLS and scram-sha-256 in pg_hba.conf)"
+                            .to_owned(),
+                    ));
+                }
+                break;
+            }
+            Backend::Other(Message::AuthenticationCleartextPassword) => {
+                if require_binding {
+                    return Err(auth_failure(
+                        "channel_binding=require, but the server asks for a cleartext password"
+                            .to_owned(),
+                    ));
+                }
+                protocol::encode_password(password()?.expose().as_bytes(), &mut conn.write_buf)
+                    .map_err(|e| auth_failure(e.to_string()))?;
+                conn.flush().await.map_err(Failure::from_error)?;
+            }
+            Backend::Other(Message::AuthenticationMd5Password(body)) => {
+                if require_binding {
+                    return Err(auth_failure(
+                        "channel_binding=require, but the server asks for md5 authentication"
+                            .to_owned(),
+                    ));
+                }
+                let hashed = md5_hash(
+                    cfg.user.as_bytes(),
+                    password()?.expose().as_bytes(),
+                    body.salt(),
+                );
+                protocol::encode_password(hashed.as_bytes(), &mut conn.write_buf)
+                    .map_err(|e| auth_failure(e.to_string()))?;
+                conn.flush().await.map_err(Failure::from_error)?;
+            }
+            Backend::Other(Message::AuthenticationSasl(body)) => {
+                let mut plus = false;
+                let mut plain = false;
+                let mut mechanisms = body.mechanisms();
+                while let Some(m) = mechanisms
+                    .next()
+                    .map_err(|e| Failure::new(ConnectErrorKind::Other, e.to_string()))?
+                {
+                    plus |= m == "SCRAM-SHA-256-PLUS";
+                    plain |= m == "SCRAM-SHA-256";
+                }
+                let allow_binding = cfg.channel_binding != ChannelBinding::Disable;
+                let (mechanism, binding) = match (&channel_binding, plus && allow_binding) {
+                    (Some(data), true) => {
+                        used_plus = true;
+                        (
+                            "SCRAM-SHA-256-PLUS",
+                            sasl::ChannelBinding::tls_server_end_point(data.clone()),
+                        )
+                    }
+                    _ if require_binding => {
+                        return Err(auth_failure(if channel_binding.is_none() {
+                            "channel_binding=require, but channel binding needs a TLS session \
+                             with a certificate whose signature hash is known"
+                                .to_owned()
+                        } else {
+                            "channel_binding=require, but the server does not offer \
+                             SCRAM-SHA-256-PLUS"
+                                .to_owned()
+                        }))
+                    }
+                    _ if plain => (
+                        "SCRAM-SHA-256",
+                        // 'y': we could bind but the server did not offer it (downgrade check).
+                        if channel_binding.is_some() && allow_binding {
+                            sasl::ChannelBinding::unrequested()
+                        } else {
+                            sasl::ChannelBinding::unsupported()
+                        },
+                    ),
+                    _ => {
+                        return Err(auth_failure(
+                            "the server offers no SASL mechanism we support".to_owned(),
+                        ))
+                    }
+                };
+                let state = sasl::ScramSha256::new(password()?.expose().as_bytes(), binding);
+                protocol::encode_sasl_initial(mechanism, state.message(), &mut conn.write_buf)
+                    .map_err(|e| auth_failure(e.to_string()))?;
+                conn.flush().await.map_err(Failure::from_error)?;
+                scram = Some(state);
+            }
+            Backend::Other(Message::AuthenticationSaslContinue(body)) => {
+                let state = scram.as_mut().ok_or_else(|| {
+                    Failure::new(ConnectErrorKind::Other, "unexpected SASL continue message")
+                })?;
+                state
+                    .update(body.data())
+                    .map_err(|e| auth_failure(format!("SCRAM exchange failed: {e}")))?;
+                protocol::encode_sasl_response(state.message(), &mut conn.write_buf)
+                    .map_err(|e| auth_failure(e.to_string()))?;
+                conn.flush().await.map_err(Failure::from_error)?;
+            }
+            Backend::Other(Message::AuthenticationSaslFinal(body)) => {
+                let state = scram.as_mut().ok_or_else(|| {
+                    Failure::new(ConnectErrorKind::Other, "unexpected SASL final message")
+                })?;
+                // Checks the server's signature: the server proves it knows the password too.
+                state
+                    .finish(body.data())
+                    .map_err(|e| auth_failure(format!("SCRAM server verification failed: {e}")))?;
+            }
+            Backend::Notice(_) => {}
+            Backend::Other(
+                Message::AuthenticationGss
+                | Message::AuthenticationSspi
+                | Message::AuthenticationKerberosV5
+                | Message::AuthenticationScmCredential
+                | Message::AuthenticationGssContinue(_),
+            ) => {
+                return Err(auth_failure(
+                    "the server asks for GSSAPI/SSPI/Kerberos authentication, which pgferry \
+                     does not support"
+                        .to_owned(),
+                ))
+            }
+            _ => {
+                return Err(Failure::new(
+                    ConnectErrorKind::Other,
+                    "unexpected message during authentication",
+                ))
+            }
+        }
+    }
+    loop {
+        match conn.read().await.map_err(Failure::from_error)? {
+            Backend::Other(Message::ReadyForQuery(_)) => return Ok(()),
+            Backend::Error(error) => return Err(Failure::from_server(error)),
+            // ParameterStatus is recorded by `read`; BackendKeyData is for cancel requests,
+            // which a replication session does not need.
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Logical replication: our own client for the streaming replication protocol and our own
+//! pgoutput decoder.
+//!
+//! tokio-postgres has no replication mode and cannot take part in COPY BOTH, so this module
+//! speaks the protocol itself on top of postgres-protocol's message codecs:
+//! - [`protocol`]: sans-IO framing (startup, CopyBoth, XLogData, keepalives, status updates,
+//!   [`Lsn`]);
+//! - [`connection`]: the async driver ([`ReplicationConnection`], [`ReplicationStream`]), using
+//!   the same connection settings and TLS rules as [`crate::conn`];
+//! - [`slot`]: the replication commands' text (quoted names, version-dependent syntax);
+//! - [`pgoutput`]: a pure, panic-free decoder of pgoutput messages.
+//!
+//! The flow of a live migration: [`ReplicationConnection::create_slot`] with an exported
+//! snapshot → copy the tables under that snapshot while this connection stays idle →
+//! [`ReplicationConnection::start_replication`] from the slot's consistent point → decode each
+//! [`ReplicationEvent::XLogData`] with [`pgoutput::decode`] → apply → confirm with
+//! [`ReplicationStream::send_status`].
+
+pub mod connection;
+pub mod pgoutput;
+pub mod protocol;
+pub mod slot;
+
+pub use connection::{
+    QueryResult, ReplicationConnection, ReplicationError, ReplicationEvent, ReplicationStream,
+};
+pub use protocol::Lsn;
+pub use slot::{CreatedSlot, StartOptions, SystemInfo};
