@@ -172,6 +172,9 @@ async fn pagila_roundtrips_with_zero_diff() {
         .pre_data
         .contains("ATTACH PARTITION public.payment_p2022_01"));
     assert!(script.post_data.contains("CREATE TRIGGER last_updated"));
+    // Nothing about system objects whose privileges were not changed.
+    assert!(!script.post_data.contains("information_schema"));
+    assert!(!script.post_data.contains("ON FUNCTION pg_catalog."));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,4 +503,18 @@ async fn reads_under_an_exported_snapshot() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreated_public_schema_is_altered_not_created() {
+    let script = roundtrip(
+        "recreated_public",
+        &fixture("recreated_public.sql"),
+        &DumpOptions::default(),
+    )
+    .await;
+    assert!(!script.pre_data.contains("CREATE SCHEMA public"));
+    assert!(script
+        .pre_data
+        .contains("REVOKE USAGE ON SCHEMA public FROM PUBLIC;"));
 }

@@ -463,9 +463,10 @@ async fn publications(client: &Client, g: &Gate) -> Result<Vec<Publication>, Cat
 
 async fn acl_changes(client: &Client) -> Result<Vec<AclChange>, CatalogError> {
     const W: &str = "privileges of extension members and built-in objects";
-    // Objects we do not dump ourselves: extension members, and what initdb created (oid
-    // below 16384, in pg_catalog or information_schema). Only those whose ACL differs from
-    // the initial one are returned.
+    // Objects we do not dump ourselves: extension members, and what initdb created in
+    // pg_catalog. Only those whose ACL differs from the initial one are returned.
+    // information_schema is left alone, as pg_dump does: initdb sets its privileges without
+    // recording them in pg_init_privs, so there is nothing to compare with.
     let sql = "WITH ext AS (SELECT classid, objid, refobjid FROM pg_catalog.pg_depend WHERE deptype = 'e')
         SELECT 'FUNCTION' AS kind, n.nspname, p.proname AS name,
                pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
@@ -477,7 +478,7 @@ async fn acl_changes(client: &Client) -> Result<Vec<AclChange>, CatalogError> {
         LEFT JOIN ext ON ext.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND ext.objid = p.oid
         LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass
              AND ip.objoid = p.oid AND ip.objsubid = 0
-        WHERE (ext.objid IS NOT NULL OR p.oid < 16384) AND p.proacl IS NOT NULL
+        WHERE (ext.objid IS NOT NULL OR (p.oid < 16384 AND n.nspname = 'pg_catalog')) AND p.proacl IS NOT NULL
           AND p.proacl IS DISTINCT FROM COALESCE(ip.initprivs, pg_catalog.acldefault('f', p.proowner))
         UNION ALL
         SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname, NULL,
@@ -488,7 +489,7 @@ async fn acl_changes(client: &Client) -> Result<Vec<AclChange>, CatalogError> {
         LEFT JOIN ext ON ext.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ext.objid = c.oid
         LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass
              AND ip.objoid = c.oid AND ip.objsubid = 0
-        WHERE (ext.objid IS NOT NULL OR c.oid < 16384) AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')
+        WHERE (ext.objid IS NOT NULL OR (c.oid < 16384 AND n.nspname = 'pg_catalog')) AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')
           AND c.relacl IS NOT NULL
           AND c.relacl IS DISTINCT FROM COALESCE(ip.initprivs,
               pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner))

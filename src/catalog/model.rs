@@ -33,7 +33,7 @@ pub struct Schema {
     pub owner: String,
     pub acl: Acl,
     pub comment: Option<String>,
-    /// True for objects that exist in every new database (`public`): altered, never created.
+    /// True for `public`, which exists in every new database: altered, never created.
     pub builtin: bool,
 }
 

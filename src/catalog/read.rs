@@ -165,14 +165,9 @@ async fn read_schemas(client: &Client) -> Result<Vec<Schema>, CatalogError> {
     let sql = format!(
         "SELECT n.oid, n.nspname, pg_catalog.pg_get_userbyid(n.nspowner) AS owner,
                 n.nspacl::text[] AS acl,
-                COALESCE((SELECT ip.initprivs::text[] FROM pg_catalog.pg_init_privs ip
-                          WHERE ip.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
-                            AND ip.objoid = n.oid AND ip.objsubid = 0),
-                         pg_catalog.acldefault('n', n.nspowner)::text[]) AS baseline,
-                (SELECT pg_catalog.pg_get_userbyid(r.oid) FROM pg_catalog.pg_roles r
-                   WHERE r.rolname = 'pg_database_owner') AS dbowner_role,
+                pg_catalog.acldefault('n', n.nspowner)::text[] AS baseline,
                 pg_catalog.obj_description(n.oid, 'pg_namespace') AS comment,
-                n.oid < 16384 AS builtin
+                n.nspname = 'public' AS builtin
          FROM pg_catalog.pg_namespace n
          WHERE {USER_NS} AND (n.oid >= 16384 OR n.nspname = 'public') AND {}
          ORDER BY n.nspname",
@@ -184,18 +179,32 @@ async fn read_schemas(client: &Client) -> Result<Vec<Schema>, CatalogError> {
         let builtin: bool = get(&r, W, "builtin")?;
         let mut acl = acl(&r, W, "acl", "baseline")?;
         if builtin {
-            // ALTER SCHEMA … OWNER rewrites the initial ACL's owner entries, so the state we
-            // compare against is the initial ACL as it reads after our own ALTER OWNER.
-            let initial_owner: Option<String> = get(&r, W, "dbowner_role")?;
-            let initial_owner = initial_owner.unwrap_or_else(|| owner.clone());
-            for item in &mut acl.baseline {
-                if item.grantee == initial_owner {
-                    item.grantee = owner.clone();
-                }
-                if item.grantor == initial_owner {
-                    item.grantor = owner.clone();
-                }
+            // A NULL ACL means the owner's default privileges; spell them out, since the
+            // target's public has an explicit ACL that may need revoking from.
+            if acl.actual.is_none() {
+                acl.actual = Some(vec![AclItem {
+                    grantee: owner.clone(),
+                    grantor: owner.clone(),
+                    privs: "UC".into(),
+                }]);
             }
+            // Every new database already has a `public` schema (even if the source's was
+            // dropped and re-created), so the state to compare with is the target's initial
+            // one: `{pg_database_owner=UC, =U}` on PostgreSQL 15+, which our ALTER SCHEMA …
+            // OWNER rewrites to the owner. (A target of 14 or older starts with `=UC` for
+            // PUBLIC instead and would keep that.)
+            acl.baseline = vec![
+                AclItem {
+                    grantee: owner.clone(),
+                    grantor: owner.clone(),
+                    privs: "UC".into(),
+                },
+                AclItem {
+                    grantee: String::new(),
+                    grantor: owner.clone(),
+                    privs: "U".into(),
+                },
+            ];
         }
         out.push(Schema {
             oid: get(&r, W, "oid")?,
