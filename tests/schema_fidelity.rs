@@ -140,18 +140,19 @@ async fn roundtrip(name: &str, fixture: &str, opts: &DumpOptions) -> SchemaScrip
             script.publications
         );
     }
+    // Keep what we generated next to the build output, for reading.
+    let dir = format!("{}/target/schema_fidelity", env!("CARGO_MANIFEST_DIR"));
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(
+        format!("{dir}/{name}.script.sql"),
+        format!("{}\n{}", script.pre_data, script.post_data),
+    );
     let a = pg_dump_schema(cluster, &src);
     let b = pg_dump_schema(cluster, &dst);
     if let Some(d) = first_diff(&a, &b) {
-        // Keep the evidence: both dumps and our script, next to the build output.
-        let dir = format!("{}/target/schema_fidelity", env!("CARGO_MANIFEST_DIR"));
-        let _ = std::fs::create_dir_all(&dir);
+        // Keep the evidence: both dumps.
         let _ = std::fs::write(format!("{dir}/{name}.source.sql"), a.join("\n"));
         let _ = std::fs::write(format!("{dir}/{name}.restored.sql"), b.join("\n"));
-        let _ = std::fs::write(
-            format!("{dir}/{name}.script.sql"),
-            format!("{}\n{}", script.pre_data, script.post_data),
-        );
         panic!("{name}: restored schema differs from the source (files in {dir})\n{d}");
     }
     script
