@@ -13,7 +13,8 @@
 //! Two-phase commit messages (Begin Prepare, Prepare, Commit/Rollback Prepared, Stream
 //! Prepare) are reported as [`DecodeError::Unsupported`]: pgferry never enables `two_phase`.
 
-use bytes::Bytes;
+/// Re-exported: the type of column values, so callers need no `bytes` dependency of their own.
+pub use bytes::Bytes;
 
 /// PostgreSQL's `InvalidOid` never names a relation; relation ids are plain `u32`s.
 pub type Oid = u32;
@@ -411,11 +412,7 @@ pub fn decode(buf: &Bytes, ctx: &DecodeContext) -> Result<Message, DecodeError> 
                     })
                 }
             };
-            Message::Delete(Delete {
-                xid,
-                relation,
-                old,
-            })
+            Message::Delete(Delete { xid, relation, old })
         }
         b'T' => {
             let xid = r.xid(ctx)?;
@@ -1050,7 +1047,9 @@ mod tests {
     #[test]
     fn exact_layout_of_an_insert() {
         // Hand-built, independent of `encode`: relation 16384, two columns: text '42', NULL.
-        let mut raw = vec![b'I', 0, 0, 0x40, 0, b'N', 0, 2, b't', 0, 0, 0, 2, b'4', b'2'];
+        let mut raw = vec![
+            b'I', 0, 0, 0x40, 0, b'N', 0, 2, b't', 0, 0, 0, 2, b'4', b'2',
+        ];
         raw.push(b'n');
         let m = decode(&Bytes::from(raw), &DecodeContext::new(1)).unwrap();
         assert_eq!(
