@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod clone_cmd;
 mod schema_cmd;
 pub mod size;
 mod verify_cmd;
@@ -650,7 +651,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             not_built_yet("cleanup", "slot/publication cleanup (issues 5 and 6)")
         }
         Command::Schema(args) => schema_cmd::run(&args).await,
-        Command::Clone(_) => not_built_yet("clone", "the snapshot copy engine (issue 4)"),
+        Command::Clone(args) => clone_cmd::run(&args).await,
         Command::Dump(_) => not_built_yet("dump", "native archives (issue 7)"),
         Command::Restore(_) => not_built_yet("restore", "native archives (issue 7)"),
         Command::Verify(args) => verify_cmd::run(&args).await,

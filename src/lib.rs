@@ -10,10 +10,13 @@
 pub mod catalog;
 pub mod check;
 pub mod cli;
+pub mod clone;
 pub mod conn;
 pub mod copy;
 pub mod ddl;
 pub mod localpg;
+pub mod progress;
 pub mod replication;
 pub mod schema;
+pub mod sqlscript;
 pub mod verify;

@@ -1,0 +1,207 @@
+//! The target database itself: read the source database's properties, decide what to do with
+//! an existing target (refuse, drop, or keep and truncate), and create it with the source's
+//! encoding and locale so that text copies byte-exact (a LATIN1 database stays LATIN1).
+
+use super::CloneError;
+use crate::ddl::{quote_ident, quote_literal};
+use tokio_postgres::Client;
+
+/// What `CREATE DATABASE` needs to reproduce the source database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseProps {
+    pub name: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+    /// `icu` or `libc` (PostgreSQL 15+; older servers are always libc).
+    pub locale_provider: String,
+    pub icu_locale: Option<String>,
+    pub owner: String,
+    pub connection_limit: i32,
+}
+
+/// Reads the properties of the database `client` is connected to.
+pub async fn source_props(
+    client: &Client,
+    server_version: i32,
+) -> Result<DatabaseProps, CloneError> {
+    let icu = if server_version >= 150000 {
+        "CASE d.datlocprovider WHEN 'i' THEN 'icu' ELSE 'libc' END, d.daticulocale"
+    } else {
+        "'libc'::text, NULL::text"
+    };
+    let sql = format!(
+        "SELECT d.datname::text, pg_encoding_to_char(d.encoding)::text, d.datcollate::text, \
+                d.datctype::text, {icu}, pg_get_userbyid(d.datdba)::text, d.datconnlimit \
+         FROM pg_database d WHERE d.datname = current_database()"
+    );
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(|e| CloneError::source_failed("reading the database's encoding and locale", e))?;
+    Ok(DatabaseProps {
+        name: row.get(0),
+        encoding: row.get(1),
+        collate: row.get(2),
+        ctype: row.get(3),
+        locale_provider: row.get(4),
+        icu_locale: row.get(5),
+        owner: row.get(6),
+        connection_limit: row.get(7),
+    })
+}
+
+/// What to do when the target database exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingTarget {
+    /// Refuse unless it is empty (no user objects).
+    Refuse,
+    /// DROP DATABASE and create it again.
+    Drop,
+    /// Keep its schema; empty the tables and copy the data only.
+    Truncate,
+}
+
+/// Whether the database exists on the server `admin` is connected to.
+pub async fn database_exists(admin: &Client, name: &str) -> Result<bool, CloneError> {
+    Ok(admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(|e| CloneError::target_failed("looking for the target database", e))?
+        .is_some())
+}
+
+/// `DROP DATABASE` (for `--drop-if-exists`).
+pub async fn drop_database(admin: &Client, name: &str) -> Result<(), CloneError> {
+    tracing::warn!(
+        database = name,
+        "dropping the existing target database (--drop-if-exists)"
+    );
+    admin
+        .batch_execute(&format!("DROP DATABASE {}", quote_ident(name)))
+        .await
+        .map_err(|e| {
+            CloneError::target_failed("dropping the target database (--drop-if-exists)", e)
+        })
+}
+
+/// Creates the target database like the source's: encoding, locale, owner (when that role
+/// exists on the target), connection limit.
+pub async fn create_database(
+    admin: &Client,
+    name: &str,
+    props: &DatabaseProps,
+) -> Result<(), CloneError> {
+    let owner_exists = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&props.owner])
+        .await
+        .map_err(|e| CloneError::target_failed("looking for the owner role", e))?
+        .is_some();
+    let sql = create_database_sql(name, props, owner_exists);
+    tracing::debug!(sql = %sql, "creating the target database");
+    admin
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| CloneError::target_failed("creating the target database", e))?;
+    if !owner_exists {
+        tracing::warn!(
+            owner = %props.owner,
+            "the source database's owner does not exist on the target; the new database belongs to the connecting user"
+        );
+    }
+    Ok(())
+}
+
+/// `CREATE DATABASE` from template0 with the source's encoding and locale (and owner when the
+/// role exists on the target).
+pub fn create_database_sql(target_db: &str, p: &DatabaseProps, with_owner: bool) -> String {
+    let mut sql = format!(
+        "CREATE DATABASE {} WITH TEMPLATE = template0 ENCODING = {}",
+        quote_ident(target_db),
+        quote_literal(&p.encoding)
+    );
+    if p.locale_provider == "icu" {
+        sql.push_str(" LOCALE_PROVIDER = icu");
+        if let Some(icu) = &p.icu_locale {
+            sql.push_str(&format!(" ICU_LOCALE = {}", quote_literal(icu)));
+        }
+    }
+    sql.push_str(&format!(
+        " LC_COLLATE = {} LC_CTYPE = {}",
+        quote_literal(&p.collate),
+        quote_literal(&p.ctype)
+    ));
+    if with_owner {
+        sql.push_str(&format!(" OWNER = {}", quote_ident(&p.owner)));
+    }
+    if p.connection_limit != -1 {
+        sql.push_str(&format!(" CONNECTION LIMIT = {}", p.connection_limit));
+    }
+    sql
+}
+
+/// True when the database `client` is connected to holds user objects (anything pg_dump would
+/// dump: a relation, type, function... outside the system schemas, or a schema besides public).
+pub async fn has_user_objects(client: &Client) -> Result<bool, CloneError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                              AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%') \
+                 OR EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')) \
+                 OR EXISTS (SELECT 1 FROM pg_namespace \
+                            WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public') \
+                              AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%') \
+                 OR EXISTS (SELECT 1 FROM pg_extension WHERE extname <> 'plpgsql')",
+            &[],
+        )
+        .await
+        .map_err(|e| CloneError::target_failed("checking whether the target database is empty", e))?;
+    Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props() -> DatabaseProps {
+        DatabaseProps {
+            name: "src".into(),
+            encoding: "LATIN1".into(),
+            collate: "C".into(),
+            ctype: "C".into(),
+            locale_provider: "libc".into(),
+            icu_locale: None,
+            owner: "app owner".into(),
+            connection_limit: -1,
+        }
+    }
+
+    #[test]
+    fn create_database_keeps_encoding_and_quotes_names() {
+        let sql = create_database_sql("Shop-2", &props(), true);
+        assert_eq!(
+            sql,
+            "CREATE DATABASE \"Shop-2\" WITH TEMPLATE = template0 ENCODING = 'LATIN1' \
+             LC_COLLATE = 'C' LC_CTYPE = 'C' OWNER = \"app owner\""
+        );
+    }
+
+    #[test]
+    fn icu_and_connection_limit() {
+        let p = DatabaseProps {
+            locale_provider: "icu".into(),
+            icu_locale: Some("en-US".into()),
+            connection_limit: 5,
+            ..props()
+        };
+        let sql = create_database_sql("db", &p, false);
+        assert!(
+            sql.contains("LOCALE_PROVIDER = icu ICU_LOCALE = 'en-US'"),
+            "{sql}"
+        );
+        assert!(sql.ends_with("CONNECTION LIMIT = 5"), "{sql}");
+        assert!(!sql.contains("OWNER"), "{sql}");
+    }
+}

@@ -1,0 +1,328 @@
+//! `pgferry clone`: one database, schema + data + post-data, from one consistent snapshot.
+//!
+//! ```text
+//!  source props ─► target database (create / drop / keep) ─► export snapshot
+//!     ─► schema read in the snapshot ─► pre-data on target ─► plan jobs (in the snapshot)
+//!     ─► parallel COPY (copy::copy_all) ─► post-data (indexes, constraints, FKs, triggers)
+//!     ─► sequences (values from the snapshot) ─► REFRESH materialized views ─► ANALYZE
+//! ```
+//!
+//! The exporting session stays open (and idle) until every reader has joined the snapshot and
+//! the copy is done; it is closed last.
+
+pub mod database;
+pub mod postdata;
+pub mod sequences;
+
+use crate::conn::{connect, ConnConfig, ConnectError, Session};
+use crate::copy::{
+    copy_all, plan_tables, CopyError, CopyStats, ExportedSnapshot, PlanOptions, TableFilter,
+};
+use crate::progress::Reporter;
+use crate::schema::{dump_schema, DumpError, DumpOptions};
+use database::ExistingTarget;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// How the rows travel (`--copy-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatChoice {
+    /// Binary where safe, text otherwise, decided per table.
+    Auto,
+    Binary,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloneOptions {
+    /// Table copy workers.
+    pub jobs: usize,
+    /// Post-data workers (indexes, constraints) and ANALYZE workers.
+    pub index_jobs: usize,
+    /// Split tables larger than this into ranges.
+    pub split_threshold: u64,
+    pub format: FormatChoice,
+    pub existing: ExistingTarget,
+    pub skip_analyze: bool,
+    pub filter: TableFilter,
+}
+
+impl Default for CloneOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        CloneOptions {
+            jobs: cores.max(2),
+            index_jobs: cores.max(2),
+            split_threshold: 1 << 30,
+            format: FormatChoice::Auto,
+            existing: ExistingTarget::Refuse,
+            skip_analyze: false,
+            filter: TableFilter::default(),
+        }
+    }
+}
+
+/// What a clone did, for the summary.
+#[derive(Debug, Clone, Default)]
+pub struct CloneSummary {
+    pub tables: Vec<CopyStats>,
+    pub sequences: usize,
+    pub materialized_views_refreshed: bool,
+    pub post_data_statements: usize,
+    pub schema_warnings: Vec<String>,
+    pub elapsed: Duration,
+    /// The schema was kept (`--truncate`) rather than created.
+    pub schema_kept: bool,
+}
+
+/// Where a clone stopped, so an error can say what state the target is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Preparing,
+    Schema,
+    Data,
+    PostData,
+    Finishing,
+}
+
+impl Stage {
+    /// What the target holds when a clone stops during this stage.
+    pub fn target_state(self) -> &'static str {
+        match self {
+            Stage::Preparing => "the target database was not changed",
+            Stage::Schema => "the target database may hold part of the schema and no data",
+            Stage::Data => "the target database holds the schema and part of the data (tables copied so far are complete; the table being copied was rolled back)",
+            Stage::PostData => "the target database holds all data but only part of the indexes and constraints",
+            Stage::Finishing => "the target database holds all data, indexes and constraints; sequences, materialized views or statistics may be incomplete",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum CloneError {
+    #[error("{role}: {source}")]
+    Connect {
+        role: &'static str,
+        #[source]
+        source: ConnectError,
+    },
+    #[error("source: {what}: {message}")]
+    Source { what: String, message: String },
+    #[error("target: {what}: {message}")]
+    Target { what: String, message: String },
+    #[error("target database \"{database}\" exists and is not empty: use --drop-if-exists to replace it, or --truncate to keep its schema and reload the data")]
+    TargetNotEmpty { database: String },
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+    #[error("source: reading the schema: {0}")]
+    Schema(#[from] DumpError),
+    #[error("{source} ({})", .stage.target_state())]
+    During {
+        stage: Stage,
+        #[source]
+        source: Box<CloneError>,
+    },
+}
+
+impl CloneError {
+    pub fn source_failed(what: impl Into<String>, err: tokio_postgres::Error) -> CloneError {
+        CloneError::Source {
+            what: what.into(),
+            message: crate::copy::server_message(&err),
+        }
+    }
+
+    pub fn target_failed(what: impl Into<String>, err: tokio_postgres::Error) -> CloneError {
+        CloneError::Target {
+            what: what.into(),
+            message: crate::copy::server_message(&err),
+        }
+    }
+
+    fn during(self, stage: Stage) -> CloneError {
+        match self {
+            already @ CloneError::During { .. } => already,
+            other => CloneError::During {
+                stage,
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+async fn open(role: &'static str, cfg: &ConnConfig) -> Result<Session, CloneError> {
+    connect(cfg)
+        .await
+        .map_err(|source| CloneError::Connect { role, source })
+}
+
+async fn server_version(client: &tokio_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Clones the database named in `src` into the database named in `dst`.
+pub async fn clone_database(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    opts: &CloneOptions,
+    progress: &dyn Reporter,
+) -> Result<CloneSummary, CloneError> {
+    let started = Instant::now();
+    let mut stage = Stage::Preparing;
+    let result = run(src, dst, opts, progress, &mut stage).await;
+    match result {
+        Ok(mut summary) => {
+            summary.elapsed = started.elapsed();
+            Ok(summary)
+        }
+        Err(e) => Err(e.during(stage)),
+    }
+}
+
+async fn run(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    opts: &CloneOptions,
+    progress: &dyn Reporter,
+    stage: &mut Stage,
+) -> Result<CloneSummary, CloneError> {
+    let mut summary = CloneSummary::default();
+    let source = open("source", src).await?;
+    let src_version = server_version(&source.client)
+        .await
+        .map_err(|e| CloneError::source_failed("reading the server version", e))?;
+    let props = database::source_props(&source.client, src_version).await?;
+    drop(source);
+
+    // The target database: connect to a maintenance database of the target server to create
+    // or drop it.
+    let admin_cfg = dst.with_dbname(if dst.dbname == "postgres" {
+        "template1"
+    } else {
+        "postgres"
+    });
+    let admin = open("target", &admin_cfg).await?;
+    let dst_version = server_version(&admin.client)
+        .await
+        .map_err(|e| CloneError::target_failed("reading the server version", e))?;
+    let exists = database::database_exists(&admin.client, &dst.dbname).await?;
+    let keep_schema = match (exists, opts.existing) {
+        (false, _) => {
+            database::create_database(&admin.client, &dst.dbname, &props).await?;
+            false
+        }
+        (true, ExistingTarget::Drop) => {
+            database::drop_database(&admin.client, &dst.dbname).await?;
+            database::create_database(&admin.client, &dst.dbname, &props).await?;
+            false
+        }
+        (true, ExistingTarget::Truncate) => true,
+        (true, ExistingTarget::Refuse) => {
+            let target = open("target", dst).await?;
+            if database::has_user_objects(&target.client).await? {
+                return Err(CloneError::TargetNotEmpty {
+                    database: dst.dbname.clone(),
+                });
+            }
+            false
+        }
+    };
+    drop(admin);
+    summary.schema_kept = keep_schema;
+
+    // One snapshot for everything read from the source.
+    let snapshot = ExportedSnapshot::export(src).await?;
+    let reader = open("source", src).await?;
+    crate::catalog::begin_snapshot_read(&reader.client, Some(snapshot.name()))
+        .await
+        .map_err(|e| CloneError::Source {
+            what: "joining the snapshot".into(),
+            message: e.to_string(),
+        })?;
+    let script = dump_schema(&reader.client, &DumpOptions::default()).await?;
+    summary.schema_warnings = script.warnings.clone();
+    for w in &script.warnings {
+        tracing::warn!("{w}");
+    }
+
+    let target = open("target", dst).await?;
+    if !keep_schema {
+        *stage = Stage::Schema;
+        progress.stage("creating the schema (pre-data)");
+        target
+            .client
+            .batch_execute(&format!("BEGIN;\n{}\nCOMMIT;", script.pre_data))
+            .await
+            .map_err(|e| CloneError::target_failed("creating the schema (pre-data)", e))?;
+    }
+
+    let plan_opts = PlanOptions {
+        filter: opts.filter.clone(),
+        split_threshold: Some(opts.split_threshold),
+        force_text: opts.format == FormatChoice::Text,
+        target_major: Some((dst_version / 10000) as u32),
+        truncate_first: true,
+    };
+    let jobs = plan_tables(&reader.client, &plan_opts).await?;
+    for job in &jobs {
+        if let Some(reason) = &job.text_reason {
+            if opts.format == FormatChoice::Binary {
+                tracing::warn!(table = %job.display_name(), "--copy-format binary asked, but {reason}: copying as text");
+            } else {
+                tracing::debug!(table = %job.display_name(), "text format: {reason}");
+            }
+        }
+    }
+    let mut analyze_targets: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| (j.schema.clone(), j.table.clone()))
+        .collect();
+    analyze_targets.sort();
+    analyze_targets.dedup();
+    let sequence_values = sequences::read(&reader.client).await?;
+
+    *stage = Stage::Data;
+    progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
+    progress.stage(&format!(
+        "copying {} tables with {} workers",
+        analyze_targets.len(),
+        opts.jobs
+    ));
+    summary.tables = copy_all(src, dst, snapshot.name(), jobs, opts.jobs, progress).await?;
+
+    // Done reading from the snapshot.
+    let _ = reader.client.batch_execute("COMMIT").await;
+    drop(reader);
+    if let Err(e) = snapshot.close().await {
+        tracing::debug!("closing the snapshot session: {e}");
+    }
+
+    if !keep_schema {
+        *stage = Stage::PostData;
+        progress.stage("building indexes and constraints (post-data)");
+        summary.post_data_statements =
+            postdata::apply_parallel(dst, &script.post_data, opts.index_jobs).await?;
+    }
+
+    *stage = Stage::Finishing;
+    progress.stage("setting sequences, refreshing materialized views, analyzing");
+    sequences::apply(&target.client, &sequence_values).await?;
+    summary.sequences = sequence_values.len();
+    if !script.refresh_matviews.trim().is_empty() {
+        target
+            .client
+            .batch_execute(&script.refresh_matviews)
+            .await
+            .map_err(|e| CloneError::target_failed("refreshing materialized views", e))?;
+        summary.materialized_views_refreshed = true;
+    }
+    if !opts.skip_analyze {
+        postdata::analyze(dst, &analyze_targets, opts.index_jobs).await?;
+    }
+    Ok(summary)
+}
