@@ -485,12 +485,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Rows in the largest sample table.
+    /// Rows in the largest sample table (orders).
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
-    /// Keep the two clusters running after the demo (prints how to connect and stop them).
-    #[arg(long)]
-    pub keep: bool,
 }
 
 #[derive(Debug, Args)]
@@ -656,7 +653,10 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Restore(_) => not_built_yet("restore", "native archives (issue 7)"),
         Command::Verify(args) => verify_cmd::run(&args).await,
         Command::Bench(_) => not_built_yet("bench", "copy throughput measurement (issue 4)"),
-        Command::Demo(_) => not_built_yet("demo", "the live-migration demo (issue 6)"),
+        Command::Demo(args) => crate::demo::run(args.rows)
+            .await
+            .map(|()| exit::OK)
+            .map_err(|e| CliError::failed(format!("demo: {e}"))),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod clone;
 pub mod conn;
 pub mod copy;
 pub mod ddl;
+pub mod demo;
 pub mod localpg;
 pub mod progress;
 pub mod replication;

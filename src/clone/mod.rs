@@ -11,8 +11,12 @@
 //! the copy is done; it is closed last.
 
 pub mod database;
+pub mod large_objects;
 pub mod postdata;
 pub mod sequences;
+mod summary;
+
+pub use summary::render_summary;
 
 use crate::conn::{connect, ConnConfig, ConnectError, Session};
 use crate::copy::{
@@ -69,6 +73,7 @@ impl Default for CloneOptions {
 pub struct CloneSummary {
     pub tables: Vec<CopyStats>,
     pub sequences: usize,
+    pub large_objects: usize,
     pub materialized_views_refreshed: bool,
     pub post_data_statements: usize,
     pub schema_warnings: Vec<String>,
@@ -285,6 +290,7 @@ async fn run(
     analyze_targets.sort();
     analyze_targets.dedup();
     let sequence_values = sequences::read(&reader.client).await?;
+    let large_objects = large_objects::list(&reader.client).await?;
 
     *stage = Stage::Data;
     progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
@@ -294,6 +300,24 @@ async fn run(
         opts.jobs
     ));
     summary.tables = copy_all(src, dst, snapshot.name(), jobs, opts.jobs, progress).await?;
+
+    if !large_objects.is_empty() {
+        progress.stage(&format!("copying {} large objects", large_objects.len()));
+        if keep_schema {
+            // --truncate reloads all data, large objects included.
+            target
+                .client
+                .batch_execute(
+                    "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
+                )
+                .await
+                .map_err(|e| {
+                    CloneError::target_failed("removing the target's large objects (--truncate)", e)
+                })?;
+        }
+        summary.large_objects =
+            large_objects::copy_all(src, dst, snapshot.name(), large_objects, opts.jobs).await?;
+    }
 
     // Done reading from the snapshot.
     let _ = reader.client.batch_execute("COMMIT").await;

@@ -1,0 +1,59 @@
+//! The end-of-run table people read after a clone.
+
+use super::CloneSummary;
+use crate::cli::size::format_size;
+
+/// The end-of-run table: one row per copy job, slowest first, then totals.
+pub fn render_summary(s: &CloneSummary) -> String {
+    use std::fmt::Write;
+    let mut tables = s.tables.clone();
+    tables.sort_by(|a, b| b.elapsed.cmp(&a.elapsed).then(a.table.cmp(&b.table)));
+    let width = tables
+        .iter()
+        .map(|t| t.table.len())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 60);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>12}  {:>10}  {:>8}  {:>9}  FORMAT",
+        "TABLE", "ROWS", "BYTES", "SECONDS", "MB/S"
+    );
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    for t in &tables {
+        let secs = t.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            t.bytes as f64 / secs / 1_048_576.0
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>12}  {:>10}  {:>8.2}  {:>9.1}  {}",
+            t.table,
+            t.rows,
+            format_size(t.bytes),
+            secs,
+            rate,
+            t.format.as_sql()
+        );
+        rows += t.rows;
+        bytes += t.bytes;
+    }
+    let secs = s.elapsed.as_secs_f64();
+    let _ = writeln!(
+        out,
+        "copied {} tables, {} rows, {} in {:.1} s ({:.1} MB/s overall); {} post-data statements, {} sequences, {} large objects{}",
+        tables.len(),
+        rows,
+        format_size(bytes),
+        secs,
+        if secs > 0.0 { bytes as f64 / secs / 1_048_576.0 } else { 0.0 },
+        s.post_data_statements,
+        s.sequences,
+        s.large_objects,
+        if s.materialized_views_refreshed { ", materialized views refreshed" } else { "" }
+    );
+    out
+}
