@@ -123,8 +123,8 @@ async fn collect(
             ReplicationEvent::XLogData { wal_end, data, .. } => {
                 received = received.max(wal_end);
                 let in_stream = ctx.in_stream;
-                let message = decode(&data, ctx)
-                    .unwrap_or_else(|e| panic!("could not decode {data:?}: {e}"));
+                let message =
+                    decode(&data, ctx).unwrap_or_else(|e| panic!("could not decode {data:?}: {e}"));
                 ctx.observe(&message);
                 corpus.record(&message, in_stream, &data);
                 let finished = done(&message);
@@ -176,7 +176,11 @@ async fn identify_system_and_snapshot_export() {
     let snapshot = slot.snapshot_name.clone().expect("an exported snapshot");
 
     // Changes after the slot: invisible in the snapshot, streamed by the slot.
-    support::psql(cluster, &db, "INSERT INTO t SELECT generate_series(11, 15);");
+    support::psql(
+        cluster,
+        &db,
+        "INSERT INTO t SELECT generate_series(11, 15);",
+    );
 
     // Import the snapshot while the replication connection stays idle.
     let session = pgferry::conn::connect(&cfg).await.unwrap();
@@ -199,7 +203,10 @@ async fn identify_system_and_snapshot_export() {
     // Plain SQL over the replication connection (this ends the snapshot's validity).
     let rows = conn.simple_query("SHOW wal_level").await.unwrap();
     assert_eq!(rows[0].get(0, "wal_level"), Some("logical"));
-    let err = conn.simple_query("SELECT * FROM missing").await.unwrap_err();
+    let err = conn
+        .simple_query("SELECT * FROM missing")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("42P01"), "{err}");
     // The connection is still usable after an error.
     assert_eq!(
@@ -365,8 +372,12 @@ async fn decodes_every_kind_of_change() {
     };
     assert!(matches!(&d.old, OldTuple::Full(o) if text(&o.0[1]) == "y"));
     // Logical messages: the non-transactional one at once, the transactional one in its tx.
-    assert!(matches!(changes[8], Message::Message(m) if !m.transactional && &m.content[..] == b"now"));
-    assert!(matches!(changes[9], Message::Message(m) if m.transactional && &m.content[..] == b"in tx"));
+    assert!(
+        matches!(changes[8], Message::Message(m) if !m.transactional && &m.content[..] == b"now")
+    );
+    assert!(
+        matches!(changes[9], Message::Message(m) if m.transactional && &m.content[..] == b"in tx")
+    );
     let Message::Truncate(t) = changes[10] else {
         panic!("{:?}", changes[10])
     };
@@ -528,7 +539,10 @@ async fn keepalives_are_answered_and_flush_confirms() {
         if confirmed.parse::<Lsn>().unwrap() == commit_end {
             break;
         }
-        assert!(Instant::now() < deadline, "confirmed_flush_lsn is {confirmed}");
+        assert!(
+            Instant::now() < deadline,
+            "confirmed_flush_lsn is {confirmed}"
+        );
         // Keep reading so the server is never blocked on us.
         let _ = tokio::time::timeout(Duration::from_millis(200), stream.next_event()).await;
     }
@@ -671,7 +685,10 @@ async fn md5_and_channel_binding_rules() {
 async fn require_fails_when_the_server_has_no_tls() {
     // The plain cluster has ssl=off: `require` must fail, `prefer` falls back to plain.
     let cluster = cluster();
-    let base = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", cluster.port());
+    let base = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        cluster.port()
+    );
     let cfg = ConnConfig::from_conn_str(&format!("{base} sslmode=require")).unwrap();
     let err = ReplicationConnection::connect(&cfg).await.unwrap_err();
     assert!(err.to_string().contains("does not support SSL"), "{err}");

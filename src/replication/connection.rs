@@ -58,7 +58,8 @@ pub enum ReplicationError {
     #[error("the server refused {command}: {error}")]
     Server {
         command: String,
-        error: ServerMessage,
+        /// Boxed: every field of the server's message, kept off the error's happy path size.
+        error: Box<ServerMessage>,
     },
     #[error("replication connection I/O error: {0}")]
     Io(#[from] io::Error),
@@ -216,7 +217,9 @@ impl ReplicationConnection {
         let tls_config = tls::client_config(cfg)
             .map_err(|e| wrap(Failure::new(ConnectErrorKind::Setup, e.to_string())))?;
         let Some(tls_config) = tls_config else {
-            return attempt(cfg, None, TlsWish::Plain, &target).await.map_err(wrap);
+            return attempt(cfg, None, TlsWish::Plain, &target)
+                .await
+                .map_err(wrap);
         };
         let tls = Some(tls_config);
         let result = match cfg.sslmode {
@@ -337,7 +340,7 @@ impl ReplicationConnection {
                 Backend::Error(error) => {
                     failure = Some(ReplicationError::Server {
                         command: short(sql),
-                        error,
+                        error: Box::new(error),
                     })
                 }
                 Backend::Other(Message::RowDescription(body)) => {
@@ -430,12 +433,15 @@ impl ReplicationConnection {
                     self.drain_to_ready().await?;
                     return Err(ReplicationError::Server {
                         command: short(&command),
-                        error,
+                        error: Box::new(error),
                     });
                 }
                 Backend::Notice(_) | Backend::Other(Message::ParameterStatus(_)) => {}
                 Backend::Other(_) | Backend::CopyData(_) => {
-                    return Err(ReplicationError::unexpected(&command, "no CopyBothResponse"))
+                    return Err(ReplicationError::unexpected(
+                        &command,
+                        "no CopyBothResponse",
+                    ))
                 }
             }
         }
@@ -564,7 +570,7 @@ impl ReplicationStream {
                 Backend::Error(error) => {
                     return Err(ReplicationError::Server {
                         command: "START_REPLICATION".to_owned(),
-                        error,
+                        error: Box::new(error),
                     })
                 }
                 Backend::Notice(_) | Backend::Other(Message::ParameterStatus(_)) => {}
@@ -610,7 +616,7 @@ impl ReplicationStream {
                 Backend::Error(error) => {
                     failure = Some(ReplicationError::Server {
                         command: "CopyDone".to_owned(),
-                        error,
+                        error: Box::new(error),
                     })
                 }
                 // In-flight data, the server's CopyDone, CommandComplete: nothing to keep.
@@ -651,48 +657,47 @@ async fn attempt_inner(
     target: &str,
 ) -> Result<ReplicationConnection, Failure> {
     // (socket, channel binding data, encrypted)
-    let (io, channel_binding, tls_used): (Box<dyn Io>, Option<Vec<u8>>, bool) = match socket(cfg)
-        .await?
-    {
-        Socket::Unix(s) => (Box::new(s), None, false),
-        Socket::Tcp(mut tcp) => match (wish, tls) {
-            (TlsWish::Plain, _) | (_, None) => (Box::new(tcp), None, false),
-            (_, Some(tls)) => {
-                if negotiate_tls(&mut tcp).await? {
-                    let name = server_name(cfg)?;
-                    let stream = tokio_rustls::TlsConnector::from(tls)
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| {
-                            Failure::new(
+    let (io, channel_binding, tls_used): (Box<dyn Io>, Option<Vec<u8>>, bool) =
+        match socket(cfg).await? {
+            Socket::Unix(s) => (Box::new(s), None, false),
+            Socket::Tcp(mut tcp) => match (wish, tls) {
+                (TlsWish::Plain, _) | (_, None) => (Box::new(tcp), None, false),
+                (_, Some(tls)) => {
+                    if negotiate_tls(&mut tcp).await? {
+                        let name = server_name(cfg)?;
+                        let stream = tokio_rustls::TlsConnector::from(tls)
+                            .connect(name, tcp)
+                            .await
+                            .map_err(|e| {
+                                Failure::new(
+                                    ConnectErrorKind::Tls,
+                                    format!("TLS handshake failed: {}", tls_reason(&e)),
+                                )
+                            })?;
+                        let binding = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|certs| certs.first())
+                            .and_then(|cert| tls_server_end_point(cert.as_ref()));
+                        (Box::new(stream), binding, true)
+                    } else if wish == TlsWish::Prefer {
+                        (Box::new(tcp), None, false)
+                    } else {
+                        return Err(Failure {
+                            server_lacks_tls: true,
+                            ..Failure::new(
                                 ConnectErrorKind::Tls,
-                                format!("TLS handshake failed: {}", tls_reason(&e)),
-                            )
-                        })?;
-                    let binding = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|certs| certs.first())
-                        .and_then(|cert| tls_server_end_point(cert.as_ref()));
-                    (Box::new(stream), binding, true)
-                } else if wish == TlsWish::Prefer {
-                    (Box::new(tcp), None, false)
-                } else {
-                    return Err(Failure {
-                        server_lacks_tls: true,
-                        ..Failure::new(
-                            ConnectErrorKind::Tls,
-                            format!(
+                                format!(
                                 "the server does not support SSL/TLS, but sslmode={} requires it",
                                 cfg.sslmode
                             ),
-                        )
-                    });
+                            )
+                        });
+                    }
                 }
-            }
-        },
-    };
+            },
+        };
     let mut conn = ReplicationConnection {
         io,
         read_buf: BytesMut::with_capacity(64 * 1024),

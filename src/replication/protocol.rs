@@ -455,7 +455,18 @@ mod tests {
         }
         // Lowercase is accepted, printing is uppercase like the server's.
         assert_eq!("a/b".parse::<Lsn>().unwrap().to_string(), "A/B");
-        for bad in ["", "/", "1/", "/1", "1", "1/2/3", "+1/2", "g/0", "100000000/0", " 1/2"] {
+        for bad in [
+            "",
+            "/",
+            "1/",
+            "/1",
+            "1",
+            "1/2/3",
+            "+1/2",
+            "g/0",
+            "100000000/0",
+            " 1/2",
+        ] {
             assert!(bad.parse::<Lsn>().is_err(), "{bad:?} parsed");
         }
         assert!(Lsn(1) < Lsn(0x1_0000_0000));
@@ -465,9 +476,15 @@ mod tests {
     fn timestamps_count_microseconds_from_2000() {
         let y2k = UNIX_EPOCH + Duration::from_secs(PG_EPOCH_OFFSET_SECS);
         assert_eq!(pg_timestamp(y2k), 0);
-        assert_eq!(pg_timestamp(y2k + Duration::from_micros(1_500_000)), 1_500_000);
+        assert_eq!(
+            pg_timestamp(y2k + Duration::from_micros(1_500_000)),
+            1_500_000
+        );
         assert_eq!(pg_timestamp(UNIX_EPOCH), -946_684_800_000_000);
-        assert_eq!(system_time(1_500_000), y2k + Duration::from_micros(1_500_000));
+        assert_eq!(
+            system_time(1_500_000),
+            y2k + Duration::from_micros(1_500_000)
+        );
         assert_eq!(system_time(-946_684_800_000_000), UNIX_EPOCH);
     }
 
@@ -572,7 +589,8 @@ mod tests {
 
     #[test]
     fn error_fields_are_all_kept() {
-        let body = b"SERREUR\0VERROR\0C42704\0Mreplication slot \"x\" does not exist\0Dmore\0Hdo this\0\0";
+        let body =
+            b"SERREUR\0VERROR\0C42704\0Mreplication slot \"x\" does not exist\0Dmore\0Hdo this\0\0";
         let e = ServerMessage::parse(body).unwrap();
         assert_eq!(e.severity, "ERROR");
         assert_eq!(e.code, "42704");

@@ -102,9 +102,17 @@ pub fn create_slot_command(
 }
 
 /// DROP_REPLICATION_SLOT; `WAIT` (wait for an active slot to be released) exists from 13.
-pub fn drop_slot_command(name: &str, wait: bool, server_major: u32) -> Result<String, CommandError> {
+pub fn drop_slot_command(
+    name: &str,
+    wait: bool,
+    server_major: u32,
+) -> Result<String, CommandError> {
     check_slot_name(name)?;
-    let wait = if wait && server_major >= 13 { " WAIT" } else { "" };
+    let wait = if wait && server_major >= 13 {
+        " WAIT"
+    } else {
+        ""
+    };
     Ok(format!("DROP_REPLICATION_SLOT {}{wait}", quote_ident(name)))
 }
 
