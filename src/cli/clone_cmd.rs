@@ -77,6 +77,7 @@ fn summary_json(s: &CloneSummary) -> serde_json::Value {
         "post_data_statements": s.post_data_statements,
         "seconds": s.elapsed.as_secs_f64(),
         "schema_kept": s.schema_kept,
-        "warnings": s.schema_warnings,
+        "warnings": s.schema_warnings.iter().chain(s.warnings.iter()).collect::<Vec<_>>(),
+        "materialized_views_refreshed": s.materialized_views_refreshed,
     })
 }

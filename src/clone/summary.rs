@@ -53,7 +53,14 @@ pub fn render_summary(s: &CloneSummary) -> String {
         s.post_data_statements,
         s.sequences,
         s.large_objects,
-        if s.materialized_views_refreshed { ", materialized views refreshed" } else { "" }
+        if s.materialized_views_refreshed > 0 {
+            format!(", {} materialized views refreshed", s.materialized_views_refreshed)
+        } else {
+            String::new()
+        }
     );
+    for w in &s.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     out
 }

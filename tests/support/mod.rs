@@ -265,3 +265,20 @@ impl TestPki {
 fn owned(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
+
+/// A file of the shared test corpus (`../shared/corpus` next to the repository, or
+/// `$PGFERRY_CORPUS`), e.g. `pagila/pagila-schema.sql`. `None` when the corpus is not on this
+/// machine: callers skip with [`skip`], and `.ci/run` says so loudly.
+pub fn corpus_file(relative: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("PGFERRY_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    let path = base.join(relative);
+    path.is_file().then_some(path)
+}
+
+/// Reports a skipped test on stderr (shown by `cargo test -- --nocapture` and in CI logs
+/// through `.ci/run`'s own check).
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}

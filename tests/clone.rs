@@ -1,0 +1,362 @@
+//! `pgferry clone` end to end, through the binary, between two real clusters: the schema must
+//! come out identical (pg_dump -s of both, as the oracle) and `pgferry verify` must be clean.
+
+mod support;
+
+use pgferry::localpg::{Cluster, ClusterOptions};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use support::{fresh_db, psql, shared_cluster};
+
+/// The target cluster (the source is the shared one).
+fn target_cluster() -> &'static Cluster {
+    static T: OnceLock<Cluster> = OnceLock::new();
+    T.get_or_init(|| {
+        Cluster::start(&support::install(), ClusterOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn pgferry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("run pgferry")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn pg_dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
+    let out = Command::new(support::install().tool("pg_dump"))
+        .args([
+            "-s",
+            "-h",
+            cluster.host(),
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+            db,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            !l.starts_with("--")
+                && !l.starts_with("\\restrict")
+                && !l.starts_with("\\unrestrict")
+                && !l.trim().is_empty()
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Creates every role of the source cluster on the target cluster (roles are global objects,
+/// created by `migrate`, not by `clone`; the schema refers to them by name).
+fn sync_roles() {
+    let roles = psql(
+        shared_cluster(),
+        "postgres",
+        "SELECT string_agg(quote_ident(rolname), ',') FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> 'postgres'",
+    );
+    for role in roles.split(',').filter(|r| !r.is_empty()) {
+        psql(
+            target_cluster(),
+            "postgres",
+            &format!(
+                "DO $$BEGIN CREATE ROLE {role}; EXCEPTION WHEN duplicate_object THEN NULL; END$$"
+            ),
+        );
+    }
+}
+
+/// Loads `sql` into a fresh source database, clones it with `extra` flags into a new target
+/// database, and checks schema identity and a clean verify. Returns (database, target URI).
+fn clone_and_check(name: &str, sql: &str, extra: &[&str]) -> (String, String) {
+    let src = shared_cluster();
+    let dst = target_cluster();
+    let db = fresh_db(src, name);
+    psql(src, &db, sql);
+    sync_roles();
+    let src_uri = src.uri(&db);
+    let dst_uri = dst.uri(&db);
+    let mut args = vec!["clone", "-s", &src_uri, "-t", &dst_uri];
+    args.extend_from_slice(extra);
+    let out = pgferry(&args);
+    assert!(
+        out.status.success(),
+        "clone of {name} failed: {}",
+        text(&out)
+    );
+    // Publications are left out on purpose (a migrated database must not start publishing
+    // as well); everything else must be identical.
+    let without_publications = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .filter(|l| !l.contains("PUBLICATION"))
+            .collect()
+    };
+    let a = without_publications(pg_dump_schema(src, &db));
+    let b = pg_dump_schema(dst, &db);
+    assert!(
+        !b.iter().any(|l| l.contains("PUBLICATION")),
+        "{name}: a publication reached the target"
+    );
+    if a != b {
+        let diff: Vec<String> = a
+            .iter()
+            .zip(b.iter())
+            .filter(|(x, y)| x != y)
+            .take(5)
+            .map(|(x, y)| format!("- {x}\n+ {y}"))
+            .collect();
+        panic!(
+            "{name}: schemas differ ({} vs {} lines):\n{}",
+            a.len(),
+            b.len(),
+            diff.join("\n")
+        );
+    }
+    let out = pgferry(&["verify", "-s", &src_uri, "-t", &dst_uri]);
+    assert!(
+        out.status.success(),
+        "verify of {name} not clean: {}",
+        text(&out)
+    );
+    (db, dst_uri)
+}
+
+#[test]
+fn pagila_clones_identically() {
+    let Some(schema) = support::corpus_file("pagila/pagila-schema.sql") else {
+        support::skip(
+            "pagila_clones_identically",
+            "pagila corpus not found (set PGFERRY_CORPUS)",
+        );
+        return;
+    };
+    let data =
+        support::corpus_file("pagila/pagila-data.sql").expect("pagila data next to its schema");
+    let sql = format!(
+        "{}\n{}",
+        std::fs::read_to_string(schema).unwrap(),
+        std::fs::read_to_string(data).unwrap()
+    );
+    let (db, _) = clone_and_check("pagila", &sql, &[]);
+    // pagila's materialized view is unpopulated on the source and stays so.
+    let populated = psql(
+        target_cluster(),
+        &db,
+        "SELECT relispopulated FROM pg_class WHERE relname = 'rental_by_category'",
+    );
+    assert_eq!(populated, "f");
+}
+
+#[test]
+fn every_schema_fixture_clones_identically() {
+    for fixture in [
+        "tables.sql",
+        "routines.sql",
+        "privileges.sql",
+        "edge_cases.sql",
+        "cycles.sql",
+        "extras.sql",
+    ] {
+        let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        let sql = std::fs::read_to_string(&path).unwrap();
+        clone_and_check(fixture.trim_end_matches(".sql"), &sql, &[]);
+    }
+}
+
+const DATA_KINDS: &str = r#"
+CREATE TABLE kinds (
+    id int PRIMARY KEY,
+    t text, b bytea, n numeric(20,5), ts timestamptz, arr int[], j jsonb,
+    g int GENERATED ALWAYS AS (id * 2) STORED
+);
+INSERT INTO kinds (id, t, b, n, ts, arr, j)
+SELECT i, 'row ' || i || E'\nwith newline\\ and tab\t ü', decode(md5(i::text), 'hex'), i / 7.0,
+       '2020-01-01'::timestamptz + i * interval '1 hour', ARRAY[i, i + 1], jsonb_build_object('i', i)
+FROM generate_series(1, 5000) i;
+INSERT INTO kinds (id) VALUES (0);
+CREATE UNLOGGED TABLE scratch (id int, v text);
+INSERT INTO scratch SELECT i, repeat('x', i % 50) FROM generate_series(1, 1000) i;
+CREATE TABLE acl_holder (id serial PRIMARY KEY, perms aclitem[]);
+INSERT INTO acl_holder (perms) SELECT ARRAY['postgres=r/postgres'::aclitem] FROM generate_series(1, 10);
+CREATE TABLE parted (id int, k int) PARTITION BY LIST (k);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES IN (1);
+CREATE TABLE parted_2 PARTITION OF parted FOR VALUES IN (2);
+INSERT INTO parted SELECT i, 1 + i % 2 FROM generate_series(1, 1000) i;
+CREATE SEQUENCE odd_seq INCREMENT BY -3 MINVALUE -1000000 MAXVALUE 100 START 7;
+SELECT nextval('odd_seq'), nextval('odd_seq');
+CREATE SEQUENCE never_called_seq;
+SELECT lo_from_bytea(0, decode(repeat('ab', 300000), 'hex'));
+CREATE TABLE big AS SELECT i AS id, md5(i::text) AS v FROM generate_series(1, 60000) i;
+ALTER TABLE big ADD PRIMARY KEY (id);
+CREATE MATERIALIZED VIEW big_summary AS SELECT count(*) AS n FROM big;
+"#;
+
+#[test]
+fn data_kinds_split_tables_text_fallback_large_objects_and_sequences() {
+    // A 64 kB split threshold cuts `big` (about 4 MB) into many ctid ranges.
+    let (db, dst_uri) = clone_and_check(
+        "kinds",
+        DATA_KINDS,
+        &["--split-tables-larger-than", "64kB", "-j", "3", "--json"],
+    );
+    let dst = target_cluster();
+    assert_eq!(
+        psql(dst, &db, "SELECT count(*), sum(g) FROM kinds"),
+        "5001|25005000"
+    );
+    assert_eq!(psql(dst, &db, "SELECT count(*) FROM big"), "60000");
+    assert_eq!(
+        psql(dst, &db, "SELECT last_value, is_called FROM odd_seq"),
+        "4|t"
+    );
+    assert_eq!(
+        psql(dst, &db, "SELECT is_called FROM never_called_seq"),
+        "f"
+    );
+    assert_eq!(
+        psql(dst, &db, "SELECT n FROM big_summary"),
+        "60000",
+        "populated matview refreshed"
+    );
+    assert_eq!(
+        psql(
+            dst,
+            &db,
+            "SELECT relpersistence FROM pg_class WHERE relname = 'scratch'"
+        ),
+        "u"
+    );
+    assert_eq!(psql(dst, &db, "SELECT count(*) FROM scratch"), "1000");
+    assert_eq!(
+        psql(dst, &db, "SELECT count(*) FROM pg_largeobject_metadata"),
+        "1"
+    );
+    let _ = dst_uri;
+}
+
+#[test]
+fn the_json_progress_stream_and_text_fallback() {
+    let src = shared_cluster();
+    let db = fresh_db(src, "jsonprog");
+    psql(src, &db, "CREATE TABLE acl_only (id int PRIMARY KEY, perms aclitem[]); INSERT INTO acl_only SELECT i, ARRAY['postgres=r/postgres'::aclitem] FROM generate_series(1, 100) i;");
+    let out = pgferry(&[
+        "clone",
+        "-s",
+        &src.uri(&db),
+        "-t",
+        &target_cluster().uri(&db),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let finished = events
+        .iter()
+        .find(|e| e["type"] == "job_finished" && e["data"]["table"] == "public.acl_only")
+        .unwrap_or_else(|| panic!("no job_finished for acl_only in {stdout}"));
+    assert_eq!(finished["data"]["rows"], 100);
+    let started = events
+        .iter()
+        .find(|e| e["type"] == "job_started" && e["data"]["table"] == "public.acl_only")
+        .unwrap();
+    assert_eq!(
+        started["data"]["format"], "text",
+        "aclitem has no binary I/O: text fallback expected"
+    );
+    let summary = events
+        .iter()
+        .find(|e| e["type"] == "summary")
+        .expect("a summary event");
+    assert_eq!(summary["data"]["tables"][0]["rows"], 100);
+}
+
+#[test]
+fn a_non_empty_target_is_refused_unless_asked() {
+    let src = shared_cluster();
+    let db = fresh_db(src, "nonempty");
+    psql(
+        src,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);",
+    );
+    let dst = target_cluster();
+    psql(dst, "postgres", &format!("CREATE DATABASE {db}"));
+    psql(
+        dst,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (42);",
+    );
+    let (s, t) = (src.uri(&db), dst.uri(&db));
+
+    let out = pgferry(&["clone", "-s", &s, "-t", &t]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not empty") && text(&out).contains("--drop-if-exists"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        psql(dst, &db, "SELECT count(*) FROM t"),
+        "1",
+        "refusal must not touch the target"
+    );
+
+    let out = pgferry(&["clone", "-s", &s, "-t", &t, "--truncate"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(psql(dst, &db, "SELECT count(*), max(id) FROM t"), "10|10");
+
+    let out = pgferry(&["clone", "-s", &s, "-t", &t, "--drop-if-exists"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(psql(dst, &db, "SELECT count(*) FROM t"), "10");
+}
+
+#[test]
+fn schema_command_output_applies_with_psql() {
+    let src = shared_cluster();
+    let db = fresh_db(src, "schemacmd");
+    psql(src, &db, "CREATE SCHEMA app; CREATE TABLE app.\"Order\" (id int PRIMARY KEY, note text); CREATE INDEX ON app.\"Order\" (note);");
+    let out = pgferry(&["schema", "-s", &src.uri(&db)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    let target = fresh_db(src, "schemacmd_dst");
+    psql(src, &target, &script);
+    assert_eq!(pg_dump_schema(src, &db), pg_dump_schema(src, &target));
+    let out = pgferry(&["schema", "-s", &src.uri(&db), "--section", "pre-data"]);
+    let pre = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        pre.contains("CREATE TABLE app.\"Order\"") && !pre.contains("CREATE INDEX"),
+        "{pre}"
+    );
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let out = pgferry(&["demo", "--rows", "20000"]);
+    assert!(out.status.success(), "demo failed: {}", text(&out));
+    assert!(
+        text(&out).contains("the target equals the source"),
+        "{}",
+        text(&out)
+    );
+}
