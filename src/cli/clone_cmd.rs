@@ -35,6 +35,7 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
         },
         skip_analyze: args.skip_analyze,
         filter: Default::default(),
+        snapshot: None,
     };
 
     let events = args.json.then(JsonEvents::default);

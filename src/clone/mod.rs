@@ -49,6 +49,19 @@ pub struct CloneOptions {
     pub existing: ExistingTarget,
     pub skip_analyze: bool,
     pub filter: TableFilter,
+    /// A snapshot to read the source under, e.g. the one a logical replication slot exported
+    /// (so streaming starts exactly where the copy's view ends). The caller keeps it valid
+    /// (its session idle) until [`clone_database`] returns. `None`: export one.
+    pub snapshot: Option<String>,
+}
+
+/// The snapshot's name, whoever holds it.
+struct SnapshotName(String);
+
+impl SnapshotName {
+    fn name(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Default for CloneOptions {
@@ -64,6 +77,7 @@ impl Default for CloneOptions {
             existing: ExistingTarget::Refuse,
             skip_analyze: false,
             filter: TableFilter::default(),
+            snapshot: None,
         }
     }
 }
@@ -242,8 +256,17 @@ async fn run(
     drop(admin);
     summary.schema_kept = keep_schema;
 
-    // One snapshot for everything read from the source.
-    let snapshot = ExportedSnapshot::export(src).await?;
+    // One snapshot for everything read from the source: the caller's (a replication slot's),
+    // or one exported now and held by an idle session until the end.
+    let exported = match &opts.snapshot {
+        Some(_) => None,
+        None => Some(ExportedSnapshot::export(src).await?),
+    };
+    let snapshot = SnapshotName(match (&opts.snapshot, &exported) {
+        (Some(name), _) => name.clone(),
+        (None, Some(e)) => e.name().to_string(),
+        (None, None) => unreachable!("a snapshot was exported when none was given"),
+    });
     let reader = open("source", src).await?;
     crate::catalog::begin_snapshot_read(&reader.client, Some(snapshot.name()))
         .await
@@ -324,8 +347,10 @@ async fn run(
     // Done reading from the snapshot.
     let _ = reader.client.batch_execute("COMMIT").await;
     drop(reader);
-    if let Err(e) = snapshot.close().await {
-        tracing::debug!("closing the snapshot session: {e}");
+    if let Some(exported) = exported {
+        if let Err(e) = exported.close().await {
+            tracing::debug!("closing the snapshot session: {e}");
+        }
     }
 
     if !keep_schema {
