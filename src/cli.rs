@@ -475,7 +475,8 @@ pub struct BenchArgs {
     pub source: SourceArg,
     #[command(flatten)]
     pub target: TargetArg,
-    /// Size of the generated table.
+    /// Size of the generated table (created in schema pgferry_bench on both servers and
+    /// dropped at the end).
     #[arg(long, value_name = "SIZE", default_value = "1GB", value_parser = size::parse_size)]
     pub size: u64,
     /// Measure 1..=N parallel pipes.
@@ -652,7 +653,20 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Dump(_) => not_built_yet("dump", "native archives (issue 7)"),
         Command::Restore(_) => not_built_yet("restore", "native archives (issue 7)"),
         Command::Verify(args) => verify_cmd::run(&args).await,
-        Command::Bench(_) => not_built_yet("bench", "copy throughput measurement (issue 4)"),
+        Command::Bench(args) => {
+            let src = conn_config("source", &args.source.source)?;
+            let dst = conn_config("target", &args.target.target)?;
+            let jobs = args.jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            });
+            let rates = crate::bench::run(&src, &dst, args.size, jobs)
+                .await
+                .map_err(|e| CliError::failed(e.to_string()))?;
+            print!("{}", crate::bench::render(&rates));
+            Ok(exit::OK)
+        }
         Command::Demo(args) => crate::demo::run(args.rows)
             .await
             .map(|()| exit::OK)

@@ -7,6 +7,7 @@
 //! - [`catalog`] → [`schema`] → [`ddl`]: catalog queries → object model → SQL text.
 //! - [`cli`]: the command line (clap); the only place that maps errors to exit codes.
 
+pub mod bench;
 pub mod catalog;
 pub mod check;
 pub mod cli;

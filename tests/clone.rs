@@ -360,3 +360,28 @@ fn demo_runs_end_to_end() {
         text(&out)
     );
 }
+
+#[test]
+fn bench_measures_and_cleans_up() {
+    let src = shared_cluster();
+    let db = fresh_db(src, "benchsrc");
+    let out = pgferry(&[
+        "bench",
+        "-s",
+        &src.uri(&db),
+        "-t",
+        &target_cluster().uri("postgres"),
+        "--size",
+        "4MB",
+        "-j",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    for line in ["COPY TO (source read)", "COPY FROM (target write)", "pipe, 1 job", "pipe, 2 jobs"] {
+        assert!(report.contains(line), "missing {line:?} in {report}");
+    }
+    let leftover = "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry_bench'";
+    assert_eq!(psql(src, &db, leftover), "0");
+    assert_eq!(psql(target_cluster(), "postgres", leftover), "0");
+}
