@@ -558,3 +558,47 @@ async fn tables_without_copied_columns_keep_their_row_count() {
         "4|4"
     );
 }
+
+/// Not run by default (it moves ~150 MB): `cargo test --release --test copy_engine -- --ignored
+/// --nocapture bulk` prints the end-to-end rate through one local server, binary and text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bulk_copy_throughput() {
+    let p = pair(
+        "copy_bulk",
+        "CREATE TABLE bulk (id bigint PRIMARY KEY, n int, at timestamptz, t text, f float8);",
+    );
+    p.src_sql(
+        "INSERT INTO bulk SELECT g, g % 1000, now() - g * interval '1 second', md5(g::text) || ' ' || g, g / 3.0
+           FROM generate_series(1, 1500000) g;
+         VACUUM ANALYZE bulk;",
+    );
+    for force_text in [false, true] {
+        let started = std::time::Instant::now();
+        let (_, stats) = p
+            .copy(
+                PlanOptions {
+                    filter: only(&["public.bulk"]),
+                    force_text,
+                    truncate_first: true,
+                    split_threshold: Some(32 << 20),
+                    ..PlanOptions::default()
+                },
+                2,
+            )
+            .await;
+        let secs = started.elapsed().as_secs_f64();
+        let bytes: u64 = stats.iter().map(|s| s.bytes).sum();
+        let rows: u64 = stats.iter().map(|s| s.rows).sum();
+        assert_eq!(rows, 1_500_000);
+        println!(
+            "{}: {} jobs, {rows} rows, {:.1} MB in {secs:.2} s = {:.1} MB/s, {:.0} rows/s",
+            if force_text { "text" } else { "binary" },
+            stats.len(),
+            bytes as f64 / 1e6,
+            bytes as f64 / 1e6 / secs,
+            rows as f64 / secs
+        );
+        p.assert_same_rows("bulk");
+    }
+}

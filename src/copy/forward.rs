@@ -65,16 +65,21 @@ impl Rechunker {
     }
 
     /// Takes one chunk; yields zero, one or two buffers ready to send, in order.
+    #[inline]
     pub fn push(&mut self, mut chunk: Bytes) -> impl Iterator<Item = Bytes> {
         let mut out = [None, None];
         // Invariant: fewer than `target` bytes are held between calls.
-        if !self.buf.is_empty() || chunk.len() < self.target {
-            let take = (self.target - self.buf.len()).min(chunk.len());
-            self.append(&chunk[..take]);
-            chunk.advance(take);
-            if self.buf.len() >= self.target {
-                out[0] = Some(self.take());
-            }
+        let room = self.target - self.buf.len();
+        if chunk.len() < room {
+            // The common case (one row): it fits without filling the buffer.
+            self.append(&chunk);
+            return out.into_iter().flatten();
+        }
+        if !self.buf.is_empty() {
+            // Top the buffer up to exactly `target` and send it.
+            self.append(&chunk[..room]);
+            chunk.advance(room);
+            out[0] = Some(self.take());
         }
         if chunk.len() >= self.target {
             // A big chunk (or its rest) goes on as it is, uncopied.
@@ -85,6 +90,7 @@ impl Rechunker {
         out.into_iter().flatten()
     }
 
+    #[inline]
     fn append(&mut self, bytes: &[u8]) {
         if self.buf.capacity() == 0 {
             self.buf.reserve(self.target);
@@ -147,8 +153,10 @@ where
         let mut rechunker = Rechunker::new(opts.buffer_size);
         while let Some(chunk) = source.next().await {
             let chunk = chunk.map_err(ForwardError::<SE, K::Error>::Source)?;
+            // Counted while the frame is hot in the cache (measurably faster than counting
+            // the merged buffer afterwards; see benches/copy_forward.rs).
+            counter.feed(&chunk)?;
             for buf in rechunker.push(chunk) {
-                counter.feed(&buf)?;
                 if tx.send(buf).await.is_err() {
                     // The writer stopped; its error is the one to report.
                     return Ok(());
@@ -156,7 +164,6 @@ where
             }
         }
         if let Some(buf) = rechunker.finish() {
-            counter.feed(&buf)?;
             // As above: a closed channel means the writer has an error to report.
             let _ = tx.send(buf).await;
         }
