@@ -379,9 +379,26 @@ pub struct CloneArgs {
     /// Keep the target's schema and empty its tables before copying.
     #[arg(long)]
     pub truncate: bool,
-    /// Keep streaming changes after the copy (logical replication) until interrupted.
+    /// Keep streaming changes after the copy (logical replication) until interrupted, or until
+    /// the cutover with --stop-replication. Rerunning resumes streaming (no new copy) while the
+    /// slot and the target's progress row exist.
     #[arg(long)]
     pub follow: bool,
+    /// With --follow: the lag (source WAL bytes not yet applied) at which to cut over. SIZE
+    /// accepts kB, MB, GB, TB.
+    #[arg(long = "max-replication-lag", value_name = "BYTES", requires = "follow", value_parser = size::parse_size)]
+    pub max_replication_lag: Option<u64>,
+    /// With --follow: once the lag is at most --max-replication-lag, sync sequences, drop the
+    /// slot and publication on the source and exit.
+    #[arg(long = "stop-replication", requires = "max_replication_lag")]
+    pub stop_replication: bool,
+    /// With --follow: give published tables without primary key or replica identity REPLICA
+    /// IDENTITY FULL on the source (this changes the source) instead of refusing.
+    #[arg(long = "replica-identity-full", requires = "follow")]
+    pub replica_identity_full: bool,
+    /// With --follow: how long to keep reconnecting after connections drop (e.g. 30s, 10m, 1h).
+    #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
+    pub retry_for: std::time::Duration,
     /// Skip ANALYZE of the copied tables.
     #[arg(long = "skip-analyze")]
     pub skip_analyze: bool,

@@ -1,18 +1,15 @@
-//! `pgferry clone`: one database, schema + data + post-data, with progress and a summary.
+//! `pgferry clone`: one database, schema + data + post-data, with progress and a summary;
+//! with `--follow`, then the changes made since, through logical replication, until cutover.
 
 use super::{conn_config, exit, CliError, CloneArgs, CopyFormat};
 use crate::clone::database::ExistingTarget;
 use crate::clone::{clone_database, render_summary, CloneOptions, CloneSummary, FormatChoice};
 use crate::progress::{Bars, JsonEvents, Reporter};
+use crate::replication::{follow_database, FollowEvent, FollowOptions, FollowOutcome};
 use serde_json::json;
+use std::time::Duration;
 
 pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
-    if args.follow {
-        return Err(CliError::usage(
-            "--follow needs the logical replication engine, which is not in this build yet; \
-             run without --follow for a one-shot snapshot copy",
-        ));
-    }
     let src = conn_config("source", &args.source.source)?;
     let dst = conn_config("target", &args.target.target)?;
     let defaults = CloneOptions::default();
@@ -45,6 +42,14 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
         (None, Some(bars)) => bars,
         (None, None) => unreachable!("one of the two reporters is always built"),
     };
+
+    if args.follow {
+        let code = follow(args, &src, &dst, opts, reporter, events.as_ref()).await;
+        if let Some(bars) = &bars {
+            bars.finish();
+        }
+        return code;
+    }
 
     let outcome = tokio::select! {
         r = clone_database(&src, &dst, &opts, reporter) => r,
@@ -81,4 +86,182 @@ fn summary_json(s: &CloneSummary) -> serde_json::Value {
         "warnings": s.schema_warnings.iter().chain(s.warnings.iter()).collect::<Vec<_>>(),
         "materialized_views_refreshed": s.materialized_views_refreshed,
     })
+}
+
+/// `--follow`: clone under a slot's snapshot (or resume), stream, and cut over when asked.
+async fn follow(
+    args: &CloneArgs,
+    src: &crate::conn::ConnConfig,
+    dst: &crate::conn::ConnConfig,
+    clone: CloneOptions,
+    reporter: &dyn Reporter,
+    events: Option<&JsonEvents>,
+) -> Result<u8, CliError> {
+    let opts = FollowOptions {
+        clone,
+        cutover_at_lag: args
+            .stop_replication
+            .then_some(args.max_replication_lag)
+            .flatten(),
+        replica_identity_full: args.replica_identity_full,
+        retry_for: args.retry_for,
+        ..FollowOptions::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let observer = |event: FollowEvent| match events {
+        Some(events) => events.emit("replication", event_json(&event)),
+        None => eprintln!("pgferry: {}", event_text(&event)),
+    };
+    let result = follow_database(src, dst, &opts, reporter, &observer, stop_rx).await;
+    signals.abort();
+    match result {
+        Ok(FollowOutcome::CutOver { applied }) => {
+            let text = format!(
+                "cutover done at {applied}: sequences synced, replication slot and publication dropped; \
+                 \"{}\" can take the writes",
+                dst.dbname
+            );
+            match events {
+                Some(events) => events.emit("cutover", json!({"applied_lsn": applied.to_string()})),
+                None => eprintln!("pgferry: {text}"),
+            }
+            Ok(exit::OK)
+        }
+        Ok(FollowOutcome::Stopped { applied }) => {
+            let text = format!(
+                "stopped at {applied}; the slot and publication are kept on the source: rerun the same \
+                 command to resume streaming"
+            );
+            match events {
+                Some(events) => events.emit("stopped", json!({"applied_lsn": applied.to_string()})),
+                None => eprintln!("pgferry: {text}"),
+            }
+            Ok(exit::OK)
+        }
+        Err(e) => Err(CliError::failed(e.to_string())),
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn event_text(event: &FollowEvent) -> String {
+    match event {
+        FollowEvent::ReplicaIdentityFull(tables) => format!(
+            "WARNING: the source was changed: REPLICA IDENTITY FULL set on {}",
+            tables.join(", ")
+        ),
+        FollowEvent::Cloned(summary) => format!(
+            "copy done ({} tables in {:.1}s); streaming the changes made since",
+            summary.tables.len(),
+            summary.elapsed.as_secs_f64()
+        ),
+        FollowEvent::Resuming { slot, from } => {
+            format!("slot {slot} and the target's progress found: resuming from {from}, no copy")
+        }
+        FollowEvent::Streaming { from, binary } => format!(
+            "streaming from {from} ({} values)",
+            if *binary { "binary" } else { "text" }
+        ),
+        FollowEvent::Lag { bytes, applied } => {
+            format!("replication lag {bytes} bytes (applied up to {applied})")
+        }
+        FollowEvent::Retrying {
+            attempt,
+            error,
+            wait,
+        } => format!(
+            "attempt {attempt} failed: {error}; retrying in {:.1}s",
+            wait.as_secs_f64()
+        ),
+        FollowEvent::CutoverStarted { lag } => {
+            format!(
+                "lag {lag} bytes: cutting over (syncing sequences, dropping slot and publication)"
+            )
+        }
+        FollowEvent::SequencesSynced(n) => format!("{n} sequences synced"),
+    }
+}
+
+fn event_json(event: &FollowEvent) -> serde_json::Value {
+    match event {
+        FollowEvent::Lag { bytes, applied } => {
+            json!({"event": "lag", "lag_bytes": bytes, "applied_lsn": applied.to_string()})
+        }
+        FollowEvent::Retrying {
+            attempt,
+            error,
+            wait,
+        } => {
+            json!({"event": "retrying", "attempt": attempt, "error": error, "wait_seconds": wait.as_secs_f64()})
+        }
+        FollowEvent::Cloned(summary) => {
+            json!({"event": "cloned", "summary": summary_json(summary)})
+        }
+        other => json!({"event": "info", "message": event_text(other)}),
+    }
+}
+
+/// `30s`, `10m`, `1h`, `500ms`, `2d`, or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?} (expected e.g. 30s, 10m, 1h)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
 }

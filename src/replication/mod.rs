@@ -15,14 +15,26 @@
 //! [`ReplicationConnection::start_replication`] from the slot's consistent point → decode each
 //! [`ReplicationEvent::XLogData`] with [`pgoutput::decode`] → apply → confirm with
 //! [`ReplicationStream::send_status`].
+//!
+//! The live path on top of that: [`publication`] (our source objects and the replica identity
+//! check), [`apply`] (exactly-once apply with the position in [`state`]), [`feedback`] (the
+//! task owning the stream), and [`follow`] (one database from clone to cutover).
 
+pub mod apply;
 pub mod connection;
+pub mod feedback;
+pub mod follow;
 pub mod pgoutput;
 pub mod protocol;
+pub mod publication;
 pub mod slot;
+pub mod state;
 
 pub use connection::{
     QueryResult, ReplicationConnection, ReplicationError, ReplicationEvent, ReplicationStream,
+};
+pub use follow::{
+    cleanup, follow_database, FollowError, FollowEvent, FollowOptions, FollowOutcome,
 };
 pub use protocol::Lsn;
 pub use slot::{CreatedSlot, StartOptions, SystemInfo};

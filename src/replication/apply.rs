@@ -1,0 +1,934 @@
+//! Applying decoded pgoutput changes to the target, exactly once.
+//!
+//! - Values are bound in the wire format pgoutput gave ([`RawValue`]): never parsed into Rust
+//!   types. Each placeholder is cast to the target column's type (`$1::<format_type>`), so the
+//!   server picks the input function, and user types need no OID mapping.
+//! - One prepared statement per (relation, operation, columns present), cached.
+//! - Several source transactions go into one target transaction (bounded in time and size),
+//!   and that transaction also writes the applied position to [`super::state`]: after a crash
+//!   the target holds exactly the changes up to the stored LSN.
+//! - Statements are pipelined: each is sent as soon as it is built, results are collected in
+//!   order behind it, so one change costs no round trip of its own.
+
+use super::pgoutput::{
+    Column, Delete, Insert, Message, Oid, OldTuple, Relation, ReplicaIdentity, Truncate, Tuple,
+    Update, Value,
+};
+use super::{state, Lsn};
+use crate::ddl::{qualified, quote_ident};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::types::{Format, IsNull, ToSql, Type};
+use tokio_postgres::{Client, Statement};
+
+/// What the stream hands the applier.
+#[derive(Debug)]
+pub enum ApplyItem {
+    /// One decoded pgoutput message.
+    Message(Message),
+    /// The server has sent everything up to this position (a keepalive): once the applier has
+    /// applied what came before, everything up to here is applied.
+    Caught(Lsn),
+}
+
+/// Bounds of one target transaction (it always ends on a source commit).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_changes: usize,
+    pub max_time: Duration,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_changes: 10_000,
+            max_time: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Statements sent but not yet answered.
+const MAX_IN_FLIGHT: usize = 512;
+
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    #[error(
+        "target table {table} does not exist; DDL is not replicated: create it on the target \
+         (as on the source), then rerun"
+    )]
+    MissingTable { table: String },
+    #[error(
+        "target table {table} does not match the source: {detail}; DDL is not replicated: \
+         apply the same change to the target, then rerun"
+    )]
+    ColumnMismatch { table: String, detail: String },
+    #[error("target: {what}: {message}")]
+    Target {
+        what: String,
+        message: String,
+        /// SQLSTATE, when the server answered.
+        code: Option<String>,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("the stream is inconsistent: {0}")]
+    Stream(String),
+}
+
+impl ApplyError {
+    fn target(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> ApplyError {
+        let what = what.into();
+        move |source| ApplyError::Target {
+            what,
+            message: crate::copy::server_message(&source),
+            code: source.code().map(|c| c.code().to_owned()),
+            source,
+        }
+    }
+
+    /// Errors a reconnect cannot fix: the target's schema or data disagree with the stream.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ApplyError::MissingTable { .. }
+            | ApplyError::ColumnMismatch { .. }
+            | ApplyError::Stream(_) => true,
+            ApplyError::Target { code, .. } => code.as_deref().is_some_and(|c| {
+                // Integrity violations, syntax/undefined objects, data exceptions.
+                c.starts_with("23") || c.starts_with("42") || c.starts_with("22")
+            }),
+        }
+    }
+}
+
+/// One value exactly as pgoutput sent it; the server parses it with the parameter type's
+/// input (text) or receive (binary) function.
+#[derive(Debug, Clone)]
+pub enum RawValue {
+    Null,
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+impl RawValue {
+    fn of(value: &Value) -> RawValue {
+        match value {
+            Value::Text(b) => RawValue::Text(b.clone()),
+            Value::Binary(b) => RawValue::Binary(b.clone()),
+            // Unchanged TOAST values never reach a statement (callers leave them out).
+            Value::Null | Value::UnchangedToast => RawValue::Null,
+        }
+    }
+}
+
+impl ToSql for RawValue {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            RawValue::Null => Ok(IsNull::Yes),
+            RawValue::Text(b) | RawValue::Binary(b) => {
+                out.put_slice(b);
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> Format {
+        match self {
+            RawValue::Binary(_) => Format::Binary,
+            RawValue::Null | RawValue::Text(_) => Format::Text,
+        }
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// What we know of a source relation and its target table.
+struct RelState {
+    rel: Relation,
+    /// Quoted `schema.table`.
+    name: String,
+    /// Checked against the target on first use: each column's target type (format_type).
+    target: Option<TargetShape>,
+}
+
+struct TargetShape {
+    types: Vec<String>,
+    /// `GENERATED ALWAYS AS IDENTITY` columns: an UPDATE may only set them to DEFAULT.
+    identity_always: Vec<bool>,
+    partitioned: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Op {
+    Insert,
+    UpdateKey,
+    UpdateFull,
+    DeleteKey,
+    DeleteFull,
+}
+
+/// Per column: bit 0 = in the SET/VALUES list, bit 1 = in the WHERE clause.
+type StatementKey = (Oid, Op, Vec<u8>);
+
+const SET: u8 = 1;
+const WHERE: u8 = 2;
+
+/// A result to check when it arrives: rows touched by an UPDATE/DELETE.
+type Pending = BoxFuture<'static, Result<Option<(u64, Arc<str>)>, ApplyError>>;
+
+/// Applies one slot's changes to one target database.
+pub struct Applier {
+    client: Arc<Client>,
+    slot: String,
+    limits: BatchLimits,
+    relations: HashMap<Oid, RelState>,
+    statements: HashMap<StatementKey, Statement>,
+    /// Last source commit end whose changes the target has committed (and stored).
+    stored: Lsn,
+    /// What the feedback may confirm: `stored`, or further when idle between transactions.
+    applied: watch::Sender<Lsn>,
+    in_source_tx: bool,
+    skip_current: bool,
+    batch: Option<Batch>,
+    in_flight: FuturesOrdered<Pending>,
+    generated_supported: Option<bool>,
+    /// Totals, for progress logs and tests.
+    pub stats: ApplyStats,
+}
+
+struct Batch {
+    started: Instant,
+    changes: usize,
+    last_end: Option<Lsn>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApplyStats {
+    pub transactions: u64,
+    pub skipped_transactions: u64,
+    pub changes: u64,
+    pub target_commits: u64,
+    /// UPDATE/DELETE that found no row (the target drifted from the source).
+    pub missing_rows: u64,
+}
+
+impl Applier {
+    /// `client` is a session on the target database, used by nothing else; `stored` is the
+    /// position loaded from [`state::load`].
+    pub async fn new(
+        client: Client,
+        slot: &str,
+        stored: Lsn,
+        limits: BatchLimits,
+        applied: watch::Sender<Lsn>,
+    ) -> Result<Applier, ApplyError> {
+        // Triggers and FK checks as a subscriber sees them: the source already ran them.
+        client
+            .batch_execute("SET session_replication_role = replica")
+            .await
+            .map_err(ApplyError::target("SET session_replication_role"))?;
+        applied.send_if_modified(|a| {
+            let old = *a;
+            *a = (*a).max(stored);
+            *a != old
+        });
+        Ok(Applier {
+            client: Arc::new(client),
+            slot: slot.to_owned(),
+            limits,
+            relations: HashMap::new(),
+            statements: HashMap::new(),
+            stored,
+            applied,
+            in_source_tx: false,
+            skip_current: false,
+            batch: None,
+            in_flight: FuturesOrdered::new(),
+            generated_supported: None,
+            stats: ApplyStats::default(),
+        })
+    }
+
+    /// The last position committed on the target.
+    pub fn stored(&self) -> Lsn {
+        self.stored
+    }
+
+    /// Applies items until the channel closes, then commits what is complete. An open source
+    /// transaction at that point is rolled back with the target transaction (it will be resent).
+    pub async fn run(&mut self, rx: &mut mpsc::Receiver<ApplyItem>) -> Result<(), ApplyError> {
+        while let Some(item) = rx.recv().await {
+            self.handle(item).await?;
+            if self.batch.is_some() && !self.in_source_tx {
+                let full = self.batch.as_ref().is_some_and(|b| {
+                    b.changes >= self.limits.max_changes
+                        || b.started.elapsed() >= self.limits.max_time
+                });
+                if full || rx.is_empty() {
+                    self.commit_batch().await?;
+                }
+            }
+        }
+        if self.in_source_tx {
+            // Half a source transaction: drop it and the batch; the stored position still
+            // says where to start again.
+            self.drain().await?;
+            if self.batch.take().is_some() {
+                self.execute_now("ROLLBACK").await?;
+            }
+            self.in_source_tx = false;
+        } else {
+            self.commit_batch().await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one item (the batch stays open; see [`Self::run`]).
+    pub async fn handle(&mut self, item: ApplyItem) -> Result<(), ApplyError> {
+        match item {
+            ApplyItem::Caught(lsn) => {
+                if !self.in_source_tx {
+                    self.commit_batch().await?;
+                    self.advance(lsn);
+                }
+                Ok(())
+            }
+            ApplyItem::Message(message) => self.message(message).await,
+        }
+    }
+
+    async fn message(&mut self, message: Message) -> Result<(), ApplyError> {
+        match message {
+            Message::Begin(begin) => {
+                if self.in_source_tx {
+                    return Err(ApplyError::Stream("BEGIN inside a transaction".into()));
+                }
+                self.in_source_tx = true;
+                // Its commit record starts before the end of the last applied commit: applied.
+                self.skip_current = Lsn(begin.final_lsn) < self.stored;
+                if self.skip_current {
+                    self.stats.skipped_transactions += 1;
+                } else if self.batch.is_none() {
+                    self.execute_now("BEGIN").await?;
+                    self.batch = Some(Batch {
+                        started: Instant::now(),
+                        changes: 0,
+                        last_end: None,
+                    });
+                }
+                Ok(())
+            }
+            Message::Commit(commit) => {
+                if !self.in_source_tx {
+                    return Err(ApplyError::Stream("COMMIT outside a transaction".into()));
+                }
+                self.in_source_tx = false;
+                if !self.skip_current {
+                    self.stats.transactions += 1;
+                    if let Some(batch) = &mut self.batch {
+                        batch.last_end = Some(Lsn(commit.end_lsn));
+                    }
+                }
+                Ok(())
+            }
+            Message::Relation(rel) => {
+                self.statements.retain(|(oid, _, _), _| *oid != rel.id);
+                let name = qualified(&rel.namespace, &rel.name);
+                self.relations.insert(
+                    rel.id,
+                    RelState {
+                        rel,
+                        name,
+                        target: None,
+                    },
+                );
+                Ok(())
+            }
+            Message::Type(_) | Message::Origin(_) | Message::Message(_) => Ok(()),
+            Message::Insert(change) => self.change(Change::Insert(change)).await,
+            Message::Update(change) => self.change(Change::Update(change)).await,
+            Message::Delete(change) => self.change(Change::Delete(change)).await,
+            Message::Truncate(change) => self.change(Change::Truncate(change)).await,
+            other => Err(ApplyError::Stream(format!(
+                "unexpected message (streaming was not requested): {other:?}"
+            ))),
+        }
+    }
+
+    async fn change(&mut self, change: Change) -> Result<(), ApplyError> {
+        if !self.in_source_tx {
+            return Err(ApplyError::Stream("a change outside a transaction".into()));
+        }
+        if self.skip_current {
+            return Ok(());
+        }
+        self.stats.changes += 1;
+        if let Some(batch) = &mut self.batch {
+            batch.changes += 1;
+        }
+        match change {
+            Change::Insert(c) => self.insert(c).await,
+            Change::Update(c) => self.update(c).await,
+            Change::Delete(c) => self.delete(c).await,
+            Change::Truncate(c) => self.truncate(c).await,
+        }
+    }
+
+    async fn insert(&mut self, c: Insert) -> Result<(), ApplyError> {
+        self.ensure_target(c.relation).await?;
+        let mask: Vec<u8> = c
+            .new
+            .0
+            .iter()
+            .map(|v| {
+                if matches!(v, Value::UnchangedToast) {
+                    0
+                } else {
+                    SET
+                }
+            })
+            .collect();
+        let params = mask_values(&mask, SET, &c.new);
+        self.send(c.relation, Op::Insert, mask, params, false).await
+    }
+
+    async fn update(&mut self, c: Update) -> Result<(), ApplyError> {
+        self.ensure_target(c.relation).await?;
+        let rel = &self.relation(c.relation)?.rel;
+        let mut mask: Vec<u8> = c
+            .new
+            .0
+            .iter()
+            .map(|v| {
+                if matches!(v, Value::UnchangedToast) {
+                    0
+                } else {
+                    SET
+                }
+            })
+            .collect();
+        let (op, key_tuple) = match &c.old {
+            Some(OldTuple::Full(old)) => (Op::UpdateFull, old),
+            Some(OldTuple::Key(old)) => (Op::UpdateKey, old),
+            None => (Op::UpdateKey, &c.new),
+        };
+        mark_where(&mut mask, rel, op, key_tuple)?;
+        let identity_always = self
+            .relation(c.relation)?
+            .target
+            .as_ref()
+            .map(|t| t.identity_always.clone())
+            .unwrap_or_default();
+        for (i, column) in rel.columns.iter().enumerate() {
+            // Without an old key the key did not change: no need to set it (and an identity
+            // column GENERATED ALWAYS cannot be set). With a full old row, such a column is
+            // left alone when its value is the same.
+            let unchanged_key = c.old.is_none() && column.is_key();
+            let same_identity = identity_always.get(i).copied().unwrap_or(false)
+                && matches!(&c.old, Some(OldTuple::Full(old)) if old.0.get(i) == c.new.0.get(i));
+            if let Some(m) = mask.get_mut(i).filter(|_| unchanged_key || same_identity) {
+                *m &= !SET;
+            }
+        }
+        if !mask.iter().any(|m| m & SET != 0) {
+            // Nothing but the unchanged key: the row is as it was.
+            return Ok(());
+        }
+        let mut params = mask_values(&mask, SET, &c.new);
+        params.extend(mask_values(&mask, WHERE, key_tuple));
+        self.send(c.relation, op, mask, params, true).await
+    }
+
+    async fn delete(&mut self, c: Delete) -> Result<(), ApplyError> {
+        self.ensure_target(c.relation).await?;
+        let rel = &self.relation(c.relation)?.rel;
+        let (op, old) = match &c.old {
+            OldTuple::Full(old) => (Op::DeleteFull, old),
+            OldTuple::Key(old) => (Op::DeleteKey, old),
+        };
+        let mut mask = vec![0u8; rel.columns.len()];
+        mark_where(&mut mask, rel, op, old)?;
+        let params = mask_values(&mask, WHERE, old);
+        self.send(c.relation, op, mask, params, true).await
+    }
+
+    async fn truncate(&mut self, c: Truncate) -> Result<(), ApplyError> {
+        let mut names = Vec::new();
+        for oid in &c.relations {
+            self.ensure_target(*oid).await?;
+            let state = self.relation(*oid)?;
+            let partitioned = state.target.as_ref().is_some_and(|t| t.partitioned);
+            // ONLY as on the source (children come as their own relations), except that a
+            // partitioned table cannot be truncated ONLY.
+            names.push(if partitioned {
+                state.name.clone()
+            } else {
+                format!("ONLY {}", state.name)
+            });
+        }
+        let mut sql = format!("TRUNCATE {}", names.join(", "));
+        if c.restart_identity() {
+            sql.push_str(" RESTART IDENTITY");
+        }
+        if c.cascade() {
+            sql.push_str(" CASCADE");
+        }
+        self.execute_now(&sql).await
+    }
+
+    fn relation(&self, oid: Oid) -> Result<&RelState, ApplyError> {
+        self.relations.get(&oid).ok_or_else(|| {
+            ApplyError::Stream(format!("a change to relation {oid} before its description"))
+        })
+    }
+
+    /// Checks once per Relation message that the target table exists with the same columns.
+    async fn ensure_target(&mut self, oid: Oid) -> Result<(), ApplyError> {
+        if self.relation(oid)?.target.is_some() {
+            return Ok(());
+        }
+        let generated = match self.generated_supported {
+            Some(g) => g,
+            None => {
+                let row = self
+                    .client
+                    .query_one(
+                        "SELECT current_setting('server_version_num')::int4 >= 120000",
+                        &[],
+                    )
+                    .await
+                    .map_err(ApplyError::target("reading the server version"))?;
+                let g: bool = row.get(0);
+                self.generated_supported = Some(g);
+                g
+            }
+        };
+        let state = self.relation(oid)?;
+        let sql = format!(
+            "SELECT c.relkind::text, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), {}, \
+                    a.attidentity = 'a' \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum",
+            if generated { "a.attgenerated <> ''" } else { "false" }
+        );
+        let rows = self
+            .client
+            .query(&sql, &[&state.rel.namespace, &state.rel.name])
+            .await
+            .map_err(ApplyError::target(format!(
+                "reading the columns of {}",
+                state.name
+            )))?;
+        if rows.is_empty() {
+            return Err(ApplyError::MissingTable {
+                table: state.name.clone(),
+            });
+        }
+        let partitioned = rows[0].get::<_, String>(0) == "p";
+        let target: Vec<(String, String, bool, bool)> = rows
+            .iter()
+            .filter_map(|r| {
+                let name: Option<String> = r.get(1);
+                let ty: Option<String> = r.get(2);
+                let gen: Option<bool> = r.get(3);
+                let always: Option<bool> = r.get(4);
+                Some((name?, ty?, gen.unwrap_or(false), always.unwrap_or(false)))
+            })
+            .collect();
+        let missing: Vec<&str> = state
+            .rel
+            .columns
+            .iter()
+            .filter(|c| !target.iter().any(|(n, _, g, _)| n == &c.name && !g))
+            .map(|c| c.name.as_str())
+            .collect();
+        let extra: Vec<&str> = target
+            .iter()
+            .filter(|(n, _, g, _)| !g && !state.rel.columns.iter().any(|c| &c.name == n))
+            .map(|(n, _, _, _)| n.as_str())
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            let mut detail = Vec::new();
+            if !missing.is_empty() {
+                detail.push(format!(
+                    "source columns missing on the target: {}",
+                    missing.join(", ")
+                ));
+            }
+            if !extra.is_empty() {
+                detail.push(format!(
+                    "target columns not on the source: {}",
+                    extra.join(", ")
+                ));
+            }
+            return Err(ApplyError::ColumnMismatch {
+                table: state.name.clone(),
+                detail: detail.join("; "),
+            });
+        }
+        let find = |c: &Column| target.iter().find(|(n, _, _, _)| n == &c.name);
+        let types = state
+            .rel
+            .columns
+            .iter()
+            .map(|c| find(c).map(|(_, t, _, _)| t.clone()).unwrap_or_default())
+            .collect();
+        let identity_always = state
+            .rel
+            .columns
+            .iter()
+            .map(|c| find(c).is_some_and(|(_, _, _, a)| *a))
+            .collect();
+        if let Some(state) = self.relations.get_mut(&oid) {
+            state.target = Some(TargetShape {
+                types,
+                identity_always,
+                partitioned,
+            });
+        }
+        Ok(())
+    }
+
+    async fn statement(&mut self, key: StatementKey) -> Result<Statement, ApplyError> {
+        if let Some(s) = self.statements.get(&key) {
+            return Ok(s.clone());
+        }
+        let state = self.relation(key.0)?;
+        let types = state
+            .target
+            .as_ref()
+            .map(|t| t.types.as_slice())
+            .unwrap_or_default();
+        let sql = build_sql(&state.name, &state.rel.columns, types, key.1, &key.2);
+        let statement = self
+            .client
+            .prepare(&sql)
+            .await
+            .map_err(ApplyError::target(format!("preparing {sql}")))?;
+        self.statements.insert(key, statement.clone());
+        Ok(statement)
+    }
+
+    /// Sends one statement now (pipelined); its result is checked later, in order.
+    async fn send(
+        &mut self,
+        oid: Oid,
+        op: Op,
+        mask: Vec<u8>,
+        params: Vec<RawValue>,
+        expect_row: bool,
+    ) -> Result<(), ApplyError> {
+        let statement = self.statement((oid, op, mask)).await?;
+        let table: Arc<str> = Arc::from(self.relation(oid)?.name.as_str());
+        let client = Arc::clone(&self.client);
+        let mut fut: Pending = Box::pin(async move {
+            let n = client
+                .execute_raw(&statement, params)
+                .await
+                .map_err(ApplyError::target(format!("applying a change to {table}")))?;
+            Ok(expect_row.then_some((n, table)))
+        });
+        // The first poll puts the request on the wire, so statements leave in stream order.
+        match futures::poll!(&mut fut) {
+            Poll::Ready(result) => self.check(result)?,
+            Poll::Pending => self.in_flight.push_back(fut),
+        }
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.collect_one().await?;
+        }
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        result: Result<Option<(u64, Arc<str>)>, ApplyError>,
+    ) -> Result<(), ApplyError> {
+        if let Some((0, table)) = result? {
+            self.stats.missing_rows += 1;
+            tracing::warn!(
+                "replication: an UPDATE or DELETE found no row in {table} on the target"
+            );
+        }
+        Ok(())
+    }
+
+    async fn collect_one(&mut self) -> Result<(), ApplyError> {
+        if let Some(result) = self.in_flight.next().await {
+            self.check(result)?;
+        }
+        Ok(())
+    }
+
+    async fn drain(&mut self) -> Result<(), ApplyError> {
+        while !self.in_flight.is_empty() {
+            self.collect_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn execute_now(&mut self, sql: &str) -> Result<(), ApplyError> {
+        self.drain().await?;
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(ApplyError::target(format!("running {sql}")))
+    }
+
+    /// Commits the open target transaction with the position of its last source commit.
+    async fn commit_batch(&mut self) -> Result<(), ApplyError> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        self.drain().await?;
+        if let Some(end) = batch.last_end {
+            state::store(&self.client, &self.slot, end)
+                .await
+                .map_err(ApplyError::target("storing the applied position"))?;
+        }
+        self.execute_now("COMMIT").await?;
+        self.stats.target_commits += 1;
+        if let Some(end) = batch.last_end {
+            self.stored = self.stored.max(end);
+            self.advance(end);
+        }
+        Ok(())
+    }
+
+    fn advance(&self, lsn: Lsn) {
+        self.applied.send_if_modified(|a| {
+            if lsn > *a {
+                *a = lsn;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+enum Change {
+    Insert(Insert),
+    Update(Update),
+    Delete(Delete),
+    Truncate(Truncate),
+}
+
+/// Marks the columns an UPDATE/DELETE matches on: the key columns, or with a full old row
+/// every column whose old value was sent (unchanged TOAST values were not).
+fn mark_where(mask: &mut [u8], rel: &Relation, op: Op, old: &Tuple) -> Result<(), ApplyError> {
+    let full = matches!(op, Op::UpdateFull | Op::DeleteFull);
+    let mut any = false;
+    for (i, column) in rel.columns.iter().enumerate() {
+        let value = old.0.get(i);
+        let use_it = if full {
+            !matches!(value, Some(Value::UnchangedToast) | None)
+        } else {
+            column.is_key()
+        };
+        if use_it {
+            if !full && matches!(value, Some(Value::UnchangedToast) | None) {
+                return Err(ApplyError::Stream(format!(
+                    "key column {} of {}.{} has no value",
+                    column.name, rel.namespace, rel.name
+                )));
+            }
+            if let Some(m) = mask.get_mut(i) {
+                *m |= WHERE;
+                any = true;
+            }
+        }
+    }
+    if !any {
+        return Err(ApplyError::Stream(format!(
+            "an UPDATE or DELETE on {}.{} carries no key (replica identity {:?})",
+            rel.namespace, rel.name, rel.replica_identity
+        )));
+    }
+    if rel.replica_identity == ReplicaIdentity::Nothing {
+        return Err(ApplyError::Stream(format!(
+            "{}.{} has replica identity NOTHING",
+            rel.namespace, rel.name
+        )));
+    }
+    Ok(())
+}
+
+fn mask_values(mask: &[u8], bit: u8, tuple: &Tuple) -> Vec<RawValue> {
+    mask.iter()
+        .zip(tuple.0.iter())
+        .filter(|(m, _)| **m & bit != 0)
+        .map(|(_, v)| RawValue::of(v))
+        .collect()
+}
+
+/// The statement for one (operation, columns present) shape. Placeholders come in mask order:
+/// SET/VALUES columns first, then WHERE columns.
+fn build_sql(table: &str, columns: &[Column], types: &[String], op: Op, mask: &[u8]) -> String {
+    let mut n = 0;
+    let mut param = |i: usize| {
+        n += 1;
+        match types.get(i).filter(|t| !t.is_empty()) {
+            Some(ty) => format!("${n}::{ty}"),
+            None => format!("${n}"),
+        }
+    };
+    let set_cols: Vec<usize> = (0..columns.len()).filter(|&i| mask[i] & SET != 0).collect();
+    let where_cols: Vec<usize> = (0..columns.len())
+        .filter(|&i| mask[i] & WHERE != 0)
+        .collect();
+    let col = |i: usize| quote_ident(&columns[i].name);
+    match op {
+        Op::Insert => {
+            let names: Vec<String> = set_cols.iter().map(|&i| col(i)).collect();
+            let values: Vec<String> = set_cols.iter().map(|&i| param(i)).collect();
+            format!(
+                "INSERT INTO {table} ({}) OVERRIDING SYSTEM VALUE VALUES ({})",
+                names.join(", "),
+                values.join(", ")
+            )
+        }
+        Op::UpdateKey | Op::DeleteKey => {
+            let sets: Vec<String> = set_cols
+                .iter()
+                .map(|&i| format!("{} = {}", col(i), param(i)))
+                .collect();
+            let conds: Vec<String> = where_cols
+                .iter()
+                .map(|&i| format!("{} = {}", col(i), param(i)))
+                .collect();
+            if op == Op::UpdateKey {
+                format!(
+                    "UPDATE {table} SET {} WHERE {}",
+                    sets.join(", "),
+                    conds.join(" AND ")
+                )
+            } else {
+                format!("DELETE FROM {table} WHERE {}", conds.join(" AND "))
+            }
+        }
+        Op::UpdateFull | Op::DeleteFull => {
+            let sets: Vec<String> = set_cols
+                .iter()
+                .map(|&i| format!("{} = {}", col(i), param(i)))
+                .collect();
+            // Text comparison: every type has one (json, point... have no equality), and two
+            // values print the same exactly when they are the same value for our purpose.
+            let conds: Vec<String> = where_cols
+                .iter()
+                .map(|&i| format!("{}::text IS NOT DISTINCT FROM ({})::text", col(i), param(i)))
+                .collect();
+            // Exactly one row, even among identical ones; tableoid too, as ctids repeat across
+            // partitions.
+            let one = format!(
+                "WITH one AS (SELECT tableoid AS o, ctid AS c FROM {table} WHERE {} LIMIT 1) ",
+                conds.join(" AND ")
+            );
+            let target = "tableoid = (SELECT o FROM one) AND ctid = (SELECT c FROM one)";
+            if op == Op::UpdateFull {
+                format!("{one}UPDATE {table} SET {} WHERE {target}", sets.join(", "))
+            } else {
+                format!("{one}DELETE FROM {table} WHERE {target}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns() -> Vec<Column> {
+        ["id", "Name", "body"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Column {
+                flags: u8::from(i == 0),
+                name: (*n).to_owned(),
+                type_oid: 25,
+                type_modifier: -1,
+            })
+            .collect()
+    }
+
+    fn types() -> Vec<String> {
+        vec!["integer".into(), "text".into(), "text".into()]
+    }
+
+    #[test]
+    fn insert_casts_every_placeholder() {
+        let sql = build_sql(
+            "public.t",
+            &columns(),
+            &types(),
+            Op::Insert,
+            &[SET, SET, SET],
+        );
+        assert_eq!(
+            sql,
+            "INSERT INTO public.t (id, \"Name\", body) OVERRIDING SYSTEM VALUE VALUES ($1::integer, $2::text, $3::text)"
+        );
+    }
+
+    #[test]
+    fn update_leaves_unchanged_toast_out_and_matches_on_the_key() {
+        let sql = build_sql(
+            "public.t",
+            &columns(),
+            &types(),
+            Op::UpdateKey,
+            &[SET | WHERE, SET, 0],
+        );
+        assert_eq!(
+            sql,
+            "UPDATE public.t SET id = $1::integer, \"Name\" = $2::text WHERE id = $3::integer"
+        );
+    }
+
+    #[test]
+    fn full_identity_touches_one_row() {
+        let sql = build_sql(
+            "public.t",
+            &columns(),
+            &types(),
+            Op::DeleteFull,
+            &[WHERE, WHERE, 0],
+        );
+        assert_eq!(
+            sql,
+            "WITH one AS (SELECT tableoid AS o, ctid AS c FROM public.t WHERE id::text IS NOT DISTINCT FROM ($1::integer)::text \
+             AND \"Name\"::text IS NOT DISTINCT FROM ($2::text)::text LIMIT 1) \
+             DELETE FROM public.t WHERE tableoid = (SELECT o FROM one) AND ctid = (SELECT c FROM one)"
+        );
+    }
+
+    #[test]
+    fn raw_values_keep_their_format() {
+        let text = RawValue::Text(Bytes::from_static(b"42"));
+        assert!(matches!(text.encode_format(&Type::INT4), Format::Text));
+        let bin = RawValue::Binary(Bytes::from_static(&[0, 0, 0, 42]));
+        assert!(matches!(bin.encode_format(&Type::INT4), Format::Binary));
+        let mut out = BytesMut::new();
+        assert!(matches!(text.to_sql(&Type::INT4, &mut out), Ok(IsNull::No)));
+        assert_eq!(&out[..], b"42");
+        assert!(matches!(
+            RawValue::Null.to_sql(&Type::INT4, &mut out),
+            Ok(IsNull::Yes)
+        ));
+    }
+}

@@ -1,0 +1,568 @@
+//! One database, live: publication + slot → clone under the slot's snapshot → stream and apply
+//! → cutover. This is `pgferry clone --follow`.
+//!
+//! ```text
+//!  fresh:   replica identity check ─► publication ─► slot (EXPORT_SNAPSHOT, session kept idle)
+//!           ─► clone_database(snapshot) ─► progress row = consistent point
+//!  resume:  slot exists and the target has a progress row ─► skip all of the above
+//!  stream:  START_REPLICATION at the stored position ─► pump ─► applier ─► (lag ≤ N)
+//!  cutover: sequences ─► stop the stream ─► drop slot and publication ─► forget the row
+//! ```
+//!
+//! Dropped connections are retried with backoff for `retry_for`; each session resumes from the
+//! position stored in the target, so nothing is applied twice.
+
+use super::apply::{Applier, ApplyError, ApplyItem, BatchLimits};
+use super::feedback::{pump, PumpError};
+use super::publication::{self, object_names, ObjectNames, PublicationError};
+use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
+use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
+use crate::conn::{connect, ConnConfig, ConnectError};
+use crate::progress::Reporter;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+
+/// What `follow_database` should do besides streaming.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    pub clone: CloneOptions,
+    /// Cut over (sequences, drop slot and publication, return) once the lag is at most this
+    /// many bytes. `None`: stream until shut down.
+    pub cutover_at_lag: Option<u64>,
+    /// Give tables without a replica identity `REPLICA IDENTITY FULL` instead of refusing.
+    pub replica_identity_full: bool,
+    /// How long to keep reconnecting after connections fail.
+    pub retry_for: Duration,
+    /// How often to report the lag.
+    pub lag_interval: Duration,
+    pub batch: BatchLimits,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        FollowOptions {
+            clone: CloneOptions::default(),
+            cutover_at_lag: None,
+            replica_identity_full: false,
+            retry_for: Duration::from_secs(600),
+            lag_interval: Duration::from_secs(5),
+            batch: BatchLimits::default(),
+        }
+    }
+}
+
+/// What happened, for the caller to show.
+#[derive(Debug, Clone)]
+pub enum FollowEvent {
+    /// Tables given REPLICA IDENTITY FULL on the source.
+    ReplicaIdentityFull(Vec<String>),
+    Cloned(Box<CloneSummary>),
+    /// An existing slot and progress row were found: no copy, streaming resumes.
+    Resuming {
+        slot: String,
+        from: Lsn,
+    },
+    Streaming {
+        from: Lsn,
+        binary: bool,
+    },
+    Lag {
+        bytes: u64,
+        applied: Lsn,
+    },
+    Retrying {
+        attempt: u32,
+        error: String,
+        wait: Duration,
+    },
+    CutoverStarted {
+        lag: u64,
+    },
+    SequencesSynced(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowOutcome {
+    /// Caught up, sequences synced, slot and publication dropped.
+    CutOver { applied: Lsn },
+    /// Shut down on request; slot and publication kept, a rerun resumes.
+    Stopped { applied: Lsn },
+}
+
+#[derive(Debug, Error)]
+pub enum FollowError {
+    #[error(transparent)]
+    Publication(#[from] PublicationError),
+    #[error(transparent)]
+    Clone(#[from] CloneError),
+    #[error("{role}: {source}")]
+    Connect {
+        role: &'static str,
+        #[source]
+        source: ConnectError,
+    },
+    #[error("source: {what}: {message}")]
+    Source { what: String, message: String },
+    #[error("target: {what}: {message}")]
+    Target { what: String, message: String },
+    #[error("replication: {0}")]
+    Replication(#[from] ReplicationError),
+    #[error("applying changes: {0}")]
+    Apply(#[from] ApplyError),
+    #[error("replication stream: {0}")]
+    Pump(#[from] PumpError),
+    #[error(
+        "replication slot \"{slot}\" exists on the source but target database \"{database}\" has no \
+         progress row for it: an earlier run stopped before its copy finished. Remove the slot and \
+         publication (pgferry cleanup, or on the source: SELECT pg_drop_replication_slot('{slot}'); \
+         DROP PUBLICATION \"{publication}\";) and start again with --drop-if-exists"
+    )]
+    SlotWithoutProgress {
+        slot: String,
+        publication: String,
+        database: String,
+    },
+    #[error("replication slot \"{0}\" disappeared from the source; the target cannot be kept in sync any more")]
+    SlotGone(String),
+    #[error("gave up after retrying for {}s: {source}", .after.as_secs())]
+    GaveUp {
+        after: Duration,
+        #[source]
+        source: Box<FollowError>,
+    },
+}
+
+impl FollowError {
+    fn source(what: &str, e: tokio_postgres::Error) -> FollowError {
+        FollowError::Source {
+            what: what.to_owned(),
+            message: crate::copy::server_message(&e),
+        }
+    }
+
+    fn target(what: &str, e: tokio_postgres::Error) -> FollowError {
+        FollowError::Target {
+            what: what.to_owned(),
+            message: crate::copy::server_message(&e),
+        }
+    }
+
+    /// Whether reconnecting may help (dropped connections, restarts) or not (schema, data,
+    /// missing slot, refusals).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FollowError::Connect { .. }
+            | FollowError::Source { .. }
+            | FollowError::Target { .. } => true,
+            FollowError::Replication(e) | FollowError::Pump(PumpError::Replication(e)) => {
+                !e.is_missing_slot()
+            }
+            FollowError::Pump(PumpError::Ended) => true,
+            FollowError::Apply(e) => !e.is_permanent(),
+            _ => false,
+        }
+    }
+}
+
+/// Reports events; the CLI prints them, tests ignore them.
+pub type Observer<'a> = &'a (dyn Fn(FollowEvent) + Send + Sync);
+
+async fn open(role: &'static str, cfg: &ConnConfig) -> Result<crate::conn::Session, FollowError> {
+    connect(cfg)
+        .await
+        .map_err(|source| FollowError::Connect { role, source })
+}
+
+/// Clones (or resumes) and follows the database named in `src` into the one named in `dst`
+/// until cutover (with [`FollowOptions::cutover_at_lag`]) or until `shutdown` becomes true.
+pub async fn follow_database(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    opts: &FollowOptions,
+    reporter: &dyn Reporter,
+    observer: Observer<'_>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<FollowOutcome, FollowError> {
+    let names = object_names(&src.dbname);
+    let source = open("source", src).await?;
+    let slot_exists = publication::slot_exists(&source.client, &names.slot).await?;
+    let stored = stored_position(dst, &names.slot).await?;
+    match (slot_exists, stored) {
+        (true, Some(from)) => observer(FollowEvent::Resuming {
+            slot: names.slot.clone(),
+            from,
+        }),
+        (true, None) => {
+            return Err(FollowError::SlotWithoutProgress {
+                slot: names.slot.clone(),
+                publication: names.publication.clone(),
+                database: dst.dbname.clone(),
+            })
+        }
+        (false, _) => {
+            let changed =
+                publication::check_replica_identity(&source.client, opts.replica_identity_full)
+                    .await?;
+            if !changed.is_empty() {
+                observer(FollowEvent::ReplicaIdentityFull(changed));
+            }
+            let summary = start_fresh(src, dst, &names, &source.client, opts, reporter).await?;
+            observer(FollowEvent::Cloned(Box::new(summary)));
+        }
+    }
+    drop(source);
+
+    let (applied_tx, applied_rx) = watch::channel(Lsn::INVALID);
+    let mut failing_since: Option<Instant> = None;
+    let mut attempt = 0u32;
+    loop {
+        let before = *applied_rx.borrow();
+        let result = session(
+            src,
+            dst,
+            &names,
+            opts,
+            observer,
+            &applied_tx,
+            shutdown.clone(),
+        )
+        .await;
+        let error = match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if !e.is_retryable() => return Err(e),
+            Err(e) => e,
+        };
+        if *applied_rx.borrow() > before {
+            failing_since = None;
+            attempt = 0;
+        }
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= opts.retry_for {
+            return Err(FollowError::GaveUp {
+                after: since.elapsed(),
+                source: Box::new(error),
+            });
+        }
+        attempt += 1;
+        let wait = Duration::from_millis(500u64 << attempt.min(6)).min(Duration::from_secs(30));
+        tracing::warn!("replication: attempt {attempt} failed: {error}; retrying in {wait:?}");
+        observer(FollowEvent::Retrying {
+            attempt,
+            error: error.to_string(),
+            wait,
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|s| *s) => {
+                return Ok(FollowOutcome::Stopped { applied: *applied_rx.borrow() });
+            }
+        }
+    }
+}
+
+/// The progress row of `slot` in the target database; `None` if the database, the table or
+/// the row does not exist.
+async fn stored_position(dst: &ConnConfig, slot: &str) -> Result<Option<Lsn>, FollowError> {
+    let target = match connect(dst).await {
+        Ok(t) => t,
+        // 3D000: the database does not exist (yet).
+        Err(e) if e.code().is_some_and(|c| c.code() == "3D000") => return Ok(None),
+        Err(source) => {
+            return Err(FollowError::Connect {
+                role: "target",
+                source,
+            })
+        }
+    };
+    state::load(&target.client, slot)
+        .await
+        .map_err(|e| FollowError::target("reading the applied position", e))
+}
+
+/// Publication, slot with exported snapshot, clone under it, progress row. On failure the
+/// slot and publication are removed again: a half-done copy cannot be resumed.
+async fn start_fresh(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    names: &ObjectNames,
+    source: &tokio_postgres::Client,
+    opts: &FollowOptions,
+    reporter: &dyn Reporter,
+) -> Result<CloneSummary, FollowError> {
+    publication::create_publication(source, &names.publication).await?;
+    let result = async {
+        let mut repl = ReplicationConnection::connect(src).await?;
+        let created = repl.create_slot(&names.slot, false, true).await?;
+        let clone_opts = CloneOptions {
+            snapshot: created.snapshot_name.clone(),
+            ..opts.clone.clone()
+        };
+        // `repl` stays idle (and the snapshot valid) until the copy is done.
+        let summary = clone_database(src, dst, &clone_opts, reporter).await?;
+        let _ = repl.close().await;
+        let target = open("target", dst).await?;
+        state::ensure(&target.client)
+            .await
+            .map_err(|e| FollowError::target("creating pgferry.apply_progress", e))?;
+        state::store(&target.client, &names.slot, created.consistent_point)
+            .await
+            .map_err(|e| FollowError::target("storing the start position", e))?;
+        Ok::<_, FollowError>(summary)
+    }
+    .await;
+    if result.is_err() {
+        let _ = publication::drop_slot(source, &names.slot).await;
+        let _ = publication::drop_publication(source, &names.publication).await;
+    }
+    result
+}
+
+/// Why a session ended without error.
+enum SessionEnd {
+    Cutover { lag: u64 },
+    Shutdown,
+}
+
+/// One streaming session: target session + applier, replication connection + pump, lag
+/// monitor. Ends on error, shutdown, or cutover (which it then carries out).
+async fn session(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    names: &ObjectNames,
+    opts: &FollowOptions,
+    observer: Observer<'_>,
+    applied_tx: &watch::Sender<Lsn>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<FollowOutcome, FollowError> {
+    let target = open("target", dst).await?;
+    let target_major = server_major(&target.client)
+        .await
+        .map_err(|e| FollowError::target("reading the server version", e))?;
+    let stored = state::load(&target.client, &names.slot)
+        .await
+        .map_err(|e| FollowError::target("reading the applied position", e))?
+        .ok_or_else(|| FollowError::SlotWithoutProgress {
+            slot: names.slot.clone(),
+            publication: names.publication.clone(),
+            database: dst.dbname.clone(),
+        })?;
+    let mut applier = Applier::new(
+        target.client,
+        &names.slot,
+        stored,
+        opts.batch,
+        applied_tx.clone(),
+    )
+    .await?;
+
+    let source = open("source", src).await?;
+    if !publication::slot_exists(&source.client, &names.slot).await? {
+        return Err(FollowError::SlotGone(names.slot.clone()));
+    }
+    let binary = use_binary(&source.client, target_major).await?;
+    let mut repl = ReplicationConnection::connect(src).await?;
+    let status_interval = status_interval(&mut repl).await;
+    let options = StartOptions {
+        proto_version: 1,
+        publication_names: vec![names.publication.clone()],
+        binary,
+        streaming: false,
+        messages: false,
+    };
+    let mut stream = repl.start_with(&names.slot, stored, &options).await?;
+    observer(FollowEvent::Streaming {
+        from: stored,
+        binary,
+    });
+
+    let (tx, mut rx) = mpsc::channel::<ApplyItem>(4096);
+    let applied_rx = applied_tx.subscribe();
+    let stream_side = async {
+        let ended = tokio::select! {
+            r = pump(&mut stream, tx, applied_rx.clone(), stored, status_interval) => {
+                r?;
+                // The applier hung up: its own error tells why.
+                SessionEnd::Shutdown
+            }
+            end = monitor(&source.client, &applied_rx, opts, observer, &mut shutdown) => end?,
+        };
+        // `tx` is gone with the pump: the applier finishes what it has and returns.
+        Ok::<_, FollowError>(ended)
+    };
+    let apply_side = async { applier.run(&mut rx).await.map_err(FollowError::from) };
+    let (ended, ()) = tokio::try_join!(stream_side, apply_side)?;
+
+    let applied = *applied_tx.borrow();
+    // Tell the server where we are, then leave COPY mode.
+    stream.send_status(applied, applied, applied, false).await?;
+    let mut repl = stream.stop().await?;
+    match ended {
+        SessionEnd::Shutdown => {
+            let _ = repl.close().await;
+            Ok(FollowOutcome::Stopped { applied })
+        }
+        SessionEnd::Cutover { lag } => {
+            observer(FollowEvent::CutoverStarted { lag });
+            let values = sequences::read(&source.client).await?;
+            let target = open("target", dst).await?;
+            sequences::apply(&target.client, &values).await?;
+            observer(FollowEvent::SequencesSynced(values.len()));
+            repl.drop_slot(&names.slot, false).await?;
+            let _ = repl.close().await;
+            publication::drop_publication(&source.client, &names.publication).await?;
+            state::forget(&target.client, &names.slot)
+                .await
+                .map_err(|e| FollowError::target("removing the progress row", e))?;
+            Ok(FollowOutcome::CutOver { applied })
+        }
+    }
+}
+
+/// Reports the lag every `lag_interval`; returns when it is small enough for the cutover, or
+/// on shutdown.
+async fn monitor(
+    source: &tokio_postgres::Client,
+    applied: &watch::Receiver<Lsn>,
+    opts: &FollowOptions,
+    observer: Observer<'_>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<SessionEnd, FollowError> {
+    let mut last_report: Option<Instant> = None;
+    loop {
+        let row = source
+            .query_one("SELECT pg_catalog.pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(|e| FollowError::source("reading the current WAL position", e))?;
+        let current: Lsn = row
+            .get::<_, String>(0)
+            .parse()
+            .map_err(|_| FollowError::Source {
+                what: "reading the current WAL position".into(),
+                message: "not an LSN".into(),
+            })?;
+        let done = *applied.borrow();
+        let lag = current.0.saturating_sub(done.0);
+        if last_report.is_none_or(|t| t.elapsed() >= opts.lag_interval) {
+            tracing::info!("replication lag: {lag} bytes (applied {done})");
+            observer(FollowEvent::Lag {
+                bytes: lag,
+                applied: done,
+            });
+            last_report = Some(Instant::now());
+        }
+        if opts.cutover_at_lag.is_some_and(|max| lag <= max) {
+            return Ok(SessionEnd::Cutover { lag });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.wait_for(|s| *s) => return Ok(SessionEnd::Shutdown),
+        }
+    }
+}
+
+async fn server_major(client: &tokio_postgres::Client) -> Result<u32, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int4 / 10000",
+            &[],
+        )
+        .await?;
+    Ok(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0))
+}
+
+/// Binary values only when they are surely readable by the target: same major version (14+
+/// for the option) and no published column of a user-defined type, whose binary form may
+/// embed source OIDs (arrays, records).
+async fn use_binary(
+    source: &tokio_postgres::Client,
+    target_major: u32,
+) -> Result<bool, FollowError> {
+    let src_major = server_major(source)
+        .await
+        .map_err(|e| FollowError::source("reading the server version", e))?;
+    if src_major < 14 || src_major != target_major {
+        return Ok(false);
+    }
+    let row = source
+        .query_one(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+               JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+             WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND (t.oid >= 16384 OR t.typelem >= 16384 OR t.typtype NOT IN ('b', 'p')))",
+            &[],
+        )
+        .await
+        .map_err(|e| FollowError::source("checking column types", e))?;
+    Ok(row.get(0))
+}
+
+/// How often to send a status update even with nothing new: well within the server's
+/// `wal_sender_timeout`, at most every 10 s.
+async fn status_interval(repl: &mut ReplicationConnection) -> Duration {
+    let default = Duration::from_secs(10);
+    let Ok(results) = repl.simple_query("SHOW wal_sender_timeout").await else {
+        return default;
+    };
+    let text = results
+        .first()
+        .and_then(|r| r.rows.first())
+        .and_then(|row| row.first().cloned().flatten())
+        .unwrap_or_default();
+    let millis = parse_pg_duration_ms(&text).unwrap_or(60_000);
+    if millis == 0 {
+        return default;
+    }
+    Duration::from_millis(millis / 3).clamp(Duration::from_millis(500), default)
+}
+
+/// `60s`, `6000ms`, `1min`, `0` as SHOW prints them.
+fn parse_pg_duration_ms(text: &str) -> Option<u64> {
+    let digits: String = text.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let n: u64 = digits.parse().ok()?;
+    let unit = text[digits.len()..].trim();
+    Some(match unit {
+        "" | "ms" => n,
+        "s" => n * 1000,
+        "min" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return None,
+    })
+}
+
+/// Drops our slot and publication for the source database `src` (idempotent), and the
+/// progress row in `dst` if that database exists. For abandoning a live migration.
+pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<(), FollowError> {
+    let names = object_names(&src.dbname);
+    let source = open("source", src).await?;
+    publication::drop_slot(&source.client, &names.slot).await?;
+    publication::drop_publication(&source.client, &names.publication).await?;
+    match connect(dst).await {
+        Ok(target) => state::forget(&target.client, &names.slot)
+            .await
+            .map_err(|e| FollowError::target("removing the progress row", e)),
+        Err(e) if e.code().is_some_and(|c| c.code() == "3D000") => Ok(()),
+        Err(source) => Err(FollowError::Connect {
+            role: "target",
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_durations() {
+        assert_eq!(parse_pg_duration_ms("60s"), Some(60_000));
+        assert_eq!(parse_pg_duration_ms("6000ms"), Some(6000));
+        assert_eq!(parse_pg_duration_ms("1min"), Some(60_000));
+        assert_eq!(parse_pg_duration_ms("0"), Some(0));
+        assert_eq!(parse_pg_duration_ms("x"), None);
+    }
+}

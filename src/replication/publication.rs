@@ -1,0 +1,254 @@
+//! The source side of a live migration: our publication and slot, their names, and the tables
+//! that would break the source's own writes once published.
+//!
+//! A table in a publication that publishes UPDATE and DELETE must have a replica identity, or
+//! PostgreSQL refuses those statements *on the source* ("cannot update table ... because it
+//! does not have a replica identity"). So before creating anything we look for such tables and
+//! refuse with their list, unless the user asked for `REPLICA IDENTITY FULL` on them.
+
+use crate::ddl::{qualified, quote_ident, quote_literal};
+use md5::{Digest, Md5};
+use thiserror::Error;
+use tokio_postgres::Client;
+
+/// The two source objects pgferry creates for one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectNames {
+    pub publication: String,
+    pub slot: String,
+}
+
+/// Longest `<db>` part kept as is: `pgferry_` + part + `_slot` must fit in 63 bytes.
+const MAX_PLAIN_PART: usize = 63 - "pgferry__slot".len();
+
+/// `pgferry_<db>_pub` / `pgferry_<db>_slot`, where `<db>` is the database name when it is made
+/// of `[a-z0-9_]` and short enough (slot names allow nothing else), else the md5 of the name
+/// in hex — stable across runs, so a rerun finds the objects again.
+pub fn object_names(database: &str) -> ObjectNames {
+    let plain = !database.is_empty()
+        && database.len() <= MAX_PLAIN_PART
+        && database
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let part = if plain {
+        database.to_owned()
+    } else {
+        Md5::digest(database.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    ObjectNames {
+        publication: format!("pgferry_{part}_pub"),
+        slot: format!("pgferry_{part}_slot"),
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum PublicationError {
+    #[error("source: {what}: {source}")]
+    Source {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "these tables have neither a primary key nor a replica identity, so publishing them would make \
+         UPDATE and DELETE fail on the source: {}. Add a primary key (or REPLICA IDENTITY USING INDEX), or \
+         rerun with --replica-identity-full to set REPLICA IDENTITY FULL on them (this changes the source). \
+         Nothing was created on the source.",
+        .tables.join(", ")
+    )]
+    NoReplicaIdentity { tables: Vec<String> },
+}
+
+fn source_err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> PublicationError + '_ {
+    move |source| PublicationError::Source {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+/// Which user tables are published: persistent plain and partitioned tables outside the system
+/// schemas (and outside `pgferry`, our own state). Partitions are published through their
+/// root, so the FOR TABLE list names roots and plain tables only.
+const USER_TABLES: &str = "FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') \
+       AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+
+/// Tables (schema-qualified, quoted) whose UPDATE/DELETE would fail once published: replica
+/// identity NOTHING, or DEFAULT without a primary key. Partitions are checked too: the check
+/// runs on the partition a row lives in.
+pub async fn tables_without_identity(client: &Client) -> Result<Vec<String>, PublicationError> {
+    let sql = format!(
+        "SELECT n.nspname::text, c.relname::text {USER_TABLES} \
+           AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS \
+                (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))) \
+         ORDER BY 1, 2"
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(source_err("looking for tables without a replica identity"))?;
+    Ok(rows.iter().map(|r| qualified(r.get(0), r.get(1))).collect())
+}
+
+/// Refuses (changing nothing) when some tables lack a replica identity, or with `set_full`
+/// gives them `REPLICA IDENTITY FULL` and returns their names so the caller can say so loudly.
+pub async fn check_replica_identity(
+    client: &Client,
+    set_full: bool,
+) -> Result<Vec<String>, PublicationError> {
+    let tables = tables_without_identity(client).await?;
+    if tables.is_empty() {
+        return Ok(tables);
+    }
+    if !set_full {
+        return Err(PublicationError::NoReplicaIdentity { tables });
+    }
+    for table in &tables {
+        tracing::warn!(
+            "changing the SOURCE: ALTER TABLE {table} REPLICA IDENTITY FULL (it has no primary key; \
+             UPDATE and DELETE on it now log the whole old row)"
+        );
+        client
+            .batch_execute(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL"))
+            .await
+            .map_err(source_err("setting REPLICA IDENTITY FULL"))?;
+    }
+    Ok(tables)
+}
+
+/// Whether the session's user is a superuser (FOR ALL TABLES needs it).
+async fn is_superuser(client: &Client) -> Result<bool, PublicationError> {
+    let row = client
+        .query_one(
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(source_err("reading the user's attributes"))?;
+    Ok(row.get(0))
+}
+
+async fn server_version_num(client: &Client) -> Result<i32, PublicationError> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .map_err(source_err("reading the server version"))?;
+    Ok(row.get(0))
+}
+
+/// Whether our publication exists.
+pub async fn publication_exists(client: &Client, name: &str) -> Result<bool, PublicationError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1)",
+            &[&name],
+        )
+        .await
+        .map_err(source_err("looking for the publication"))?;
+    Ok(row.get(0))
+}
+
+/// Whether our slot exists (in any database: slot names are cluster-wide).
+pub async fn slot_exists(client: &Client, name: &str) -> Result<bool, PublicationError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1)",
+            &[&name],
+        )
+        .await
+        .map_err(source_err("looking for the replication slot"))?;
+    Ok(row.get(0))
+}
+
+/// Creates the publication (replacing a leftover one of ours, which cannot be in use without
+/// its slot): FOR ALL TABLES for a superuser, else FOR TABLE with every user table (roots of
+/// partition trees included, their partitions follow). On PG 13+, changes to partitions are
+/// published as changes to the root, so the target needs no identical partition layout.
+pub async fn create_publication(client: &Client, name: &str) -> Result<(), PublicationError> {
+    if publication_exists(client, name).await? {
+        drop_publication(client, name).await?;
+    }
+    let target = if is_superuser(client).await? {
+        "FOR ALL TABLES".to_owned()
+    } else {
+        let sql = format!(
+            "SELECT n.nspname::text, c.relname::text {USER_TABLES} AND NOT c.relispartition \
+             ORDER BY 1, 2"
+        );
+        let rows = client
+            .query(&sql, &[])
+            .await
+            .map_err(source_err("listing the tables to publish"))?;
+        if rows.is_empty() {
+            // A publication with no table is valid; tables created later are not replicated.
+            String::new()
+        } else {
+            let list: Vec<String> = rows.iter().map(|r| qualified(r.get(0), r.get(1))).collect();
+            format!("FOR TABLE {}", list.join(", "))
+        }
+    };
+    let with = if server_version_num(client).await? >= 130000 {
+        " WITH (publish_via_partition_root = true)"
+    } else {
+        ""
+    };
+    client
+        .batch_execute(&format!(
+            "CREATE PUBLICATION {} {target}{with}",
+            quote_ident(name)
+        ))
+        .await
+        .map_err(source_err("creating the publication"))
+}
+
+/// Drops our publication if it exists.
+pub async fn drop_publication(client: &Client, name: &str) -> Result<(), PublicationError> {
+    client
+        .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
+        .await
+        .map_err(source_err("dropping the publication"))
+}
+
+/// Drops our slot if it exists; waits for nothing (an active slot is an error: another
+/// pgferry is streaming from it).
+pub async fn drop_slot(client: &Client, name: &str) -> Result<(), PublicationError> {
+    client
+        .batch_execute(&format!(
+            "SELECT pg_catalog.pg_drop_replication_slot(slot_name) \
+             FROM pg_catalog.pg_replication_slots WHERE slot_name = {}",
+            quote_literal(name)
+        ))
+        .await
+        .map_err(source_err("dropping the replication slot"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_are_kept() {
+        let names = object_names("shop_2");
+        assert_eq!(names.publication, "pgferry_shop_2_pub");
+        assert_eq!(names.slot, "pgferry_shop_2_slot");
+    }
+
+    #[test]
+    fn other_names_become_md5() {
+        // md5("Shop-2") computed independently with `printf 'Shop-2' | md5sum`.
+        let names = object_names("Shop-2");
+        assert_eq!(
+            names.slot,
+            format!("pgferry_{}_slot", "349918a9f12e05ef2148d6089377af2a")
+        );
+        let long = "a".repeat(MAX_PLAIN_PART + 1);
+        assert_eq!(object_names(&long).slot.len(), "pgferry__slot".len() + 32);
+        assert_eq!(object_names(&"a".repeat(MAX_PLAIN_PART)).slot.len(), 63);
+        assert!(object_names("").slot.starts_with("pgferry_d41d8cd9"));
+    }
+}

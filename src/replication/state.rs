@@ -1,0 +1,65 @@
+//! The applied position, kept in the target database itself: `pgferry.apply_progress`.
+//!
+//! The row for a slot is written in the same target transaction as the changes it covers, so
+//! after a crash the target holds exactly the changes up to the stored LSN: a restart skips
+//! every source transaction that ends at or before it (exactly-once apply).
+
+use super::Lsn;
+use tokio_postgres::Client;
+
+/// Creates schema `pgferry` and the progress table if missing.
+pub const ENSURE_SQL: &str = "CREATE SCHEMA IF NOT EXISTS pgferry; \
+     CREATE TABLE IF NOT EXISTS pgferry.apply_progress (\
+       slot text PRIMARY KEY, lsn pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())";
+
+/// Upserts the row of slot `$1` with LSN `$2` (text).
+pub const STORE_SQL: &str = "INSERT INTO pgferry.apply_progress AS p (slot, lsn, updated_at) \
+     VALUES ($1, $2::text::pg_lsn, now()) \
+     ON CONFLICT (slot) DO UPDATE SET lsn = excluded.lsn, updated_at = excluded.updated_at";
+
+pub async fn ensure(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute(ENSURE_SQL).await
+}
+
+/// The stored position of `slot`; `None` when the table or the row does not exist.
+pub async fn load(client: &Client, slot: &str) -> Result<Option<Lsn>, tokio_postgres::Error> {
+    let exists = client
+        .query_one(
+            "SELECT to_regclass('pgferry.apply_progress') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get::<_, bool>(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT lsn::text FROM pgferry.apply_progress WHERE slot = $1",
+            &[&slot],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()))
+}
+
+/// Writes the position of `slot` (in whatever transaction `client` is in).
+pub async fn store(client: &Client, slot: &str, lsn: Lsn) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(STORE_SQL, &[&slot, &lsn.to_string()])
+        .await
+        .map(drop)
+}
+
+/// Removes the row of `slot` (after a cutover, or when cleaning up).
+pub async fn forget(client: &Client, slot: &str) -> Result<(), tokio_postgres::Error> {
+    if load(client, slot).await?.is_none() {
+        return Ok(());
+    }
+    client
+        .execute(
+            "DELETE FROM pgferry.apply_progress WHERE slot = $1",
+            &[&slot],
+        )
+        .await
+        .map(drop)
+}

@@ -1,0 +1,574 @@
+//! The live path end to end on two real clusters: publication and slot, clone under the slot's
+//! snapshot, streaming apply, resume after the follower is dropped, cutover.
+//!
+//! The source runs with a short `wal_sender_timeout` so that a busy applier (a big transaction)
+//! would lose its connection unless the stream task keeps answering.
+
+mod support;
+
+use pgferry::conn::{connect, ConnConfig};
+use pgferry::localpg::{Cluster, ClusterOptions};
+use pgferry::progress::Bars;
+use pgferry::replication::publication::object_names;
+use pgferry::replication::{
+    cleanup, follow_database, FollowError, FollowEvent, FollowOptions, FollowOutcome,
+};
+use pgferry::verify::{verify, VerifyOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use support::psql;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+fn source() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        Cluster::start(
+            &support::install(),
+            ClusterOptions {
+                settings: vec![("wal_sender_timeout".into(), "5s".into())],
+                ..ClusterOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("could not start the source cluster: {e}"))
+    })
+}
+
+fn target() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        Cluster::start(&support::install(), ClusterOptions::default())
+            .unwrap_or_else(|e| panic!("could not start the target cluster: {e}"))
+    })
+}
+
+fn cfg(cluster: &Cluster, db: &str) -> ConnConfig {
+    ConnConfig::from_conn_str(&cluster.uri(db)).unwrap()
+}
+
+/// A follower running in its own task; `abort` drops its future mid-stream.
+struct Follower {
+    handle: JoinHandle<Result<FollowOutcome, FollowError>>,
+    stop: watch::Sender<bool>,
+    events: Arc<Mutex<Vec<String>>>,
+    streaming: Arc<AtomicBool>,
+}
+
+impl Follower {
+    fn start(db: &str, opts: FollowOptions) -> Follower {
+        let src = cfg(source(), db);
+        let dst = cfg(target(), db);
+        let (stop, stop_rx) = watch::channel(false);
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let streaming = Arc::new(AtomicBool::new(false));
+        let (ev, st) = (Arc::clone(&events), Arc::clone(&streaming));
+        let handle = tokio::spawn(async move {
+            let observer = move |event: FollowEvent| {
+                if matches!(event, FollowEvent::Streaming { .. }) {
+                    st.store(true, Ordering::SeqCst);
+                }
+                ev.lock().unwrap().push(format!("{event:?}"));
+            };
+            let bars = Bars::new();
+            follow_database(&src, &dst, &opts, &bars, &observer, stop_rx).await
+        });
+        Follower {
+            handle,
+            stop,
+            events,
+            streaming,
+        }
+    }
+
+    async fn wait_streaming(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.streaming.load(Ordering::SeqCst) {
+            assert!(
+                !self.handle.is_finished(),
+                "the follower ended before streaming: {:?}",
+                self.events.lock().unwrap()
+            );
+            assert!(Instant::now() < deadline, "not streaming after 120 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) -> FollowOutcome {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(60), self.handle)
+            .await
+            .expect("the follower did not stop within 60 s")
+            .unwrap()
+            .unwrap()
+    }
+}
+
+/// Runs a follower that cuts over at lag 0 and returns its outcome and events.
+async fn cutover(db: &str) -> (FollowOutcome, Vec<String>) {
+    let opts = FollowOptions {
+        cutover_at_lag: Some(0),
+        ..FollowOptions::default()
+    };
+    let follower = Follower::start(db, opts);
+    let events = Arc::clone(&follower.events);
+    let outcome = tokio::time::timeout(Duration::from_secs(300), follower.handle)
+        .await
+        .expect("no cutover within 300 s")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("follow failed: {e}"));
+    let events = events.lock().unwrap().clone();
+    (outcome, events)
+}
+
+async fn assert_identical(db: &str) {
+    let report = verify(
+        &cfg(source(), db),
+        &cfg(target(), db),
+        &VerifyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_clean(), "source and target differ: {report:#?}");
+}
+
+fn assert_source_clean(db: &str) {
+    let names = object_names(db);
+    let left = psql(
+        source(),
+        db,
+        &format!(
+            "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}') + \
+                    (SELECT count(*) FROM pg_publication WHERE pubname = '{}')",
+            names.slot, names.publication
+        ),
+    );
+    assert_eq!(left, "0", "slot or publication left on the source");
+}
+
+/// Waits until `query` on the target returns `want`.
+async fn wait_target(db: &str, query: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = psql(target(), db, query);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "target still answers {got:?} to {query:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const WORKLOAD_SCHEMA: &str = "
+    CREATE TABLE accounts (id serial PRIMARY KEY, balance int NOT NULL, note text);
+    CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, account int,
+                         payload jsonb, at timestamptz DEFAULT now());
+    CREATE TABLE nopk (a int, b text);
+    ALTER TABLE nopk REPLICA IDENTITY FULL;
+    CREATE TABLE parted (id int, region int, v text, PRIMARY KEY (id, region))
+        PARTITION BY LIST (region);
+    CREATE TABLE parted_0 PARTITION OF parted FOR VALUES IN (0);
+    CREATE TABLE parted_1 PARTITION OF parted FOR VALUES IN (1);
+    CREATE TABLE parted_2 PARTITION OF parted FOR VALUES IN (2);
+    INSERT INTO accounts (balance, note) SELECT g, 'acct ' || g FROM generate_series(1, 20000) g;
+    INSERT INTO nopk SELECT g % 50, 'dup ' || (g % 50) FROM generate_series(1, 400) g;
+    INSERT INTO parted SELECT g, g % 3, 'p' || g FROM generate_series(1, 3000) g;
+";
+
+/// Small random transactions on every table of [`WORKLOAD_SCHEMA`] until `stop`.
+fn spawn_writer(db: &str, seed: u64, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+    let src = cfg(source(), db);
+    tokio::spawn(async move {
+        let session = connect(&src).await.unwrap();
+        let client = &session.client;
+        let mut x = seed | 1;
+        let mut next = move |n: u64| {
+            // xorshift64: deterministic per seed, no dependency.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n) as i32
+        };
+        let mut transactions = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            let mut sql = String::from("BEGIN;");
+            for _ in 0..(1 + next(4)) {
+                let id = 1 + next(25000);
+                sql.push_str(&match next(8) {
+                    0 => format!(
+                        "INSERT INTO accounts (balance, note) VALUES ({}, 'new');",
+                        next(1000)
+                    ),
+                    1 => format!("UPDATE accounts SET balance = balance + 1 WHERE id = {id};"),
+                    2 => format!("DELETE FROM accounts WHERE id = {id};"),
+                    3 => format!(
+                        "INSERT INTO events (account, payload) VALUES ({id}, '{{\"k\": {id}}}');"
+                    ),
+                    4 => format!("INSERT INTO nopk VALUES ({}, 'dup {}');", id % 50, id % 50),
+                    5 => format!(
+                        "DELETE FROM nopk WHERE ctid = (SELECT ctid FROM nopk WHERE a = {} LIMIT 1);",
+                        id % 50
+                    ),
+                    6 => format!(
+                        "UPDATE parted SET region = (region + 1) % 3, v = v || '+' WHERE id = {};",
+                        id % 3000
+                    ),
+                    _ => format!("UPDATE nopk SET b = b || '.' WHERE a = {};", id % 50),
+                });
+            }
+            sql.push_str("COMMIT;");
+            match client.batch_execute(&sql).await {
+                Ok(()) => transactions += 1,
+                // Two writers moving the same row between partitions, or deadlocking: the
+                // source rolls back, and so nothing of it may reach the target.
+                Err(e) if matches!(e.code().map(|c| c.code()), Some("40001" | "40P01")) => {
+                    client.batch_execute("ROLLBACK").await.unwrap();
+                }
+                Err(e) => panic!("workload: {e}"),
+            }
+        }
+        transactions
+    })
+}
+
+/// Writes run during the copy and the streaming; the follower is dropped mid-stream (as in a
+/// crash) while they go on; a rerun resumes without a copy and cuts over at lag 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_crash_resume_and_cutover() {
+    let db = support::fresh_db(source(), "follow_load");
+    psql(source(), &db, WORKLOAD_SCHEMA);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = [
+        spawn_writer(&db, 7, Arc::clone(&stop)),
+        spawn_writer(&db, 11, Arc::clone(&stop)),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A crash: the future is dropped wherever it is.
+    follower.handle.abort();
+    let _ = follower.handle.await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Resume while the writes go on, then stop gracefully.
+    let follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for w in writers {
+        total += w.await.unwrap();
+    }
+    assert!(total > 50, "the workload ran only {total} transactions");
+    let events = Arc::clone(&follower.events);
+    assert!(matches!(
+        follower.stop().await,
+        FollowOutcome::Stopped { .. }
+    ));
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.starts_with("Resuming")),
+        "the rerun did not resume: {:?}",
+        events.lock().unwrap()
+    );
+
+    let (outcome, events) = cutover(&db).await;
+    assert!(
+        matches!(outcome, FollowOutcome::CutOver { .. }),
+        "{outcome:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.starts_with("Resuming")),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.starts_with("Cloned")),
+        "{events:?}"
+    );
+    assert_identical(&db).await;
+    assert_eq!(
+        psql(source(), &db, "SELECT last_value FROM accounts_id_seq"),
+        psql(target(), &db, "SELECT last_value FROM accounts_id_seq"),
+    );
+    assert_source_clean(&db);
+}
+
+/// The kinds of change that need care: unchanged TOAST, FULL identity with identical rows,
+/// TRUNCATE, a row moving between partitions, quoted names, NULLs, key updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_kinds_arrive() {
+    let db = support::fresh_db(source(), "follow_kinds");
+    psql(
+        source(),
+        &db,
+        "CREATE SCHEMA \"Odd Schema\";
+         CREATE TABLE \"Odd Schema\".\"Doc-s\" (id int PRIMARY KEY, title text, body text, n int);
+         ALTER TABLE \"Odd Schema\".\"Doc-s\" ALTER body SET STORAGE EXTERNAL;
+         INSERT INTO \"Odd Schema\".\"Doc-s\"
+           SELECT 1, 'big', string_agg(md5(g::text), ''), 0 FROM generate_series(1, 400) g;
+         CREATE TABLE twins (a int, b text) ;
+         ALTER TABLE twins REPLICA IDENTITY FULL;
+         INSERT INTO twins VALUES (1, 'same'), (1, 'same'), (2, NULL);
+         CREATE TABLE gone (id int PRIMARY KEY);
+         INSERT INTO gone SELECT generate_series(1, 100);
+         CREATE TABLE parted (id int, region int, v text, PRIMARY KEY (id, region))
+             PARTITION BY LIST (region);
+         CREATE TABLE parted_a PARTITION OF parted FOR VALUES IN (1);
+         CREATE TABLE parted_b PARTITION OF parted FOR VALUES IN (2);
+         INSERT INTO parted VALUES (1, 1, 'one'), (2, 2, 'two');
+         CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE TABLE typed (id int PRIMARY KEY, m mood, ms mood[], j json, p point, t timestamptz);",
+    );
+    let follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+    psql(
+        source(),
+        &db,
+        "UPDATE \"Odd Schema\".\"Doc-s\" SET n = n + 1, title = 'changed' WHERE id = 1;
+         UPDATE \"Odd Schema\".\"Doc-s\" SET id = 10 WHERE id = 1;
+         INSERT INTO \"Odd Schema\".\"Doc-s\" VALUES (2, NULL, NULL, NULL);
+         DELETE FROM twins WHERE ctid = (SELECT ctid FROM twins WHERE a = 1 LIMIT 1);
+         UPDATE twins SET b = 'was null' WHERE a = 2;
+         TRUNCATE gone;
+         INSERT INTO gone VALUES (7);
+         UPDATE parted SET region = 2 WHERE id = 1;
+         INSERT INTO typed VALUES (1, 'happy', '{sad,ok}', '{\"a\": [1, 2]}', '(1,2)', '2024-02-29 12:00+02');
+         UPDATE typed SET m = 'ok', p = '(3,4)' WHERE id = 1;",
+    );
+    wait_target(&db, "SELECT count(*) FROM typed WHERE m = 'ok'", "1").await;
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT id, title, n, length(body) FROM \"Odd Schema\".\"Doc-s\" ORDER BY id"
+        ),
+        "2|||\n10|changed|1|12800"
+    );
+    assert_eq!(
+        psql(target(), &db, "SELECT a, b FROM twins ORDER BY a"),
+        "1|same\n2|was null"
+    );
+    assert_eq!(psql(target(), &db, "SELECT id FROM gone"), "7");
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT tableoid::regclass, id, region FROM parted ORDER BY id"
+        ),
+        "parted_b|1|2\nparted_b|2|2"
+    );
+    assert!(matches!(
+        follower.stop().await,
+        FollowOutcome::Stopped { .. }
+    ));
+    let (outcome, _) = cutover(&db).await;
+    assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+    assert_identical(&db).await;
+    assert_source_clean(&db);
+}
+
+/// A table whose UPDATE/DELETE would fail once published is refused before anything is
+/// created; with `replica_identity_full` it is changed and followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_without_identity_is_refused_then_fixed_on_request() {
+    let db = support::fresh_db(source(), "follow_noident");
+    psql(
+        source(),
+        &db,
+        "CREATE TABLE ok (id int PRIMARY KEY);
+         CREATE TABLE \"Log Lines\" (at timestamptz, line text);
+         INSERT INTO \"Log Lines\" VALUES (now(), 'a'), (now(), 'a');",
+    );
+    let follower = Follower::start(&db, FollowOptions::default());
+    let err = follower.handle.await.unwrap().unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("public.\"Log Lines\"") && message.contains("--replica-identity-full"),
+        "{message}"
+    );
+    assert_source_clean(&db);
+    assert_eq!(
+        psql(
+            source(),
+            &db,
+            "SELECT relreplident FROM pg_class WHERE relname = 'Log Lines'"
+        ),
+        "d"
+    );
+    assert_eq!(
+        psql(
+            target(),
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'")
+        ),
+        "0",
+        "the target database was created although the source was refused"
+    );
+
+    let follower = Follower::start(
+        &db,
+        FollowOptions {
+            replica_identity_full: true,
+            ..FollowOptions::default()
+        },
+    );
+    follower.wait_streaming().await;
+    assert_eq!(
+        psql(
+            source(),
+            &db,
+            "SELECT relreplident FROM pg_class WHERE relname = 'Log Lines'"
+        ),
+        "f"
+    );
+    psql(
+        source(),
+        &db,
+        "DELETE FROM \"Log Lines\" WHERE ctid = (SELECT min(ctid) FROM \"Log Lines\");",
+    );
+    wait_target(&db, "SELECT count(*) FROM \"Log Lines\"", "1").await;
+    assert!(matches!(
+        follower.stop().await,
+        FollowOutcome::Stopped { .. }
+    ));
+    let (outcome, _) = cutover(&db).await;
+    assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+    assert_identical(&db).await;
+}
+
+/// One source transaction of many rows: applied as one target transaction while the stream
+/// task keeps the server (wal_sender_timeout = 5 s) satisfied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_big_transaction() {
+    const ROWS: u64 = 1_000_000;
+    let db = support::fresh_db(source(), "follow_big");
+    psql(
+        source(),
+        &db,
+        "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric);",
+    );
+    let follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+    let started = Instant::now();
+    psql(
+        source(),
+        &db,
+        &format!(
+            "INSERT INTO big SELECT g, 'row ' || g, g / 7.0 FROM generate_series(1, {ROWS}) g"
+        ),
+    );
+    let committed = started.elapsed();
+    wait_until_count(&db, "big", ROWS, Duration::from_secs(600)).await;
+    let applied = started.elapsed();
+    eprintln!(
+        "one_big_transaction: {ROWS} rows committed on the source in {:.1}s, on the target after {:.1}s \
+         ({:.0} rows/s end to end)",
+        committed.as_secs_f64(),
+        applied.as_secs_f64(),
+        ROWS as f64 / applied.as_secs_f64()
+    );
+    let events = Arc::clone(&follower.events);
+    assert!(matches!(
+        follower.stop().await,
+        FollowOutcome::Stopped { .. }
+    ));
+    assert!(
+        !events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.starts_with("Retrying")),
+        "the stream was dropped during the big transaction: {:?}",
+        events.lock().unwrap()
+    );
+    let (outcome, _) = cutover(&db).await;
+    assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+    assert_identical(&db).await;
+}
+
+async fn wait_until_count(db: &str, table: &str, want: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got: u64 = psql(target(), db, &format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .unwrap();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{table}: {got} of {want} rows after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A slot without the target's progress row means an earlier copy did not finish: refuse,
+/// and say how to clean up; `cleanup` removes exactly our objects, twice without error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_without_progress_is_refused_and_cleanup_is_idempotent() {
+    let db = support::fresh_db(source(), "follow_orphan");
+    psql(source(), &db, "CREATE TABLE t (id int PRIMARY KEY);");
+    let names = object_names(&db);
+    psql(
+        source(),
+        &db,
+        &format!(
+            "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');
+             CREATE PUBLICATION {} FOR ALL TABLES;",
+            names.slot, names.publication
+        ),
+    );
+    let follower = Follower::start(&db, FollowOptions::default());
+    let err = follower.handle.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, FollowError::SlotWithoutProgress { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&names.slot), "{err}");
+    let src = cfg(source(), &db);
+    let dst = cfg(target(), &db);
+    cleanup(&src, &dst).await.unwrap();
+    assert_source_clean(&db);
+    cleanup(&src, &dst).await.unwrap();
+}
+
+/// DDL is not replicated: a column added on the source stops apply with a message naming the
+/// table and the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_drift_stops_with_a_clear_message() {
+    let db = support::fresh_db(source(), "follow_drift");
+    psql(
+        source(),
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, a text);",
+    );
+    let follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+    psql(
+        source(),
+        &db,
+        "ALTER TABLE t ADD COLUMN extra int; INSERT INTO t VALUES (1, 'x', 2);",
+    );
+    let err = tokio::time::timeout(Duration::from_secs(60), follower.handle)
+        .await
+        .expect("apply did not stop")
+        .unwrap()
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("public.t") && message.contains("extra") && message.contains("DDL"),
+        "{message}"
+    );
+    cleanup(&cfg(source(), &db), &cfg(target(), &db))
+        .await
+        .unwrap();
+}
