@@ -254,7 +254,7 @@ pub async fn follow_database(
         });
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.wait_for(|s| *s) => {
+            Ok(_) = shutdown.wait_for(|s| *s) => {
                 return Ok(FollowOutcome::Stopped { applied: *applied_rx.borrow() });
             }
         }
@@ -456,7 +456,7 @@ async fn monitor(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = shutdown.wait_for(|s| *s) => return Ok(SessionEnd::Shutdown),
+            Ok(_) = shutdown.wait_for(|s| *s) => return Ok(SessionEnd::Shutdown),
         }
     }
 }
