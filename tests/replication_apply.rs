@@ -572,3 +572,92 @@ async fn schema_drift_stops_with_a_clear_message() {
         .await
         .unwrap();
 }
+
+/// The same backlog drained by pgferry and by a native subscription on the same target
+/// cluster: 2,000 transactions of 100 inserts, then 1,000 of 100 updates. Run by hand:
+/// `cargo test --test replication_apply -- --ignored --nocapture drain_rate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints drain rates, asserts only that both drained"]
+async fn drain_rate_vs_native_subscription() {
+    const TABLE: &str = "CREATE TABLE bench (id bigint PRIMARY KEY, v text, n int);";
+    const BACKLOG: &str = "
+        DO $$ BEGIN
+          FOR t IN 0..1999 LOOP
+            INSERT INTO bench SELECT g, md5(g::text), 0 FROM generate_series(t * 100 + 1, t * 100 + 100) g;
+            COMMIT;
+          END LOOP;
+          FOR t IN 0..999 LOOP
+            UPDATE bench SET n = n + 1 WHERE id BETWEEN t * 100 + 1 AND t * 100 + 100;
+            COMMIT;
+          END LOOP;
+        END $$;";
+    const DONE: &str = "SELECT count(*) = 200000 AND sum(n) = 100000 FROM bench";
+
+    async fn wait_done(db: &str) -> Duration {
+        let started = Instant::now();
+        while psql(target(), db, DONE) != "t" {
+            assert!(
+                started.elapsed() < Duration::from_secs(900),
+                "{db} did not drain"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        started.elapsed()
+    }
+
+    // pgferry: clone the empty table, stop, build the backlog, drain it.
+    let ours = support::fresh_db(source(), "drain_ours");
+    psql(source(), &ours, TABLE);
+    let follower = Follower::start(&ours, FollowOptions::default());
+    follower.wait_streaming().await;
+    follower.stop().await;
+    psql(source(), &ours, BACKLOG);
+    let follower = Follower::start(&ours, FollowOptions::default());
+    let ours_time = wait_done(&ours).await;
+    follower.stop().await;
+    cleanup(&cfg(source(), &ours), &cfg(target(), &ours))
+        .await
+        .unwrap();
+
+    // Native: publication and slot first, backlog, then a subscription that starts draining.
+    let native = support::fresh_db(source(), "drain_native");
+    psql(source(), &native, TABLE);
+    psql(target(), "postgres", &format!("CREATE DATABASE {native}"));
+    psql(target(), &native, TABLE);
+    psql(
+        source(),
+        &native,
+        &format!(
+            "CREATE PUBLICATION p_{native} FOR TABLE bench;
+             SELECT pg_create_logical_replication_slot('s_{native}', 'pgoutput');"
+        ),
+    );
+    psql(source(), &native, BACKLOG);
+    let started = Instant::now();
+    psql(
+        target(),
+        &native,
+        &format!(
+            "CREATE SUBSCRIPTION sub_{native} CONNECTION 'host=127.0.0.1 port={} user=postgres dbname={native}' \
+             PUBLICATION p_{native} WITH (create_slot = false, slot_name = 's_{native}', copy_data = false)",
+            source().port()
+        ),
+    );
+    wait_done(&native).await;
+    let native_time = started.elapsed();
+    psql(
+        target(),
+        &native,
+        &format!("DROP SUBSCRIPTION sub_{native}"),
+    );
+
+    let changes = 300_000f64;
+    eprintln!(
+        "drain of 3,000 transactions / 300,000 row changes: pgferry {:.1}s ({:.0} changes/s), \
+         native subscription {:.1}s ({:.0} changes/s)",
+        ours_time.as_secs_f64(),
+        changes / ours_time.as_secs_f64(),
+        native_time.as_secs_f64(),
+        changes / native_time.as_secs_f64()
+    );
+}

@@ -357,9 +357,13 @@ async fn session(
     .await?;
 
     let source = open("source", src).await?;
-    if !publication::slot_exists(&source.client, &names.slot).await? {
+    let Some(confirmed) = publication::slot_confirmed_flush(&source.client, &names.slot).await?
+    else {
         return Err(FollowError::SlotGone(names.slot.clone()));
-    }
+    };
+    // The server would start at its confirmed position anyway; say so explicitly. What it
+    // resends between there and `stored` is skipped by the applier.
+    let start = stored.max(confirmed.unwrap_or(Lsn::INVALID));
     let binary = use_binary(&source.client, target_major).await?;
     let mut repl = ReplicationConnection::connect(src).await?;
     let status_interval = status_interval(&mut repl).await;
@@ -370,9 +374,9 @@ async fn session(
         streaming: false,
         messages: false,
     };
-    let mut stream = repl.start_with(&names.slot, stored, &options).await?;
+    let mut stream = repl.start_with(&names.slot, start, &options).await?;
     observer(FollowEvent::Streaming {
-        from: stored,
+        from: start,
         binary,
     });
 
@@ -380,7 +384,7 @@ async fn session(
     let applied_rx = applied_tx.subscribe();
     let stream_side = async {
         let ended = tokio::select! {
-            r = pump(&mut stream, tx, applied_rx.clone(), stored, status_interval) => {
+            r = pump(&mut stream, tx, applied_rx.clone(), start, status_interval) => {
                 r?;
                 // The applier hung up: its own error tells why.
                 SessionEnd::Shutdown

@@ -165,6 +165,23 @@ pub async fn slot_exists(client: &Client, name: &str) -> Result<bool, Publicatio
     Ok(row.get(0))
 }
 
+/// The slot's `confirmed_flush_lsn`: `None` when the slot does not exist, `Some(None)` when it
+/// has confirmed nothing yet.
+pub async fn slot_confirmed_flush(
+    client: &Client,
+    name: &str,
+) -> Result<Option<Option<super::Lsn>>, PublicationError> {
+    let row = client
+        .query_opt(
+            "SELECT confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots \
+             WHERE slot_name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(source_err("reading the replication slot"))?;
+    Ok(row.map(|r| r.get::<_, Option<String>>(0).and_then(|t| t.parse().ok())))
+}
+
 /// Creates the publication (replacing a leftover one of ours, which cannot be in use without
 /// its slot): FOR ALL TABLES for a superuser, else FOR TABLE with every user table (roots of
 /// partition trees included, their partitions follow). On PG 13+, changes to partitions are
