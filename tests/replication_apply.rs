@@ -661,3 +661,100 @@ async fn drain_rate_vs_native_subscription() {
         changes / native_time.as_secs_f64()
     );
 }
+
+/// A source user who is not a superuser gets a FOR TABLE publication listing its tables
+/// (partitioned ones through their root), and streaming works the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_superuser_source_publishes_its_tables() {
+    let db = support::fresh_db(source(), "follow_owner");
+    psql(
+        source(),
+        &db,
+        &format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rep_owner') THEN
+                 CREATE ROLE rep_owner LOGIN REPLICATION;
+               END IF;
+             END $$;
+             ALTER DATABASE {db} OWNER TO rep_owner;
+             ALTER SCHEMA public OWNER TO rep_owner;
+             SET ROLE rep_owner;
+             CREATE TABLE plain (id int PRIMARY KEY, v text);
+             CREATE TABLE parted (id int, region int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+             CREATE TABLE parted_1 PARTITION OF parted FOR VALUES IN (1);
+             CREATE TABLE parted_2 PARTITION OF parted FOR VALUES IN (2);
+             INSERT INTO plain VALUES (1, 'a');
+             INSERT INTO parted VALUES (1, 1);"
+        ),
+    );
+    // Roles are not part of a database clone.
+    psql(
+        target(),
+        "postgres",
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rep_owner') THEN
+             CREATE ROLE rep_owner LOGIN REPLICATION;
+           END IF;
+         END $$;",
+    );
+    let uri = source()
+        .uri(&db)
+        .replace("postgres://postgres@", "postgres://rep_owner@");
+    let src = ConnConfig::from_conn_str(&uri).unwrap();
+    let dst = cfg(target(), &db);
+    let (stop, stop_rx) = watch::channel(false);
+    let streaming = Arc::new(AtomicBool::new(false));
+    let st = Arc::clone(&streaming);
+    let (s2, d2) = (src.clone(), dst.clone());
+    let handle = tokio::spawn(async move {
+        let observer = move |event: FollowEvent| {
+            if matches!(event, FollowEvent::Streaming { .. }) {
+                st.store(true, Ordering::SeqCst);
+            }
+        };
+        follow_database(
+            &s2,
+            &d2,
+            &FollowOptions::default(),
+            &Bars::new(),
+            &observer,
+            stop_rx,
+        )
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !streaming.load(Ordering::SeqCst) {
+        if handle.is_finished() {
+            panic!("follow ended: {:?}", handle.await.unwrap());
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let names = object_names(&db);
+    assert_eq!(
+        psql(
+            source(),
+            &db,
+            &format!(
+                "SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = '{}';
+                 SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables
+                 WHERE pubname = '{}'",
+                names.publication, names.publication
+            )
+        ),
+        "f|t\nparted,plain"
+    );
+    psql(
+        source(),
+        &db,
+        "SET ROLE rep_owner; UPDATE plain SET v = 'b'; UPDATE parted SET region = 2;",
+    );
+    wait_target(&db, "SELECT v FROM plain", "b").await;
+    wait_target(&db, "SELECT tableoid::regclass FROM parted", "parted_2").await;
+    let _ = stop.send(true);
+    assert!(matches!(
+        handle.await.unwrap().unwrap(),
+        FollowOutcome::Stopped { .. }
+    ));
+    cleanup(&src, &dst).await.unwrap();
+}

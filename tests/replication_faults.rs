@@ -409,3 +409,33 @@ async fn connection_cuts_are_survived() {
     assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
     assert_identical(&db).await;
 }
+
+/// `--stop-replication` without a lag to wait for, or the replication flags without
+/// `--follow`, are usage errors (exit 2) before anything is touched.
+#[test]
+fn cutover_flags_need_follow_and_a_lag() {
+    for args in [
+        &["--follow", "--stop-replication"][..],
+        &["--max-replication-lag", "0"][..],
+        &["--replica-identity-full"][..],
+        &["--follow", "--retry-for", "soon"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+            .args([
+                "clone",
+                "-s",
+                "postgres://nobody@127.0.0.1:1/a",
+                "-t",
+                "postgres://nobody@127.0.0.1:1/b",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
