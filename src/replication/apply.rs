@@ -19,7 +19,7 @@ use crate::ddl::{qualified, quote_ident};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::task::Poll;
@@ -182,14 +182,39 @@ enum Op {
     DeleteFull,
 }
 
-/// Per column: bit 0 = in the SET/VALUES list, bit 1 = in the WHERE clause.
-type StatementKey = (Oid, Op, Vec<u8>);
+/// Per column: bit 0 = in the SET/VALUES list, bit 1 = in the WHERE clause; then how many
+/// rows the statement carries.
+type StatementKey = (Oid, Op, Vec<u8>, usize);
+
+/// Rows of one multi-row statement at most (a power of two: remainders are sent as smaller
+/// powers of two, so each shape has few prepared variants).
+const MAX_RUN_ROWS: usize = 256;
+
+/// Consecutive changes of the same shape, sent as one multi-row statement: per-statement
+/// overhead dominates small changes.
+struct Run {
+    oid: Oid,
+    op: Op,
+    mask: Vec<u8>,
+    params: Vec<RawValue>,
+    rows: usize,
+    expect_rows: bool,
+    /// Keys seen (UPDATE/DELETE): a second change to the same row must follow the first, not
+    /// share its statement.
+    keys: HashSet<Vec<u8>>,
+}
+
+/// Whether a change may join a run; `Some(key)` for changes that must touch distinct rows.
+enum Shape {
+    Single,
+    Batch(Option<Vec<u8>>),
+}
 
 const SET: u8 = 1;
 const WHERE: u8 = 2;
 
-/// A result to check when it arrives: rows touched by an UPDATE/DELETE.
-type Pending = BoxFuture<'static, Result<Option<(u64, Arc<str>)>, ApplyError>>;
+/// A result to check when it arrives: (rows expected, rows touched, table) of an UPDATE/DELETE.
+type Pending = BoxFuture<'static, Result<Option<(u64, u64, Arc<str>)>, ApplyError>>;
 
 /// Applies one slot's changes to one target database.
 pub struct Applier {
@@ -206,6 +231,7 @@ pub struct Applier {
     skip_current: bool,
     batch: Option<Batch>,
     in_flight: FuturesOrdered<Pending>,
+    run: Option<Run>,
     generated_supported: Option<bool>,
     /// Totals, for progress logs and tests.
     pub stats: ApplyStats,
@@ -259,6 +285,7 @@ impl Applier {
             skip_current: false,
             batch: None,
             in_flight: FuturesOrdered::new(),
+            run: None,
             generated_supported: None,
             stats: ApplyStats::default(),
         })
@@ -347,7 +374,9 @@ impl Applier {
                 Ok(())
             }
             Message::Relation(rel) => {
-                self.statements.retain(|(oid, _, _), _| *oid != rel.id);
+                // A pending run is built from the relation as it was.
+                self.flush_run().await?;
+                self.statements.retain(|(oid, _, _, _), _| *oid != rel.id);
                 let name = qualified(&rel.namespace, &rel.name);
                 self.relations.insert(
                     rel.id,
@@ -404,7 +433,15 @@ impl Applier {
             })
             .collect();
         let params = mask_values(&mask, SET, &c.new);
-        self.send(c.relation, Op::Insert, mask, params, false).await
+        self.send(
+            c.relation,
+            Op::Insert,
+            mask,
+            params,
+            false,
+            Shape::Batch(None),
+        )
+        .await
     }
 
     async fn update(&mut self, c: Update) -> Result<(), ApplyError> {
@@ -450,8 +487,16 @@ impl Applier {
             return Ok(());
         }
         let mut params = mask_values(&mask, SET, &c.new);
-        params.extend(mask_values(&mask, WHERE, key_tuple));
-        self.send(c.relation, op, mask, params, true).await
+        let key = mask_values(&mask, WHERE, key_tuple);
+        // Only updates that keep their key may share a statement (a key change would be
+        // matched against the rows as they were before the statement).
+        let shape = if op == Op::UpdateKey && c.old.is_none() {
+            Shape::Batch(Some(key_bytes(&key)))
+        } else {
+            Shape::Single
+        };
+        params.extend(key);
+        self.send(c.relation, op, mask, params, true, shape).await
     }
 
     async fn delete(&mut self, c: Delete) -> Result<(), ApplyError> {
@@ -464,7 +509,12 @@ impl Applier {
         let mut mask = vec![0u8; rel.columns.len()];
         mark_where(&mut mask, rel, op, old)?;
         let params = mask_values(&mask, WHERE, old);
-        self.send(c.relation, op, mask, params, true).await
+        let shape = if op == Op::DeleteKey {
+            Shape::Batch(Some(key_bytes(&params)))
+        } else {
+            Shape::Single
+        };
+        self.send(c.relation, op, mask, params, true, shape).await
     }
 
     async fn truncate(&mut self, c: Truncate) -> Result<(), ApplyError> {
@@ -615,7 +665,11 @@ impl Applier {
             .as_ref()
             .map(|t| t.types.as_slice())
             .unwrap_or_default();
-        let sql = build_sql(&state.name, &state.rel.columns, types, key.1, &key.2);
+        let sql = if key.3 > 1 {
+            build_multi_sql(&state.name, &state.rel.columns, types, key.1, &key.2, key.3)
+        } else {
+            build_sql(&state.name, &state.rel.columns, types, key.1, &key.2)
+        };
         let statement = self
             .client
             .prepare(&sql)
@@ -625,7 +679,8 @@ impl Applier {
         Ok(statement)
     }
 
-    /// Sends one statement now (pipelined); its result is checked later, in order.
+    /// Queues one change: into the current run when it has the same shape, else as its own
+    /// statement (after the run, keeping stream order).
     async fn send(
         &mut self,
         oid: Oid,
@@ -633,8 +688,76 @@ impl Applier {
         mask: Vec<u8>,
         params: Vec<RawValue>,
         expect_row: bool,
+        shape: Shape,
     ) -> Result<(), ApplyError> {
-        let statement = self.statement((oid, op, mask)).await?;
+        let key = match shape {
+            Shape::Single => {
+                self.flush_run().await?;
+                return self
+                    .send_statement((oid, op, mask, 1), params, u64::from(expect_row))
+                    .await;
+            }
+            Shape::Batch(key) => key,
+        };
+        let joins = self.run.as_ref().is_some_and(|r| {
+            r.oid == oid
+                && r.op == op
+                && r.mask == mask
+                && key.as_ref().is_none_or(|k| !r.keys.contains(k))
+        });
+        if !joins {
+            self.flush_run().await?;
+        }
+        let per_row = params.len();
+        let run = self.run.get_or_insert_with(|| Run {
+            oid,
+            op,
+            mask,
+            params: Vec::new(),
+            rows: 0,
+            expect_rows: expect_row,
+            keys: HashSet::new(),
+        });
+        run.params.extend(params);
+        run.rows += 1;
+        if let Some(key) = key {
+            run.keys.insert(key);
+        }
+        if run.rows >= max_run_rows(per_row) {
+            self.flush_run().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the pending run as statements of power-of-two sizes.
+    async fn flush_run(&mut self) -> Result<(), ApplyError> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        let per_row = run.params.len() / run.rows.max(1);
+        let max = max_run_rows(per_row);
+        let mut params = run.params.into_iter();
+        let mut left = run.rows;
+        while left > 0 {
+            let n = prev_power_of_two(left.min(max));
+            let chunk: Vec<RawValue> = params.by_ref().take(n * per_row).collect();
+            let expected = if run.expect_rows { n as u64 } else { 0 };
+            self.send_statement((run.oid, run.op, run.mask.clone(), n), chunk, expected)
+                .await?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Sends one statement now (pipelined); its result is checked later, in order.
+    async fn send_statement(
+        &mut self,
+        key: StatementKey,
+        params: Vec<RawValue>,
+        expected: u64,
+    ) -> Result<(), ApplyError> {
+        let oid = key.0;
+        let statement = self.statement(key).await?;
         let table: Arc<str> = Arc::from(self.relation(oid)?.name.as_str());
         let client = Arc::clone(&self.client);
         let mut fut: Pending = Box::pin(async move {
@@ -642,7 +765,7 @@ impl Applier {
                 .execute_raw(&statement, params)
                 .await
                 .map_err(ApplyError::target(format!("applying a change to {table}")))?;
-            Ok(expect_row.then_some((n, table)))
+            Ok((expected > 0).then_some((expected, n, table)))
         });
         // The first poll puts the request on the wire, so statements leave in stream order.
         match futures::poll!(&mut fut) {
@@ -657,13 +780,16 @@ impl Applier {
 
     fn check(
         &mut self,
-        result: Result<Option<(u64, Arc<str>)>, ApplyError>,
+        result: Result<Option<(u64, u64, Arc<str>)>, ApplyError>,
     ) -> Result<(), ApplyError> {
-        if let Some((0, table)) = result? {
-            self.stats.missing_rows += 1;
-            tracing::warn!(
-                "replication: an UPDATE or DELETE found no row in {table} on the target"
-            );
+        if let Some((expected, touched, table)) = result? {
+            if touched < expected {
+                let missing = expected - touched;
+                self.stats.missing_rows += missing;
+                tracing::warn!(
+                    "replication: {missing} UPDATE or DELETE found no row in {table} on the target"
+                );
+            }
         }
         Ok(())
     }
@@ -676,6 +802,7 @@ impl Applier {
     }
 
     async fn drain(&mut self) -> Result<(), ApplyError> {
+        self.flush_run().await?;
         while !self.in_flight.is_empty() {
             self.collect_one().await?;
         }
@@ -769,12 +896,117 @@ fn mark_where(mask: &mut [u8], rel: &Relation, op: Op, old: &Tuple) -> Result<()
     Ok(())
 }
 
+/// Rows per multi-row statement for changes of `per_row` parameters (PostgreSQL takes at most
+/// 65,535 parameters per statement).
+fn max_run_rows(per_row: usize) -> usize {
+    prev_power_of_two(MAX_RUN_ROWS.min(65_535 / per_row.max(1)).max(1))
+}
+
+fn prev_power_of_two(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        1 << (usize::BITS - 1 - n.leading_zeros())
+    }
+}
+
+/// A change's key values as bytes, to tell rows apart within a run.
+fn key_bytes(values: &[RawValue]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in values {
+        match v {
+            RawValue::Null => out.push(0),
+            RawValue::Text(b) | RawValue::Binary(b) => {
+                out.push(1);
+                out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+    out
+}
+
 fn mask_values(mask: &[u8], bit: u8, tuple: &Tuple) -> Vec<RawValue> {
     mask.iter()
         .zip(tuple.0.iter())
         .filter(|(m, _)| **m & bit != 0)
         .map(|(_, v)| RawValue::of(v))
         .collect()
+}
+
+/// The statement for `rows` changes of one shape: a multi-row INSERT, or an UPDATE/DELETE
+/// joined with a VALUES list (keys are distinct within a run). Placeholders row by row, in
+/// the single-row order; VALUES columns are named `s<i>` (SET) and `w<i>` (WHERE).
+fn build_multi_sql(
+    table: &str,
+    columns: &[Column],
+    types: &[String],
+    op: Op,
+    mask: &[u8],
+    rows: usize,
+) -> String {
+    let cast = |n: usize, i: usize| match types.get(i).filter(|t| !t.is_empty()) {
+        Some(ty) => format!("${n}::{ty}"),
+        None => format!("${n}"),
+    };
+    let set_cols: Vec<usize> = (0..columns.len()).filter(|&i| mask[i] & SET != 0).collect();
+    let where_cols: Vec<usize> = (0..columns.len())
+        .filter(|&i| mask[i] & WHERE != 0)
+        .collect();
+    let col = |i: usize| quote_ident(&columns[i].name);
+    let (row_cols, aliases): (Vec<usize>, Vec<String>) = match op {
+        Op::Insert => (set_cols.clone(), Vec::new()),
+        _ => set_cols
+            .iter()
+            .map(|&i| (i, format!("s{i}")))
+            .chain(where_cols.iter().map(|&i| (i, format!("w{i}"))))
+            .unzip(),
+    };
+    let mut n = 0;
+    let values: Vec<String> = (0..rows)
+        .map(|_| {
+            let row: Vec<String> = row_cols
+                .iter()
+                .map(|&i| {
+                    n += 1;
+                    cast(n, i)
+                })
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    let values = values.join(", ");
+    let join: Vec<String> = where_cols
+        .iter()
+        .map(|&i| format!("x.{} = v.w{i}", col(i)))
+        .collect();
+    match op {
+        Op::Insert => {
+            let names: Vec<String> = set_cols.iter().map(|&i| col(i)).collect();
+            format!(
+                "INSERT INTO {table} ({}) OVERRIDING SYSTEM VALUE VALUES {values}",
+                names.join(", ")
+            )
+        }
+        Op::UpdateKey => {
+            let sets: Vec<String> = set_cols
+                .iter()
+                .map(|&i| format!("{} = v.s{i}", col(i)))
+                .collect();
+            format!(
+                "UPDATE {table} AS x SET {} FROM (VALUES {values}) AS v ({}) WHERE {}",
+                sets.join(", "),
+                aliases.join(", "),
+                join.join(" AND ")
+            )
+        }
+        // Only these three are ever batched (see `Shape`); the others go row by row.
+        _ => format!(
+            "DELETE FROM {table} AS x USING (VALUES {values}) AS v ({}) WHERE {}",
+            aliases.join(", "),
+            join.join(" AND ")
+        ),
+    }
 }
 
 /// The statement for one (operation, columns present) shape. Placeholders come in mask order:
@@ -914,6 +1146,44 @@ mod tests {
             "WITH one AS (SELECT tableoid AS o, ctid AS c FROM public.t WHERE id::text IS NOT DISTINCT FROM ($1::integer)::text \
              AND \"Name\"::text IS NOT DISTINCT FROM ($2::text)::text LIMIT 1) \
              DELETE FROM public.t WHERE tableoid = (SELECT o FROM one) AND ctid = (SELECT c FROM one)"
+        );
+    }
+
+    #[test]
+    fn runs_become_multi_row_statements() {
+        let cols = columns();
+        let types = types();
+        assert_eq!(
+            build_multi_sql("public.t", &cols, &types, Op::Insert, &[SET, SET, 0], 2),
+            "INSERT INTO public.t (id, \"Name\") OVERRIDING SYSTEM VALUE VALUES \
+             ($1::integer, $2::text), ($3::integer, $4::text)"
+        );
+        assert_eq!(
+            build_multi_sql(
+                "public.t",
+                &cols,
+                &types,
+                Op::UpdateKey,
+                &[WHERE, SET, 0],
+                2
+            ),
+            "UPDATE public.t AS x SET \"Name\" = v.s1 FROM (VALUES ($1::text, $2::integer), \
+             ($3::text, $4::integer)) AS v (s1, w0) WHERE x.id = v.w0"
+        );
+        assert_eq!(
+            build_multi_sql("public.t", &cols, &types, Op::DeleteKey, &[WHERE, 0, 0], 2),
+            "DELETE FROM public.t AS x USING (VALUES ($1::integer), ($2::integer)) AS v (w0) \
+             WHERE x.id = v.w0"
+        );
+        assert_eq!(max_run_rows(3), 256);
+        assert_eq!(max_run_rows(1000), 64);
+        assert_eq!(prev_power_of_two(13), 8);
+        assert_ne!(
+            key_bytes(&[RawValue::Text(Bytes::from_static(b"ab"))]),
+            key_bytes(&[
+                RawValue::Text(Bytes::from_static(b"a")),
+                RawValue::Text(Bytes::from_static(b"b"))
+            ])
         );
     }
 
