@@ -165,14 +165,10 @@ pub(crate) fn target_statement(job: &TableJob, freeze: bool) -> String {
 }
 
 pub(crate) fn qualified(job: &TableJob) -> String {
-    format!("{}.{}", quote_ident(&job.schema), quote_ident(&job.table))
+    crate::ddl::qualified(&job.schema, &job.table)
 }
 
-/// Always-quoted identifier; the copy module's only quoting. Temporary: the `ddl` module owns
-/// quoting and this will call it.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub(crate) use crate::ddl::quote_ident;
 
 #[cfg(test)]
 mod tests {
@@ -196,14 +192,14 @@ mod tests {
     fn statements_quote_identifiers_and_ranges() {
         assert_eq!(
             source_statement(&job(None)),
-            r#"COPY (SELECT "id", "Na me" FROM ONLY "s"."T""x") TO STDOUT (FORMAT binary)"#
+            r#"COPY (SELECT id, "Na me" FROM ONLY s."T""x") TO STDOUT (FORMAT binary)"#
         );
         assert_eq!(
             source_statement(&job(Some(RowRange::Ctid {
                 start: 10,
                 end: Some(20)
             }))),
-            r#"COPY (SELECT "id", "Na me" FROM ONLY "s"."T""x" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid) TO STDOUT (FORMAT binary)"#
+            r#"COPY (SELECT id, "Na me" FROM ONLY s."T""x" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid) TO STDOUT (FORMAT binary)"#
         );
         assert_eq!(
             source_statement(&job(Some(RowRange::IntKey {
@@ -211,11 +207,11 @@ mod tests {
                 low: None,
                 high: Some(-5)
             }))),
-            r#"COPY (SELECT "id", "Na me" FROM ONLY "s"."T""x" WHERE "id" < -5) TO STDOUT (FORMAT binary)"#
+            r#"COPY (SELECT id, "Na me" FROM ONLY s."T""x" WHERE id < -5) TO STDOUT (FORMAT binary)"#
         );
         assert_eq!(
             target_statement(&job(None), true),
-            r#"COPY "s"."T""x" ("id", "Na me") FROM STDIN (FORMAT binary, FREEZE)"#
+            r#"COPY s."T""x" (id, "Na me") FROM STDIN (FORMAT binary, FREEZE)"#
         );
     }
 }
