@@ -44,6 +44,9 @@ pub enum ApplyItem {
 pub struct BatchLimits {
     pub max_changes: usize,
     pub max_time: Duration,
+    /// A batch that has caught up with the stream commits once it is this old (or at once
+    /// when the server says nothing else is coming).
+    pub idle_commit: Duration,
 }
 
 impl Default for BatchLimits {
@@ -51,6 +54,7 @@ impl Default for BatchLimits {
         BatchLimits {
             max_changes: 10_000,
             max_time: Duration::from_millis(500),
+            idle_commit: Duration::from_millis(20),
         }
     }
 }
@@ -299,14 +303,32 @@ impl Applier {
     /// Applies items until the channel closes, then commits what is complete. An open source
     /// transaction at that point is rolled back with the target transaction (it will be resent).
     pub async fn run(&mut self, rx: &mut mpsc::Receiver<ApplyItem>) -> Result<(), ApplyError> {
-        while let Some(item) = rx.recv().await {
+        loop {
+            // Between source transactions with a batch open: commit once the stream pauses
+            // for `idle_commit` (not at every pause: each commit waits for the target's disk).
+            let open_age = match &self.batch {
+                Some(batch) if !self.in_source_tx => Some(batch.started.elapsed()),
+                _ => None,
+            };
+            let item = match open_age {
+                Some(age) => {
+                    let wait = self.limits.idle_commit.saturating_sub(age);
+                    match tokio::time::timeout(wait, rx.recv()).await {
+                        Ok(item) => item,
+                        Err(_) => {
+                            self.commit_batch().await?;
+                            continue;
+                        }
+                    }
+                }
+                None => rx.recv().await,
+            };
+            let Some(item) = item else { break };
             self.handle(item).await?;
-            if self.batch.is_some() && !self.in_source_tx {
-                let full = self.batch.as_ref().is_some_and(|b| {
-                    b.changes >= self.limits.max_changes
-                        || b.started.elapsed() >= self.limits.max_time
-                });
-                if full || rx.is_empty() {
+            if let Some(batch) = self.batch.as_ref().filter(|_| !self.in_source_tx) {
+                let age = batch.started.elapsed();
+                let full = batch.changes >= self.limits.max_changes || age >= self.limits.max_time;
+                if full || (rx.is_empty() && age >= self.limits.idle_commit) {
                     self.commit_batch().await?;
                 }
             }
