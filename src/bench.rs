@@ -34,7 +34,10 @@ pub enum BenchError {
     Copy(#[from] crate::copy::CopyError),
 }
 
-fn fail<'a>(server: &'static str, what: &'a str) -> impl Fn(tokio_postgres::Error) -> BenchError + 'a {
+fn fail<'a>(
+    server: &'static str,
+    what: &'a str,
+) -> impl Fn(tokio_postgres::Error) -> BenchError + 'a {
     move |e| BenchError::Server {
         server,
         what: what.to_string(),

@@ -378,7 +378,12 @@ fn bench_measures_and_cleans_up() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let report = text(&out);
-    for line in ["COPY TO (source read)", "COPY FROM (target write)", "pipe, 1 job", "pipe, 2 jobs"] {
+    for line in [
+        "COPY TO (source read)",
+        "COPY FROM (target write)",
+        "pipe, 1 job",
+        "pipe, 2 jobs",
+    ] {
         assert!(report.contains(line), "missing {line:?} in {report}");
     }
     let leftover = "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry_bench'";
