@@ -50,15 +50,7 @@ pub async fn apply_parallel(
     let workers = jobs.max(1);
     let retry = Mutex::new(Vec::new());
     let pool = (0..workers).map(|_| async {
-        let session = connect(dst).await.map_err(|source| CloneError::Connect {
-            role: "target",
-            source,
-        })?;
-        session
-            .client
-            .batch_execute(&preamble)
-            .await
-            .map_err(|e| CloneError::target_failed("preparing a post-data session", e))?;
+        let session = session_with(dst, &preamble).await?;
         loop {
             let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
             let Some(stmt) = next else { break };
@@ -80,15 +72,7 @@ pub async fn apply_parallel(
     });
     futures::future::try_join_all(pool).await?;
 
-    let session = connect(dst).await.map_err(|source| CloneError::Connect {
-        role: "target",
-        source,
-    })?;
-    session
-        .client
-        .batch_execute(&preamble)
-        .await
-        .map_err(|e| CloneError::target_failed("preparing the post-data session", e))?;
+    let session = session_with(dst, &preamble).await?;
     let retried = retry.into_inner().unwrap_or_else(|p| p.into_inner());
     for stmt in retried.iter().chain(serial.iter()) {
         tracing::debug!(statement = %stmt, "post-data");
@@ -97,6 +81,23 @@ pub async fn apply_parallel(
         })?;
     }
     Ok(count)
+}
+
+/// A target session with the script's session settings applied.
+async fn session_with(
+    dst: &ConnConfig,
+    preamble: &str,
+) -> Result<crate::conn::Session, CloneError> {
+    let session = connect(dst).await.map_err(|source| CloneError::Connect {
+        role: "target",
+        source,
+    })?;
+    session
+        .client
+        .batch_execute(preamble)
+        .await
+        .map_err(|e| CloneError::target_failed("preparing a post-data session", e))?;
+    Ok(session)
 }
 
 /// `ANALYZE` of the given `(schema, table)` pairs on `jobs` sessions.
