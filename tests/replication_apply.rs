@@ -758,3 +758,189 @@ async fn non_superuser_source_publishes_its_tables() {
     ));
     cleanup(&src, &dst).await.unwrap();
 }
+
+/// The slot's confirmed position may be behind what the target committed (a crash before the
+/// confirmation went out). Made deterministic by putting back a copy of the slot taken
+/// earlier: nothing may apply twice (the increments and keyless inserts below would show it),
+/// and what came after must still arrive before the cutover. Streaming starts at
+/// max(stored, confirmed); the applier's own skip of resent transactions is tested directly in
+/// `applier_skips_transactions_before_the_stored_position`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resent_transactions_are_skipped() {
+    let db = support::fresh_db(source(), "follow_resend");
+    psql(
+        source(),
+        &db,
+        "CREATE TABLE acc (id int PRIMARY KEY, n int);
+         INSERT INTO acc VALUES (1, 0), (2, 0);
+         CREATE TABLE log (a int, b text);
+         ALTER TABLE log REPLICA IDENTITY FULL;",
+    );
+    let names = object_names(&db);
+    let follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+    follower.stop().await;
+    psql(
+        source(),
+        &db,
+        &format!(
+            "SELECT pg_copy_logical_replication_slot('{}', 'backup_{db}')",
+            names.slot
+        ),
+    );
+
+    psql(
+        source(),
+        &db,
+        "INSERT INTO log VALUES (1, 'x'), (1, 'x');
+         UPDATE acc SET n = n + 1;
+         DELETE FROM log WHERE ctid = (SELECT min(ctid) FROM log);
+         UPDATE acc SET n = n + 10 WHERE id = 2;",
+    );
+    let follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+    wait_target(
+        &db,
+        "SELECT string_agg(n::text, ',' ORDER BY id) FROM acc",
+        "1,11",
+    )
+    .await;
+    follower.stop().await;
+
+    // Back to the earlier position: the server will send all of the above again.
+    psql(
+        source(),
+        &db,
+        &format!(
+            "SELECT pg_drop_replication_slot('{slot}');
+             SELECT pg_copy_logical_replication_slot('backup_{db}', '{slot}');
+             SELECT pg_drop_replication_slot('backup_{db}');
+             INSERT INTO log VALUES (2, 'after');",
+            slot = names.slot
+        ),
+    );
+    let (outcome, _) = cutover(&db).await;
+    assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT string_agg(n::text, ',' ORDER BY id) FROM acc"
+        ),
+        "1,11"
+    );
+    assert_eq!(
+        psql(target(), &db, "SELECT a, b FROM log ORDER BY a"),
+        "1|x\n2|after"
+    );
+    assert_identical(&db).await;
+}
+
+/// The applier itself against a real target: transactions whose commit lies before the stored
+/// position are skipped (the server may resend them), later ones are applied, and the
+/// position is stored with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applier_skips_transactions_before_the_stored_position() {
+    use bytes::Bytes;
+    use pgferry::replication::apply::{Applier, ApplyItem, BatchLimits};
+    use pgferry::replication::pgoutput::{
+        Begin, Column, Commit, Insert, Message, Relation, ReplicaIdentity, Tuple, Value,
+    };
+    use pgferry::replication::{state, Lsn};
+
+    let db = support::fresh_db(target(), "applier_skip");
+    psql(
+        target(),
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);",
+    );
+    let session = connect(&cfg(target(), &db)).await.unwrap();
+    state::ensure(&session.client).await.unwrap();
+    let (applied, applied_rx) = watch::channel(Lsn::INVALID);
+    let mut applier = Applier::new(
+        session.client,
+        "s",
+        Lsn(0x1000),
+        BatchLimits::default(),
+        applied,
+    )
+    .await
+    .unwrap();
+    let relation = Relation {
+        xid: None,
+        id: 42,
+        namespace: "public".into(),
+        name: "t".into(),
+        replica_identity: ReplicaIdentity::Default,
+        columns: vec![
+            Column {
+                flags: 1,
+                name: "id".into(),
+                type_oid: 23,
+                type_modifier: -1,
+            },
+            Column {
+                flags: 0,
+                name: "v".into(),
+                type_oid: 25,
+                type_modifier: -1,
+            },
+        ],
+    };
+    let txn = |final_lsn: u64, end_lsn: u64, id: &'static str| {
+        vec![
+            Message::Begin(Begin {
+                final_lsn,
+                commit_time: 0,
+                xid: 1,
+            }),
+            Message::Insert(Insert {
+                xid: None,
+                relation: 42,
+                new: Tuple(vec![
+                    Value::Text(Bytes::from_static(id.as_bytes())),
+                    Value::Text(Bytes::from_static(b"x")),
+                ]),
+            }),
+            Message::Commit(Commit {
+                flags: 0,
+                commit_lsn: final_lsn,
+                end_lsn,
+                commit_time: 0,
+            }),
+        ]
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100);
+    tx.send(ApplyItem::Message(Message::Relation(relation)))
+        .await
+        .unwrap();
+    // Applied before (ends at 0x1000 exactly), then two new ones.
+    for m in txn(0x0f00, 0x0f40, "1")
+        .into_iter()
+        .chain(txn(0x0fc0, 0x1000, "2"))
+        .chain(txn(0x1000, 0x1040, "3"))
+        .chain(txn(0x1100, 0x1140, "4"))
+    {
+        tx.send(ApplyItem::Message(m)).await.unwrap();
+    }
+    drop(tx);
+    applier.run(&mut rx).await.unwrap();
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM t"
+        ),
+        "3,4"
+    );
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT lsn FROM pgferry.apply_progress WHERE slot = 's'"
+        ),
+        "0/1140"
+    );
+    assert_eq!(*applied_rx.borrow(), Lsn(0x1140));
+    assert_eq!(applier.stats.skipped_transactions, 2);
+}

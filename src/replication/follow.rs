@@ -423,8 +423,8 @@ async fn session(
     }
 }
 
-/// Reports the lag every `lag_interval`; returns when it is small enough for the cutover, or
-/// on shutdown.
+/// Reports the lag (source WAL insert position − applied position) every `lag_interval`;
+/// returns when it is small enough for the cutover, or on shutdown.
 async fn monitor(
     source: &tokio_postgres::Client,
     applied: &watch::Receiver<Lsn>,
@@ -435,7 +435,10 @@ async fn monitor(
     let mut last_report: Option<Instant> = None;
     loop {
         let row = source
-            .query_one("SELECT pg_catalog.pg_current_wal_lsn()::text", &[])
+            // The insert position, not pg_current_wal_lsn() (the write position): with
+            // synchronous_commit = off a committed transaction may not be written yet, and a
+            // cutover at "lag 0" would leave it behind.
+            .query_one("SELECT pg_catalog.pg_current_wal_insert_lsn()::text", &[])
             .await
             .map_err(|e| FollowError::source("reading the current WAL position", e))?;
         let current: Lsn = row
