@@ -439,3 +439,60 @@ fn cutover_flags_need_follow_and_a_lag() {
         );
     }
 }
+
+/// A server that stays unreachable: the attempts are reported, and after `retry_for` the
+/// follower gives up with the last error (the slot stays for a later rerun).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gives_up_after_retry_for() {
+    let db = support::fresh_db(source(), "faults_giveup");
+    psql(source(), &db, "CREATE TABLE t (id int PRIMARY KEY);");
+    let proxy = Proxy::start(target().port()).await;
+    let src = cfg_uri(&source().uri(&db));
+    let dst = cfg_uri(&proxy.uri(&db));
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ev = Arc::clone(&events);
+    let (_stop, stop_rx) = watch::channel(false);
+    let follower = tokio::spawn(async move {
+        let observer = move |event: FollowEvent| ev.lock().unwrap().push(format!("{event:?}"));
+        let opts = FollowOptions {
+            retry_for: Duration::from_secs(2),
+            ..FollowOptions::default()
+        };
+        follow_database(&src, &dst, &opts, &Bars::new(), &observer, stop_rx).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e.starts_with("Streaming"))
+    {
+        assert!(Instant::now() < deadline, "{:?}", events.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The target becomes unreachable: connections cut, new ones refused.
+    drop(proxy);
+    // An idle applier does not touch the target: the next change finds it gone.
+    psql(source(), &db, "INSERT INTO t VALUES (1)");
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(60), follower)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("gave up after retrying"),
+        "{err}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let attempts = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.starts_with("Retrying"))
+        .count();
+    assert!(attempts >= 2, "{:?}", events.lock().unwrap());
+    pgferry::replication::cleanup(&cfg_uri(&source().uri(&db)), &cfg_uri(&target().uri(&db)))
+        .await
+        .unwrap();
+}
