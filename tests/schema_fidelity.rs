@@ -524,3 +524,33 @@ async fn recreated_public_schema_is_altered_not_created() {
         .pre_data
         .contains("REVOKE USAGE ON SCHEMA public FROM PUBLIC;"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internals_roundtrip() {
+    let script = roundtrip(
+        "internals",
+        &fixture("internals.sql"),
+        &DumpOptions::default(),
+    )
+    .await;
+    assert!(script.warnings.is_empty(), "{:?}", script.warnings);
+    let pre = &script.pre_data;
+    // A base type: shell first, then its I/O functions, then the full definition.
+    let shell = pre.find("CREATE TYPE fx_int.fx_base;").unwrap();
+    let input = pre.find("FUNCTION fx_int.fx_base_in(").unwrap();
+    let full = pre.find("CREATE TYPE fx_int.fx_base (").unwrap();
+    assert!(shell < input && input < full, "{pre}");
+    // A shell never completed stays a shell.
+    assert!(pre.contains("CREATE TYPE public.fx_shell;"));
+    assert!(!pre.contains("CREATE TYPE public.fx_shell ("));
+    for needle in [
+        "CREATE ACCESS METHOD fx_am TYPE INDEX HANDLER bthandler;",
+        "CREATE ACCESS METHOD fx_tam TYPE TABLE HANDLER heap_tableam_handler;",
+        "CREATE DEFAULT CONVERSION fx_int.fx_conv_default FOR 'LATIN1' TO 'UTF8'",
+        "CREATE TEXT SEARCH PARSER public.fx_parser (",
+        "CREATE TEXT SEARCH TEMPLATE fx_int.fx_tmpl_noinit (",
+        "CREATE TRANSFORM FOR fx_int.fx_base LANGUAGE plpgsql (",
+    ] {
+        assert!(pre.contains(needle), "missing {needle:?} in\n{pre}");
+    }
+}

@@ -45,6 +45,11 @@ async fn read_extra_kinds(client: &Client, g: &Gate) -> Result<Extras, CatalogEr
         op_families: op_families(client).await?,
         op_classes: op_classes(client).await?,
         security_labels: security_labels(client).await?,
+        access_methods: super::internals::access_methods(client).await?,
+        conversions: super::internals::conversions(client).await?,
+        ts_parsers: super::internals::ts_parsers(client).await?,
+        ts_templates: super::internals::ts_templates(client).await?,
+        transforms: super::internals::transforms(client).await?,
     })
 }
 

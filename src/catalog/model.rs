@@ -76,6 +76,41 @@ pub enum TypeDef {
         /// Name of the multirange type (PG 14+), if it is not the default name.
         multirange: Option<String>,
     },
+    /// A base type made with `CREATE TYPE name (INPUT = …, OUTPUT = …)`.
+    Base(Box<BaseType>),
+    /// A shell type (`CREATE TYPE name;`) that was never completed.
+    Shell,
+}
+
+/// The properties of a base type, as `CREATE TYPE` takes them. Function names come from
+/// `regproc` output under an empty search_path, so they are qualified unless in pg_catalog.
+#[derive(Clone, Debug)]
+pub struct BaseType {
+    /// `typlen`: a positive length, -1 (variable) or -2 (C string).
+    pub length: i16,
+    pub input: String,
+    pub output: String,
+    pub receive: Option<String>,
+    pub send: Option<String>,
+    pub typmod_in: Option<String>,
+    pub typmod_out: Option<String>,
+    pub analyze: Option<String>,
+    /// PG 14+.
+    pub subscript: Option<String>,
+    /// `format_type` of the element type.
+    pub element: Option<String>,
+    pub default: Option<String>,
+    pub category: String,
+    pub preferred: bool,
+    pub delimiter: String,
+    /// `typalign`: c, s, i or d.
+    pub align: String,
+    /// `typstorage`: p, e, x or m.
+    pub storage: String,
+    pub by_value: bool,
+    pub collatable: bool,
+    /// Oids of the functions above: they are created between the shell and the full type.
+    pub functions: Vec<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -576,6 +611,72 @@ pub struct Extras {
     pub op_families: Vec<OpFamily>,
     pub op_classes: Vec<OpClass>,
     pub security_labels: Vec<SecurityLabel>,
+    pub access_methods: Vec<AccessMethod>,
+    pub conversions: Vec<Conversion>,
+    pub ts_parsers: Vec<TextSearchParser>,
+    pub ts_templates: Vec<TextSearchTemplate>,
+    pub transforms: Vec<Transform>,
+}
+
+/// `CREATE ACCESS METHOD`; access methods have no owner.
+#[derive(Clone, Debug)]
+pub struct AccessMethod {
+    pub oid: u32,
+    pub name: String,
+    /// `amtype`: `i` (index) or `t` (table).
+    pub am_type: String,
+    pub handler: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Conversion {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    /// Encoding names, e.g. `UTF8`.
+    pub from: String,
+    pub to: String,
+    pub function: String,
+    pub default: bool,
+    pub comment: Option<String>,
+}
+
+/// A text search parser; like templates, parsers have no owner and need superuser.
+#[derive(Clone, Debug)]
+pub struct TextSearchParser {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub start: String,
+    pub get_token: String,
+    pub end: String,
+    pub lextypes: String,
+    pub headline: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TextSearchTemplate {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub init: Option<String>,
+    pub lexize: String,
+    pub comment: Option<String>,
+}
+
+/// `CREATE TRANSFORM FOR type LANGUAGE lang (…)`; functions as `regprocedure` text.
+#[derive(Clone, Debug)]
+pub struct Transform {
+    pub oid: u32,
+    /// `format_type` of the type.
+    pub type_name: String,
+    pub language: String,
+    pub from_sql: Option<String>,
+    pub to_sql: Option<String>,
+    pub comment: Option<String>,
 }
 
 /// `SECURITY LABEL FOR provider ON kind identity IS label`, with the object named by

@@ -237,6 +237,9 @@ async fn read_extensions(client: &Client) -> Result<Vec<Extension>, CatalogError
     Ok(out)
 }
 
+/// True for the array type that PostgreSQL made for a type `t` (it goes with its element).
+pub(super) const IMPLICIT_ARRAY: &str = "(t.typelem <> 0 AND t.typlen = -1 AND EXISTS (SELECT 1 FROM pg_catalog.pg_type et WHERE et.oid = t.typelem AND et.typarray = t.oid))";
+
 async fn read_types(client: &Client, g: &Gate) -> Result<Vec<Type>, CatalogError> {
     const W: &str = "types";
     let multirange = g.frag(
@@ -272,12 +275,14 @@ async fn read_types(client: &Client, g: &Gate) -> Result<Vec<Type>, CatalogError
               AND rg.rngcollation <> (SELECT st.typcollation FROM pg_catalog.pg_type st WHERE st.oid = rg.rngsubtype)
          LEFT JOIN pg_catalog.pg_namespace rcn ON rcn.oid = rco.collnamespace
          WHERE {USER_NS} AND t.oid >= 16384 AND {}
-           AND (t.typtype IN ('e', 'd', 'r')
+           AND NOT {IMPLICIT_ARRAY}
+           AND (t.typtype IN ('e', 'd', 'r', 'b', 'p')
                 OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
          ORDER BY n.nspname, t.typname",
         not_ext("pg_type", "t.oid")
     );
     let rows = query(client, W, &sql).await?;
+    let mut bases = super::internals::base_types(client, g).await?;
 
     let mut labels: HashMap<u32, Vec<String>> = HashMap::new();
     for r in query(
@@ -332,6 +337,16 @@ async fn read_types(client: &Client, g: &Gate) -> Result<Vec<Type>, CatalogError
             },
             "c" => TypeDef::Composite {
                 relid: get(&r, W, "typrelid")?,
+            },
+            "p" => TypeDef::Shell,
+            "b" => match bases.remove(&oid) {
+                Some(b) => TypeDef::Base(Box::new(b)),
+                None => {
+                    return Err(CatalogError::Decode {
+                        what: W,
+                        detail: format!("base type {oid} has no properties row"),
+                    })
+                }
             },
             _ => TypeDef::Range {
                 subtype: get(&r, W, "subtype")?,

@@ -5,6 +5,7 @@
 //! only assembles statements.
 
 pub mod extras;
+pub mod internals;
 pub mod privileges;
 pub mod quote;
 pub mod render;

@@ -44,6 +44,9 @@ fn render_item(m: &Model, o: &Object, opts: &DumpOptions) -> String {
     if let Some(text) = super::extras::render_extra(m, o.item, opts) {
         return text;
     }
+    if let Some(text) = super::internals::render_internal(m, o.item, opts) {
+        return text;
+    }
     match o.item {
         Item::Schema(i) => schema(&c.schemas[i], opts),
         Item::Extension(i) => {
@@ -316,6 +319,8 @@ fn type_def(m: &Model, i: usize, opts: &DumpOptions) -> String {
     let mut out = String::new();
     let mut kind = "TYPE";
     match &t.def {
+        TypeDef::Base(b) => out.push_str(&super::internals::base_type(&name, b)),
+        TypeDef::Shell => out.push_str(&format!("CREATE TYPE {name};\n")),
         TypeDef::Enum { labels } => {
             let body: Vec<String> = labels
                 .iter()

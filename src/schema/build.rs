@@ -15,6 +15,12 @@ use super::object::{Item, Object, ObjectKind, Section};
 
 const PG_CLASS: &str = "pg_catalog.pg_class";
 pub(super) const PG_TYPE: &str = "pg_catalog.pg_type";
+const PG_PROC: &str = "pg_catalog.pg_proc";
+const PG_AM: &str = "pg_catalog.pg_am";
+const PG_CONVERSION: &str = "pg_catalog.pg_conversion";
+const PG_TS_PARSER: &str = "pg_catalog.pg_ts_parser";
+const PG_TS_TEMPLATE: &str = "pg_catalog.pg_ts_template";
+const PG_TRANSFORM: &str = "pg_catalog.pg_transform";
 
 /// The catalog plus the objects derived from it and the lookups renderers need.
 #[derive(Debug)]
@@ -41,6 +47,9 @@ pub struct Model {
     pub constraints: HashMap<u32, Vec<usize>>,
     /// (table oid, column name) → index in `catalog.sequences` of its identity sequence.
     pub identities: HashMap<(u32, String), usize>,
+    /// Base type oid → its shell object; the type's own I/O functions depend on the shell,
+    /// since the full type can only be created once they exist.
+    pub(super) shells: HashMap<u32, usize>,
 }
 
 pub(super) type Key = (&'static str, u32);
@@ -59,6 +68,7 @@ impl Model {
             separate_checks: Default::default(),
             inline_checks: Vec::new(),
             identities: HashMap::new(),
+            shells: HashMap::new(),
         };
         m.index_catalog();
         let map = m.make_objects();
@@ -179,6 +189,22 @@ impl Model {
                 Item::Type(i),
             ));
             map.insert((PG_TYPE, t.oid), o);
+            if let crate::catalog::TypeDef::Base(_) = &t.def {
+                let shell = self.push(obj(
+                    K::ShellType,
+                    Some(&t.schema),
+                    &t.name,
+                    Some(&t.owner),
+                    t.oid,
+                    Pre,
+                    Item::ShellType(i),
+                ));
+                if let Some(s) = schema_obj(&map, &t.schema) {
+                    self.objects[shell].deps.push(s);
+                }
+                self.objects[o].deps.push(shell);
+                self.shells.insert(t.oid, shell);
+            }
             match &t.def {
                 crate::catalog::TypeDef::Composite { relid } => {
                     map.insert((PG_CLASS, *relid), o);
@@ -496,6 +522,7 @@ impl Model {
         }
 
         self.make_extra_objects(&cat, &mut map);
+        self.make_internal_objects(&cat, &mut map);
 
         // Implied types: row types → relation, arrays → element, multiranges → range.
         // Arrays of row types need the row type mapped first, hence two passes.
@@ -818,6 +845,102 @@ impl Model {
         }
     }
 
+    /// Access methods, conversions, text search parsers and templates, transforms.
+    fn make_internal_objects(&mut self, cat: &Catalog, map: &mut HashMap<Key, usize>) {
+        use ObjectKind as K;
+        let x = &cat.extras;
+        let mut add = |m: &mut Model,
+                       kind,
+                       schema: Option<&str>,
+                       name: &str,
+                       owner: Option<&str>,
+                       oid: u32,
+                       item,
+                       class: &'static str| {
+            m.objects.push(Object {
+                kind,
+                schema: schema.map(str::to_string),
+                name: name.to_string(),
+                owner: owner.map(str::to_string),
+                oid,
+                deps: Vec::new(),
+                section: Section::PreData,
+                item,
+            });
+            map.insert((class, oid), m.objects.len() - 1);
+        };
+        for (i, a) in x.access_methods.iter().enumerate() {
+            let item = Item::AccessMethod(i);
+            add(
+                self,
+                K::AccessMethod,
+                None,
+                &a.name,
+                None,
+                a.oid,
+                item,
+                PG_AM,
+            );
+        }
+        for (i, c) in x.conversions.iter().enumerate() {
+            let (schema, owner) = (Some(c.schema.as_str()), Some(c.owner.as_str()));
+            let item = Item::Conversion(i);
+            add(
+                self,
+                K::Conversion,
+                schema,
+                &c.name,
+                owner,
+                c.oid,
+                item,
+                PG_CONVERSION,
+            );
+        }
+        for (i, p) in x.ts_parsers.iter().enumerate() {
+            let item = Item::TsParser(i);
+            let schema = Some(p.schema.as_str());
+            add(
+                self,
+                K::TextSearchParser,
+                schema,
+                &p.name,
+                None,
+                p.oid,
+                item,
+                PG_TS_PARSER,
+            );
+        }
+        for (i, t) in x.ts_templates.iter().enumerate() {
+            let item = Item::TsTemplate(i);
+            let schema = Some(t.schema.as_str());
+            let kind = K::TextSearchTemplate;
+            add(
+                self,
+                kind,
+                schema,
+                &t.name,
+                None,
+                t.oid,
+                item,
+                PG_TS_TEMPLATE,
+            );
+        }
+        for (i, t) in x.transforms.iter().enumerate() {
+            let name = format!("{} {}", t.type_name, t.language);
+            let item = Item::Transform(i);
+            add(
+                self,
+                K::Transform,
+                None,
+                &name,
+                None,
+                t.oid,
+                item,
+                PG_TRANSFORM,
+            );
+        }
+    }
+
     fn add_depends(&mut self, map: &HashMap<Key, usize>) {
         for d in &self.catalog.depends {
             let (Some(from_c), Some(to_c)) =
@@ -833,6 +956,13 @@ impl Model {
             if from == to {
                 continue;
             }
+            // A base type's I/O functions need only its shell.
+            let to = match self.shells.get(&d.refobjid) {
+                Some(&shell) if from_c == PG_PROC && to_c == PG_TYPE && self.is_io_function(d) => {
+                    shell
+                }
+                _ => to,
+            };
             let fk = self.objects[from].kind;
             let tk = self.objects[to].kind;
             // OWNED BY and partition membership are carried by their own link objects.
@@ -850,6 +980,15 @@ impl Model {
             o.deps.sort_unstable();
             o.deps.dedup();
         }
+    }
+
+    /// True if `d` is a base type's own I/O (or typmod, analyze, subscript) function
+    /// depending on that type.
+    fn is_io_function(&self, d: &crate::catalog::Depend) -> bool {
+        self.catalog.types.iter().any(|t| {
+            t.oid == d.refobjid
+                && matches!(&t.def, crate::catalog::TypeDef::Base(b) if b.functions.contains(&d.objid))
+        })
     }
 
     /// A pre-data object that needs a post-data one (a view grouping by a primary key, say)
@@ -901,6 +1040,11 @@ fn static_class(name: &str) -> Option<&'static str> {
         "pg_catalog.pg_statistic_ext" => "pg_catalog.pg_statistic_ext",
         "pg_catalog.pg_publication" => "pg_catalog.pg_publication",
         "pg_catalog.pg_event_trigger" => "pg_catalog.pg_event_trigger",
+        "pg_catalog.pg_am" => PG_AM,
+        "pg_catalog.pg_conversion" => PG_CONVERSION,
+        "pg_catalog.pg_ts_parser" => PG_TS_PARSER,
+        "pg_catalog.pg_ts_template" => PG_TS_TEMPLATE,
+        "pg_catalog.pg_transform" => PG_TRANSFORM,
         _ => return None,
     })
 }

@@ -13,7 +13,10 @@ pub enum Section {
 pub enum ObjectKind {
     Schema,
     Extension,
+    AccessMethod,
     Collation,
+    /// The shell of a base type, created before the functions the type is made of.
+    ShellType,
     Type,
     /// A placeholder view with the right columns, created early to break a dependency
     /// cycle; the real definition follows as CREATE OR REPLACE VIEW.
@@ -23,6 +26,10 @@ pub enum ObjectKind {
     OperatorFamily,
     OperatorClass,
     Cast,
+    Conversion,
+    Transform,
+    TextSearchParser,
+    TextSearchTemplate,
     TextSearchDictionary,
     TextSearchConfig,
     ForeignDataWrapper,
@@ -99,6 +106,14 @@ pub enum Item {
     ViewStub(usize),
     OpFamily(usize),
     OpClass(usize),
+    /// Index into `catalog.types` of the base type the shell stands for.
+    ShellType(usize),
+    /// The kinds below index into `catalog.extras` too.
+    AccessMethod(usize),
+    Conversion(usize),
+    TsParser(usize),
+    TsTemplate(usize),
+    Transform(usize),
 }
 
 #[derive(Clone, Debug)]
