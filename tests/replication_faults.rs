@@ -21,11 +21,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
 
+/// A short `wal_sender_timeout`: pgferry must keep talking, and its own silence detection
+/// (a multiple of its status interval, derived from this setting) fires within seconds.
 fn source() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("could not start the source cluster: {e}"))
+        Cluster::start(
+            &support::install(),
+            ClusterOptions {
+                settings: vec![("wal_sender_timeout".into(), "3s".into())],
+                ..ClusterOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("could not start the source cluster: {e}"))
     })
 }
 
@@ -253,11 +261,36 @@ async fn sigkill_under_load_then_cutover() {
     assert_identical(&db).await;
 }
 
-/// A TCP proxy in front of a cluster that can cut every connection through it.
+/// A TCP proxy in front of a cluster that can cut every connection through it, or freeze
+/// them (nothing forwarded, nothing closed: a silent network).
 struct Proxy {
     port: u16,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
+    frozen: Arc<AtomicBool>,
     accept: JoinHandle<()>,
+}
+
+/// Copies one direction, holding everything while `frozen`.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Proxy {
@@ -265,12 +298,20 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let frozen = Arc::new(AtomicBool::new(false));
         let list = Arc::clone(&connections);
+        let freeze = Arc::clone(&frozen);
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let freeze = Arc::clone(&freeze);
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                        let (in_read, in_write) = inbound.into_split();
+                        let (out_read, out_write) = outbound.into_split();
+                        tokio::join!(
+                            forward(in_read, out_write, Arc::clone(&freeze)),
+                            forward(out_read, in_write, freeze),
+                        );
                     }
                 });
                 let mut list = list.lock().unwrap();
@@ -281,6 +322,7 @@ impl Proxy {
         Proxy {
             port,
             connections,
+            frozen,
             accept,
         }
     }
@@ -293,6 +335,10 @@ impl Proxy {
             h.abort();
         }
         n
+    }
+
+    fn freeze(&self, on: bool) {
+        self.frozen.store(on, Ordering::SeqCst);
     }
 
     fn uri(&self, db: &str) -> String {
@@ -495,4 +541,93 @@ async fn gives_up_after_retry_for() {
     pgferry::replication::cleanup(&cfg_uri(&source().uri(&db)), &cfg_uri(&target().uri(&db)))
         .await
         .unwrap();
+}
+
+/// The source goes silent (no reset, no close): pgferry notices from the missing answers to
+/// its status updates, reconnects once the network is back, and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_source_is_detected() {
+    let db = support::fresh_db(source(), "faults_silent");
+    psql(source(), &db, SCHEMA);
+    let proxy = Proxy::start(source().port()).await;
+    let src = cfg_uri(&proxy.uri(&db));
+    let dst = cfg_uri(&target().uri(&db));
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ev = Arc::clone(&events);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (s2, d2) = (src.clone(), dst.clone());
+    let follower = tokio::spawn(async move {
+        let observer = move |event: FollowEvent| ev.lock().unwrap().push(format!("{event:?}"));
+        follow_database(
+            &s2,
+            &d2,
+            &FollowOptions::default(),
+            &Bars::new(),
+            &observer,
+            stop_rx,
+        )
+        .await
+    });
+    let count = |prefix: &'static str| {
+        let events = Arc::clone(&events);
+        move || {
+            events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.starts_with(prefix))
+                .count()
+        }
+    };
+    let (streaming, retrying) = (count("Streaming"), count("Retrying"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while streaming() < 1 {
+        assert!(Instant::now() < deadline, "{:?}", events.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let frozen_at = Instant::now();
+    proxy.freeze(true);
+    psql(
+        source(),
+        &db,
+        "UPDATE accounts SET balance = -1 WHERE id <= 10",
+    );
+    while retrying() < 1 {
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(60),
+            "silence not detected: {:?}",
+            events.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let detected = frozen_at.elapsed();
+    // The old connections stay stuck; new ones work again.
+    proxy.cut();
+    proxy.freeze(false);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while psql(
+        target(),
+        &db,
+        "SELECT count(*) FROM accounts WHERE balance = -1",
+    ) != "10"
+    {
+        assert!(Instant::now() < deadline, "{:?}", events.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "silent source detected after {:.1}s",
+        detected.as_secs_f64()
+    );
+    let _ = stop_tx.send(true);
+    let outcome = follower.await.unwrap().unwrap();
+    assert!(matches!(outcome, FollowOutcome::Stopped { .. }));
+    let (_, never) = watch::channel(false);
+    let opts = FollowOptions {
+        cutover_at_lag: Some(0),
+        ..FollowOptions::default()
+    };
+    follow_database(&src, &dst, &opts, &Bars::new(), &|_| {}, never)
+        .await
+        .unwrap();
+    assert_identical(&db).await;
 }

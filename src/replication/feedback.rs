@@ -24,6 +24,10 @@ pub enum PumpError {
     Decode(#[from] DecodeError),
     #[error("the server ended the replication stream")]
     Ended,
+    #[error(
+        "the server sent nothing for {0:?}, not even an answer to a status update asking for one"
+    )]
+    Silent(Duration),
 }
 
 /// How often the loop wakes to see whether there is something new to confirm.
@@ -44,6 +48,10 @@ pub async fn pump(
     let mut received = start;
     let mut confirmed = *applied.borrow();
     let mut last_status = Instant::now();
+    // A silent network (no reset, no close) would leave us waiting forever: a periodic status
+    // update asks for an answer, and no answer for this long counts as a dropped connection.
+    let silence_limit = status_interval * 3 + Duration::from_secs(10);
+    let mut last_heard = Instant::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -58,6 +66,7 @@ pub async fn pump(
                 }
             }
             event = stream.next_event(), if pending.is_none() => {
+                last_heard = Instant::now();
                 match event? {
                     None => return Err(PumpError::Ended),
                     Some(ReplicationEvent::XLogData { wal_start, data, .. }) => {
@@ -78,10 +87,18 @@ pub async fn pump(
                 }
             }
             _ = tick.tick() => {
+                if pending.is_some() {
+                    // Not reading (the applier is behind): silence says nothing.
+                    last_heard = Instant::now();
+                } else if last_heard.elapsed() >= silence_limit {
+                    return Err(PumpError::Silent(last_heard.elapsed()));
+                }
                 let now_applied = *applied.borrow();
-                if now_applied > confirmed || last_status.elapsed() >= status_interval {
+                let periodic = last_status.elapsed() >= status_interval;
+                if now_applied > confirmed || periodic {
                     confirmed = confirmed.max(now_applied);
-                    stream.send_status(received.max(confirmed), confirmed, confirmed, false).await?;
+                    let ask = periodic && last_heard.elapsed() >= status_interval;
+                    stream.send_status(received.max(confirmed), confirmed, confirmed, ask).await?;
                     last_status = Instant::now();
                 }
             }

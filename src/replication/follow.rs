@@ -158,7 +158,7 @@ impl FollowError {
             FollowError::Replication(e) | FollowError::Pump(PumpError::Replication(e)) => {
                 !e.is_missing_slot()
             }
-            FollowError::Pump(PumpError::Ended) => true,
+            FollowError::Pump(PumpError::Ended | PumpError::Silent(_)) => true,
             FollowError::Apply(e) => !e.is_permanent(),
             _ => false,
         }
