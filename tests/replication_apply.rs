@@ -944,3 +944,69 @@ async fn applier_skips_transactions_before_the_stored_position() {
     assert_eq!(*applied_rx.borrow(), Lsn(0x1140));
     assert_eq!(applier.stats.skipped_transactions, 2);
 }
+
+/// pgbench (TPC-B-like, 4 clients) running through the copy and the streaming, then a
+/// cutover. `pgbench_history` has no key: it gets REPLICA IDENTITY FULL on request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_during_copy_and_streaming() {
+    let db = support::fresh_db(source(), "follow_pgbench");
+    let pgbench = support::install().tool("pgbench");
+    let port = source().port().to_string();
+    let base = [
+        "-h",
+        source().host(),
+        "-p",
+        &port,
+        "-U",
+        source().superuser(),
+    ];
+    let init = std::process::Command::new(&pgbench)
+        .args(base)
+        .args(["-i", "-q", "-s", "1", &db])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let bench = std::process::Command::new(&pgbench)
+        .args(base)
+        .args(["-c", "4", "-j", "2", "-T", "10", "-n", &db])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let follower = Follower::start(
+        &db,
+        FollowOptions {
+            replica_identity_full: true,
+            ..FollowOptions::default()
+        },
+    );
+    follower.wait_streaming().await;
+    let out = tokio::task::spawn_blocking(move || bench.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history: u64 = psql(source(), &db, "SELECT count(*) FROM pgbench_history")
+        .parse()
+        .unwrap();
+    assert!(history > 100, "pgbench ran only {history} transactions");
+    assert!(matches!(
+        follower.stop().await,
+        FollowOutcome::Stopped { .. }
+    ));
+    let (outcome, _) = cutover(&db).await;
+    assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+    assert_identical(&db).await;
+    eprintln!(
+        "pgbench_during_copy_and_streaming: {history} pgbench transactions replicated; {}",
+        report.lines().find(|l| l.starts_with("tps")).unwrap_or("")
+    );
+}

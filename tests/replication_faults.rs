@@ -214,8 +214,8 @@ impl Child {
     }
 }
 
-/// SIGKILL the follower a few times under load at varying points of the stream, restart it
-/// each time, then cut over: the target equals the source.
+/// SIGKILL the follower four times under load at random points of the stream (50 ms to 2 s
+/// after it streams), restart it each time, then cut over: the target equals the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_then_cutover() {
     let db = support::fresh_db(source(), "faults_kill");
@@ -229,7 +229,28 @@ async fn sigkill_under_load_then_cutover() {
     tokio::task::spawn_blocking(move || {
         let mut child = Child::spawn(&db2, &[]);
         child.wait_for("streaming from", Duration::from_secs(120));
-        for (round, millis) in [700u64, 1900, 150, 1200].into_iter().enumerate() {
+        // Random points of the stream; the seed is printed so that a failure can be replayed
+        // with PGFERRY_TEST_SEED.
+        let seed: u64 = std::env::var("PGFERRY_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        eprintln!("sigkill_under_load_then_cutover: PGFERRY_TEST_SEED={seed}");
+        let mut x = seed | 1;
+        let delays: Vec<u64> = (0..4)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                50 + x % 2000
+            })
+            .collect();
+        for (round, millis) in delays.into_iter().enumerate() {
             std::thread::sleep(Duration::from_millis(millis));
             child.kill();
             child = Child::spawn(&db2, &[]);
