@@ -550,6 +550,7 @@ async fn internals_roundtrip() {
         "CREATE TEXT SEARCH PARSER public.fx_parser (",
         "CREATE TEXT SEARCH TEMPLATE fx_int.fx_tmpl_noinit (",
         "CREATE TRANSFORM FOR fx_int.fx_base LANGUAGE plpgsql (",
+        "CREATE TRUSTED PROCEDURAL LANGUAGE fx_pl HANDLER fx_int.fx_pl_handler",
     ] {
         assert!(pre.contains(needle), "missing {needle:?} in\n{pre}");
     }

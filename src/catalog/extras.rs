@@ -50,6 +50,7 @@ async fn read_extra_kinds(client: &Client, g: &Gate) -> Result<Extras, CatalogEr
         ts_parsers: super::internals::ts_parsers(client).await?,
         ts_templates: super::internals::ts_templates(client).await?,
         transforms: super::internals::transforms(client).await?,
+        languages: super::internals::languages(client).await?,
     })
 }
 

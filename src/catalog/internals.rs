@@ -1,13 +1,13 @@
 //! Catalog queries for objects built directly on server functions: base types (their
 //! properties; the rows themselves come with the other types), access methods, conversions,
-//! text search parsers and templates, transforms. One query per kind.
+//! text search parsers and templates, transforms, procedural languages. One query per kind.
 
 use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
 use super::model::*;
-use super::read::{get, not_ext, query, Gate, IMPLICIT_ARRAY, USER_NS};
+use super::read::{acl, get, not_ext, query, Gate, IMPLICIT_ARRAY, USER_NS};
 use super::CatalogError;
 
 /// The properties of every user-defined base type, by type oid.
@@ -206,6 +206,38 @@ pub(super) async fn transforms(client: &Client) -> Result<Vec<Transform>, Catalo
             language: get(&r, W, "lanname")?,
             from_sql: get(&r, W, "from_sql")?,
             to_sql: get(&r, W, "to_sql")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) async fn languages(client: &Client) -> Result<Vec<Language>, CatalogError> {
+    const W: &str = "procedural languages";
+    // Languages with a handler are the procedural ones; internal, c and sql have none.
+    let sql = format!(
+        "SELECT l.oid, l.lanname, pg_catalog.pg_get_userbyid(l.lanowner) AS owner, l.lanpltrusted,
+                l.lanplcallfoid::pg_catalog.regproc::text AS handler,
+                NULLIF(l.laninline, 0)::pg_catalog.regproc::text AS inline,
+                NULLIF(l.lanvalidator, 0)::pg_catalog.regproc::text AS validator,
+                l.lanacl::text[] AS acl, pg_catalog.acldefault('l', l.lanowner)::text[] AS baseline,
+                pg_catalog.obj_description(l.oid, 'pg_language') AS comment
+         FROM pg_catalog.pg_language l
+         WHERE l.oid >= 16384 AND l.lanispl AND l.lanplcallfoid <> 0 AND {}
+         ORDER BY l.lanname",
+        not_ext("pg_language", "l.oid")
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        out.push(Language {
+            oid: get(&r, W, "oid")?,
+            name: get(&r, W, "lanname")?,
+            owner: get(&r, W, "owner")?,
+            trusted: get(&r, W, "lanpltrusted")?,
+            handler: get(&r, W, "handler")?,
+            inline: get(&r, W, "inline")?,
+            validator: get(&r, W, "validator")?,
+            acl: acl(&r, W, "acl", "baseline")?,
             comment: get(&r, W, "comment")?,
         });
     }

@@ -616,6 +616,22 @@ pub struct Extras {
     pub ts_parsers: Vec<TextSearchParser>,
     pub ts_templates: Vec<TextSearchTemplate>,
     pub transforms: Vec<Transform>,
+    pub languages: Vec<Language>,
+}
+
+/// A procedural language not created by an extension (`CREATE LANGUAGE … HANDLER …`);
+/// handler functions as `regproc` text.
+#[derive(Clone, Debug)]
+pub struct Language {
+    pub oid: u32,
+    pub name: String,
+    pub owner: String,
+    pub trusted: bool,
+    pub handler: String,
+    pub inline: Option<String>,
+    pub validator: Option<String>,
+    pub acl: Acl,
+    pub comment: Option<String>,
 }
 
 /// `CREATE ACCESS METHOD`; access methods have no owner.

@@ -1,9 +1,10 @@
 //! Renderers for objects built directly on server functions: base and shell types, access
-//! methods, conversions, text search parsers and templates, transforms.
+//! methods, conversions, text search parsers and templates, transforms, procedural languages.
 
 use crate::catalog::BaseType;
 use crate::schema::{DumpOptions, Item, Model};
 
+use super::privileges::{acl_statements, Target};
 use super::quote::{qualified, quote_ident, quote_literal};
 use super::render::{comment, owner};
 
@@ -147,6 +148,35 @@ pub fn render_internal(m: &Model, item: Item, opts: &DumpOptions) -> Option<Stri
             }
             let mut s = format!("CREATE TRANSFORM {name} ({});\n", parts.join(", "));
             s.push_str(&comment("TRANSFORM", &name, &t.comment));
+            s
+        }
+        Item::Language(i) => {
+            let l = &x.languages[i];
+            let name = quote_ident(&l.name);
+            let trusted = if l.trusted { "TRUSTED " } else { "" };
+            let mut s = format!(
+                "CREATE {trusted}PROCEDURAL LANGUAGE {name} HANDLER {}",
+                l.handler
+            );
+            if let Some(f) = &l.inline {
+                s.push_str(&format!(" INLINE {f}"));
+            }
+            if let Some(f) = &l.validator {
+                s.push_str(&format!(" VALIDATOR {f}"));
+            }
+            s.push_str(";\n");
+            s.push_str(&owner("LANGUAGE", &name, &l.owner, opts));
+            s.push_str(&comment("LANGUAGE", &name, &l.comment));
+            if !opts.no_privileges {
+                let target = Target {
+                    kind: "LANGUAGE",
+                    name: &name,
+                    column: None,
+                    owner: &l.owner,
+                    prefix: "",
+                };
+                s.push_str(&acl_statements(&target, &l.acl));
+            }
             s
         }
         _ => return None,

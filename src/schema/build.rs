@@ -21,6 +21,7 @@ const PG_CONVERSION: &str = "pg_catalog.pg_conversion";
 const PG_TS_PARSER: &str = "pg_catalog.pg_ts_parser";
 const PG_TS_TEMPLATE: &str = "pg_catalog.pg_ts_template";
 const PG_TRANSFORM: &str = "pg_catalog.pg_transform";
+const PG_LANGUAGE: &str = "pg_catalog.pg_language";
 
 /// The catalog plus the objects derived from it and the lookups renderers need.
 #[derive(Debug)]
@@ -845,7 +846,8 @@ impl Model {
         }
     }
 
-    /// Access methods, conversions, text search parsers and templates, transforms.
+    /// Access methods, conversions, text search parsers and templates, transforms,
+    /// procedural languages.
     fn make_internal_objects(&mut self, cat: &Catalog, map: &mut HashMap<Key, usize>) {
         use ObjectKind as K;
         let x = &cat.extras;
@@ -937,6 +939,20 @@ impl Model {
                 t.oid,
                 item,
                 PG_TRANSFORM,
+            );
+        }
+        for (i, l) in x.languages.iter().enumerate() {
+            let item = Item::Language(i);
+            let owner = Some(l.owner.as_str());
+            add(
+                self,
+                K::Language,
+                None,
+                &l.name,
+                owner,
+                l.oid,
+                item,
+                PG_LANGUAGE,
             );
         }
     }
@@ -1045,6 +1061,7 @@ fn static_class(name: &str) -> Option<&'static str> {
         "pg_catalog.pg_ts_parser" => PG_TS_PARSER,
         "pg_catalog.pg_ts_template" => PG_TS_TEMPLATE,
         "pg_catalog.pg_transform" => PG_TRANSFORM,
+        "pg_catalog.pg_language" => PG_LANGUAGE,
         _ => return None,
     })
 }

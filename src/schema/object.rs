@@ -15,6 +15,8 @@ pub enum ObjectKind {
     Extension,
     AccessMethod,
     Collation,
+    /// A procedural language; its handler functions come first, functions in it after.
+    Language,
     /// The shell of a base type, created before the functions the type is made of.
     ShellType,
     Type,
@@ -114,6 +116,7 @@ pub enum Item {
     TsParser(usize),
     TsTemplate(usize),
     Transform(usize),
+    Language(usize),
 }
 
 #[derive(Clone, Debug)]
