@@ -1010,3 +1010,39 @@ async fn pgbench_during_copy_and_streaming() {
         report.lines().find(|l| l.starts_with("tps")).unwrap_or("")
     );
 }
+
+/// Ctrl-C during the copy: the copy cannot be resumed, so the slot and publication are
+/// removed again and the error says what state the target is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_during_the_copy_removes_the_slot() {
+    let db = support::fresh_db(source(), "follow_interrupt");
+    psql(
+        source(),
+        &db,
+        "CREATE TABLE big (id int PRIMARY KEY, v text);
+         INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 1000000) g;",
+    );
+    let follower = Follower::start(&db, FollowOptions::default());
+    let names = object_names(&db);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while psql(
+        source(),
+        &db,
+        &format!(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'",
+            names.slot
+        ),
+    ) != "1"
+    {
+        assert!(Instant::now() < deadline && !follower.handle.is_finished());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = follower.stop.send(true);
+    let err = tokio::time::timeout(Duration::from_secs(60), follower.handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, FollowError::Interrupted), "{err}");
+    assert_source_clean(&db);
+}

@@ -123,6 +123,11 @@ pub enum FollowError {
         publication: String,
         database: String,
     },
+    #[error(
+        "interrupted during the copy: the replication slot and publication were removed from the \
+         source; the target database is incomplete (rerun with --drop-if-exists to start over)"
+    )]
+    Interrupted,
     #[error("replication slot \"{0}\" disappeared from the source; the target cannot be kept in sync any more")]
     SlotGone(String),
     #[error("gave up after retrying for {}s: {source}", .after.as_secs())]
@@ -207,7 +212,16 @@ pub async fn follow_database(
             if !changed.is_empty() {
                 observer(FollowEvent::ReplicaIdentityFull(changed));
             }
-            let summary = start_fresh(src, dst, &names, &source.client, opts, reporter).await?;
+            let summary = tokio::select! {
+                r = start_fresh(src, dst, &names, &source.client, opts, reporter) => r?,
+                true = wait_shutdown(&mut shutdown) => {
+                    // The copy (rolled back with its sessions) cannot be resumed: remove the
+                    // source objects so that nothing holds WAL for it.
+                    let _ = publication::drop_slot(&source.client, &names.slot).await;
+                    let _ = publication::drop_publication(&source.client, &names.publication).await;
+                    return Err(FollowError::Interrupted);
+                }
+            };
             observer(FollowEvent::Cloned(Box::new(summary)));
         }
     }
@@ -254,7 +268,7 @@ pub async fn follow_database(
         });
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            Ok(_) = shutdown.wait_for(|s| *s) => {
+            true = wait_shutdown(&mut shutdown) => {
                 return Ok(FollowOutcome::Stopped { applied: *applied_rx.borrow() });
             }
         }
@@ -463,9 +477,15 @@ async fn monitor(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            Ok(_) = shutdown.wait_for(|s| *s) => return Ok(SessionEnd::Shutdown),
+            true = wait_shutdown(shutdown) => return Ok(SessionEnd::Shutdown),
         }
     }
+}
+
+/// True once `shutdown` is set; false if its sender is gone (then it never will be), which a
+/// `true = ...` select! branch reads as "disabled".
+async fn wait_shutdown(shutdown: &mut watch::Receiver<bool>) -> bool {
+    shutdown.wait_for(|s| *s).await.is_ok()
 }
 
 async fn server_major(client: &tokio_postgres::Client) -> Result<u32, tokio_postgres::Error> {

@@ -231,17 +231,39 @@ pub async fn drop_publication(client: &Client, name: &str) -> Result<(), Publica
         .map_err(source_err("dropping the publication"))
 }
 
-/// Drops our slot if it exists; waits for nothing (an active slot is an error: another
-/// pgferry is streaming from it).
+/// Drops our slot if it exists. A session still holding it (a pgferry that was killed or
+/// abandoned, whose walsender has not noticed yet) is terminated first: the slot is ours by
+/// name, and dropping it means giving up this migration anyway.
 pub async fn drop_slot(client: &Client, name: &str) -> Result<(), PublicationError> {
-    client
-        .batch_execute(&format!(
-            "SELECT pg_catalog.pg_drop_replication_slot(slot_name) \
-             FROM pg_catalog.pg_replication_slots WHERE slot_name = {}",
-            quote_literal(name)
-        ))
-        .await
-        .map_err(source_err("dropping the replication slot"))
+    let literal = quote_literal(name);
+    let mut tries = 0;
+    loop {
+        client
+            .batch_execute(&format!(
+                "SELECT pg_catalog.pg_terminate_backend(active_pid) \
+                 FROM pg_catalog.pg_replication_slots \
+                 WHERE slot_name = {literal} AND active_pid IS NOT NULL"
+            ))
+            .await
+            .map_err(source_err(
+                "ending the session holding the replication slot",
+            ))?;
+        let result = client
+            .batch_execute(&format!(
+                "SELECT pg_catalog.pg_drop_replication_slot(slot_name) \
+                 FROM pg_catalog.pg_replication_slots WHERE slot_name = {literal}"
+            ))
+            .await;
+        match result {
+            Ok(()) => return Ok(()),
+            // 55006: still active (the terminated session is on its way out).
+            Err(e) if e.code().is_some_and(|c| c.code() == "55006") && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(source_err("dropping the replication slot")(e)),
+        }
+    }
 }
 
 #[cfg(test)]
