@@ -7,11 +7,13 @@
 //! `generate_series`, so no data ships with the binary and nothing but the server binaries
 //! is needed.
 
-use crate::clone::{clone_database, CloneOptions};
 use crate::conn::ConnConfig;
 use crate::localpg::{Cluster, ClusterOptions, PgInstall};
 use crate::progress::Bars;
+use crate::replication::{follow_database, FollowEvent, FollowOptions, FollowOutcome};
 use crate::verify::{render_text, verify, VerifyOptions};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use thiserror::Error;
 
@@ -149,16 +151,84 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
     );
 
     println!(
-        "\n$ pgferry clone -s {} -t {}",
+        "\n$ pgferry clone --follow -s {} -t {}   (while an application writes to the source)",
         src.display_target(),
         dst.display_target()
     );
+    // The "application": small transactions on the source during the copy and the streaming.
+    let writer_stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, writes, src) = (writer_stop.clone(), writes.clone(), src.clone());
+        tokio::spawn(async move { write_load(&src, &stop, &writes).await })
+    };
+    let cloned_at: Mutex<Option<Instant>> = Mutex::new(None);
+    let observer = |event: FollowEvent| match event {
+        FollowEvent::Cloned(summary) => {
+            *cloned_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            print!("{}", crate::clone::render_summary(&summary));
+            println!("initial copy done; streaming the changes made since the snapshot");
+        }
+        FollowEvent::Streaming { from, .. } => println!("  streaming from {from}"),
+        FollowEvent::Resuming { from, .. } => println!("  resuming from {from}"),
+        FollowEvent::Lag { bytes, .. } => println!("  replication lag {bytes} bytes"),
+        FollowEvent::CutoverStarted { lag } => println!("  cutting over at lag {lag} bytes"),
+        FollowEvent::SequencesSynced(n) => println!("  {n} sequences synced"),
+        _ => {}
+    };
+    // Phase 1: copy and stream while the writer runs; a few seconds after the copy, the
+    // writer stops and the follower is shut down (slot kept).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut follow_opts = FollowOptions {
+        lag_interval: std::time::Duration::from_secs(2),
+        ..FollowOptions::default()
+    };
+    let controller = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let since = *cloned_at.lock().unwrap_or_else(|p| p.into_inner());
+            if since.is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(4)) {
+                break;
+            }
+        }
+        writer_stop.store(true, Ordering::SeqCst);
+        println!(
+            "  the application stops writing ({} write transactions so far)",
+            writes.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let _ = stop_tx.send(true);
+    };
     let bars = Bars::new();
-    let summary = clone_database(&src, &dst, &CloneOptions::default(), &bars)
-        .await
-        .map_err(|e| step("cloning")(e.to_string()))?;
+    let (followed, ()) = tokio::join!(
+        follow_database(&src, &dst, &follow_opts, &bars, &observer, stop_rx),
+        controller
+    );
     bars.finish();
-    print!("{}", crate::clone::render_summary(&summary));
+    followed.map_err(|e| step("following")(e.to_string()))?;
+    writer
+        .await
+        .map_err(|e| step("the writer")(e.to_string()))?
+        .map_err(step("the writer"))?;
+    // Phase 2: the same command with cutover: resumes, drains, syncs sequences, cleans up.
+    println!(
+        "\n$ pgferry clone --follow -s {} -t {} --max-replication-lag 0 --stop-replication",
+        src.display_target(),
+        dst.display_target()
+    );
+    let (_keep, idle) = tokio::sync::watch::channel(false);
+    follow_opts.cutover_at_lag = Some(0);
+    let quiet = Bars::new();
+    let outcome = follow_database(&src, &dst, &follow_opts, &quiet, &observer, idle)
+        .await
+        .map_err(|e| step("cutting over")(e.to_string()))?;
+    quiet.finish();
+    if let FollowOutcome::CutOver { applied } = outcome {
+        println!(
+            "cutover done at {applied}: the {} write transactions made during the migration are on the target; slot and publication dropped",
+            writes.load(Ordering::SeqCst)
+        );
+    }
 
     println!(
         "\n$ pgferry verify -s {} -t {}",
@@ -180,7 +250,6 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
             "DIFFERENCES FOUND"
         }
     );
-    println!("note: this build copies a snapshot; live replication (changes during and after the copy) is not in this build yet.");
     drop(session);
     drop(admin);
     tokio::task::spawn_blocking(move || {
@@ -198,6 +267,34 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
             message: "source and target differ".into(),
         })
     }
+}
+
+/// Small write transactions on the source until `stop`: new orders, customer updates (the
+/// trigger fires), deletes of old orders, and the free sequence.
+async fn write_load(src: &ConnConfig, stop: &AtomicBool, writes: &AtomicU64) -> Result<(), String> {
+    let session = crate::conn::connect(src).await.map_err(|e| e.to_string())?;
+    let mut n: i64 = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let sql = format!(
+            "BEGIN; \
+             INSERT INTO orders VALUES ({id}, {c}, {p}, 1, timestamptz '2025-06-01' + {n} * interval '1 minute', 'live'); \
+             UPDATE customer SET name = 'Customer {c} (updated)' WHERE customer_id = {c}; \
+             DELETE FROM orders WHERE order_id = {n}; \
+             SELECT nextval('invoice_no_seq'); COMMIT",
+            id = 10_000_000 + n,
+            c = 1 + (n * 37) % 50000,
+            p = 1 + n % 2000,
+        );
+        session
+            .client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| crate::copy::server_message(&e))?;
+        writes.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 fn config(cluster: &Cluster, db: &str) -> Result<ConnConfig, DemoError> {
