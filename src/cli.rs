@@ -785,36 +785,6 @@ mod tests {
     }
 
     #[test]
-    fn migrate_help_lists_the_seed_flags() {
-        let mut cmd = Cli::command();
-        // Global flags (--debug) reach subcommands only once the command is built.
-        cmd.build();
-        let help = cmd
-            .find_subcommand_mut("migrate")
-            .expect("migrate exists")
-            .render_long_help()
-            .to_string();
-        for flag in [
-            "--source",
-            "--target",
-            "--filtered-db",
-            "--skip-table",
-            "--with-table",
-            "--max-replication-lag",
-            "--stop-replication",
-            "--debug",
-            "--validate",
-            "--force-method",
-            "--excluded-roles",
-            "--excluded-extensions",
-            "--no-createdb",
-            "--mangle",
-        ] {
-            assert!(help.contains(flag), "migrate --help lacks {flag}");
-        }
-    }
-
-    #[test]
     fn size_flags_accept_units() {
         let cli = parse(&[
             "pgferry",
