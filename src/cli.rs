@@ -77,7 +77,9 @@ pub enum Command {
     /// Cut over a running migration: wait for the lag, sync sequences, drop slot and publication.
     Stop(StopArgs),
 
-    /// Remove every replication slot, publication and state object pgferry created, on both sides.
+    /// Remove the replication slot, publication (source) and progress row (target) that
+    /// `clone --follow` created for this database pair; give the same -s and -t. Idempotent,
+    /// safe while nothing runs. (Whole-cluster cleanup comes with `migrate`.)
     Cleanup(CleanupArgs),
 
     /// Print the DDL rebuilt from the source's catalogs (the equivalent of pg_dump --schema-only).
@@ -662,8 +664,18 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Stop(_) => {
             not_built_yet("stop", "cutover of a running migration (issues 5 and 6)")
         }
-        Command::Cleanup(_) => {
-            not_built_yet("cleanup", "slot/publication cleanup (issues 5 and 6)")
+        Command::Cleanup(args) => {
+            let src = conn_config("source", &args.source.source)?;
+            let dst = conn_config("target", &args.target.target)?;
+            crate::replication::cleanup(&src, &dst)
+                .await
+                .map_err(|e| CliError::failed(e.to_string()))?;
+            let names = crate::replication::publication::object_names(&src.dbname);
+            println!(
+                "removed (where present) slot {} and publication {} on the source, and the progress row on the target",
+                names.slot, names.publication
+            );
+            Ok(exit::OK)
         }
         Command::Schema(args) => schema_cmd::run(&args).await,
         Command::Clone(args) => clone_cmd::run(&args).await,

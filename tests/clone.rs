@@ -390,3 +390,35 @@ fn bench_measures_and_cleans_up() {
     assert_eq!(psql(src, &db, leftover), "0");
     assert_eq!(psql(target_cluster(), "postgres", leftover), "0");
 }
+
+#[test]
+fn cleanup_removes_our_slot_and_publication_and_is_idempotent() {
+    let src = shared_cluster();
+    let db = fresh_db(src, "cleanupcmd");
+    psql(src, &db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let names = pgferry::replication::publication::object_names(&db);
+    psql(
+        src,
+        &db,
+        &format!(
+            "CREATE PUBLICATION {} FOR ALL TABLES; SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+            names.publication, names.slot
+        ),
+    );
+    for _ in 0..2 {
+        let out = pgferry(&[
+            "cleanup",
+            "-s",
+            &src.uri(&db),
+            "-t",
+            &target_cluster().uri(&db),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let left = format!(
+        "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}') + \
+                (SELECT count(*) FROM pg_publication WHERE pubname = '{}')",
+        names.slot, names.publication
+    );
+    assert_eq!(psql(src, &db, &left), "0");
+}
