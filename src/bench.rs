@@ -243,6 +243,7 @@ async fn measure(
                 truncate_first: false,
                 estimated_bytes: source_bytes / jobs as u64,
                 text_reason: None,
+                row_filter: None,
             })
             .collect();
         let started = Instant::now();

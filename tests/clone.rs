@@ -422,3 +422,45 @@ fn cleanup_removes_our_slot_and_publication_and_is_idempotent() {
     );
     assert_eq!(psql(src, &db, &left), "0");
 }
+
+#[test]
+fn postgis_spatial_ref_sys_gets_only_the_user_rows() {
+    let src = shared_cluster();
+    let available = "SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'";
+    if psql(src, "postgres", available) != "1"
+        || psql(target_cluster(), "postgres", available) != "1"
+    {
+        support::skip(
+            "postgis_spatial_ref_sys_gets_only_the_user_rows",
+            "postgis is not installed (apt-get install -y postgresql-15-postgis-3; .ci/run does it)",
+        );
+        return;
+    }
+    let sql = r#"
+        CREATE EXTENSION postgis;
+        INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text)
+            VALUES (900914, 'pgferry', 900914, 'LOCAL_CS["pgferry test"]', '');
+        CREATE TABLE places (id int PRIMARY KEY, geom geometry(Point, 4326));
+        INSERT INTO places VALUES (1, ST_SetSRID(ST_MakePoint(24.94, 60.17), 4326));
+    "#;
+    // The extension's own rows exist on the target as soon as CREATE EXTENSION runs there:
+    // copying them again would fail on the primary key.
+    let (db, _) = clone_and_check("postgis", sql, &[]);
+    let dst = target_cluster();
+    assert_eq!(
+        psql(
+            dst,
+            &db,
+            "SELECT count(*) FROM spatial_ref_sys WHERE srid = 900914"
+        ),
+        "1"
+    );
+    assert_eq!(
+        psql(dst, &db, "SELECT count(*) FROM spatial_ref_sys"),
+        psql(src, &db, "SELECT count(*) FROM spatial_ref_sys")
+    );
+    assert_eq!(
+        psql(dst, &db, "SELECT ST_AsText(geom) FROM places"),
+        "POINT(24.94 60.17)"
+    );
+}

@@ -297,6 +297,7 @@ async fn run(
         force_text: opts.format == FormatChoice::Text,
         target_major: Some((dst_version / 10000) as u32),
         truncate_first: true,
+        extension_config_tables: true,
     };
     let jobs = plan_tables(&reader.client, &plan_opts).await?;
     for job in &jobs {

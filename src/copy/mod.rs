@@ -93,6 +93,11 @@ pub struct TableJob {
     pub estimated_bytes: u64,
     /// Why the format is text, when it is (for logs and reports).
     pub text_reason: Option<String>,
+    /// A condition the copied rows must meet, without `WHERE`. Set for extension
+    /// configuration tables: only the rows the extension did not create itself are copied
+    /// (`pg_extension.extcondition`, as pg_dump does), since `CREATE EXTENSION` on the target
+    /// already made the others.
+    pub row_filter: Option<String>,
 }
 
 impl TableJob {

@@ -115,7 +115,7 @@ pub(crate) fn source_statement(job: &TableJob) -> String {
         .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let filter = match &job.range {
+    let range = match &job.range {
         None => String::new(),
         Some(RowRange::Ctid { start, end }) => {
             let mut w = format!(" WHERE ctid >= '({start},0)'::tid");
@@ -139,6 +139,11 @@ pub(crate) fn source_statement(job: &TableJob) -> String {
                 format!(" WHERE {}", parts.join(" AND "))
             }
         }
+    };
+    let filter = match (&job.row_filter, range.is_empty()) {
+        (None, _) => range,
+        (Some(cond), true) => format!(" WHERE ({cond})"),
+        (Some(cond), false) => format!("{range} AND ({cond})"),
     };
     format!(
         "COPY (SELECT {cols} FROM ONLY {}{filter}) TO STDOUT (FORMAT {})",
@@ -185,6 +190,7 @@ mod tests {
             truncate_first: true,
             estimated_bytes: 0,
             text_reason: None,
+            row_filter: None,
         }
     }
 

@@ -56,6 +56,10 @@ pub struct PlanOptions {
     pub target_major: Option<u32>,
     /// Sets [`TableJob::truncate_first`] on every job.
     pub truncate_first: bool,
+    /// Also copy extension configuration tables (`pg_extension.extconfig`), only the rows
+    /// matching the extension's condition, as pg_dump does (postgis' `spatial_ref_sys`: the
+    /// user's own rows).
+    pub extension_config_tables: bool,
 }
 
 /// The source's major version (e.g. 15).
@@ -80,6 +84,8 @@ struct TableRow {
     columns: Vec<String>,
     types: Vec<u32>,
     int_pk: Option<String>,
+    /// For an extension configuration table: the extension's row condition ("" = all rows).
+    config_condition: Option<String>,
 }
 
 /// What binary safety needs to know of a type.
@@ -102,6 +108,7 @@ pub async fn plan_tables(src: &Client, opts: &PlanOptions) -> Result<Vec<TableJo
         .await?
         .into_iter()
         .filter(|t| opts.filter.matches(&t.schema, &t.table))
+        .filter(|t| opts.extension_config_tables || t.config_condition.is_none())
         .collect();
     let types = load_types(src).await?;
     let version_reason = match opts.target_major {
@@ -133,12 +140,16 @@ pub async fn plan_tables(src: &Client, opts: &PlanOptions) -> Result<Vec<TableJo
             columns: t.columns.clone(),
             range: None,
             format,
-            truncate_first: opts.truncate_first,
+            // The target's extension already holds its own rows: never truncate those tables.
+            truncate_first: opts.truncate_first && t.config_condition.is_none(),
             estimated_bytes: t.size,
             text_reason,
+            row_filter: t.config_condition.as_deref().and_then(row_condition),
         };
         let ranges = match opts.split_threshold {
-            Some(threshold) if threshold > 0 && t.size > threshold => {
+            Some(threshold)
+                if threshold > 0 && t.size > threshold && t.config_condition.is_none() =>
+            {
                 let parts = t.size.div_ceil(threshold);
                 if major >= 14 {
                     ctid_ranges(t.blocks, parts)
@@ -166,6 +177,25 @@ pub async fn plan_tables(src: &Client, opts: &PlanOptions) -> Result<Vec<TableJo
     Ok(jobs)
 }
 
+/// The row condition of an extension configuration table as a bare boolean expression:
+/// `pg_extension_config_dump` stores it with its `WHERE` (or empty for "all rows").
+fn row_condition(stored: &str) -> Option<String> {
+    let trimmed = stored.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    let starts_with_where = trimmed
+        .get(..5)
+        .is_some_and(|h| h.eq_ignore_ascii_case("where"))
+        && trimmed[5..].starts_with(|c: char| c.is_whitespace() || c == '(');
+    let bare = if starts_with_where {
+        trimmed[5..].trim()
+    } else {
+        trimmed
+    };
+    (!bare.is_empty()).then(|| bare.to_string())
+}
+
 async fn list_tables(src: &Client, major: u32) -> Result<Vec<TableRow>, CopyError> {
     let not_generated = if major >= 12 {
         "AND a.attgenerated = ''"
@@ -185,15 +215,18 @@ async fn list_tables(src: &Client, major: u32) -> Result<Vec<TableRow>, CopyErro
                 (SELECT a.attname::text FROM pg_index i
                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                   WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
-                    AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype))
+                    AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)),
+                (SELECT coalesce(e.extcondition[array_position(e.extconfig, c.oid)], '')
+                   FROM pg_extension e WHERE c.oid = ANY (e.extconfig))
            FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind = 'r' AND c.relpersistence <> 't'
             AND n.nspname NOT IN ('pg_catalog', 'information_schema')
             AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-            AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                               AND d.deptype = 'e')
+            AND (NOT EXISTS (SELECT 1 FROM pg_depend d
+                              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                AND d.deptype = 'e')
+                 OR EXISTS (SELECT 1 FROM pg_extension e WHERE c.oid = ANY (e.extconfig)))
           ORDER BY 1, 2"
     );
     let err = |e: tokio_postgres::Error| CopyError::from_pg(None, Side::Source, &e);
@@ -210,6 +243,7 @@ async fn list_tables(src: &Client, major: u32) -> Result<Vec<TableRow>, CopyErro
             columns: row.try_get(4).map_err(err)?,
             types: row.try_get(5).map_err(err)?,
             int_pk: row.try_get(6).map_err(err)?,
+            config_condition: row.try_get(7).map_err(err)?,
         });
     }
     Ok(out)
@@ -376,6 +410,21 @@ fn int_key_ranges(column: &str, min: i64, max: i64, parts: u64) -> Vec<RowRange>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extension_row_conditions() {
+        assert_eq!(row_condition(""), None);
+        assert_eq!(row_condition("  "), None);
+        assert_eq!(
+            row_condition("WHERE NOT (srid BETWEEN 2000 AND 6999)").as_deref(),
+            Some("NOT (srid BETWEEN 2000 AND 6999)")
+        );
+        assert_eq!(row_condition("where(x > 1)").as_deref(), Some("(x > 1)"));
+        assert_eq!(
+            row_condition("whereabouts > 1").as_deref(),
+            Some("whereabouts > 1")
+        );
+    }
 
     #[test]
     fn filter_patterns() {
