@@ -464,3 +464,41 @@ fn postgis_spatial_ref_sys_gets_only_the_user_rows() {
         "POINT(24.94 60.17)"
     );
 }
+
+#[test]
+fn a_latin1_database_keeps_its_encoding_and_bytes() {
+    let src = shared_cluster();
+    let db = format!("latin1_{}", std::process::id());
+    psql(
+        src,
+        "postgres",
+        &format!(
+            "CREATE DATABASE {db} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+        ),
+    );
+    // Every byte LATIN1 has above ASCII, in text and in a table name.
+    psql(
+        src,
+        &db,
+        "CREATE TABLE \"café\" (id int PRIMARY KEY, t text); \
+         INSERT INTO \"café\" SELECT i, repeat(chr(i), 3) || ' ñ ü ÿ' FROM generate_series(160, 255) i;",
+    );
+    let dst = target_cluster();
+    let out = pgferry(&["clone", "-s", &src.uri(&db), "-t", &dst.uri(&db)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        psql(
+            dst,
+            "postgres",
+            &format!(
+                "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = '{db}'"
+            )
+        ),
+        "LATIN1"
+    );
+    let digest =
+        "SELECT md5(string_agg(convert_to(t, 'LATIN1')::text, ',' ORDER BY id)) FROM \"café\"";
+    assert_eq!(psql(dst, &db, digest), psql(src, &db, digest));
+    let out = pgferry(&["verify", "-s", &src.uri(&db), "-t", &dst.uri(&db)]);
+    assert!(out.status.success(), "{}", text(&out));
+}
