@@ -174,6 +174,8 @@ fn every_schema_fixture_clones_identically() {
         "edge_cases.sql",
         "cycles.sql",
         "extras.sql",
+        "internals.sql",
+        "recreated_public.sql",
     ] {
         let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
         let sql = std::fs::read_to_string(&path).unwrap();
@@ -501,4 +503,63 @@ fn a_latin1_database_keeps_its_encoding_and_bytes() {
     assert_eq!(psql(dst, &db, digest), psql(src, &db, digest));
     let out = pgferry(&["verify", "-s", &src.uri(&db), "-t", &dst.uri(&db)]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_tablespace_missing_on_the_target_is_a_warning_not_a_failure() {
+    let src = shared_cluster();
+    // A tablespace directory the server's OS user owns (tablespaces are cluster-wide).
+    let dir = tempfile::tempdir().unwrap();
+    let is_root = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout)
+        .trim()
+        == "0";
+    if is_root {
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        std::os::unix::fs::chown(dir.path(), Some(id("-u")), Some(id("-g"))).unwrap();
+    }
+    psql(
+        src,
+        "postgres",
+        &format!(
+            "CREATE TABLESPACE clone_space LOCATION '{}'",
+            dir.path().display()
+        ),
+    );
+    let db = fresh_db(src, "tblspc");
+    psql(
+        src,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY USING INDEX TABLESPACE clone_space, v text) TABLESPACE clone_space; \
+         INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 100) i;",
+    );
+    let out = pgferry(&[
+        "clone",
+        "-s",
+        &src.uri(&db),
+        "-t",
+        &target_cluster().uri(&db),
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("tablespace clone_space does not exist on the target"),
+        "{all}"
+    );
+    assert_eq!(psql(target_cluster(), &db, "SELECT count(*) FROM t"), "100");
+    let out = pgferry(&[
+        "verify",
+        "-s",
+        &src.uri(&db),
+        "-t",
+        &target_cluster().uri(&db),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    psql(src, "postgres", &format!("DROP DATABASE {db}"));
+    psql(src, "postgres", "DROP TABLESPACE clone_space");
 }

@@ -21,6 +21,7 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
             Section::PostData => SectionFilter::PostData,
             Section::All => SectionFilter::All,
         },
+        target_tablespaces: None,
     };
     let script = dump_schema(&session.client, &opts)
         .await

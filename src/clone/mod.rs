@@ -274,7 +274,23 @@ async fn run(
             what: "joining the snapshot".into(),
             message: e.to_string(),
         })?;
-    let script = dump_schema(&reader.client, &DumpOptions::default()).await?;
+    // Placements in tablespaces the target lacks are dropped (with a warning), not failed on.
+    let target_tablespaces: Vec<String> = {
+        let admin = open("target", dst).await?;
+        admin
+            .client
+            .query("SELECT spcname::text FROM pg_tablespace", &[])
+            .await
+            .map_err(|e| CloneError::target_failed("listing tablespaces", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let dump_opts = DumpOptions {
+        target_tablespaces: Some(target_tablespaces),
+        ..DumpOptions::default()
+    };
+    let script = dump_schema(&reader.client, &dump_opts).await?;
     summary.schema_warnings = script.warnings.clone();
     for w in &script.warnings {
         tracing::warn!("{w}");

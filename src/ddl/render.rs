@@ -13,7 +13,12 @@ use super::quote::{qualified, quote_ident, quote_literal};
 /// Renders one object.
 pub fn render_object(m: &Model, o: &Object, opts: &DumpOptions) -> String {
     let text = render_item(m, o, opts);
-    match tablespace_of(m, o.item) {
+    let available = |ts: &str| {
+        opts.target_tablespaces
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|a| a == ts))
+    };
+    match tablespace_of(m, o.item).filter(|ts| available(ts)) {
         // Like pg_dump: the placement rides on default_tablespace, which works for every
         // statement kind (pg_get_indexdef has no TABLESPACE clause) and is reset after.
         Some(ts) if !text.is_empty() => format!(
@@ -25,7 +30,7 @@ pub fn render_object(m: &Model, o: &Object, opts: &DumpOptions) -> String {
 }
 
 /// The tablespace an object's storage lives in, when it is not the database default.
-fn tablespace_of(m: &Model, item: Item) -> Option<&str> {
+pub fn tablespace_of(m: &Model, item: Item) -> Option<&str> {
     let c = &m.catalog;
     match item {
         Item::Relation(i) => c.relations[i].tablespace.as_deref(),

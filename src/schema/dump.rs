@@ -26,6 +26,11 @@ pub struct DumpOptions {
     /// Leave out GRANT/REVOKE and ALTER DEFAULT PRIVILEGES.
     pub no_privileges: bool,
     pub section: SectionFilter,
+    /// The tablespaces that exist where the script will run. `None`: keep every placement
+    /// (the script is for an unknown server). `Some(list)`: placements in tablespaces not in
+    /// the list are dropped (objects go to the database's default) and reported in
+    /// [`SchemaScript::warnings`], since `SET default_tablespace` to a missing one fails.
+    pub target_tablespaces: Option<Vec<String>>,
 }
 
 /// The generated DDL. Each part starts with the session settings it needs, so either can be
@@ -113,6 +118,22 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
         target.push_str(&text);
         target.push('\n');
     }
+    let mut missing: Vec<&str> = match &opts.target_tablespaces {
+        Some(available) => model
+            .objects
+            .iter()
+            .filter_map(|o| crate::ddl::tablespace_of(&model, o.item))
+            .filter(|ts| !available.iter().any(|a| a == ts))
+            .collect(),
+        None => Vec::new(),
+    };
+    missing.sort_unstable();
+    missing.dedup();
+    let tablespace_warnings = missing.into_iter().map(|ts| {
+        format!(
+            "tablespace {ts} does not exist on the target: objects stored in it on the source are created in the database's default tablespace"
+        )
+    });
     let warnings = forced
         .into_iter()
         .map(|i| {
@@ -124,6 +145,7 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
                 o.name
             )
         })
+        .chain(tablespace_warnings)
         .collect();
     SchemaScript {
         pre_data: if opts.section == SectionFilter::PostData {
