@@ -560,6 +560,54 @@ fn a_tablespace_missing_on_the_target_is_a_warning_not_a_failure() {
         &target_cluster().uri(&db),
     ]);
     assert!(out.status.success(), "{}", text(&out));
+
+    // Once the target has the tablespace, table and index placements are kept (the
+    // tablespace setting travels with its statement to the parallel post-data sessions).
+    let dst_dir = tempfile::tempdir().unwrap();
+    if is_root {
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        std::os::unix::fs::chown(dst_dir.path(), Some(id("-u")), Some(id("-g"))).unwrap();
+    }
+    psql(
+        target_cluster(),
+        "postgres",
+        &format!(
+            "CREATE TABLESPACE clone_space LOCATION '{}'",
+            dst_dir.path().display()
+        ),
+    );
+    let out = pgferry(&[
+        "clone",
+        "-s",
+        &src.uri(&db),
+        "-t",
+        &target_cluster().uri(&db),
+        "--drop-if-exists",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("does not exist on the target"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        pg_dump_schema(src, &db),
+        pg_dump_schema(target_cluster(), &db)
+    );
+    let placed = "SELECT string_agg(c.relname || ':' || coalesce(t.spcname, '-'), ',' ORDER BY c.relname) \
+                  FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.relname IN ('t', 't_pkey')";
+    assert_eq!(
+        psql(target_cluster(), &db, placed),
+        "t:clone_space,t_pkey:clone_space"
+    );
+    psql(target_cluster(), "postgres", &format!("DROP DATABASE {db}"));
+    psql(target_cluster(), "postgres", "DROP TABLESPACE clone_space");
     psql(src, "postgres", &format!("DROP DATABASE {db}"));
     psql(src, "postgres", "DROP TABLESPACE clone_space");
 }

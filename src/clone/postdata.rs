@@ -30,20 +30,73 @@ fn is_parallel_build(stmt: &str) -> bool {
     false
 }
 
+/// One statement with the settings that must surround it: a `SET default_tablespace = x`
+/// placed right before it (and its reset after) belongs to it alone, so it travels with it to
+/// whichever session runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WorkUnit {
+    prefix: Vec<String>,
+    statement: String,
+    suffix: Vec<String>,
+}
+
+impl WorkUnit {
+    fn into_sql(self) -> String {
+        let mut sql = String::new();
+        for s in self
+            .prefix
+            .iter()
+            .chain(std::iter::once(&self.statement))
+            .chain(self.suffix.iter())
+        {
+            sql.push_str(s);
+            sql.push_str(";\n");
+        }
+        sql
+    }
+}
+
+/// Splits statements into the script's leading session settings (run on every session) and
+/// work units; settings met later attach to the statement they surround.
+fn work_units(statements: &[String]) -> (String, Vec<WorkUnit>) {
+    let mut preamble = String::new();
+    let mut units: Vec<WorkUnit> = Vec::new();
+    let mut pending: Vec<String> = Vec::new();
+    for stmt in statements {
+        if is_session_setting(stmt) {
+            let resets = stmt.replace(' ', "").to_ascii_lowercase() == "setdefault_tablespace=''";
+            match units.last_mut() {
+                None => {
+                    preamble.push_str(stmt);
+                    preamble.push_str(";\n");
+                }
+                // A reset right after a unit closes that unit's placement.
+                Some(last) if resets && pending.is_empty() => last.suffix.push(stmt.clone()),
+                Some(_) => pending.push(stmt.clone()),
+            }
+        } else {
+            units.push(WorkUnit {
+                prefix: std::mem::take(&mut pending),
+                statement: stmt.clone(),
+                suffix: Vec::new(),
+            });
+        }
+    }
+    (preamble, units)
+}
+
 /// Applies the post-data script, returning how many statements ran.
 pub async fn apply_parallel(
     dst: &ConnConfig,
     script: &str,
     jobs: usize,
 ) -> Result<usize, CloneError> {
-    let statements = split_statements(script);
-    let (settings, rest): (Vec<_>, Vec<_>) =
-        statements.into_iter().partition(|s| is_session_setting(s));
-    let (parallel, serial): (Vec<_>, Vec<_>) = rest.into_iter().partition(|s| is_parallel_build(s));
-    let preamble = settings
-        .iter()
-        .map(|s| format!("{s};\n"))
-        .collect::<String>();
+    let (preamble, units) = work_units(&split_statements(script));
+    let (parallel, serial): (Vec<_>, Vec<_>) = units
+        .into_iter()
+        .partition(|u| is_parallel_build(&u.statement));
+    let parallel: Vec<String> = parallel.into_iter().map(WorkUnit::into_sql).collect();
+    let serial: Vec<String> = serial.into_iter().map(WorkUnit::into_sql).collect();
     let count = parallel.len() + serial.len();
 
     let queue = Mutex::new(parallel.into_iter().collect::<VecDeque<String>>());
@@ -141,6 +194,26 @@ fn abbreviate(stmt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tablespace_settings_travel_with_their_statement() {
+        let script = "SET lock_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n\
+                      CREATE INDEX a ON public.t (x);\n\
+                      SET default_tablespace = fx_space;\nCREATE INDEX b ON public.t (y);\nSET default_tablespace = '';\n\
+                      ALTER TABLE ONLY public.t ADD CONSTRAINT f FOREIGN KEY (x) REFERENCES public.u(id);\n";
+        let (preamble, units) = work_units(&split_statements(script));
+        assert_eq!(
+            preamble,
+            "SET lock_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n"
+        );
+        assert_eq!(units.len(), 3);
+        assert!(units[0].prefix.is_empty() && units[0].suffix.is_empty());
+        assert_eq!(
+            units[1].clone().into_sql(),
+            "SET default_tablespace = fx_space;\nCREATE INDEX b ON public.t (y);\nSET default_tablespace = '';\n"
+        );
+        assert!(units[2].prefix.is_empty(), "{:?}", units[2]);
+    }
 
     #[test]
     fn classification() {
