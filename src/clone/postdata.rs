@@ -64,7 +64,9 @@ fn work_units(statements: &[String]) -> (String, Vec<WorkUnit>) {
     let mut pending: Vec<String> = Vec::new();
     for stmt in statements {
         if is_session_setting(stmt) {
-            let resets = stmt.replace(' ', "").to_ascii_lowercase() == "setdefault_tablespace=''";
+            let resets = stmt
+                .replace(' ', "")
+                .eq_ignore_ascii_case("setdefault_tablespace=''");
             match units.last_mut() {
                 None => {
                     preamble.push_str(stmt);
