@@ -505,24 +505,25 @@ fn a_latin1_database_keeps_its_encoding_and_bytes() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// A directory for a tablespace, owned by the server's OS user (tablespaces are cluster-wide).
+fn tablespace_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let id = |args: &[&str]| -> String {
+        let out = Command::new("id").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    if id(&["-u"]) == "0" {
+        let uid = id(&["-u", "postgres"]).parse().unwrap();
+        let gid = id(&["-g", "postgres"]).parse().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+    }
+    dir
+}
+
 #[test]
 fn a_tablespace_missing_on_the_target_is_a_warning_not_a_failure() {
     let src = shared_cluster();
-    // A tablespace directory the server's OS user owns (tablespaces are cluster-wide).
-    let dir = tempfile::tempdir().unwrap();
-    let is_root = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout)
-        .trim()
-        == "0";
-    if is_root {
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id")
-                .args([flag, "postgres"])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        std::os::unix::fs::chown(dir.path(), Some(id("-u")), Some(id("-g"))).unwrap();
-    }
+    let dir = tablespace_dir();
     psql(
         src,
         "postgres",
@@ -563,17 +564,7 @@ fn a_tablespace_missing_on_the_target_is_a_warning_not_a_failure() {
 
     // Once the target has the tablespace, table and index placements are kept (the
     // tablespace setting travels with its statement to the parallel post-data sessions).
-    let dst_dir = tempfile::tempdir().unwrap();
-    if is_root {
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id")
-                .args([flag, "postgres"])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        std::os::unix::fs::chown(dst_dir.path(), Some(id("-u")), Some(id("-g"))).unwrap();
-    }
+    let dst_dir = tablespace_dir();
     psql(
         target_cluster(),
         "postgres",
