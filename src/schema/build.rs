@@ -473,39 +473,35 @@ impl Model {
                 o.deps.push(p);
             }
         }
-        for (i, r) in cat.rules.iter().enumerate() {
-            let Some(table) = rel_obj(&map, r.relid) else {
-                continue;
-            };
-            let (schema, _) = rel_name(r.relid).unwrap_or_default();
-            let o = self.push(obj(
+        // Rules and policies: named objects of one table, emitted in post-data after it.
+        let rules = cat.rules.iter().enumerate().map(|(i, r)| {
+            (
                 K::Rule,
-                Some(&schema),
+                r.relid,
                 &r.name,
-                None,
                 r.oid,
-                Post,
                 Item::Rule(i),
-            ));
-            self.objects[o].deps.push(table);
-            map.insert(("pg_catalog.pg_rewrite", r.oid), o);
-        }
-        for (i, p) in cat.policies.iter().enumerate() {
-            let Some(table) = rel_obj(&map, p.relid) else {
+                "pg_catalog.pg_rewrite",
+            )
+        });
+        let policies = cat.policies.iter().enumerate().map(|(i, p)| {
+            (
+                K::Policy,
+                p.relid,
+                &p.name,
+                p.oid,
+                Item::Policy(i),
+                "pg_catalog.pg_policy",
+            )
+        });
+        for (kind, relid, name, oid, item, catalog) in rules.chain(policies) {
+            let Some(table) = rel_obj(&map, relid) else {
                 continue;
             };
-            let (schema, _) = rel_name(p.relid).unwrap_or_default();
-            let o = self.push(obj(
-                K::Policy,
-                Some(&schema),
-                &p.name,
-                None,
-                p.oid,
-                Post,
-                Item::Policy(i),
-            ));
+            let (schema, _) = rel_name(relid).unwrap_or_default();
+            let o = self.push(obj(kind, Some(&schema), name, None, oid, Post, item));
             self.objects[o].deps.push(table);
-            map.insert(("pg_catalog.pg_policy", p.oid), o);
+            map.insert((catalog, oid), o);
         }
         for (i, d) in cat.default_acls.iter().enumerate() {
             let o = self.push(obj(
