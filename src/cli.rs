@@ -667,7 +667,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Cleanup(args) => {
             let src = conn_config("source", &args.source.source)?;
             let dst = conn_config("target", &args.target.target)?;
-            crate::replication::cleanup(&src, &dst)
+            crate::replication::cleanup(&src, &dst, false)
                 .await
                 .map_err(|e| CliError::failed(e.to_string()))?;
             let names = crate::replication::publication::object_names(&src.dbname);

@@ -559,8 +559,12 @@ async fn gives_up_after_retry_for() {
         .filter(|e| e.starts_with("Retrying"))
         .count();
     assert!(attempts >= 2, "{:?}", events.lock().unwrap());
-    pgferry::replication::cleanup(&cfg_uri(&source().uri(&db)), &cfg_uri(&target().uri(&db)))
-        .await
+    pgferry::replication::cleanup(
+        &cfg_uri(&source().uri(&db)),
+        &cfg_uri(&target().uri(&db)),
+        false,
+    )
+    .await
         .unwrap();
 }
 

@@ -31,8 +31,7 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
             ExistingTarget::Refuse
         },
         skip_analyze: args.skip_analyze,
-        filter: Default::default(),
-        snapshot: None,
+        ..defaults
     };
 
     let events = args.json.then(JsonEvents::default);

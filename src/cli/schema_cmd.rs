@@ -22,6 +22,7 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
             Section::All => SectionFilter::All,
         },
         target_tablespaces: None,
+        excluded_extensions: Vec::new(),
     };
     let script = dump_schema(&session.client, &opts)
         .await

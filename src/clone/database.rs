@@ -142,16 +142,18 @@ pub fn create_database_sql(target_db: &str, p: &DatabaseProps, with_owner: bool)
 
 /// True when the database `client` is connected to holds user objects (anything pg_dump would
 /// dump: a relation, type, function... outside the system schemas, or a schema besides public).
+/// Schema `pgferry` does not count: it is our own state (a migration's bootstrap database, or
+/// the progress row of an earlier follow), and pg_dump of the source never produces it.
 pub async fn has_user_objects(client: &Client) -> Result<bool, CloneError> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') \
                               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%') \
                  OR EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
                             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')) \
                  OR EXISTS (SELECT 1 FROM pg_namespace \
-                            WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public') \
+                            WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public', 'pgferry') \
                               AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%') \
                  OR EXISTS (SELECT 1 FROM pg_extension WHERE extname <> 'plpgsql')",
             &[],

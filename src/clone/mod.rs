@@ -53,6 +53,11 @@ pub struct CloneOptions {
     /// (so streaming starts exactly where the copy's view ends). The caller keeps it valid
     /// (its session idle) until [`clone_database`] returns. `None`: export one.
     pub snapshot: Option<String>,
+    /// Extensions not to create on the target (`-xe`).
+    pub excluded_extensions: Vec<String>,
+    /// Copy the rows of extension configuration tables the extension did not create itself
+    /// (as pg_dump does); `false` leaves them as the target's extension made them.
+    pub extension_config_tables: bool,
 }
 
 /// The snapshot's name, whoever holds it.
@@ -78,6 +83,8 @@ impl Default for CloneOptions {
             skip_analyze: false,
             filter: TableFilter::default(),
             snapshot: None,
+            excluded_extensions: Vec::new(),
+            extension_config_tables: true,
         }
     }
 }
@@ -288,6 +295,7 @@ async fn run(
     };
     let dump_opts = DumpOptions {
         target_tablespaces: Some(target_tablespaces),
+        excluded_extensions: opts.excluded_extensions.clone(),
         ..DumpOptions::default()
     };
     let script = dump_schema(&reader.client, &dump_opts).await?;
@@ -313,7 +321,7 @@ async fn run(
         force_text: opts.format == FormatChoice::Text,
         target_major: Some((dst_version / 10000) as u32),
         truncate_first: true,
-        extension_config_tables: true,
+        extension_config_tables: opts.extension_config_tables,
     };
     let jobs = plan_tables(&reader.client, &plan_opts).await?;
     for job in &jobs {

@@ -14,7 +14,7 @@
 
 use super::apply::{Applier, ApplyError, ApplyItem, BatchLimits};
 use super::feedback::{pump, PumpError};
-use super::publication::{self, object_names, ObjectNames, PublicationError};
+use super::publication::{self, ObjectNames, PublicationError};
 use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
 use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
 use crate::conn::{connect, ConnConfig, ConnectError};
@@ -37,6 +37,8 @@ pub struct FollowOptions {
     /// How often to report the lag.
     pub lag_interval: Duration,
     pub batch: BatchLimits,
+    /// Slot and publication names use the md5 of the database name (`-m/--mangle`).
+    pub mangle: bool,
 }
 
 impl Default for FollowOptions {
@@ -48,6 +50,7 @@ impl Default for FollowOptions {
             retry_for: Duration::from_secs(600),
             lag_interval: Duration::from_secs(5),
             batch: BatchLimits::default(),
+            mangle: false,
         }
     }
 }
@@ -189,7 +192,7 @@ pub async fn follow_database(
     observer: Observer<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<FollowOutcome, FollowError> {
-    let names = object_names(&src.dbname);
+    let names = publication::names_for(&src.dbname, opts.mangle);
     let source = open("source", src).await?;
     let slot_exists = publication::slot_exists(&source.client, &names.slot).await?;
     let stored = stored_position(dst, &names.slot).await?;
@@ -207,7 +210,11 @@ pub async fn follow_database(
         }
         (false, _) => {
             let changed =
-                publication::check_replica_identity(&source.client, opts.replica_identity_full)
+                publication::check_replica_identity(
+                    &source.client,
+                    opts.replica_identity_full,
+                    &opts.clone.filter,
+                )
                     .await?;
             if !changed.is_empty() {
                 observer(FollowEvent::ReplicaIdentityFull(changed));
@@ -304,7 +311,7 @@ async fn start_fresh(
     opts: &FollowOptions,
     reporter: &dyn Reporter,
 ) -> Result<CloneSummary, FollowError> {
-    publication::create_publication(source, &names.publication).await?;
+    publication::create_publication(source, &names.publication, &opts.clone.filter).await?;
     let result = async {
         let mut repl = ReplicationConnection::connect(src).await?;
         let created = repl.create_slot(&names.slot, false, true).await?;
@@ -563,8 +570,8 @@ fn parse_pg_duration_ms(text: &str) -> Option<u64> {
 
 /// Drops our slot and publication for the source database `src` (idempotent), and the
 /// progress row in `dst` if that database exists. For abandoning a live migration.
-pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<(), FollowError> {
-    let names = object_names(&src.dbname);
+pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig, mangle: bool) -> Result<(), FollowError> {
+    let names = publication::names_for(&src.dbname, mangle);
     let source = open("source", src).await?;
     publication::drop_slot(&source.client, &names.slot).await?;
     publication::drop_publication(&source.client, &names.publication).await?;

@@ -6,6 +6,7 @@
 //! does not have a replica identity"). So before creating anything we look for such tables and
 //! refuse with their list, unless the user asked for `REPLICA IDENTITY FULL` on them.
 
+use crate::copy::TableFilter;
 use crate::ddl::{qualified, quote_ident, quote_literal};
 use md5::{Digest, Md5};
 use thiserror::Error;
@@ -25,7 +26,14 @@ const MAX_PLAIN_PART: usize = 63 - "pgferry__slot".len();
 /// of `[a-z0-9_]` and short enough (slot names allow nothing else), else the md5 of the name
 /// in hex — stable across runs, so a rerun finds the objects again.
 pub fn object_names(database: &str) -> ObjectNames {
-    let plain = !database.is_empty()
+    names_for(database, false)
+}
+
+/// [`object_names`], or with `mangle` (`-m/--mangle`) always the md5 form, so the database
+/// name does not appear on the source at all.
+pub fn names_for(database: &str, mangle: bool) -> ObjectNames {
+    let plain = !mangle
+        && !database.is_empty()
         && database.len() <= MAX_PLAIN_PART
         && database
             .bytes()
@@ -81,7 +89,10 @@ const USER_TABLES: &str = "FROM pg_catalog.pg_class c \
 /// Tables (schema-qualified, quoted) whose UPDATE/DELETE would fail once published: replica
 /// identity NOTHING, or DEFAULT without a primary key. Partitions are checked too: the check
 /// runs on the partition a row lives in.
-pub async fn tables_without_identity(client: &Client) -> Result<Vec<String>, PublicationError> {
+pub async fn tables_without_identity(
+    client: &Client,
+    filter: &TableFilter,
+) -> Result<Vec<String>, PublicationError> {
     let sql = format!(
         "SELECT n.nspname::text, c.relname::text {USER_TABLES} \
            AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS \
@@ -92,7 +103,11 @@ pub async fn tables_without_identity(client: &Client) -> Result<Vec<String>, Pub
         .query(&sql, &[])
         .await
         .map_err(source_err("looking for tables without a replica identity"))?;
-    Ok(rows.iter().map(|r| qualified(r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .filter(|r| filter.matches(r.get(0), r.get(1)))
+        .map(|r| qualified(r.get(0), r.get(1)))
+        .collect())
 }
 
 /// Refuses (changing nothing) when some tables lack a replica identity, or with `set_full`
@@ -100,8 +115,9 @@ pub async fn tables_without_identity(client: &Client) -> Result<Vec<String>, Pub
 pub async fn check_replica_identity(
     client: &Client,
     set_full: bool,
+    filter: &TableFilter,
 ) -> Result<Vec<String>, PublicationError> {
-    let tables = tables_without_identity(client).await?;
+    let tables = tables_without_identity(client, filter).await?;
     if tables.is_empty() {
         return Ok(tables);
     }
@@ -186,11 +202,18 @@ pub async fn slot_confirmed_flush(
 /// its slot): FOR ALL TABLES for a superuser, else FOR TABLE with every user table (roots of
 /// partition trees included, their partitions follow). On PG 13+, changes to partitions are
 /// published as changes to the root, so the target needs no identical partition layout.
-pub async fn create_publication(client: &Client, name: &str) -> Result<(), PublicationError> {
+/// With a table filter (`--with-table`/`--skip-table`) the publication lists exactly the tables
+/// that are copied: changes to a table that was not copied must not reach the target.
+pub async fn create_publication(
+    client: &Client,
+    name: &str,
+    filter: &TableFilter,
+) -> Result<(), PublicationError> {
     if publication_exists(client, name).await? {
         drop_publication(client, name).await?;
     }
-    let target = if is_superuser(client).await? {
+    let filtered = *filter != TableFilter::default();
+    let target = if !filtered && is_superuser(client).await? {
         "FOR ALL TABLES".to_owned()
     } else {
         let sql = format!(
@@ -205,8 +228,16 @@ pub async fn create_publication(client: &Client, name: &str) -> Result<(), Publi
             // A publication with no table is valid; tables created later are not replicated.
             String::new()
         } else {
-            let list: Vec<String> = rows.iter().map(|r| qualified(r.get(0), r.get(1))).collect();
-            format!("FOR TABLE {}", list.join(", "))
+            let list: Vec<String> = rows
+                .iter()
+                .filter(|r| filter.matches(r.get(0), r.get(1)))
+                .map(|r| qualified(r.get(0), r.get(1)))
+                .collect();
+            if list.is_empty() {
+                String::new()
+            } else {
+                format!("FOR TABLE {}", list.join(", "))
+            }
         }
     };
     let with = if server_version_num(client).await? >= 130000 {
@@ -289,5 +320,9 @@ mod tests {
         assert_eq!(object_names(&long).slot.len(), "pgferry__slot".len() + 32);
         assert_eq!(object_names(&"a".repeat(MAX_PLAIN_PART)).slot.len(), 63);
         assert!(object_names("").slot.starts_with("pgferry_d41d8cd9"));
+        assert_eq!(
+            names_for("shop", true).slot,
+            format!("pgferry_{}_slot", "fb54f3c5992b96d001bb16e8e92d968d")
+        );
     }
 }

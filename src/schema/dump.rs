@@ -31,6 +31,9 @@ pub struct DumpOptions {
     /// the list are dropped (objects go to the database's default) and reported in
     /// [`SchemaScript::warnings`], since `SET default_tablespace` to a missing one fails.
     pub target_tablespaces: Option<Vec<String>>,
+    /// Extensions not to create (`-xe`): their `CREATE EXTENSION` and comment are left out;
+    /// objects that need them fail on the target, which is what the user asked to find out.
+    pub excluded_extensions: Vec<String>,
 }
 
 /// The generated DDL. Each part starts with the session settings it needs, so either can be
@@ -97,6 +100,12 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
     let mut refresh = String::new();
     for i in sequence {
         let o = &model.objects[i];
+        if let Item::Extension(e) = o.item {
+            let name = &model.catalog.extensions[e].name;
+            if opts.excluded_extensions.iter().any(|x| x == name) {
+                continue;
+            }
+        }
         if let (ObjectKind::MatView, Item::Relation(r)) = (o.kind, o.item) {
             let r = &model.catalog.relations[r];
             if r.populated {
