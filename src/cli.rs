@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod clone_cmd;
+mod migrate_cmd;
 mod schema_cmd;
 pub mod size;
 mod verify_cmd;
@@ -71,15 +72,18 @@ pub enum Command {
     #[command(visible_alias = "pg")]
     Migrate(Box<MigrateArgs>),
 
-    /// Print the migration's status, read from the state kept in the target.
+    /// Print the migration's status, read from the state kept in the target's bootstrap
+    /// database (works from another terminal while migrate runs).
     Status(StatusArgs),
 
-    /// Cut over a running migration: wait for the lag, sync sequences, drop slot and publication.
+    /// Cut over a migration: wait for the lag, sync sequences, drop slot and publication.
+    /// Asks the running migrate process, or (with -s) does it itself when none runs.
     Stop(StopArgs),
 
-    /// Remove the replication slot, publication (source) and progress row (target) that
-    /// `clone --follow` created for this database pair; give the same -s and -t. Idempotent,
-    /// safe while nothing runs. (Whole-cluster cleanup comes with `migrate`.)
+    /// Remove what pgferry created for replication: for a migration (state in DST), every
+    /// database's slot and publication on the source, progress tables and the state on the
+    /// target; otherwise the slot, publication and progress row `clone --follow` made for the
+    /// database pair -s/-t. Idempotent; refuses while a migrate runs.
     Cleanup(CleanupArgs),
 
     /// Print the DDL rebuilt from the source's catalogs (the equivalent of pg_dump --schema-only).
@@ -179,8 +183,16 @@ pub enum Method {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    #[command(flatten)]
-    pub source: SourceArg,
+    /// Source server (URI or key=value); its database part names the database used to list
+    /// the others. Falls back to $SOURCE_SERVICE_URI, or to --config.
+    #[arg(
+        short = 's',
+        long = "source",
+        value_name = "SRC",
+        env = "SOURCE_SERVICE_URI",
+        hide_env_values = true
+    )]
+    pub source: Option<String>,
     #[command(flatten)]
     pub target: TargetArg,
 
@@ -306,7 +318,16 @@ pub struct MigrateArgs {
     #[arg(long = "replica-identity-full")]
     pub replica_identity_full: bool,
 
-    /// Machine-readable progress: one JSON event per line on stdout.
+    /// How long a live database keeps reconnecting after connections drop (e.g. 30s, 10m).
+    #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
+    pub retry_for: std::time::Duration,
+
+    /// Skip ANALYZE of the copied tables.
+    #[arg(long = "skip-analyze")]
+    pub skip_analyze: bool,
+
+    /// Machine-readable output: one JSON event per line on stdout (with --validate: one
+    /// JSON document).
     #[arg(long = "json")]
     pub json: bool,
 }
@@ -324,9 +345,19 @@ pub struct StatusArgs {
 pub struct StopArgs {
     #[command(flatten)]
     pub target: TargetArg,
-    /// Wait until the lag is at most BYTES before cutting over.
+    /// Wait until the lag is at most BYTES before cutting over (default 0: fully caught up).
     #[arg(long = "max-replication-lag", value_name = "BYTES")]
     pub max_replication_lag: Option<u64>,
+    /// The source, needed only when no `migrate` process is running (stop then resumes each
+    /// syncing database's stream itself to cut it over). Falls back to $SOURCE_SERVICE_URI.
+    #[arg(
+        short = 's',
+        long = "source",
+        value_name = "SRC",
+        env = "SOURCE_SERVICE_URI",
+        hide_env_values = true
+    )]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -646,37 +677,10 @@ pub fn conn_config_with_env(
 async fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Check(args) => crate::check::run_cli(&args).await,
-        Command::Migrate(args) => {
-            if args.pgbin.is_some() {
-                eprintln!(
-                    "pgferry: note: --pgbin is ignored; pgferry does not need pg_dump or psql"
-                );
-            }
-            // Validate the connection strings now, so a typo is reported even before the
-            // migration engine exists.
-            conn_config("source", &args.source.source)?;
-            conn_config("target", &args.target.target)?;
-            not_built_yet("migrate", "the whole-cluster migration (issue 6)")
-        }
-        Command::Status(_) => {
-            not_built_yet("status", "the migration state and status report (issue 6)")
-        }
-        Command::Stop(_) => {
-            not_built_yet("stop", "cutover of a running migration (issues 5 and 6)")
-        }
-        Command::Cleanup(args) => {
-            let src = conn_config("source", &args.source.source)?;
-            let dst = conn_config("target", &args.target.target)?;
-            crate::replication::cleanup(&src, &dst, false)
-                .await
-                .map_err(|e| CliError::failed(e.to_string()))?;
-            let names = crate::replication::publication::object_names(&src.dbname);
-            println!(
-                "removed (where present) slot {} and publication {} on the source, and the progress row on the target",
-                names.slot, names.publication
-            );
-            Ok(exit::OK)
-        }
+        Command::Migrate(args) => migrate_cmd::migrate(&args, &cli.global).await,
+        Command::Status(args) => migrate_cmd::status(&args).await,
+        Command::Stop(args) => migrate_cmd::stop(&args).await,
+        Command::Cleanup(args) => migrate_cmd::cleanup(&args).await,
         Command::Schema(args) => schema_cmd::run(&args).await,
         Command::Clone(args) => clone_cmd::run(&args).await,
         Command::Dump(_) => not_built_yet("dump", "native archives (issue 7)"),

@@ -146,7 +146,7 @@ async fn follow(
 }
 
 /// Ctrl-C or SIGTERM.
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

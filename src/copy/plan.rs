@@ -23,8 +23,8 @@ use super::{CopyError, CopyFormat, RowRange, Side, TableJob};
 /// version; user-defined types get OIDs from here up and differ between clusters.
 const FIRST_NORMAL_OID: u32 = 16384;
 
-/// Which tables to copy, by `schema.table` or `schema.*`. An empty include list means all;
-/// exclude wins over include.
+/// Which tables to copy, by `schema.table`, `schema.*` or `*.table` (any schema). An empty
+/// include list means all; exclude wins over include.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableFilter {
     pub include: Vec<String>,
@@ -35,6 +35,7 @@ impl TableFilter {
     pub fn matches(&self, schema: &str, table: &str) -> bool {
         let hit = |pattern: &String| match pattern.split_once('.') {
             Some((s, "*")) => s == schema,
+            Some(("*", t)) => t == table,
             Some((s, t)) => s == schema && t == table,
             None => false,
         };

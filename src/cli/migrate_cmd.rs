@@ -1,0 +1,361 @@
+//! `pgferry migrate` (alias `pg`), `status`, `stop` and `cleanup`: the seed tool's commands.
+
+use super::{
+    conn_config, exit, CleanupArgs, CliError, GlobalArgs, Method as CliMethod, MigrateArgs,
+    StatusArgs, StopArgs,
+};
+use crate::clone::CloneOptions;
+use crate::migrate::globals::{RoleOutcome, RoleStatus};
+use crate::migrate::plan::parse_table_specs;
+use crate::migrate::preflight::{Method, Preflight, PreflightOptions};
+use crate::migrate::{self, Control, DatabaseOutcome, MigrateError, MigrateOptions, Output};
+use crate::progress::JsonEvents;
+use serde_json::json;
+use std::time::Duration;
+
+/// Human lines on stderr, or JSON events on stdout.
+struct Printer {
+    json: Option<JsonEvents>,
+    verbose: bool,
+}
+
+impl Output for Printer {
+    fn message(&self, db: Option<&str>, text: &str) {
+        match (&self.json, db) {
+            (Some(events), _) => events.emit("log", json!({"database": db, "message": text})),
+            (None, Some(db)) => eprintln!("pgferry: [{db}] {text}"),
+            (None, None) => eprintln!("pgferry: {text}"),
+        }
+    }
+
+    fn detail(&self, db: &str, text: &str) {
+        match &self.json {
+            Some(events) => events.emit("detail", json!({"database": db, "message": text})),
+            None if self.verbose => eprintln!("pgferry: [{db}] {text}"),
+            None => {}
+        }
+    }
+
+    fn roles(&self, outcomes: &[RoleOutcome], show_passwords: bool) {
+        for o in outcomes {
+            let (status, detail) = match &o.status {
+                RoleStatus::Created => ("created", String::new()),
+                RoleStatus::Exists => ("exists", String::new()),
+                RoleStatus::Excluded => ("excluded", String::new()),
+                RoleStatus::Failed(e) => ("failed", e.clone()),
+            };
+            let password = match (&o.placeholder_password, show_passwords) {
+                (Some(p), true) => Some(p.expose().to_owned()),
+                (Some(_), false) => Some("(placeholder set; --show-passwords prints it)".into()),
+                (None, _) => None,
+            };
+            match &self.json {
+                Some(events) => events.emit(
+                    "role",
+                    json!({"role": o.name, "status": status, "error": (!detail.is_empty()).then_some(&detail),
+                           "password": password, "warnings": o.warnings}),
+                ),
+                None => {
+                    let mut line = format!("pgferry: role {}: {status}", o.name);
+                    if !detail.is_empty() {
+                        line.push_str(&format!(" ({detail})"));
+                    }
+                    if let Some(p) = password {
+                        line.push_str(&format!("; password: {p}"));
+                    }
+                    eprintln!("{line}");
+                    for w in &o.warnings {
+                        eprintln!("pgferry: role {}: warning: {w}", o.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn source_conn_str(args: &MigrateArgs) -> Result<(String, Vec<String>), CliError> {
+    match (&args.source, &args.config) {
+        (Some(_), Some(_)) => Err(CliError::usage(
+            "give the source either with -s/--source (or $SOURCE_SERVICE_URI) or with --config, not both",
+        )),
+        (Some(s), None) => Ok((s.clone(), Vec::new())),
+        (None, Some(path)) => {
+            let c = migrate::config::load(path).map_err(|e| CliError::usage(e.to_string()))?;
+            Ok((c.conn_str, c.ignore_dbs))
+        }
+        (None, None) => Err(CliError::usage(
+            "no source: give -s SRC (or set $SOURCE_SERVICE_URI, or use --config FILE)",
+        )),
+    }
+}
+
+fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions, CliError> {
+    let mut filtered = args.filtered_db.clone();
+    filtered.extend(ignore_dbs);
+    filtered.retain(|d| !d.trim().is_empty());
+    let with_tables =
+        parse_table_specs(&args.with_table).map_err(|e| CliError::usage(e.to_string()))?;
+    let skip_tables =
+        parse_table_specs(&args.skip_table).map_err(|e| CliError::usage(e.to_string()))?;
+    let defaults = CloneOptions::default();
+    let jobs = args.copy.jobs.unwrap_or(defaults.jobs).max(1);
+    let clone = CloneOptions {
+        jobs,
+        index_jobs: args.copy.index_jobs.unwrap_or(jobs).max(1),
+        split_threshold: args.copy.split_tables_larger_than.max(1),
+        skip_analyze: args.skip_analyze,
+        excluded_extensions: args.excluded_extensions.clone(),
+        extension_config_tables: !args.no_replicate_extension_tables,
+        ..defaults
+    };
+    let recorded = json!({
+        "filtered_db": filtered,
+        "databases": args.databases,
+        "with_table": args.with_table,
+        "skip_table": args.skip_table,
+        "excluded_roles": args.excluded_roles,
+        "excluded_extensions": args.excluded_extensions,
+        "force_method": args.force_method.map(|m| format!("{m:?}").to_lowercase()),
+        "mangle": args.mangle,
+        "replica_identity_full": args.replica_identity_full,
+        "jobs": jobs,
+        "db_jobs": args.db_jobs,
+    });
+    Ok(MigrateOptions {
+        preflight: PreflightOptions {
+            databases: args.databases.clone(),
+            filtered,
+            with_tables,
+            skip_tables,
+            excluded_extensions: args.excluded_extensions.clone(),
+            excluded_roles: args.excluded_roles.clone(),
+            force_method: args.force_method.map(|m| match m {
+                CliMethod::Dump => Method::Dump,
+                CliMethod::Replication => Method::Replication,
+            }),
+            no_createdb: args.no_createdb,
+            replica_identity_full: args.replica_identity_full,
+            skip_db_version_check: args.skip_db_version_check,
+            dbs_max_total_size: args.dbs_max_total_size,
+            mangle: args.mangle,
+        },
+        clone,
+        db_jobs: args.db_jobs.max(1),
+        cutover_at_lag: args
+            .stop_replication
+            .then_some(args.max_replication_lag)
+            .flatten(),
+        migration_id: args.migration_id.clone(),
+        show_passwords: args.show_passwords,
+        retry_for: args.retry_for,
+        recorded_options: recorded,
+    })
+}
+
+/// The preflight report as text: blockers, then per database the method and why.
+pub fn render_preflight(p: &Preflight) -> String {
+    let mut out = format!(
+        "source: {} (PostgreSQL {}), target: {} (PostgreSQL {})\n",
+        p.source.server, p.source.server_version, p.target.server, p.target.server_version
+    );
+    for b in &p.blockers {
+        out.push_str(&format!("BLOCKER: {b}\n"));
+    }
+    for w in &p.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    if !p.roles_to_create.is_empty() {
+        out.push_str(&format!(
+            "roles to create: {}\n",
+            p.roles_to_create.join(", ")
+        ));
+    }
+    out.push('\n');
+    let width = p
+        .databases
+        .iter()
+        .map(|d| d.name.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    out.push_str(&format!("{:<width$}  {:<11} {:>10}  WHY\n", "DATABASE", "METHOD", "SIZE"));
+    for d in &p.databases {
+        let size = d
+            .size_bytes
+            .map(|s| super::size::format_size(s.max(0) as u64))
+            .unwrap_or_else(|| "?".into());
+        let why = d.reason.as_deref().unwrap_or("logical replication is possible");
+        out.push_str(&format!(
+            "{:<width$}  {:<11} {:>10}  {why}\n",
+            d.name,
+            d.method.as_status(),
+            size
+        ));
+        for problem in &d.problems {
+            out.push_str(&format!("{:<width$}  PROBLEM: {problem}\n", ""));
+        }
+    }
+    out.push_str(if p.passed() {
+        "\nthe migration can proceed\n"
+    } else {
+        "\nthe migration cannot proceed as asked (see BLOCKER/PROBLEM lines); nothing was changed\n"
+    });
+    out
+}
+
+pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliError> {
+    if args.pgbin.is_some() {
+        eprintln!("pgferry: note: --pgbin is ignored; pgferry does not need pg_dump or psql");
+    }
+    let (source, ignore_dbs) = source_conn_str(args)?;
+    let src = conn_config("source", &source)?;
+    let dst = conn_config("target", &args.target.target)?;
+    let opts = options(args, ignore_dbs)?;
+
+    if args.validate {
+        let report = migrate::validate(&src, &dst, &opts)
+            .await
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        } else {
+            print!("{}", render_preflight(&report));
+        }
+        return Ok(if report.passed() {
+            exit::OK
+        } else {
+            exit::PREFLIGHT
+        });
+    }
+
+    let printer = Printer {
+        json: args.json.then(JsonEvents::default),
+        verbose: global.verbose || global.debug,
+    };
+    let (control_tx, control_rx) = tokio::sync::watch::channel(Control::Run);
+    let signals = tokio::spawn(async move {
+        super::clone_cmd::wait_for_signal().await;
+        eprintln!("pgferry: interrupted: stopping (streaming databases keep their slot; rerun to resume)");
+        let _ = control_tx.send(Control::Interrupt);
+    });
+    let result = migrate::run(&src, &dst, &opts, &printer, control_rx).await;
+    signals.abort();
+    let report = match result {
+        Ok(report) => report,
+        Err(MigrateError::PreflightFailed(p)) => {
+            eprint!("{}", render_preflight(&p));
+            return Err(CliError {
+                message: "preflight failed: nothing was created or changed on either server"
+                    .into(),
+                code: exit::PREFLIGHT,
+            });
+        }
+        Err(e) => return Err(CliError::failed(e.to_string())),
+    };
+    let mut failed = false;
+    for (db, outcome) in &report.databases {
+        let text = match outcome {
+            DatabaseOutcome::Done => "done".to_string(),
+            DatabaseOutcome::AlreadyDone => "done (earlier run)".to_string(),
+            DatabaseOutcome::Syncing => "syncing (streaming stopped; rerun to resume, or `pgferry stop`)".to_string(),
+            DatabaseOutcome::Failed(e) => {
+                failed = true;
+                format!("FAILED: {e}")
+            }
+        };
+        printer.message(Some(db), &format!("result: {text}"));
+    }
+    if failed {
+        Err(CliError::failed(format!(
+            "migration {} finished with failed databases (see above, or `pgferry status -t ...`)",
+            report.id
+        )))
+    } else {
+        printer.message(None, &format!("migration {} finished", report.id));
+        Ok(exit::OK)
+    }
+}
+
+pub async fn status(args: &StatusArgs) -> Result<u8, CliError> {
+    let dst = conn_config("target", &args.target.target)?;
+    let session = crate::conn::connect(&dst)
+        .await
+        .map_err(|e| CliError::failed(format!("target: {e}")))?;
+    let report = migrate::status::read(&session.client, &dst.dbname)
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let Some(report) = report else {
+        return Err(CliError::failed(format!(
+            "target database \"{}\" holds no pgferry migration: -t must name the bootstrap database migrate was given",
+            dst.dbname
+        )));
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(exit::OK)
+}
+
+pub async fn stop(args: &StopArgs) -> Result<u8, CliError> {
+    let dst = conn_config("target", &args.target.target)?;
+    let src = match &args.source {
+        Some(s) => Some(conn_config("source", s)?),
+        None => None,
+    };
+    let printer = Printer {
+        json: None,
+        verbose: true,
+    };
+    let done = migrate::finish::stop(
+        src.as_ref(),
+        &dst,
+        args.max_replication_lag.unwrap_or(0),
+        &printer,
+        Duration::from_secs(1),
+    )
+    .await
+    .map_err(|e| match e {
+        migrate::finish::FinishError::NeedSource => CliError::usage(e.to_string()),
+        other => CliError::failed(other.to_string()),
+    })?;
+    println!("cut over: {}", done.join(", "));
+    Ok(exit::OK)
+}
+
+pub async fn cleanup(args: &CleanupArgs) -> Result<u8, CliError> {
+    let src = conn_config("source", &args.source.source)?;
+    let dst = conn_config("target", &args.target.target)?;
+    match migrate::finish::cleanup(&src, &dst)
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?
+    {
+        Some(cleaned) => {
+            for line in &cleaned.source_objects {
+                println!("removed (where present) on the source: {line}");
+            }
+            println!(
+                "removed the migration state (schema pgferry) from target database \"{}\"",
+                dst.dbname
+            );
+        }
+        None => {
+            crate::replication::cleanup(&src, &dst, false)
+                .await
+                .map_err(|e| CliError::failed(e.to_string()))?;
+            let names = crate::replication::publication::object_names(&src.dbname);
+            println!(
+                "removed (where present) slot {} and publication {} on the source, and the progress row on the target",
+                names.slot, names.publication
+            );
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,897 @@
+//! `pgferry migrate`: a whole cluster (or chosen databases), the seed tool's workflow.
+//!
+//! ```text
+//!  state lock ─► preflight (read-only) ─► [--validate: report, stop] ─► roles
+//!     ─► databases, --db-jobs at a time:  create like the source + settings
+//!            pg_dump method:     clone_database                     ─► done
+//!            replication method: follow_database (copy, stream)    ─► syncing ─► cutover ─► done
+//!  stop request (pgferry stop) or --stop-replication ─► cutover at the asked lag
+//! ```
+//!
+//! Everything a run learns is written to schema `pgferry` of the target's bootstrap database
+//! ([`store`]) by one writer task, so that `status` works from another terminal and a rerun
+//! knows what is finished: finished databases are skipped, streaming resumes from the stored
+//! position, and a database whose copy was interrupted is emptied and copied again (tables
+//! copied under two different snapshots would not be consistent with each other).
+
+pub mod config;
+pub mod finish;
+pub mod globals;
+pub mod plan;
+pub mod preflight;
+pub mod status;
+pub mod store;
+
+use crate::clone::database;
+use crate::clone::{clone_database, CloneError, CloneOptions};
+use crate::conn::{connect, ConnConfig, ConnectError, Session};
+use crate::copy::{CopyStats, ProgressSink, TableJob};
+use crate::progress::Reporter;
+use crate::replication::{
+    follow_database, publication, state as apply_state, FollowError, FollowEvent, FollowOptions,
+    FollowOutcome,
+};
+use futures::stream::{self, StreamExt};
+use preflight::{DatabasePlan, Method, Preflight, PreflightError, PreflightOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{DatabaseRow, Store, StoreError, Update};
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+
+/// Everything `migrate` was asked.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    pub preflight: PreflightOptions,
+    /// Copy settings shared by every database (the table filter is set per database).
+    pub clone: CloneOptions,
+    pub db_jobs: usize,
+    /// `--stop-replication --max-replication-lag N`: cut over once the lag is at most N.
+    pub cutover_at_lag: Option<u64>,
+    pub migration_id: Option<String>,
+    pub show_passwords: bool,
+    pub retry_for: Duration,
+    /// Options as the user gave them, recorded in the state (never a password).
+    pub recorded_options: serde_json::Value,
+}
+
+/// How a run is steered from outside: Ctrl-C, or a cutover asked by `pgferry stop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Run,
+    /// Cut over every streaming database once its lag is at most this many bytes.
+    CutOver(u64),
+    /// Stop now; streaming databases keep their slot and resume on the next run.
+    Interrupt,
+}
+
+/// What the caller shows to the user. `db` is `None` for messages about the whole migration.
+pub trait Output: Send + Sync {
+    fn message(&self, db: Option<&str>, text: &str);
+    /// Progress of one database (a table finished...): shown only in verbose mode.
+    fn detail(&self, db: &str, text: &str);
+    fn roles(&self, outcomes: &[globals::RoleOutcome], show_passwords: bool);
+}
+
+#[derive(Debug, Error)]
+pub enum MigrateError {
+    #[error("{role}: {source}")]
+    Connect {
+        role: &'static str,
+        #[source]
+        source: ConnectError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error("preflight failed: nothing was created or changed on either server")]
+    PreflightFailed(Box<Preflight>),
+    #[error(
+        "a migration is already running into this target (another pgferry process holds its lock in \
+         database \"{database}\"); it was left alone. Use `pgferry status -t ...` to watch it, or \
+         `pgferry stop -t ...` to cut it over"
+    )]
+    AlreadyRunning { database: String },
+    #[error("roles: {0}")]
+    Globals(#[from] globals::GlobalsError),
+}
+
+/// What happened to one database in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseOutcome {
+    /// Finished (copied, or cut over).
+    Done,
+    /// Finished by an earlier run; nothing to do.
+    AlreadyDone,
+    /// Copied and streaming when the run stopped: a rerun or `pgferry stop` continues.
+    Syncing,
+    Failed(String),
+}
+
+/// The end of a run.
+#[derive(Debug, Clone)]
+pub struct MigrationReport {
+    pub id: String,
+    pub preflight: Preflight,
+    pub roles: Vec<globals::RoleOutcome>,
+    pub databases: Vec<(String, DatabaseOutcome)>,
+}
+
+impl MigrationReport {
+    pub fn failed(&self) -> bool {
+        self.databases
+            .iter()
+            .any(|(_, o)| matches!(o, DatabaseOutcome::Failed(_)))
+    }
+}
+
+async fn open(role: &'static str, cfg: &ConnConfig) -> Result<Session, MigrateError> {
+    connect(cfg)
+        .await
+        .map_err(|source| MigrateError::Connect { role, source })
+}
+
+/// The default migration id: stable for the same source server, so rerunning the same
+/// command resumes.
+pub fn default_migration_id(fingerprint: &str) -> String {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(fingerprint.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("pgferry-{hex}")
+}
+
+/// Runs only the checks (`--validate`): nothing is created or changed on either server.
+pub async fn validate(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    opts: &MigrateOptions,
+) -> Result<Preflight, MigrateError> {
+    let bootstrap = open("target", dst).await?;
+    let store = Store::new(&bootstrap.client, &dst.dbname);
+    let rows = match store.migration().await? {
+        Some(m) => store.databases(&m.id).await?,
+        None => Vec::new(),
+    };
+    Ok(preflight::run(src, dst, &opts.preflight, &rows).await?)
+}
+
+/// Runs the migration. `control` steers it (Ctrl-C, stop); a stop request written by
+/// `pgferry stop` into the state is turned into [`Control::CutOver`] here.
+pub async fn run(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    opts: &MigrateOptions,
+    out: &dyn Output,
+    control: watch::Receiver<Control>,
+) -> Result<MigrationReport, MigrateError> {
+    // The lock session lives as long as the run.
+    let lock_session = open("target", dst).await?;
+    let store = Store::new(&lock_session.client, &dst.dbname);
+    if !store.try_lock().await? {
+        return Err(MigrateError::AlreadyRunning {
+            database: dst.dbname.clone(),
+        });
+    }
+    let prior = store.migration().await?;
+    let prior_rows = match &prior {
+        Some(m) => store.databases(&m.id).await?,
+        None => Vec::new(),
+    };
+    let checks = preflight::run(src, dst, &opts.preflight, &prior_rows).await?;
+    for w in &checks.warnings {
+        out.message(None, &format!("warning: {w}"));
+    }
+    if !checks.passed() {
+        return Err(MigrateError::PreflightFailed(Box::new(checks)));
+    }
+    let id = opts
+        .migration_id
+        .clone()
+        .unwrap_or_else(|| default_migration_id(&checks.source_fingerprint));
+    let prior = store
+        .begin(
+            &id,
+            &src.display_target(),
+            &checks.source_fingerprint,
+            &opts.recorded_options,
+        )
+        .await?;
+    let prior_rows = if prior.is_some() {
+        store.databases(&id).await?
+    } else {
+        Vec::new()
+    };
+    out.message(
+        None,
+        &format!(
+            "migration {id}: {} → {} ({} database{}){}",
+            src.display_target(),
+            dst.display_target(),
+            checks.databases.len(),
+            if checks.databases.len() == 1 { "" } else { "s" },
+            if prior.is_some() { ", resuming" } else { "" }
+        ),
+    );
+
+    // Roles before databases: databases and objects have owners.
+    let roles = {
+        let source = open("source", src).await?;
+        let g = globals::read_globals(&source.client).await?;
+        let outcomes = globals::apply_roles(
+            &lock_session.client,
+            &g,
+            &globals::RoleOptions {
+                excluded: opts.preflight.excluded_roles.clone(),
+            },
+        )
+        .await?;
+        out.roles(&outcomes, opts.show_passwords);
+        outcomes
+    };
+
+    // One writer for the state, so that updates keep their order.
+    let writer_session = open("target", dst).await?;
+    let (updates, mut rx) = mpsc::unbounded_channel::<Update>();
+    let writer_id = id.clone();
+    let writer_db = dst.dbname.clone();
+    let writer = tokio::spawn(async move {
+        let store = Store::new(&writer_session.client, &writer_db);
+        while let Some(update) = rx.recv().await {
+            if let Err(e) = store.apply(&writer_id, &update).await {
+                tracing::warn!("could not record progress: {e}");
+            }
+        }
+    });
+
+    // `pgferry stop` from another terminal writes a stop request; turn it into CutOver.
+    let (control_tx, control_rx) = watch::channel(*control.borrow());
+    let poller = {
+        let dst = dst.clone();
+        let id = id.clone();
+        let mut control = control.clone();
+        let control_tx = control_tx.clone();
+        tokio::spawn(async move {
+            let session = connect(&dst).await.ok();
+            loop {
+                tokio::select! {
+                    changed = control.changed() => {
+                        if changed.is_err() { break; }
+                        let value = *control.borrow();
+                        let _ = control_tx.send(value);
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if let Some(s) = &session {
+                            let store = Store::new(&s.client, &dst.dbname);
+                            if let Ok(Some(lag)) = store.stop_requested(&id).await {
+                                if *control_tx.borrow() == Control::Run {
+                                    let _ = control_tx.send(Control::CutOver(lag.max(0) as u64));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let ctx = Context {
+        src,
+        dst,
+        opts,
+        id: &id,
+        out,
+        updates: &updates,
+        control: control_rx,
+    };
+    let jobs = opts.db_jobs.max(1);
+    let results: Vec<(String, DatabaseOutcome)> = stream::iter(checks.databases.iter())
+        .map(|plan| {
+            let ctx = &ctx;
+            let prior = prior_rows.iter().find(|r| r.dbname == plan.name).cloned();
+            async move {
+                let outcome = ctx.migrate_database(plan, prior).await;
+                (plan.name.clone(), outcome)
+            }
+        })
+        .buffer_unordered(jobs)
+        .collect()
+        .await;
+    poller.abort();
+    drop(ctx);
+    drop(updates);
+    let _ = writer.await;
+
+    let mut databases = results;
+    databases.sort_by(|a, b| a.0.cmp(&b.0));
+    let failed: Vec<&String> = databases
+        .iter()
+        .filter(|(_, o)| matches!(o, DatabaseOutcome::Failed(_)))
+        .map(|(n, _)| n)
+        .collect();
+    let syncing = databases
+        .iter()
+        .any(|(_, o)| *o == DatabaseOutcome::Syncing);
+    let (status, error) = if !failed.is_empty() {
+        (
+            "failed",
+            Some(format!(
+                "failed: {}",
+                failed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        )
+    } else if syncing {
+        ("syncing", None)
+    } else {
+        ("done", None)
+    };
+    store.finish(&id, status, error.as_deref()).await?;
+    Ok(MigrationReport {
+        id,
+        preflight: checks,
+        roles,
+        databases,
+    })
+}
+
+struct Context<'a> {
+    src: &'a ConnConfig,
+    dst: &'a ConnConfig,
+    opts: &'a MigrateOptions,
+    id: &'a str,
+    out: &'a dyn Output,
+    updates: &'a mpsc::UnboundedSender<Update>,
+    control: watch::Receiver<Control>,
+}
+
+/// Why a database's migration stopped, before it is turned into a [`DatabaseOutcome`].
+#[derive(Debug, Error)]
+enum DbError {
+    #[error(transparent)]
+    Clone(#[from] CloneError),
+    #[error(transparent)]
+    Follow(#[from] FollowError),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Context<'_> {
+    fn send(&self, update: Update) {
+        let _ = self.updates.send(update);
+    }
+
+    fn phase(&self, db: &str, phase: &str, status: &str) {
+        self.send(Update::Phase {
+            db: db.to_owned(),
+            phase: phase.to_owned(),
+            status: status.to_owned(),
+        });
+    }
+
+    async fn migrate_database(
+        &self,
+        plan: &DatabasePlan,
+        prior: Option<DatabaseRow>,
+    ) -> DatabaseOutcome {
+        let db = plan.name.as_str();
+        if prior.as_ref().is_some_and(|p| p.status == "done") {
+            self.out.message(Some(db), "done by an earlier run; skipped");
+            return DatabaseOutcome::AlreadyDone;
+        }
+        if *self.control.borrow() == Control::Interrupt {
+            return DatabaseOutcome::Failed("interrupted before it started".into());
+        }
+        // The row first, synchronously, so that status shows every database from the start.
+        if let Ok(session) = connect(self.dst).await {
+            let store = Store::new(&session.client, &self.dst.dbname);
+            if let Err(e) = store
+                .start_database(
+                    self.id,
+                    db,
+                    plan.method.as_status(),
+                    plan.reason.as_deref(),
+                )
+                .await
+            {
+                return DatabaseOutcome::Failed(e.to_string());
+            }
+        }
+        match &plan.reason {
+            Some(reason) => self.out.message(
+                Some(db),
+                &format!("method {} ({reason})", plan.method.as_status()),
+            ),
+            None => self
+                .out
+                .message(Some(db), &format!("method {}", plan.method.as_status())),
+        }
+        let result = match plan.method {
+            Method::Dump => self.migrate_by_copy(plan, prior.as_ref()).await,
+            Method::Replication => self.migrate_live(plan, prior.as_ref()).await,
+        };
+        match result {
+            Ok(outcome) => {
+                match &outcome {
+                    DatabaseOutcome::Done => {
+                        self.phase(db, "done", "done");
+                        self.out.message(Some(db), "done");
+                    }
+                    DatabaseOutcome::Syncing => self.out.message(
+                        Some(db),
+                        "still syncing: streaming stopped, the slot is kept; rerun the same command to resume, or `pgferry stop` to cut over",
+                    ),
+                    _ => {}
+                }
+                outcome
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.send(Update::Failed {
+                    db: db.to_owned(),
+                    error: message.clone(),
+                });
+                self.out.message(Some(db), &format!("FAILED: {message}"));
+                DatabaseOutcome::Failed(message)
+            }
+        }
+    }
+
+    /// Makes the target database ready for a fresh copy: removes what an interrupted earlier
+    /// run left (dropping the database when pgferry created it, emptying it otherwise),
+    /// creates it like the source when missing, and applies its settings.
+    async fn prepare_target(
+        &self,
+        plan: &DatabasePlan,
+        prior: Option<&DatabaseRow>,
+    ) -> Result<(), DbError> {
+        let db = plan.name.as_str();
+        let admin = open("target", self.dst).await?;
+        let exists = database::database_exists(&admin.client, db).await?;
+        let mut created = prior.is_some_and(|p| p.created_db);
+        if let Some(p) = prior {
+            if exists && p.phase != "pending" {
+                if p.created_db && db != self.dst.dbname {
+                    self.out.message(
+                        Some(db),
+                        "an earlier run stopped during the copy: dropping the partial target database and starting again",
+                    );
+                    drop_database(&admin.client, db).await?;
+                } else {
+                    self.out.message(
+                        Some(db),
+                        "an earlier run stopped during the copy: emptying the target database and starting again",
+                    );
+                    let target = open("target", &self.dst.with_dbname(db)).await?;
+                    empty_database(&target.client, db).await?;
+                }
+            }
+        }
+        self.send(Update::ForgetTables { db: db.to_owned() });
+        if !database::database_exists(&admin.client, db).await? {
+            let source = open("source", &self.src.with_dbname(db)).await?;
+            let version: i32 = source
+                .client
+                .query_one("SELECT current_setting('server_version_num')::int4", &[])
+                .await
+                .map_err(|e| CloneError::source_failed("reading the server version", e))?
+                .get(0);
+            let props = database::source_props(&source.client, version).await?;
+            database::create_database(&admin.client, db, &props).await?;
+            created = true;
+            self.send(Update::CreatedDatabase { db: db.to_owned() });
+            let settings = globals::database_settings_sql(&source.client, db, db)
+                .await
+                .map_err(MigrateError::from)?;
+            for sql in settings {
+                if let Err(e) = admin.client.batch_execute(&sql).await {
+                    self.out.message(
+                        Some(db),
+                        &format!(
+                            "warning: could not apply a database setting ({}): {}",
+                            sql.lines().next().unwrap_or(""),
+                            crate::copy::server_message(&e)
+                        ),
+                    );
+                }
+            }
+        }
+        let _ = created;
+        Ok(())
+    }
+
+    fn clone_options(&self, plan: &DatabasePlan) -> CloneOptions {
+        CloneOptions {
+            filter: plan.filter.clone(),
+            existing: database::ExistingTarget::Refuse,
+            snapshot: None,
+            ..self.opts.clone.clone()
+        }
+    }
+
+    async fn migrate_by_copy(
+        &self,
+        plan: &DatabasePlan,
+        prior: Option<&DatabaseRow>,
+    ) -> Result<DatabaseOutcome, DbError> {
+        let db = plan.name.as_str();
+        // A database that earlier used replication may have left its slot: ours, remove it.
+        if prior.is_some_and(|p| p.method == "replication") {
+            self.remove_source_objects(db).await?;
+        }
+        self.phase(db, "schema", "running");
+        self.prepare_target(plan, prior).await?;
+        let reporter = DbProgress::new(self, db);
+        let (src_db, dst_db) = (self.src.with_dbname(db), self.dst.with_dbname(db));
+        let clone_opts = self.clone_options(plan);
+        let copy = clone_database(&src_db, &dst_db, &clone_opts, &reporter);
+        let mut control = self.control.clone();
+        let summary = tokio::select! {
+            r = copy => r?,
+            _ = wait_for(&mut control, |c| c == Control::Interrupt) => {
+                return Err(DbError::Other("interrupted during the copy; rerun to copy this database again".into()));
+            }
+        };
+        self.out.message(
+            Some(db),
+            &format!(
+                "copied {} tables ({} rows) in {:.1}s",
+                summary.tables.len(),
+                summary.tables.iter().map(|t| t.rows).sum::<u64>(),
+                summary.elapsed.as_secs_f64()
+            ),
+        );
+        Ok(DatabaseOutcome::Done)
+    }
+
+    /// Drops this database's slot and publication on the source, if they exist.
+    async fn remove_source_objects(&self, db: &str) -> Result<(), DbError> {
+        let names = publication::names_for(db, self.opts.preflight.mangle);
+        let source = open("source", &self.src.with_dbname(db)).await?;
+        publication::drop_slot(&source.client, &names.slot)
+            .await
+            .map_err(|e| DbError::Other(e.to_string()))?;
+        publication::drop_publication(&source.client, &names.publication)
+            .await
+            .map_err(|e| DbError::Other(e.to_string()))?;
+        Ok(())
+    }
+
+    async fn migrate_live(
+        &self,
+        plan: &DatabasePlan,
+        prior: Option<&DatabaseRow>,
+    ) -> Result<DatabaseOutcome, DbError> {
+        let db = plan.name.as_str();
+        let src_db = self.src.with_dbname(db);
+        let dst_db = self.dst.with_dbname(db);
+        let names = publication::names_for(db, self.opts.preflight.mangle);
+
+        // Resume when the slot and the target's progress row both exist; otherwise whatever an
+        // earlier run left is removed and the database copied again.
+        let slot_exists = {
+            let source = open("source", &src_db).await?;
+            publication::slot_exists(&source.client, &names.slot)
+                .await
+                .map_err(|e| DbError::Other(e.to_string()))?
+        };
+        let progress = match connect(&dst_db).await {
+            Ok(target) => {
+                let has_table: bool = target
+                    .client
+                    .query_one(
+                        "SELECT to_regclass('pgferry.apply_progress') IS NOT NULL",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| CloneError::target_failed("looking for the progress row", e))?
+                    .get(0);
+                if has_table {
+                    apply_state::load(&target.client, &names.slot)
+                        .await
+                        .map_err(|e| CloneError::target_failed("reading the progress row", e))?
+                } else {
+                    None
+                }
+            }
+            Err(_) => None,
+        };
+        let resume = slot_exists && progress.is_some() && prior.is_some();
+        if !resume {
+            if slot_exists {
+                self.remove_source_objects(db).await?;
+            }
+            if progress.is_some() {
+                if let Ok(target) = connect(&dst_db).await {
+                    let _ = apply_state::forget(&target.client, &names.slot).await;
+                }
+            }
+            self.phase(db, "schema", "running");
+            self.prepare_target(plan, prior).await?;
+        } else {
+            self.phase(db, "streaming", "syncing");
+        }
+
+        let streaming = Arc::new(AtomicBool::new(resume));
+        let mut cutover_at = self.opts.cutover_at_lag;
+        loop {
+            if let Control::CutOver(lag) = *self.control.borrow() {
+                cutover_at = Some(lag);
+            }
+            let follow_opts = FollowOptions {
+                clone: self.clone_options(plan),
+                cutover_at_lag: cutover_at,
+                replica_identity_full: self.opts.preflight.replica_identity_full,
+                retry_for: self.opts.retry_for,
+                mangle: self.opts.preflight.mangle,
+                ..FollowOptions::default()
+            };
+            // Shut the follower down on Ctrl-C, or on a cutover request once it streams
+            // (a cutover asked during the copy waits for the copy to finish).
+            let (shutdown_tx, shutdown_rx) = watch::channel(false);
+            let watcher = {
+                let mut control = self.control.clone();
+                let streaming = streaming.clone();
+                let already_cutting = cutover_at.is_some();
+                tokio::spawn(async move {
+                    loop {
+                        let c = *control.borrow();
+                        match c {
+                            Control::Interrupt => break,
+                            Control::CutOver(_)
+                                if !already_cutting && streaming.load(Ordering::SeqCst) =>
+                            {
+                                break
+                            }
+                            _ => {}
+                        }
+                        tokio::select! {
+                            r = control.changed() => if r.is_err() { return; },
+                            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        }
+                    }
+                    let _ = shutdown_tx.send(true);
+                })
+            };
+            let reporter = DbProgress::new(self, db);
+            let observer = |event: FollowEvent| self.on_follow_event(db, &streaming, event);
+            let result =
+                follow_database(&src_db, &dst_db, &follow_opts, &reporter, &observer, shutdown_rx)
+                    .await;
+            watcher.abort();
+            match result? {
+                FollowOutcome::CutOver { applied } => {
+                    self.send(Update::Lag {
+                        db: db.to_owned(),
+                        bytes: 0,
+                    });
+                    self.out.message(
+                        Some(db),
+                        &format!("cut over at {applied}: sequences synced, slot and publication dropped"),
+                    );
+                    // The progress row served its purpose.
+                    if let Ok(target) = connect(&dst_db).await {
+                        let _ = apply_state::forget(&target.client, &names.slot).await;
+                    }
+                    return Ok(DatabaseOutcome::Done);
+                }
+                FollowOutcome::Stopped { .. } => match *self.control.borrow() {
+                    Control::CutOver(lag) if cutover_at.is_none() => {
+                        self.out.message(
+                            Some(db),
+                            &format!("cutover requested: waiting for a lag of at most {lag} bytes"),
+                        );
+                        cutover_at = Some(lag);
+                        continue;
+                    }
+                    _ => return Ok(DatabaseOutcome::Syncing),
+                },
+            }
+        }
+    }
+
+    fn on_follow_event(&self, db: &str, streaming: &AtomicBool, event: FollowEvent) {
+        match event {
+            FollowEvent::ReplicaIdentityFull(tables) => self.out.message(
+                Some(db),
+                &format!(
+                    "WARNING: the source was changed: REPLICA IDENTITY FULL set on {}",
+                    tables.join(", ")
+                ),
+            ),
+            FollowEvent::Cloned(summary) => {
+                streaming.store(true, Ordering::SeqCst);
+                self.phase(db, "streaming", "syncing");
+                self.out.message(
+                    Some(db),
+                    &format!(
+                        "copied {} tables ({} rows) in {:.1}s; streaming the changes made since",
+                        summary.tables.len(),
+                        summary.tables.iter().map(|t| t.rows).sum::<u64>(),
+                        summary.elapsed.as_secs_f64()
+                    ),
+                );
+            }
+            FollowEvent::Resuming { from, .. } => {
+                streaming.store(true, Ordering::SeqCst);
+                self.phase(db, "streaming", "syncing");
+                self.out
+                    .message(Some(db), &format!("resuming streaming from {from}"));
+            }
+            FollowEvent::Streaming { .. } => {}
+            FollowEvent::Lag { bytes, applied } => {
+                self.send(Update::Lag {
+                    db: db.to_owned(),
+                    bytes: bytes.min(i64::MAX as u64) as i64,
+                });
+                self.out
+                    .detail(db, &format!("lag {bytes} bytes (applied up to {applied})"));
+            }
+            FollowEvent::Retrying {
+                attempt,
+                error,
+                wait,
+            } => self.out.message(
+                Some(db),
+                &format!(
+                    "attempt {attempt} failed: {error}; retrying in {:.1}s",
+                    wait.as_secs_f64()
+                ),
+            ),
+            FollowEvent::CutoverStarted { lag } => {
+                self.phase(db, "cutover", "syncing");
+                self.out.message(
+                    Some(db),
+                    &format!("lag {lag} bytes: cutting over (sequences, slot, publication)"),
+                );
+            }
+            FollowEvent::SequencesSynced(n) => {
+                self.out.detail(db, &format!("{n} sequences synced"))
+            }
+        }
+    }
+}
+
+async fn wait_for(control: &mut watch::Receiver<Control>, pred: impl Fn(Control) -> bool) {
+    loop {
+        if pred(*control.borrow()) {
+            return;
+        }
+        if control.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn drop_database(admin: &tokio_postgres::Client, db: &str) -> Result<(), DbError> {
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            crate::ddl::quote_ident(db)
+        ))
+        .await
+        .map_err(|e| DbError::from(CloneError::target_failed("dropping the partial database", e)))
+}
+
+/// Empties a target database pgferry did not create (e.g. the bootstrap database): every
+/// schema but the system ones and `pgferry` is dropped, `public` recreated as initdb makes
+/// it, large objects removed. Only used on a database this migration was copying into.
+async fn empty_database(client: &tokio_postgres::Client, db: &str) -> Result<(), DbError> {
+    client
+        .batch_execute(
+            "DO $$DECLARE s text; BEGIN \
+               FOR s IN SELECT nspname FROM pg_catalog.pg_namespace \
+                        WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') \
+                          AND nspname NOT LIKE 'pg\\_%' LOOP \
+                 EXECUTE format('DROP SCHEMA %I CASCADE', s); \
+               END LOOP; \
+               IF current_setting('server_version_num')::int >= 150000 THEN \
+                 CREATE SCHEMA public AUTHORIZATION pg_database_owner; \
+                 GRANT USAGE ON SCHEMA public TO PUBLIC; \
+               ELSE \
+                 CREATE SCHEMA public; \
+                 GRANT ALL ON SCHEMA public TO PUBLIC; \
+               END IF; \
+               COMMENT ON SCHEMA public IS 'standard public schema'; \
+             END$$; \
+             SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
+        )
+        .await
+        .map_err(|e| {
+            DbError::from(CloneError::target_failed(
+                format!("emptying database \"{db}\" for a new copy"),
+                e,
+            ))
+        })
+}
+
+/// The copy's progress for one database: into the state (tables done) and to the user.
+struct DbProgress<'a> {
+    ctx: &'a Context<'a>,
+    db: String,
+}
+
+impl<'a> DbProgress<'a> {
+    fn new(ctx: &'a Context<'a>, db: &str) -> DbProgress<'a> {
+        DbProgress {
+            ctx,
+            db: db.to_owned(),
+        }
+    }
+}
+
+impl Reporter for DbProgress<'_> {
+    fn planned(&self, jobs: usize, bytes: u64) {
+        self.ctx.send(Update::Planned {
+            db: self.db.clone(),
+            tables: jobs.min(i32::MAX as usize) as i32,
+        });
+        self.ctx.out.detail(
+            &self.db,
+            &format!("{jobs} copy jobs, about {}", crate::cli::size::format_size(bytes)),
+        );
+    }
+
+    fn stage(&self, what: &str) {
+        let phase = if what.starts_with("creating the schema") {
+            Some("schema")
+        } else if what.starts_with("copying") {
+            Some("copy")
+        } else if what.starts_with("building") {
+            Some("post-data")
+        } else if what.starts_with("setting sequences") {
+            Some("finishing")
+        } else {
+            None
+        };
+        if let Some(phase) = phase {
+            self.ctx.phase(&self.db, phase, "running");
+        }
+        self.ctx.out.message(Some(&self.db), what);
+    }
+}
+
+impl ProgressSink for DbProgress<'_> {
+    fn job_started(&self, _job: &TableJob) {}
+
+    fn bytes_copied(&self, _job: &TableJob, _bytes: u64) {}
+
+    fn job_finished(&self, job: &TableJob, stats: &CopyStats) {
+        self.ctx.send(Update::TableDone {
+            db: self.db.clone(),
+            table: crate::ddl::qualified(&job.schema, &job.table),
+            rows: stats.rows.min(i64::MAX as u64) as i64,
+            bytes: stats.bytes.min(i64::MAX as u64) as i64,
+            seconds: stats.elapsed.as_secs_f64(),
+        });
+        self.ctx.out.detail(
+            &self.db,
+            &format!(
+                "{}: {} rows, {} in {:.1}s",
+                job.display_name(),
+                stats.rows,
+                crate::cli::size::format_size(stats.bytes),
+                stats.elapsed.as_secs_f64()
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_id_is_stable_per_source() {
+        let a = default_migration_id("system:7301");
+        assert_eq!(a, default_migration_id("system:7301"));
+        assert_ne!(a, default_migration_id("system:7302"));
+        assert!(a.starts_with("pgferry-") && a.len() == "pgferry-".len() + 12);
+    }
+}

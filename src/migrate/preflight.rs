@@ -1,0 +1,594 @@
+//! Preflight: everything a migration needs is checked before anything is created on either
+//! server, and each database gets its method with the reason. Read-only on both sides.
+//!
+//! Replication needs, on the source: PostgreSQL ≥ 10, `wal_level = logical`, a user with
+//! REPLICATION (or superuser, or RDS's `rds_replication`), a free replication slot and WAL
+//! sender per database, the right to publish the tables (superuser, or CREATE on the database
+//! and ownership of the tables), and a replica identity on every published table (or
+//! `--replica-identity-full`). A database that misses one of these falls back to the snapshot
+//! copy (`pg_dump` in status) with the reason, unless `--force-method replication`.
+
+use super::plan::{filter_for_database, select_databases, TableSpec};
+use super::store::DatabaseRow;
+use crate::check::{inspect, CheckError, ServerReport};
+use crate::conn::{connect, ConnConfig, ConnectError};
+use crate::copy::TableFilter;
+use crate::replication::publication;
+use serde::Serialize;
+use thiserror::Error;
+use tokio_postgres::Client;
+
+/// How a database is migrated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Method {
+    /// One-shot snapshot copy; named `pg_dump` in status, like the seed tool.
+    Dump,
+    /// Snapshot copy under a replication slot, then streaming until cutover.
+    Replication,
+}
+
+impl Method {
+    /// The name in status output (the seed tool's).
+    pub fn as_status(self) -> &'static str {
+        match self {
+            Method::Dump => "pg_dump",
+            Method::Replication => "replication",
+        }
+    }
+
+    pub fn from_status(text: &str) -> Option<Method> {
+        match text {
+            "pg_dump" => Some(Method::Dump),
+            "replication" => Some(Method::Replication),
+            _ => None,
+        }
+    }
+}
+
+/// What the user asked for, as far as preflight is concerned.
+#[derive(Debug, Clone, Default)]
+pub struct PreflightOptions {
+    pub databases: Vec<String>,
+    pub filtered: Vec<String>,
+    pub with_tables: Vec<TableSpec>,
+    pub skip_tables: Vec<TableSpec>,
+    pub excluded_extensions: Vec<String>,
+    pub excluded_roles: Vec<String>,
+    pub force_method: Option<Method>,
+    pub no_createdb: bool,
+    pub replica_identity_full: bool,
+    pub skip_db_version_check: bool,
+    pub dbs_max_total_size: Option<u64>,
+    pub mangle: bool,
+}
+
+/// One database's plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabasePlan {
+    pub name: String,
+    pub size_bytes: Option<i64>,
+    pub method: Method,
+    /// Why replication is not used (when it is not).
+    pub reason: Option<String>,
+    /// What stops this database from being migrated at all.
+    pub problems: Vec<String>,
+    pub target_exists: bool,
+    #[serde(skip)]
+    pub filter: TableFilter,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Preflight {
+    pub source: ServerReport,
+    pub target: ServerReport,
+    pub source_fingerprint: String,
+    pub databases: Vec<DatabasePlan>,
+    /// Problems that stop the whole migration.
+    pub blockers: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Source roles missing on the target (and not excluded).
+    pub roles_to_create: Vec<String>,
+}
+
+impl Preflight {
+    /// True when the migration can proceed as asked.
+    pub fn passed(&self) -> bool {
+        self.blockers.is_empty() && self.databases.iter().all(|d| d.problems.is_empty())
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum PreflightError {
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    #[error("{role}: {source}")]
+    Connect {
+        role: &'static str,
+        #[source]
+        source: ConnectError,
+    },
+    #[error("{role} database \"{database}\": {what}: {message}")]
+    Query {
+        role: &'static str,
+        database: String,
+        what: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Plan(#[from] super::plan::PlanError),
+}
+
+fn query_err(
+    role: &'static str,
+    database: &str,
+    what: &'static str,
+) -> impl FnOnce(tokio_postgres::Error) -> PreflightError {
+    let database = database.to_owned();
+    move |e| PreflightError::Query {
+        role,
+        database,
+        what,
+        message: crate::copy::server_message(&e),
+    }
+}
+
+async fn open(role: &'static str, cfg: &ConnConfig) -> Result<crate::conn::Session, PreflightError> {
+    connect(cfg)
+        .await
+        .map_err(|source| PreflightError::Connect { role, source })
+}
+
+/// A value that identifies a server (cluster), to refuse migrating a server onto itself even
+/// through two different host names: the system identifier when the user may read it, else
+/// the postmaster's start time with its port.
+pub async fn fingerprint(client: &Client) -> String {
+    if let Ok(row) = client
+        .query_one(
+            "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
+            &[],
+        )
+        .await
+    {
+        return format!("system:{}", row.get::<_, String>(0));
+    }
+    match client
+        .query_one(
+            "SELECT pg_catalog.pg_postmaster_start_time()::text || '@' || \
+                    pg_catalog.current_setting('port')",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => format!("started:{}", row.get::<_, String>(0)),
+        Err(_) => String::from("unknown"),
+    }
+}
+
+/// Compares dotted versions numerically ("1.10" > "1.9"); non-numeric parts compare as text.
+pub fn version_at_least(have: &str, need: &str) -> bool {
+    let parts = |v: &str| -> Vec<(u64, String)> {
+        v.split(['.', '-'])
+            .map(|p| {
+                let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
+                (digits.parse().unwrap_or(0), p[digits.len()..].to_owned())
+            })
+            .collect()
+    };
+    let (a, b) = (parts(have), parts(need));
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).cloned().unwrap_or_default();
+        let y = b.get(i).cloned().unwrap_or_default();
+        if x != y {
+            return x > y;
+        }
+    }
+    true
+}
+
+/// Why the source cannot do logical replication at all (same for every database).
+fn cluster_replication_blockers(source: &ServerReport) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if source.server_version_num < 100000 {
+        reasons.push(format!(
+            "the source runs PostgreSQL {}, logical replication needs 10 or newer",
+            source.server_version
+        ));
+    }
+    if source.wal_level != "logical" {
+        reasons.push(format!(
+            "wal_level is '{}' on the source (set wal_level = logical and restart the source)",
+            source.wal_level
+        ));
+    }
+    let u = &source.user;
+    if !u.superuser && !u.replication && !u.rds_roles.iter().any(|r| r == "rds_replication") {
+        reasons.push(format!(
+            "source user \"{}\" has neither REPLICATION nor superuser (ALTER ROLE \"{}\" REPLICATION)",
+            u.name, u.name
+        ));
+    }
+    reasons
+}
+
+/// Runs every check. `state` holds what an earlier run of the same migration recorded (so its
+/// databases and slots count as ours).
+pub async fn run(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    opts: &PreflightOptions,
+    state: &[DatabaseRow],
+) -> Result<Preflight, PreflightError> {
+    let source = inspect("source", src).await?;
+    let target = inspect("target", dst).await?;
+    let src_session = open("source", src).await?;
+    let dst_session = open("target", dst).await?;
+    let source_fingerprint = fingerprint(&src_session.client).await;
+    let target_fingerprint = fingerprint(&dst_session.client).await;
+
+    let mut blockers = Vec::new();
+    let mut warnings = Vec::new();
+    if source_fingerprint == target_fingerprint && source_fingerprint != "unknown" {
+        blockers.push(format!(
+            "source ({}) and target ({}) are the same server: a database cannot be migrated onto itself",
+            src.display_target(),
+            dst.display_target()
+        ));
+    }
+    let src_major = source.server_version_num / 10000;
+    let dst_major = target.server_version_num / 10000;
+    if source.server_version_num < 100000 {
+        blockers.push(format!(
+            "the source runs PostgreSQL {}; pgferry supports sources from PostgreSQL 10",
+            source.server_version
+        ));
+    }
+    if dst_major < src_major {
+        if opts.skip_db_version_check {
+            warnings.push(format!(
+                "the target (PostgreSQL {}) is older than the source (PostgreSQL {}): objects it cannot hold will fail one by one (--skip-db-version-check)",
+                target.server_version, source.server_version
+            ));
+        } else {
+            blockers.push(format!(
+                "the target runs PostgreSQL {}, older than the source's {}: a downgrade may lose objects; \
+                 pass --skip-db-version-check to try anyway",
+                target.server_version, source.server_version
+            ));
+        }
+    }
+
+    let available: Vec<String> = source
+        .databases
+        .iter()
+        .filter(|d| d.can_connect)
+        .map(|d| d.name.clone())
+        .collect();
+    let names = select_databases(&available, &opts.databases, &opts.filtered)?;
+    if names.is_empty() {
+        blockers.push("no database to migrate (check -f/--filtered-db and --databases)".into());
+    }
+    let total: i64 = source
+        .databases
+        .iter()
+        .filter(|d| names.contains(&d.name))
+        .filter_map(|d| d.size_bytes)
+        .sum();
+    if let Some(max) = opts.dbs_max_total_size {
+        if total as u64 > max {
+            blockers.push(format!(
+                "the databases to migrate total {} bytes, more than --dbs-max-total-size {} bytes",
+                total, max
+            ));
+        }
+    }
+
+    // Target: privileges, existing databases, available extensions, roles.
+    let target_user = &target.user;
+    let target_dbs: Vec<String> = dst_session
+        .client
+        .query("SELECT datname::text FROM pg_catalog.pg_database", &[])
+        .await
+        .map_err(query_err("target", &dst.dbname, "listing databases"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let target_extensions: Vec<(String, String)> = dst_session
+        .client
+        .query(
+            "SELECT name::text, version::text FROM pg_catalog.pg_available_extension_versions",
+            &[],
+        )
+        .await
+        .map_err(query_err("target", &dst.dbname, "listing available extensions"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let source_roles: Vec<String> = src_session
+        .client
+        .query(
+            "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_' ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(query_err("source", &src.dbname, "listing roles"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let target_roles: Vec<String> = dst_session
+        .client
+        .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[])
+        .await
+        .map_err(query_err("target", &dst.dbname, "listing roles"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let roles_to_create: Vec<String> = source_roles
+        .into_iter()
+        .filter(|r| !target_roles.contains(r) && !opts.excluded_roles.contains(r))
+        .collect();
+    if !roles_to_create.is_empty() && !target_user.superuser && !target_user.createrole {
+        blockers.push(format!(
+            "target user \"{}\" may not create roles (needs CREATEROLE) and these source roles are missing on the target: {}; \
+             create them first or exclude them with -xr",
+            target_user.name,
+            roles_to_create.join(", ")
+        ));
+    }
+
+    let cluster_reasons = cluster_replication_blockers(&source);
+    let existing_slots: Vec<String> = src_session
+        .client
+        .query(
+            "SELECT slot_name::text FROM pg_catalog.pg_replication_slots WHERE slot_name LIKE 'pgferry\\_%'",
+            &[],
+        )
+        .await
+        .map_err(query_err("source", &src.dbname, "listing replication slots"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(src_session);
+
+    let mut databases = Vec::new();
+    for name in &names {
+        let filter = filter_for_database(name, &opts.with_tables, &opts.skip_tables);
+        let ours = state.iter().find(|s| &s.dbname == name);
+        let size_bytes = source
+            .databases
+            .iter()
+            .find(|d| &d.name == name)
+            .and_then(|d| d.size_bytes);
+        let mut plan = DatabasePlan {
+            name: name.clone(),
+            size_bytes,
+            method: Method::Replication,
+            reason: None,
+            problems: Vec::new(),
+            target_exists: target_dbs.contains(name),
+            filter,
+        };
+        let db_src = open("source", &src.with_dbname(name)).await?;
+        let client = &db_src.client;
+
+        // Extensions the schema needs on the target.
+        let extensions = client
+            .query(
+                "SELECT extname::text, extversion::text FROM pg_catalog.pg_extension \
+                 WHERE extname <> 'plpgsql' ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(query_err("source", name, "listing extensions"))?;
+        for row in &extensions {
+            let (ext, version): (String, String) = (row.get(0), row.get(1));
+            if opts.excluded_extensions.contains(&ext) {
+                continue;
+            }
+            let offered: Vec<&String> = target_extensions
+                .iter()
+                .filter(|(n, _)| *n == ext)
+                .map(|(_, v)| v)
+                .collect();
+            if offered.is_empty() {
+                plan.problems.push(format!(
+                    "extension {ext} {version} is not available on the target: install it there, or exclude it with -xe {ext}"
+                ));
+            } else if !offered.iter().any(|v| version_at_least(v, &version)) {
+                plan.problems.push(format!(
+                    "extension {ext} is {version} on the source but the target offers only {}: upgrade it on the target, or exclude it with -xe {ext}",
+                    offered.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+
+        // The target database.
+        if plan.target_exists {
+            if ours.is_none() {
+                let db_dst = open("target", &dst.with_dbname(name)).await?;
+                let busy = crate::clone::database::has_user_objects(&db_dst.client)
+                    .await
+                    .map_err(|e| PreflightError::Query {
+                        role: "target",
+                        database: name.clone(),
+                        what: "checking that it is empty",
+                        message: e.to_string(),
+                    })?;
+                if busy {
+                    plan.problems.push(format!(
+                        "target database \"{name}\" exists and is not empty: drop it on the target, or leave it out with -f \"{name}\""
+                    ));
+                }
+            }
+        } else if opts.no_createdb {
+            plan.problems.push(format!(
+                "target database \"{name}\" does not exist and --no-createdb was given: create it first"
+            ));
+        } else if !target_user.superuser && !target_user.createdb {
+            plan.problems.push(format!(
+                "target database \"{name}\" does not exist and target user \"{}\" may not create databases (needs CREATEDB)",
+                target_user.name
+            ));
+        }
+
+        // Replication, database by database.
+        let mut reasons = cluster_reasons.clone();
+        if reasons.is_empty() {
+            reasons.extend(database_replication_blockers(client, name, &source, &plan.filter, opts).await?);
+        }
+        drop(db_src);
+        match (reasons.is_empty(), opts.force_method) {
+            (_, Some(Method::Dump)) => {
+                plan.method = Method::Dump;
+                plan.reason = Some("--force-method dump".into());
+            }
+            (true, _) => {}
+            (false, Some(Method::Replication)) => {
+                plan.problems.push(format!(
+                    "--force-method replication, but replication is not possible: {}",
+                    reasons.join("; ")
+                ));
+            }
+            (false, None) => {
+                plan.method = Method::Dump;
+                plan.reason = Some(reasons.join("; "));
+            }
+        }
+        // A database recorded with the dump method keeps it (its copy may be finished).
+        if let Some(row) = ours {
+            if row.method == "pg_dump" && plan.method == Method::Replication && row.status == "done" {
+                plan.method = Method::Dump;
+                plan.reason = Some("copied with the snapshot method by an earlier run".into());
+            }
+        }
+        databases.push(plan);
+    }
+
+    // Slots and WAL senders: one each per replicating database (an existing slot of ours is
+    // reused). Databases beyond what is free fall back.
+    let mut free_slots = (source.max_replication_slots as i64 - source.used_replication_slots).max(0);
+    let mut free_senders = (source.max_wal_senders as i64 - source.used_wal_senders).max(0);
+    for plan in databases.iter_mut().filter(|p| p.method == Method::Replication && p.problems.is_empty()) {
+        let slot = publication::names_for(&plan.name, opts.mangle).slot;
+        let has_slot = existing_slots.contains(&slot);
+        let mut reason = None;
+        if !has_slot && free_slots == 0 {
+            reason = Some(format!(
+                "no free replication slot on the source (max_replication_slots = {}, {} in use)",
+                source.max_replication_slots, source.used_replication_slots
+            ));
+        } else if free_senders == 0 {
+            reason = Some(format!(
+                "no free WAL sender on the source (max_wal_senders = {}, {} in use)",
+                source.max_wal_senders, source.used_wal_senders
+            ));
+        }
+        match (reason, opts.force_method) {
+            (None, _) => {
+                if !has_slot {
+                    free_slots -= 1;
+                }
+                free_senders -= 1;
+            }
+            (Some(r), Some(Method::Replication)) => plan
+                .problems
+                .push(format!("--force-method replication, but {r}")),
+            (Some(r), _) => {
+                plan.method = Method::Dump;
+                plan.reason = Some(r);
+            }
+        }
+    }
+
+    Ok(Preflight {
+        source,
+        target,
+        source_fingerprint,
+        databases,
+        blockers,
+        warnings,
+        roles_to_create,
+    })
+}
+
+/// Per-database reasons replication cannot be used: publication rights and replica identity.
+async fn database_replication_blockers(
+    client: &Client,
+    name: &str,
+    source: &ServerReport,
+    filter: &TableFilter,
+    opts: &PreflightOptions,
+) -> Result<Vec<String>, PreflightError> {
+    let mut reasons = Vec::new();
+    if !source.user.superuser {
+        let row = client
+            .query_one(
+                "SELECT has_database_privilege(current_database(), 'CREATE'), \
+                        ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
+                              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                              WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition \
+                                AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') \
+                                AND n.nspname NOT LIKE 'pg\\_%' \
+                                AND NOT pg_catalog.pg_has_role(c.relowner, 'USAGE') \
+                                AND c.oid NOT IN (SELECT objid FROM pg_catalog.pg_depend WHERE deptype = 'e') \
+                              ORDER BY 1)",
+                &[],
+            )
+            .await
+            .map_err(query_err("source", name, "checking publication rights"))?;
+        let can_create: bool = row.get(0);
+        let not_owned: Vec<String> = row.get(1);
+        if !can_create {
+            reasons.push(format!(
+                "source user \"{}\" may not create a publication in \"{name}\" (needs CREATE on the database)",
+                source.user.name
+            ));
+        }
+        if !not_owned.is_empty() {
+            reasons.push(format!(
+                "source user \"{}\" does not own these tables, so cannot publish them: {}",
+                source.user.name,
+                not_owned.join(", ")
+            ));
+        }
+    }
+    if !opts.replica_identity_full {
+        let tables = publication::tables_without_identity(client, filter)
+            .await
+            .map_err(|e| PreflightError::Query {
+                role: "source",
+                database: name.to_owned(),
+                what: "looking for tables without a replica identity",
+                message: e.to_string(),
+            })?;
+        if !tables.is_empty() {
+            reasons.push(format!(
+                "tables without primary key or replica identity (publishing them would make UPDATE/DELETE fail on the source): {}; \
+                 add a primary key, pass --replica-identity-full, or skip them with --skip-table",
+                tables.join(", ")
+            ));
+        }
+    }
+    Ok(reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_versions_compare_numerically() {
+        assert!(version_at_least("1.10", "1.9"));
+        assert!(version_at_least("3.3.4", "3.3.4"));
+        assert!(!version_at_least("3.3", "3.3.4"));
+        assert!(version_at_least("3.4.0", "3.3.4"));
+        assert!(!version_at_least("1.0", "1.1"));
+        assert!(version_at_least("2.0beta2", "2.0beta1"));
+    }
+
+    #[test]
+    fn method_names_are_the_seed_tools() {
+        assert_eq!(Method::Dump.as_status(), "pg_dump");
+        assert_eq!(Method::from_status("replication"), Some(Method::Replication));
+        assert_eq!(Method::from_status("x"), None);
+    }
+}

@@ -1,0 +1,473 @@
+//! The migration's state, kept in schema `pgferry` of the target's bootstrap database (the
+//! database named in `-t`), so that `status` and `stop` work from another terminal and a rerun
+//! knows what is finished.
+//!
+//! ```text
+//! pgferry.migration        one row: id, source (never with a password), options, stop request
+//! pgferry.migration_db     per database: method and why, phase, status, error, lag, copy jobs
+//!                          done/total (a table split into ranges counts once per range)
+//! pgferry.migration_table  per database and table: rows and bytes of the finished copy
+//! ```
+//!
+//! A running `migrate` holds a session-level advisory lock in the bootstrap database for its
+//! whole life: a second `migrate` sees it and refuses, `status` reports whether one runs, and
+//! `stop` knows whether to ask the running process or to cut over itself.
+
+use serde::Serialize;
+use thiserror::Error;
+use tokio_postgres::Client;
+
+/// The advisory lock key of a running migration ("pgferry" in ASCII).
+pub const RUN_LOCK_KEY: i64 = 0x0070_6766_6572_7279;
+
+const SCHEMA_SQL: &str = "CREATE SCHEMA IF NOT EXISTS pgferry;
+CREATE TABLE IF NOT EXISTS pgferry.migration (
+    id text PRIMARY KEY,
+    source text NOT NULL,
+    source_fingerprint text NOT NULL,
+    options jsonb NOT NULL DEFAULT '{}',
+    status text NOT NULL DEFAULT 'running',
+    error text,
+    stop_lag bigint,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS pgferry.migration_db (
+    migration_id text NOT NULL REFERENCES pgferry.migration (id) ON DELETE CASCADE,
+    dbname text NOT NULL,
+    method text NOT NULL,
+    method_reason text,
+    phase text NOT NULL DEFAULT 'pending',
+    status text NOT NULL DEFAULT 'running',
+    error text,
+    lag_bytes bigint,
+    tables_done integer NOT NULL DEFAULT 0,
+    tables_total integer NOT NULL DEFAULT 0,
+    created_db boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration_id, dbname));
+CREATE TABLE IF NOT EXISTS pgferry.migration_table (
+    migration_id text NOT NULL,
+    dbname text NOT NULL,
+    table_name text NOT NULL,
+    rows bigint NOT NULL,
+    bytes bigint NOT NULL,
+    seconds double precision NOT NULL,
+    PRIMARY KEY (migration_id, dbname, table_name),
+    FOREIGN KEY (migration_id, dbname) REFERENCES pgferry.migration_db ON DELETE CASCADE);";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("target (bootstrap database \"{database}\"): {what}: {message}")]
+    Query {
+        database: String,
+        what: &'static str,
+        message: String,
+    },
+    #[error(
+        "target database \"{database}\" already holds migration \"{existing}\" (from {source_server}, status {status}); \
+         this one is \"{requested}\". Finish or remove the other first: `pgferry status -t ...` shows it, \
+         `pgferry cleanup -s SRC -t DST` removes its state (and its slots and publications), or pass \
+         --migration-id {existing} if this is the same migration"
+    )]
+    OtherMigration {
+        database: String,
+        existing: String,
+        requested: String,
+        source_server: String,
+        status: String,
+    },
+    #[error(
+        "target database \"{database}\" already holds migration \"{existing}\" from another source server \
+         ({source_server}); refusing to mix two sources. Use another target or `pgferry cleanup` the old migration"
+    )]
+    OtherSource {
+        database: String,
+        existing: String,
+        source_server: String,
+    },
+}
+
+/// The stored migration row.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationRow {
+    pub id: String,
+    pub source: String,
+    pub source_fingerprint: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub stop_lag: Option<i64>,
+    pub options: serde_json::Value,
+}
+
+/// One database's stored state.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DatabaseRow {
+    pub dbname: String,
+    pub method: String,
+    pub method_reason: Option<String>,
+    pub phase: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub lag_bytes: Option<i64>,
+    pub tables_done: i32,
+    pub tables_total: i32,
+    pub created_db: bool,
+}
+
+/// Access to the state through one client (connected to the bootstrap database).
+pub struct Store<'a> {
+    client: &'a Client,
+    database: String,
+}
+
+impl<'a> Store<'a> {
+    pub fn new(client: &'a Client, database: &str) -> Store<'a> {
+        Store {
+            client,
+            database: database.to_owned(),
+        }
+    }
+
+    fn err(&self, what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
+        move |e| StoreError::Query {
+            database: self.database.clone(),
+            what,
+            message: crate::copy::server_message(&e),
+        }
+    }
+
+    /// Whether schema `pgferry` with the migration table exists (read-only).
+    pub async fn exists(&self) -> Result<bool, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT to_regclass('pgferry.migration') IS NOT NULL \
+                        AND to_regclass('pgferry.migration_db') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(self.err("looking for the migration state"))?;
+        Ok(row.get(0))
+    }
+
+    pub async fn ensure_schema(&self) -> Result<(), StoreError> {
+        self.client
+            .batch_execute(SCHEMA_SQL)
+            .await
+            .map_err(self.err("creating schema pgferry"))
+    }
+
+    /// Takes the run lock for this session; `false` when another session holds it.
+    pub async fn try_lock(&self) -> Result<bool, StoreError> {
+        let row = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY])
+            .await
+            .map_err(self.err("taking the migration lock"))?;
+        Ok(row.get(0))
+    }
+
+    /// Whether some session (a running migrate) holds the run lock. Read-only: looks at
+    /// pg_locks rather than taking the lock.
+    pub async fn is_running(&self) -> Result<bool, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks \
+                 WHERE locktype = 'advisory' AND granted \
+                   AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
+                   AND classid = (($1::bigint >> 32) & 4294967295)::oid \
+                   AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)",
+                &[&RUN_LOCK_KEY],
+            )
+            .await
+            .map_err(self.err("checking whether a migration runs"))?;
+        Ok(row.get(0))
+    }
+
+    pub async fn migration(&self) -> Result<Option<MigrationRow>, StoreError> {
+        if !self.exists().await? {
+            return Ok(None);
+        }
+        let row = self
+            .client
+            .query_opt(
+                "SELECT id, source, source_fingerprint, status, error, stop_lag, options::text \
+                 FROM pgferry.migration ORDER BY started_at LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(self.err("reading the migration"))?;
+        Ok(row.map(|r| MigrationRow {
+            id: r.get(0),
+            source: r.get(1),
+            source_fingerprint: r.get(2),
+            status: r.get(3),
+            error: r.get(4),
+            stop_lag: r.get(5),
+            options: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or_default(),
+        }))
+    }
+
+    /// Records the migration, or checks that the stored one is this one (a rerun).
+    pub async fn begin(
+        &self,
+        id: &str,
+        source: &str,
+        fingerprint: &str,
+        options: &serde_json::Value,
+    ) -> Result<Option<MigrationRow>, StoreError> {
+        self.ensure_schema().await?;
+        let existing = self.migration().await?;
+        match &existing {
+            Some(m) if m.id != id => {
+                return Err(StoreError::OtherMigration {
+                    database: self.database.clone(),
+                    existing: m.id.clone(),
+                    requested: id.to_owned(),
+                    source_server: m.source.clone(),
+                    status: m.status.clone(),
+                })
+            }
+            Some(m) if m.source_fingerprint != fingerprint => {
+                return Err(StoreError::OtherSource {
+                    database: self.database.clone(),
+                    existing: m.id.clone(),
+                    source_server: m.source.clone(),
+                })
+            }
+            Some(_) => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration SET status = 'running', error = NULL, \
+                         stop_lag = NULL, options = $2::text::jsonb, updated_at = now() WHERE id = $1",
+                        &[&id, &options.to_string()],
+                    )
+                    .await
+                    .map_err(self.err("updating the migration"))?;
+            }
+            None => {
+                self.client
+                    .execute(
+                        "INSERT INTO pgferry.migration (id, source, source_fingerprint, options) \
+                         VALUES ($1, $2, $3, $4::text::jsonb)",
+                        &[&id, &source, &fingerprint, &options.to_string()],
+                    )
+                    .await
+                    .map_err(self.err("recording the migration"))?;
+            }
+        }
+        Ok(existing)
+    }
+
+    pub async fn finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "UPDATE pgferry.migration SET status = $2, error = $3, updated_at = now() WHERE id = $1",
+                &[&id, &status, &error],
+            )
+            .await
+            .map_err(self.err("recording the migration's outcome"))?;
+        Ok(())
+    }
+
+    pub async fn databases(&self, id: &str) -> Result<Vec<DatabaseRow>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT dbname, method, method_reason, phase, status, error, lag_bytes, \
+                        tables_done, tables_total, created_db \
+                 FROM pgferry.migration_db WHERE migration_id = $1 ORDER BY dbname",
+                &[&id],
+            )
+            .await
+            .map_err(self.err("reading the databases' state"))?;
+        Ok(rows
+            .iter()
+            .map(|r| DatabaseRow {
+                dbname: r.get(0),
+                method: r.get(1),
+                method_reason: r.get(2),
+                phase: r.get(3),
+                status: r.get(4),
+                error: r.get(5),
+                lag_bytes: r.get(6),
+                tables_done: r.get(7),
+                tables_total: r.get(8),
+                created_db: r.get(9),
+            })
+            .collect())
+    }
+
+    /// Inserts or resets a database's row for a (re)start of its migration.
+    pub async fn start_database(
+        &self,
+        id: &str,
+        db: &str,
+        method: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO pgferry.migration_db (migration_id, dbname, method, method_reason) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (migration_id, dbname) DO UPDATE SET method = EXCLUDED.method, \
+                   method_reason = EXCLUDED.method_reason, status = 'running', error = NULL, \
+                   updated_at = now()",
+                &[&id, &db, &method, &reason],
+            )
+            .await
+            .map_err(self.err("recording a database's method"))?;
+        Ok(())
+    }
+
+    pub async fn apply(&self, id: &str, update: &Update) -> Result<(), StoreError> {
+        let result = match update {
+            Update::Phase { db, phase, status } => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration_db SET phase = $3, status = $4, updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db, phase, status],
+                    )
+                    .await
+            }
+            Update::Failed { db, error } => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration_db SET status = 'failed', error = $3, updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db, error],
+                    )
+                    .await
+            }
+            Update::Lag { db, bytes } => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration_db SET lag_bytes = $3, updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db, bytes],
+                    )
+                    .await
+            }
+            Update::Planned { db, tables } => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration_db SET tables_total = $3, tables_done = 0, updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db, tables],
+                    )
+                    .await
+            }
+            Update::CreatedDatabase { db } => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration_db SET created_db = true, updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db],
+                    )
+                    .await
+            }
+            Update::ForgetTables { db } => {
+                self.client
+                    .execute(
+                        "DELETE FROM pgferry.migration_table WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db],
+                    )
+                    .await
+            }
+            Update::TableDone {
+                db,
+                table,
+                rows,
+                bytes,
+                seconds,
+            } => {
+                self.client
+                    .execute(
+                        "WITH t AS (INSERT INTO pgferry.migration_table AS t \
+                                       (migration_id, dbname, table_name, rows, bytes, seconds) \
+                                    VALUES ($1, $2, $3, $4, $5, $6) \
+                                    ON CONFLICT (migration_id, dbname, table_name) DO UPDATE \
+                                      SET rows = t.rows + EXCLUDED.rows, bytes = t.bytes + EXCLUDED.bytes, \
+                                          seconds = greatest(t.seconds, EXCLUDED.seconds) \
+                                    RETURNING 1) \
+                         UPDATE pgferry.migration_db SET tables_done = tables_done + 1, updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2 AND EXISTS (SELECT 1 FROM t)",
+                        &[&id, db, table, rows, bytes, seconds],
+                    )
+                    .await
+            }
+        };
+        result.map(|_| ()).map_err(self.err("recording progress"))
+    }
+
+    /// Asks a running migrate to cut over at `lag` bytes.
+    pub async fn request_stop(&self, id: &str, lag: i64) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "UPDATE pgferry.migration SET stop_lag = $2, updated_at = now() WHERE id = $1",
+                &[&id, &lag],
+            )
+            .await
+            .map_err(self.err("asking the running migration to stop"))?;
+        Ok(())
+    }
+
+    pub async fn stop_requested(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        let row = self
+            .client
+            .query_opt("SELECT stop_lag FROM pgferry.migration WHERE id = $1", &[&id])
+            .await
+            .map_err(self.err("reading a stop request"))?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    /// Removes the whole state (after cleanup).
+    pub async fn drop_all(&self) -> Result<(), StoreError> {
+        self.client
+            .batch_execute(
+                "DROP TABLE IF EXISTS pgferry.migration_table, pgferry.migration_db, pgferry.migration; \
+                 DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgferry') \
+                   THEN DROP SCHEMA IF EXISTS pgferry; END IF; END$$",
+            )
+            .await
+            .map_err(self.err("removing the migration state"))
+    }
+}
+
+/// One change of state, sent by the workers to the task that writes them.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Phase {
+        db: String,
+        phase: String,
+        status: String,
+    },
+    Failed {
+        db: String,
+        error: String,
+    },
+    Lag {
+        db: String,
+        bytes: i64,
+    },
+    Planned {
+        db: String,
+        tables: i32,
+    },
+    CreatedDatabase {
+        db: String,
+    },
+    ForgetTables {
+        db: String,
+    },
+    TableDone {
+        db: String,
+        table: String,
+        rows: i64,
+        bytes: i64,
+        seconds: f64,
+    },
+}
