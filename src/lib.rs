@@ -17,6 +17,7 @@ pub mod copy;
 pub mod ddl;
 pub mod demo;
 pub mod localpg;
+pub mod migrate;
 pub mod progress;
 pub mod replication;
 pub mod schema;
