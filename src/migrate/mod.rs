@@ -486,7 +486,10 @@ impl Context<'_> {
             database::create_database(&admin.client, db, &props).await?;
             created = true;
             self.send(Update::CreatedDatabase { db: db.to_owned() });
-            let settings = globals::database_settings_sql(&source.client, db, db)
+            let role_opts = globals::RoleOptions {
+                excluded: self.opts.preflight.excluded_roles.clone(),
+            };
+            let settings = globals::database_settings_sql(&source.client, db, db, &role_opts)
                 .await
                 .map_err(MigrateError::from)?;
             for sql in settings {
