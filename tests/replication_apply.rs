@@ -536,9 +536,9 @@ async fn slot_without_progress_is_refused_and_cleanup_is_idempotent() {
     assert!(err.to_string().contains(&names.slot), "{err}");
     let src = cfg(source(), &db);
     let dst = cfg(target(), &db);
-    cleanup(&src, &dst).await.unwrap();
+    cleanup(&src, &dst, false).await.unwrap();
     assert_source_clean(&db);
-    cleanup(&src, &dst).await.unwrap();
+    cleanup(&src, &dst, false).await.unwrap();
 }
 
 /// DDL is not replicated: a column added on the source stops apply with a message naming the
@@ -568,7 +568,7 @@ async fn schema_drift_stops_with_a_clear_message() {
         message.contains("public.t") && message.contains("extra") && message.contains("DDL"),
         "{message}"
     );
-    cleanup(&cfg(source(), &db), &cfg(target(), &db))
+    cleanup(&cfg(source(), &db), &cfg(target(), &db), false)
         .await
         .unwrap();
 }
@@ -615,7 +615,7 @@ async fn drain_rate_vs_native_subscription() {
     let follower = Follower::start(&ours, FollowOptions::default());
     let ours_time = wait_done(&ours).await;
     follower.stop().await;
-    cleanup(&cfg(source(), &ours), &cfg(target(), &ours))
+    cleanup(&cfg(source(), &ours), &cfg(target(), &ours), false)
         .await
         .unwrap();
 
@@ -756,7 +756,7 @@ async fn non_superuser_source_publishes_its_tables() {
         handle.await.unwrap().unwrap(),
         FollowOutcome::Stopped { .. }
     ));
-    cleanup(&src, &dst).await.unwrap();
+    cleanup(&src, &dst, false).await.unwrap();
 }
 
 /// The slot's confirmed position may be behind what the target committed (a crash before the

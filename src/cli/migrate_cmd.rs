@@ -178,13 +178,19 @@ pub fn render_preflight(p: &Preflight) -> String {
         .max()
         .unwrap_or(8)
         .max(8);
-    out.push_str(&format!("{:<width$}  {:<11} {:>10}  WHY\n", "DATABASE", "METHOD", "SIZE"));
+    out.push_str(&format!(
+        "{:<width$}  {:<11} {:>10}  WHY\n",
+        "DATABASE", "METHOD", "SIZE"
+    ));
     for d in &p.databases {
         let size = d
             .size_bytes
             .map(|s| super::size::format_size(s.max(0) as u64))
             .unwrap_or_else(|| "?".into());
-        let why = d.reason.as_deref().unwrap_or("logical replication is possible");
+        let why = d
+            .reason
+            .as_deref()
+            .unwrap_or("logical replication is possible");
         out.push_str(&format!(
             "{:<width$}  {:<11} {:>10}  {why}\n",
             d.name,
@@ -238,7 +244,9 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
     let (control_tx, control_rx) = tokio::sync::watch::channel(Control::Run);
     let signals = tokio::spawn(async move {
         super::clone_cmd::wait_for_signal().await;
-        eprintln!("pgferry: interrupted: stopping (streaming databases keep their slot; rerun to resume)");
+        eprintln!(
+            "pgferry: interrupted: stopping (streaming databases keep their slot; rerun to resume)"
+        );
         let _ = control_tx.send(Control::Interrupt);
     });
     let result = migrate::run(&src, &dst, &opts, &printer, control_rx).await;
@@ -248,8 +256,7 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
         Err(MigrateError::PreflightFailed(p)) => {
             eprint!("{}", render_preflight(&p));
             return Err(CliError {
-                message: "preflight failed: nothing was created or changed on either server"
-                    .into(),
+                message: "preflight failed: nothing was created or changed on either server".into(),
                 code: exit::PREFLIGHT,
             });
         }
@@ -260,7 +267,9 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
         let text = match outcome {
             DatabaseOutcome::Done => "done".to_string(),
             DatabaseOutcome::AlreadyDone => "done (earlier run)".to_string(),
-            DatabaseOutcome::Syncing => "syncing (streaming stopped; rerun to resume, or `pgferry stop`)".to_string(),
+            DatabaseOutcome::Syncing => {
+                "syncing (streaming stopped; rerun to resume, or `pgferry stop`)".to_string()
+            }
             DatabaseOutcome::Failed(e) => {
                 failed = true;
                 format!("FAILED: {e}")

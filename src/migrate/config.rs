@@ -81,7 +81,12 @@ pub fn parse(text: &str, path: &str) -> Result<SourceConfig, ConfigError> {
         path: path.to_owned(),
         // toml's messages quote the offending line, which may hold the password: keep only
         // the first line (the reason and position).
-        message: e.message().lines().next().unwrap_or("invalid TOML").to_owned(),
+        message: e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_owned(),
     })?;
     let m = file.migration;
     let mut parts = vec![format!("host={}", conninfo_value(&m.host))];
@@ -89,7 +94,10 @@ pub fn parse(text: &str, path: &str) -> Result<SourceConfig, ConfigError> {
         parts.push(format!("port={port}"));
     }
     if let Some(ssl) = m.ssl {
-        parts.push(format!("sslmode={}", if ssl { "require" } else { "disable" }));
+        parts.push(format!(
+            "sslmode={}",
+            if ssl { "require" } else { "disable" }
+        ));
     }
     if let Some(user) = &m.username {
         parts.push(format!("user={}", conninfo_value(user)));
@@ -154,7 +162,7 @@ mod tests {
         );
         assert_eq!(c.ignore_dbs, vec!["a", "b"]);
         let params = crate::conn::parse(&c.conn_str).unwrap();
-        assert_eq!(format!("{params:?}").contains("p w"), false);
+        assert!(!format!("{params:?}").contains("p w"));
     }
 
     #[test]

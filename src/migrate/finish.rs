@@ -56,12 +56,10 @@ pub async fn stop(
     out: &dyn Output,
     poll: Duration,
 ) -> Result<Vec<String>, FinishError> {
-    let session = connect(dst)
-        .await
-        .map_err(|source| MigrateError::Connect {
-            role: "target",
-            source,
-        })?;
+    let session = connect(dst).await.map_err(|source| MigrateError::Connect {
+        role: "target",
+        source,
+    })?;
     let store = Store::new(&session.client, &dst.dbname);
     let Some(migration) = store.migration().await? else {
         return Err(FinishError::NoMigration(dst.dbname.clone()));
@@ -210,12 +208,10 @@ pub struct Cleaned {
 /// slot and publication on the source and its progress table on the target, then the state.
 /// Returns `None` when the target holds no migration state (the caller then cleans one pair).
 pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<Option<Cleaned>, FinishError> {
-    let session = connect(dst)
-        .await
-        .map_err(|source| MigrateError::Connect {
-            role: "target",
-            source,
-        })?;
+    let session = connect(dst).await.map_err(|source| MigrateError::Connect {
+        role: "target",
+        source,
+    })?;
     let store = Store::new(&session.client, &dst.dbname);
     let Some(migration) = store.migration().await? else {
         return Ok(None);

@@ -382,7 +382,8 @@ impl Context<'_> {
     ) -> DatabaseOutcome {
         let db = plan.name.as_str();
         if prior.as_ref().is_some_and(|p| p.status == "done") {
-            self.out.message(Some(db), "done by an earlier run; skipped");
+            self.out
+                .message(Some(db), "done by an earlier run; skipped");
             return DatabaseOutcome::AlreadyDone;
         }
         if *self.control.borrow() == Control::Interrupt {
@@ -392,12 +393,7 @@ impl Context<'_> {
         if let Ok(session) = connect(self.dst).await {
             let store = Store::new(&session.client, &self.dst.dbname);
             if let Err(e) = store
-                .start_database(
-                    self.id,
-                    db,
-                    plan.method.as_status(),
-                    plan.reason.as_deref(),
-                )
+                .start_database(self.id, db, plan.method.as_status(), plan.reason.as_deref())
                 .await
             {
                 return DatabaseOutcome::Failed(e.to_string());
@@ -664,9 +660,15 @@ impl Context<'_> {
             };
             let reporter = DbProgress::new(self, db);
             let observer = |event: FollowEvent| self.on_follow_event(db, &streaming, event);
-            let result =
-                follow_database(&src_db, &dst_db, &follow_opts, &reporter, &observer, shutdown_rx)
-                    .await;
+            let result = follow_database(
+                &src_db,
+                &dst_db,
+                &follow_opts,
+                &reporter,
+                &observer,
+                shutdown_rx,
+            )
+            .await;
             watcher.abort();
             match result? {
                 FollowOutcome::CutOver { applied } => {
@@ -676,7 +678,9 @@ impl Context<'_> {
                     });
                     self.out.message(
                         Some(db),
-                        &format!("cut over at {applied}: sequences synced, slot and publication dropped"),
+                        &format!(
+                            "cut over at {applied}: sequences synced, slot and publication dropped"
+                        ),
                     );
                     // The progress row served its purpose.
                     if let Ok(target) = connect(&dst_db).await {
@@ -779,7 +783,12 @@ async fn drop_database(admin: &tokio_postgres::Client, db: &str) -> Result<(), D
             crate::ddl::quote_ident(db)
         ))
         .await
-        .map_err(|e| DbError::from(CloneError::target_failed("dropping the partial database", e)))
+        .map_err(|e| {
+            DbError::from(CloneError::target_failed(
+                "dropping the partial database",
+                e,
+            ))
+        })
 }
 
 /// Empties a target database pgferry did not create (e.g. the bootstrap database): every
@@ -837,7 +846,10 @@ impl Reporter for DbProgress<'_> {
         });
         self.ctx.out.detail(
             &self.db,
-            &format!("{jobs} copy jobs, about {}", crate::cli::size::format_size(bytes)),
+            &format!(
+                "{jobs} copy jobs, about {}",
+                crate::cli::size::format_size(bytes)
+            ),
         );
     }
 

@@ -132,7 +132,10 @@ fn query_err(
     }
 }
 
-async fn open(role: &'static str, cfg: &ConnConfig) -> Result<crate::conn::Session, PreflightError> {
+async fn open(
+    role: &'static str,
+    cfg: &ConnConfig,
+) -> Result<crate::conn::Session, PreflightError> {
     connect(cfg)
         .await
         .map_err(|source| PreflightError::Connect { role, source })
@@ -299,7 +302,11 @@ pub async fn run(
             &[],
         )
         .await
-        .map_err(query_err("target", &dst.dbname, "listing available extensions"))?
+        .map_err(query_err(
+            "target",
+            &dst.dbname,
+            "listing available extensions",
+        ))?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
@@ -433,7 +440,9 @@ pub async fn run(
         // Replication, database by database.
         let mut reasons = cluster_reasons.clone();
         if reasons.is_empty() {
-            reasons.extend(database_replication_blockers(client, name, &source, &plan.filter, opts).await?);
+            reasons.extend(
+                database_replication_blockers(client, name, &source, &plan.filter, opts).await?,
+            );
         }
         drop(db_src);
         match (reasons.is_empty(), opts.force_method) {
@@ -455,7 +464,8 @@ pub async fn run(
         }
         // A database recorded with the dump method keeps it (its copy may be finished).
         if let Some(row) = ours {
-            if row.method == "pg_dump" && plan.method == Method::Replication && row.status == "done" {
+            if row.method == "pg_dump" && plan.method == Method::Replication && row.status == "done"
+            {
                 plan.method = Method::Dump;
                 plan.reason = Some("copied with the snapshot method by an earlier run".into());
             }
@@ -465,9 +475,13 @@ pub async fn run(
 
     // Slots and WAL senders: one each per replicating database (an existing slot of ours is
     // reused). Databases beyond what is free fall back.
-    let mut free_slots = (source.max_replication_slots as i64 - source.used_replication_slots).max(0);
+    let mut free_slots =
+        (source.max_replication_slots as i64 - source.used_replication_slots).max(0);
     let mut free_senders = (source.max_wal_senders as i64 - source.used_wal_senders).max(0);
-    for plan in databases.iter_mut().filter(|p| p.method == Method::Replication && p.problems.is_empty()) {
+    for plan in databases
+        .iter_mut()
+        .filter(|p| p.method == Method::Replication && p.problems.is_empty())
+    {
         let slot = publication::names_for(&plan.name, opts.mangle).slot;
         let has_slot = existing_slots.contains(&slot);
         let mut reason = None;
@@ -588,7 +602,10 @@ mod tests {
     #[test]
     fn method_names_are_the_seed_tools() {
         assert_eq!(Method::Dump.as_status(), "pg_dump");
-        assert_eq!(Method::from_status("replication"), Some(Method::Replication));
+        assert_eq!(
+            Method::from_status("replication"),
+            Some(Method::Replication)
+        );
         assert_eq!(Method::from_status("x"), None);
     }
 }

@@ -60,7 +60,10 @@ impl StatusReport {
         }
         if dbs.iter().all(|d| d.status == "done") {
             ("done".into(), None)
-        } else if dbs.iter().all(|d| d.status == "done" || d.status == "syncing") {
+        } else if dbs
+            .iter()
+            .all(|d| d.status == "done" || d.status == "syncing")
+        {
             ("syncing".into(), None)
         } else {
             ("running".into(), None)
@@ -130,15 +133,16 @@ impl StatusReport {
                 d.method,
                 d.phase,
                 format!("{}/{}", d.tables_done, d.tables_total),
-                d.lag_bytes.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+                d.lag_bytes
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 d.error
                     .as_deref()
                     .or(d.method_reason.as_deref().map(|_| ""))
                     .unwrap_or("-")
             ));
         }
-        let reasons: Vec<&DatabaseRow> =
-            dbs.iter().filter(|d| d.method_reason.is_some()).collect();
+        let reasons: Vec<&DatabaseRow> = dbs.iter().filter(|d| d.method_reason.is_some()).collect();
         if !reasons.is_empty() {
             out.push_str("\nwhy not replication:\n");
             for d in reasons {
@@ -226,7 +230,10 @@ mod tests {
     #[test]
     fn a_dead_run_is_not_reported_as_running() {
         let r = report(
-            vec![db("a", "running", "replication"), db("b", "done", "pg_dump")],
+            vec![
+                db("a", "running", "replication"),
+                db("b", "done", "pg_dump"),
+            ],
             false,
         );
         let (status, error) = r.overall();

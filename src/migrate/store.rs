@@ -260,7 +260,12 @@ impl<'a> Store<'a> {
         Ok(existing)
     }
 
-    pub async fn finish(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+    pub async fn finish(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.client
             .execute(
                 "UPDATE pgferry.migration SET status = $2, error = $3, updated_at = now() WHERE id = $1",
@@ -417,7 +422,10 @@ impl<'a> Store<'a> {
     pub async fn stop_requested(&self, id: &str) -> Result<Option<i64>, StoreError> {
         let row = self
             .client
-            .query_opt("SELECT stop_lag FROM pgferry.migration WHERE id = $1", &[&id])
+            .query_opt(
+                "SELECT stop_lag FROM pgferry.migration WHERE id = $1",
+                &[&id],
+            )
             .await
             .map_err(self.err("reading a stop request"))?;
         Ok(row.and_then(|r| r.get(0)))

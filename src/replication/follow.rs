@@ -209,13 +209,12 @@ pub async fn follow_database(
             })
         }
         (false, _) => {
-            let changed =
-                publication::check_replica_identity(
-                    &source.client,
-                    opts.replica_identity_full,
-                    &opts.clone.filter,
-                )
-                    .await?;
+            let changed = publication::check_replica_identity(
+                &source.client,
+                opts.replica_identity_full,
+                &opts.clone.filter,
+            )
+            .await?;
             if !changed.is_empty() {
                 observer(FollowEvent::ReplicaIdentityFull(changed));
             }
