@@ -75,6 +75,7 @@ pub async fn stop(
                 migration.id
             ),
         );
+        let mut shown = Vec::new();
         loop {
             tokio::time::sleep(poll).await;
             let dbs = store.databases(&migration.id).await?;
@@ -104,7 +105,10 @@ pub async fn stop(
                 }
                 return Ok(dbs.into_iter().map(|d| d.dbname).collect());
             }
-            out.message(None, &format!("waiting for: {}", pending.join(", ")));
+            if pending != shown {
+                out.message(None, &format!("waiting for: {}", pending.join(", ")));
+                shown = pending.iter().map(|s| s.to_string()).collect();
+            }
         }
     }
 

@@ -776,10 +776,22 @@ async fn wait_for(control: &mut watch::Receiver<Control>, pred: impl Fn(Control)
     }
 }
 
+/// Drops a database this migration created and was copying into. The sessions of a killed
+/// earlier run may still be on their way out, so on PostgreSQL 13+ `WITH (FORCE)` ends them.
 async fn drop_database(admin: &tokio_postgres::Client, db: &str) -> Result<(), DbError> {
+    let version: i32 = admin
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .map_err(|e| CloneError::target_failed("reading the server version", e))?
+        .get(0);
+    let force = if version >= 130000 {
+        " WITH (FORCE)"
+    } else {
+        ""
+    };
     admin
         .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {}",
+            "DROP DATABASE IF EXISTS {}{force}",
             crate::ddl::quote_ident(db)
         ))
         .await

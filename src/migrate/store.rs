@@ -209,7 +209,9 @@ impl<'a> Store<'a> {
         }))
     }
 
-    /// Records the migration, or checks that the stored one is this one (a rerun).
+    /// Records the migration, or checks that the stored one is this one (a rerun). A stop
+    /// request already stored is kept: `pgferry stop` may have been typed while this run was
+    /// still starting.
     pub async fn begin(
         &self,
         id: &str,
@@ -240,7 +242,7 @@ impl<'a> Store<'a> {
                 self.client
                     .execute(
                         "UPDATE pgferry.migration SET status = 'running', error = NULL, \
-                         stop_lag = NULL, options = $2::text::jsonb, updated_at = now() WHERE id = $1",
+                         options = $2::text::jsonb, updated_at = now() WHERE id = $1",
                         &[&id, &options.to_string()],
                     )
                     .await
@@ -268,7 +270,8 @@ impl<'a> Store<'a> {
     ) -> Result<(), StoreError> {
         self.client
             .execute(
-                "UPDATE pgferry.migration SET status = $2, error = $3, updated_at = now() WHERE id = $1",
+                "UPDATE pgferry.migration SET status = $2, error = $3, stop_lag = NULL, updated_at = now() \
+                 WHERE id = $1",
                 &[&id, &status, &error],
             )
             .await

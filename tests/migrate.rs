@@ -1,0 +1,552 @@
+//! `pgferry migrate` end to end through the binary, between two real clusters per test: roles,
+//! several databases (one named "Shop-2", one filtered with -f), both methods, status in the
+//! seed's JSON shape, stop, a second identical run, cleanup, and a killed run that resumes.
+//! Oracles: pg_dump -s / pg_dumpall --roles-only of both sides, and `pgferry verify`.
+
+mod support;
+
+use pgferry::localpg::{Cluster, ClusterOptions};
+use serde_json::Value;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::psql;
+
+fn start_cluster() -> Cluster {
+    Cluster::start(&support::install(), ClusterOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn pgferry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .env_remove("PGPASSWORD")
+        .env_remove("SOURCE_SERVICE_URI")
+        .env_remove("TARGET_SERVICE_URI")
+        .output()
+        .expect("run pgferry")
+}
+
+fn spawn_pgferry(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .env_remove("PGPASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pgferry")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn status_json(dst: &Cluster) -> Option<Value> {
+    let out = pgferry(&["status", "-t", &dst.uri("postgres"), "--json"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn detail<'a>(status: &'a Value, db: &str) -> Option<&'a Value> {
+    status["migration_detail"]
+        .as_array()?
+        .iter()
+        .find(|d| d["dbname"] == db)
+}
+
+/// Polls status until `pred` holds; on the way checks the promise of the status report: a
+/// database is never syncing/done before its initial copy finished.
+fn wait_status(
+    dst: &Cluster,
+    child: &mut Child,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if let Some(s) = status_json(dst) {
+            for d in s["migration_detail"].as_array().into_iter().flatten() {
+                if d["status"] == "syncing" || (d["status"] == "done" && d["phase"] != "done") {
+                    assert_eq!(
+                        d["tables_done"], d["tables_total"],
+                        "syncing before the copy finished: {s}"
+                    );
+                }
+            }
+            if pred(&s) {
+                return s;
+            }
+        }
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            let mut log = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut log);
+            }
+            panic!(
+                "gave up waiting for {what}: status {:?}\nmigrate said:\n{log}",
+                status_json(dst)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
+    let out = Command::new(support::install().tool("pg_dump"))
+        .args([
+            "-s",
+            "-N",
+            "pgferry",
+            "-h",
+            cluster.host(),
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+            db,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            !l.starts_with("--")
+                && !l.starts_with("\\restrict")
+                && !l.starts_with("\\unrestrict")
+                && !l.trim().is_empty()
+                // Publications are never copied (on purpose): ours would be noise.
+                && !l.contains("PUBLICATION")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Roles, attributes, memberships and settings as pg_dumpall prints them, minus the lines
+/// about the bootstrap superuser (initdb's, different on each side by design).
+fn dump_roles(cluster: &Cluster) -> Vec<String> {
+    let out = Command::new(support::install().tool("pg_dumpall"))
+        .args([
+            "--roles-only",
+            "-h",
+            cluster.host(),
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dumpall: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            !l.starts_with("--")
+                && !l.starts_with('\\')
+                && !l.trim().is_empty()
+                && !l.contains("ROLE postgres")
+                && !l.starts_with("SET ")
+        })
+        .map(|l| l.replace(" GRANTED BY postgres", ""))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn verify(src: &Cluster, dst: &Cluster, db: &str) {
+    let out = pgferry(&["verify", "-s", &src.uri(db), "-t", &dst.uri(db)]);
+    assert!(out.status.success(), "verify {db}: {}", text(&out));
+}
+
+fn source_footprint(src: &Cluster, db: &str) -> String {
+    psql(
+        src,
+        db,
+        "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%') || '/' || \
+                (SELECT count(*) FROM pg_publication WHERE pubname LIKE 'pgferry%')",
+    )
+}
+
+fn setup_source(src: &Cluster) -> bool {
+    // The first role created in a fresh cluster: the seed tool's oid cut-off loses it.
+    psql(
+        src,
+        "postgres",
+        "CREATE ROLE app_owner LOGIN PASSWORD 'owner-secret'",
+    );
+    assert_eq!(
+        psql(
+            src,
+            "postgres",
+            "SELECT oid FROM pg_roles WHERE rolname = 'app_owner'"
+        ),
+        "16384"
+    );
+    psql(
+        src,
+        "postgres",
+        "CREATE ROLE reader NOLOGIN CONNECTION LIMIT 3; \
+         GRANT app_owner TO reader WITH ADMIN OPTION; \
+         CREATE ROLE legacy NOLOGIN; \
+         CREATE DATABASE \"Shop-2\" OWNER app_owner; \
+         ALTER DATABASE \"Shop-2\" SET work_mem = '8MB'; \
+         ALTER ROLE reader IN DATABASE \"Shop-2\" SET search_path = app, public; \
+         CREATE DATABASE crm; CREATE DATABASE skipme;",
+    );
+    psql(
+        src,
+        "Shop-2",
+        "SET ROLE app_owner; \
+         CREATE SCHEMA app; \
+         CREATE TABLE app.customers (id int PRIMARY KEY, name text NOT NULL); \
+         CREATE TABLE app.orders (id bigserial PRIMARY KEY, customer int REFERENCES app.customers, \
+                                  amount numeric(10,2), note text); \
+         CREATE SEQUENCE app.odd_seq START 1000 INCREMENT 7; \
+         SELECT setval('app.odd_seq', 1021, false); \
+         INSERT INTO app.customers SELECT g, 'c' || g FROM generate_series(1, 500) g; \
+         INSERT INTO app.orders (customer, amount, note) \
+           SELECT 1 + g % 500, g / 100.0, repeat('x', g % 50) FROM generate_series(1, 20000) g; \
+         CREATE VIEW app.big_orders AS SELECT * FROM app.orders WHERE amount > 100; \
+         SELECT lo_from_bytea(0, 'large object payload'); \
+         RESET ROLE; GRANT SELECT ON ALL TABLES IN SCHEMA app TO reader;",
+    );
+    psql(
+        src,
+        "crm",
+        "CREATE TABLE notes (body text, at timestamptz DEFAULT now()); \
+         INSERT INTO notes (body) SELECT 'n' || g FROM generate_series(1, 3000) g; \
+         CREATE TABLE contacts (id int PRIMARY KEY, email text UNIQUE); \
+         INSERT INTO contacts SELECT g, g || '@x' FROM generate_series(1, 1000) g;",
+    );
+    psql(src, "skipme", "CREATE TABLE t (id int PRIMARY KEY)");
+    let postgis = psql(
+        src,
+        "postgres",
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'",
+    ) == "1";
+    if postgis {
+        psql(src, "postgres", "CREATE DATABASE geo");
+        psql(
+            src,
+            "geo",
+            "CREATE EXTENSION postgis; \
+             INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text) \
+               VALUES (990001, 'local', 990001, '', '+proj=longlat +datum=WGS84 +no_defs'); \
+             CREATE TABLE places (id int PRIMARY KEY, at geometry(Point, 4326)); \
+             INSERT INTO places VALUES (1, 'SRID=4326;POINT(1 2)');",
+        );
+    } else {
+        support::skip(
+            "whole_cluster_migration (postgis database)",
+            "postgis is not installed (apt-get install -y postgresql-15-postgis-3; .ci/run does it)",
+        );
+    }
+    postgis
+}
+
+#[test]
+fn whole_cluster_migration_end_to_end() {
+    let src = start_cluster();
+    let dst = start_cluster();
+    let postgis = setup_source(&src);
+    let (s, t) = (src.uri("postgres"), dst.uri("postgres"));
+    let mut dbs = vec!["Shop-2", "crm", "postgres"];
+    if postgis {
+        dbs.push("geo");
+    }
+    let target_roles_before = dump_roles(&dst);
+
+    // --validate: the method per database and why; nothing created on either side.
+    let out = pgferry(&["migrate", "-s", &s, "-t", &t, "-f", "skipme", "--validate"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("Shop-2") && report.contains("replication"),
+        "{report}"
+    );
+    assert!(
+        report.contains("public.notes") && report.contains("pg_dump"),
+        "crm falls back because of notes (no replica identity): {report}"
+    );
+    assert!(!report.contains("skipme"), "{report}");
+    assert_eq!(dump_roles(&dst), target_roles_before);
+    assert_eq!(
+        psql(
+            &dst,
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname IN ('Shop-2', 'crm', 'geo')"
+        ),
+        "0"
+    );
+    assert_eq!(
+        psql(
+            &dst,
+            "postgres",
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"
+        ),
+        "0"
+    );
+    assert_eq!(source_footprint(&src, "Shop-2"), "0/0");
+
+    // A forced replication of a database that cannot replicate is a preflight failure (3).
+    let out = pgferry(&[
+        "migrate",
+        "-s",
+        &s,
+        "-t",
+        &t,
+        "--databases",
+        "crm",
+        "--force-method",
+        "replication",
+        "--validate",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+
+    // The live migration: runs until stopped; writes continue meanwhile.
+    let mut child = spawn_pgferry(&["pg", "-s", &s, "-t", &t, "-f", "skipme", "-v"]);
+    let syncing = wait_status(&dst, &mut child, "Shop-2 syncing", |s| {
+        detail(s, "Shop-2").is_some_and(|d| d["status"] == "syncing")
+    });
+    assert_eq!(detail(&syncing, "Shop-2").unwrap()["method"], "replication");
+    psql(
+        &src,
+        "Shop-2",
+        "INSERT INTO app.orders (customer, amount, note) SELECT 1, 1, 'late' FROM generate_series(1, 500); \
+         UPDATE app.customers SET name = 'renamed' WHERE id <= 10; DELETE FROM app.orders WHERE id <= 100; \
+         SELECT nextval('app.odd_seq'); SELECT nextval('app.odd_seq');",
+    );
+    let everything_settled = wait_status(&dst, &mut child, "all databases copied", |s| {
+        s["migration_detail"].as_array().is_some_and(|a| {
+            a.len() == dbs.len()
+                && a.iter()
+                    .all(|d| d["status"] == "syncing" || d["status"] == "done")
+        })
+    });
+    assert_eq!(
+        detail(&everything_settled, "crm").unwrap()["method"],
+        "pg_dump"
+    );
+    assert!(detail(&everything_settled, "crm").unwrap()["method_reason"]
+        .as_str()
+        .unwrap()
+        .contains("notes"));
+    assert_eq!(source_footprint(&src, "Shop-2"), "1/1");
+
+    let out = pgferry(&["stop", "-t", &t]);
+    assert!(out.status.success(), "stop: {}", text(&out));
+    let run = child.wait_with_output().unwrap();
+    assert!(run.status.success(), "migrate: {}", text(&run));
+    let log = text(&run);
+    assert!(!log.contains("owner-secret"), "{log}");
+
+    // Status: the seed's shape, everything done.
+    let done = status_json(&dst).expect("status");
+    assert_eq!(done["migration"]["status"], "done", "{done}");
+    assert_eq!(done["migration"]["method"], "");
+    assert!(done["migration"]["error"].is_null());
+    for db in &dbs {
+        let d = detail(&done, db).unwrap_or_else(|| panic!("{db} missing from {done}"));
+        assert_eq!(d["status"], "done", "{done}");
+        assert!(d["error"].is_null(), "{done}");
+    }
+    assert!(detail(&done, "skipme").is_none());
+
+    // The target equals the source: roles, schema, data, sequences, large objects.
+    assert_eq!(dump_roles(&src), dump_roles(&dst));
+    for db in &dbs {
+        assert_eq!(
+            dump_schema(&src, db),
+            dump_schema(&dst, db),
+            "schema of {db}"
+        );
+        verify(&src, &dst, db);
+    }
+    assert_eq!(
+        psql(
+            &dst,
+            "Shop-2",
+            "SELECT last_value, is_called FROM app.odd_seq"
+        ),
+        psql(
+            &src,
+            "Shop-2",
+            "SELECT last_value, is_called FROM app.odd_seq"
+        )
+    );
+    assert_eq!(
+        psql(&dst, "postgres", "SELECT setconfig::text FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'Shop-2' AND s.setrole = 0"),
+        "{work_mem=8MB}"
+    );
+    if postgis {
+        assert_eq!(
+            psql(
+                &dst,
+                "geo",
+                "SELECT count(*) FROM spatial_ref_sys WHERE srid = 990001"
+            ),
+            "1"
+        );
+    }
+    assert_eq!(
+        source_footprint(&src, "Shop-2"),
+        "0/0",
+        "cutover drops slot and publication"
+    );
+    assert_eq!(
+        psql(
+            &dst,
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'skipme'"
+        ),
+        "0"
+    );
+
+    // A second identical run changes nothing.
+    let before: Vec<Vec<String>> = dbs.iter().map(|db| dump_schema(&dst, db)).collect();
+    let counts = psql(&dst, "Shop-2", "SELECT count(*) FROM app.orders");
+    let out = pgferry(&["migrate", "-s", &s, "-t", &t, "-f", "skipme"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("done by an earlier run"),
+        "{}",
+        text(&out)
+    );
+    let after: Vec<Vec<String>> = dbs.iter().map(|db| dump_schema(&dst, db)).collect();
+    assert_eq!(before, after);
+    assert_eq!(
+        psql(&dst, "Shop-2", "SELECT count(*) FROM app.orders"),
+        counts
+    );
+    assert_eq!(source_footprint(&src, "Shop-2"), "0/0");
+
+    // Another migration into the same target is refused, naming the one there.
+    let out = pgferry(&["migrate", "-s", &s, "-t", &t, "--migration-id", "other"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("already holds migration"),
+        "{}",
+        text(&out)
+    );
+
+    // Cleanup removes the state; idempotent.
+    for _ in 0..2 {
+        let out = pgferry(&["cleanup", "-s", &s, "-t", &t]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    assert_eq!(
+        psql(
+            &dst,
+            "postgres",
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_result() {
+    let src = start_cluster();
+    let dst = start_cluster();
+    psql(
+        &src,
+        "postgres",
+        "CREATE DATABASE big; CREATE DATABASE plain",
+    );
+    psql(
+        &src,
+        "big",
+        "CREATE TABLE items (id bigint PRIMARY KEY, payload text); \
+         INSERT INTO items SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g; \
+         CREATE TABLE more (id bigint PRIMARY KEY, v int); \
+         INSERT INTO more SELECT g, g FROM generate_series(1, 200000) g;",
+    );
+    psql(
+        &src,
+        "plain",
+        "CREATE TABLE log (line text); INSERT INTO log SELECT 'l' || g FROM generate_series(1, 100000) g;",
+    );
+    let (s, t) = (src.uri("postgres"), dst.uri("postgres"));
+    let args = [
+        "migrate",
+        "-s",
+        &s,
+        "-t",
+        &t,
+        "--databases",
+        "big,plain",
+        "-j",
+        "1",
+    ];
+
+    // Kill -9 in the middle of big's copy.
+    let mut child = spawn_pgferry(&args);
+    wait_status(&dst, &mut child, "big copying", |s| {
+        detail(s, "big").is_some_and(|d| d["phase"] == "copy")
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    let dead = status_json(&dst).expect("status");
+    assert_eq!(dead["migration"]["running"], false);
+    assert_ne!(dead["migration"]["status"], "done");
+
+    // Rerun: big is copied again from scratch (no duplicates), then streams.
+    let mut child = spawn_pgferry(&args);
+    wait_status(&dst, &mut child, "big syncing", |s| {
+        detail(s, "big").is_some_and(|d| d["status"] == "syncing")
+            && detail(s, "plain").is_some_and(|d| d["status"] == "done")
+    });
+    psql(
+        &src,
+        "big",
+        "INSERT INTO items SELECT g, 'new' FROM generate_series(400001, 400100) g",
+    );
+
+    // Kill -9 while streaming; more writes; rerun resumes from the stored position.
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill().unwrap();
+    let _ = child.wait();
+    psql(
+        &src,
+        "big",
+        "UPDATE more SET v = -v WHERE id <= 1000; DELETE FROM items WHERE id > 400050",
+    );
+    let mut child = spawn_pgferry(&args);
+    wait_status(&dst, &mut child, "big syncing again", |s| {
+        s["migration"]["running"] == true
+            && detail(s, "big").is_some_and(|d| d["status"] == "syncing")
+    });
+    let out = pgferry(&["stop", "-t", &t]);
+    assert!(out.status.success(), "stop: {}", text(&out));
+    let run = child.wait_with_output().unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("resuming streaming"), "{}", text(&run));
+    assert!(
+        text(&run).contains("done by an earlier run"),
+        "{}",
+        text(&run)
+    );
+
+    for db in ["big", "plain"] {
+        verify(&src, &dst, db);
+    }
+    assert_eq!(psql(&dst, "big", "SELECT count(*) FROM items"), "400050");
+    assert_eq!(
+        psql(&dst, "big", "SELECT count(*) FROM more WHERE v < 0"),
+        "1000"
+    );
+    assert_eq!(source_footprint(&src, "big"), "0/0");
+}
