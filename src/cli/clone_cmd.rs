@@ -33,6 +33,7 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
         skip_analyze: args.skip_analyze,
         filter: Default::default(),
         snapshot: None,
+        allow_downgrade: defaults.allow_downgrade,
     };
 
     let events = args.json.then(JsonEvents::default);
