@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod clone;
+pub mod compat;
 pub mod conn;
 pub mod copy;
 pub mod ddl;

@@ -213,7 +213,7 @@ pub struct Column {
     pub default: Option<String>,
     /// `attidentity`: empty, `a` (ALWAYS) or `d` (BY DEFAULT).
     pub identity: String,
-    /// `attgenerated`: empty or `s` (STORED).
+    /// `attgenerated`: empty, `s` (STORED) or `v` (VIRTUAL, PG 18+).
     pub generated: String,
     pub is_local: bool,
     pub inh_count: i32,
@@ -226,6 +226,19 @@ pub struct Column {
     pub options: Vec<String>,
     pub fdw_options: Vec<String>,
     pub acl: Acl,
+    pub comment: Option<String>,
+    /// PG 18+ keeps NOT NULL as a named constraint; this is the column's valid one (a NOT VALID
+    /// one is in [`Catalog::constraints`] and leaves `not_null` false). `None` before 18.
+    pub not_null_constraint: Option<NotNullConstraint>,
+}
+
+/// A column's NOT NULL constraint as PostgreSQL 18 stores it (`pg_constraint`, `contype 'n'`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotNullConstraint {
+    pub name: String,
+    /// Declared on this table (not only inherited from a parent).
+    pub is_local: bool,
+    pub no_inherit: bool,
     pub comment: Option<String>,
 }
 
@@ -250,7 +263,8 @@ pub struct Constraint {
     pub oid: u32,
     pub relid: u32,
     pub name: String,
-    /// `contype`: `c` check, `f` foreign key, `p` primary key, `u` unique, `x` exclusion.
+    /// `contype`: `c` check, `f` foreign key, `p` primary key, `u` unique, `x` exclusion,
+    /// `n` NOT NULL (PG 18+, read only when NOT VALID: valid ones belong to their column).
     pub kind: String,
     /// `pg_get_constraintdef`.
     pub def: String,

@@ -459,11 +459,27 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
     const W: &str = "columns";
     let generated = g.frag(120000, "a.attgenerated::text", "''");
     let compression = g.frag(140000, "NULLIF(a.attcompression::text, '')", "NULL::text");
+    // PG 18 stores NOT NULL as a named constraint, which may be NOT VALID, NO INHERIT,
+    // inherited only, or named differently from the default.
+    let not_null = g.frag(
+        180000,
+        "nn.conname AS nn_name, nn.convalidated AS nn_valid, nn.conislocal AS nn_local,
+                nn.connoinherit AS nn_noinherit,
+                pg_catalog.obj_description(nn.oid, 'pg_constraint') AS nn_comment,",
+        "NULL::name AS nn_name, NULL::bool AS nn_valid, NULL::bool AS nn_local,
+                NULL::bool AS nn_noinherit, NULL::text AS nn_comment,",
+    );
+    let not_null_join = g.frag(
+        180000,
+        "LEFT JOIN pg_catalog.pg_constraint nn ON nn.conrelid = a.attrelid AND nn.contype = 'n'
+                AND nn.conkey[1] = a.attnum",
+        "",
+    );
     let sql = format!(
         "SELECT a.attrelid, a.attnum, a.attname,
                 pg_catalog.format_type(a.atttypid, a.atttypmod) AS type_name, a.atttypid,
                 cn.nspname AS coll_schema, co.collname AS coll_name,
-                a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS def,
+                a.attnotnull, {not_null} pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS def,
                 a.attidentity::text AS identity, {generated} AS generated,
                 a.attislocal, a.attinhcount::int AS inhcount,
                 CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
@@ -478,6 +494,7 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
          LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         {not_null_join}
          LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation AND a.attcollation <> t.typcollation
          LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
          WHERE {USER_NS} AND c.oid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
@@ -487,6 +504,19 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
     let mut out = Vec::new();
     for r in query(client, W, &sql).await? {
         let stat: i32 = get(&r, W, "stattarget")?;
+        let nn_name: Option<String> = get(&r, W, "nn_name")?;
+        let nn_valid: Option<bool> = get(&r, W, "nn_valid")?;
+        let not_null_constraint = match (nn_name, nn_valid) {
+            (Some(name), Some(true)) => Some(NotNullConstraint {
+                name,
+                is_local: get::<Option<bool>>(&r, W, "nn_local")?.unwrap_or(true),
+                no_inherit: get::<Option<bool>>(&r, W, "nn_noinherit")?.unwrap_or(false),
+                comment: get(&r, W, "nn_comment")?,
+            }),
+            _ => None,
+        };
+        // A NOT VALID NOT NULL is added after the data, as a constraint of its own.
+        let not_null = get::<bool>(&r, W, "attnotnull")? && nn_valid != Some(false);
         out.push(Column {
             relid: get(&r, W, "attrelid")?,
             num: get(&r, W, "attnum")?,
@@ -494,7 +524,7 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
             type_name: get(&r, W, "type_name")?,
             type_oid: get(&r, W, "atttypid")?,
             collation: opt_qualified(&r, W, "coll_schema", "coll_name")?,
-            not_null: get(&r, W, "attnotnull")?,
+            not_null,
             default: get(&r, W, "def")?,
             identity: get(&r, W, "identity")?,
             generated: get(&r, W, "generated")?,
@@ -507,6 +537,7 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
             fdw_options: get(&r, W, "fdwoptions")?,
             acl: column_acl(&r, W)?,
             comment: get(&r, W, "comment")?,
+            not_null_constraint,
         });
     }
     Ok(out)
@@ -551,6 +582,9 @@ async fn read_constraints(client: &Client, g: &Gate) -> Result<Vec<Constraint>, 
     const W: &str = "constraints";
     // untested: conparentid appeared in PG 11.
     let parent = g.frag(110000, "co.conparentid", "0::oid");
+    // PG 18: a NOT VALID NOT NULL is a constraint added after the data (valid ones are
+    // written with their column).
+    let invalid_not_null = g.frag(180000, "OR (co.contype = 'n' AND NOT co.convalidated)", "");
     let sql = format!(
         "SELECT co.oid, co.conrelid, co.conname, co.contype::text AS contype,
                 pg_catalog.pg_get_constraintdef(co.oid) AS def, co.convalidated,
@@ -559,7 +593,8 @@ async fn read_constraints(client: &Client, g: &Gate) -> Result<Vec<Constraint>, 
          FROM pg_catalog.pg_constraint co
          JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE {USER_NS} AND c.oid >= 16384 AND co.contype IN ('c', 'f', 'p', 'u', 'x')
+         WHERE {USER_NS} AND c.oid >= 16384
+           AND (co.contype IN ('c', 'f', 'p', 'u', 'x') {invalid_not_null})
          ORDER BY co.conrelid, co.conname"
     );
     let mut out = Vec::new();

@@ -106,6 +106,7 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
         skip_analyze: args.skip_analyze,
         excluded_extensions: args.excluded_extensions.clone(),
         extension_config_tables: !args.no_replicate_extension_tables,
+        allow_downgrade: args.skip_db_version_check,
         ..defaults
     };
     let recorded = json!({

@@ -25,7 +25,12 @@ pub async fn source_props(
     client: &Client,
     server_version: i32,
 ) -> Result<DatabaseProps, CloneError> {
-    let icu = if server_version >= 150000 {
+    // PostgreSQL 17 renamed daticulocale to datlocale (it also holds the builtin provider's
+    // locale, which is not carried over yet: such a database is created with libc).
+    let icu = if server_version >= 170000 {
+        "CASE d.datlocprovider WHEN 'i' THEN 'icu' ELSE 'libc' END, \
+         CASE d.datlocprovider WHEN 'i' THEN d.datlocale END"
+    } else if server_version >= 150000 {
         "CASE d.datlocprovider WHEN 'i' THEN 'icu' ELSE 'libc' END, d.daticulocale"
     } else {
         "'libc'::text, NULL::text"

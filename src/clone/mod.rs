@@ -58,6 +58,9 @@ pub struct CloneOptions {
     /// Copy the rows of extension configuration tables the extension did not create itself
     /// (as pg_dump does); `false` leaves them as the target's extension made them.
     pub extension_config_tables: bool,
+    /// Go on when the target's major version is older than the source's
+    /// (`--skip-db-version-check`); refused before anything is created otherwise.
+    pub allow_downgrade: bool,
 }
 
 /// The snapshot's name, whoever holds it.
@@ -85,6 +88,7 @@ impl Default for CloneOptions {
             snapshot: None,
             excluded_extensions: Vec::new(),
             extension_config_tables: true,
+            allow_downgrade: false,
         }
     }
 }
@@ -142,6 +146,8 @@ pub enum CloneError {
     Target { what: String, message: String },
     #[error("target database \"{database}\" exists and is not empty: use --drop-if-exists to replace it, or --truncate to keep its schema and reload the data")]
     TargetNotEmpty { database: String },
+    #[error(transparent)]
+    Versions(#[from] crate::compat::VersionError),
     #[error(transparent)]
     Copy(#[from] CopyError),
     #[error("source: reading the schema: {0}")]
@@ -238,6 +244,14 @@ async fn run(
     let dst_version = server_version(&admin.client)
         .await
         .map_err(|e| CloneError::target_failed("reading the server version", e))?;
+    crate::compat::check_versions(src_version, dst_version, opts.allow_downgrade)?;
+    if src_version / 10000 != dst_version / 10000 {
+        tracing::debug!(
+            source = %crate::compat::display_version(src_version),
+            target = %crate::compat::display_version(dst_version),
+            "source and target majors differ"
+        );
+    }
     let exists = database::database_exists(&admin.client, &dst.dbname).await?;
     let keep_schema = match (exists, opts.existing) {
         (false, _) => {

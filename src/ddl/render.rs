@@ -603,12 +603,7 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
                     quote_ident(&c.name)
                 ));
             }
-            if c.not_null {
-                after.push_str(&format!(
-                    "ALTER TABLE ONLY {name} ALTER COLUMN {} SET NOT NULL;\n",
-                    quote_ident(&c.name)
-                ));
-            }
+            after.push_str(&inherited_not_null(m, &name, r, c));
             continue;
         }
         if r.of_type.is_some() {
@@ -617,10 +612,9 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
             if let Some(d) = &c.default {
                 l.push_str(&format!(" DEFAULT {d}"));
             }
-            if c.not_null {
-                l.push_str(" NOT NULL");
-            }
-            if c.default.is_some() || c.not_null {
+            let not_null = not_null_clause(m, r, c);
+            l.push_str(&not_null);
+            if c.default.is_some() || !not_null.is_empty() {
                 lines.push(l);
             }
             continue;
@@ -634,15 +628,13 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
             collate(&c.collation)
         );
         if let Some(d) = &c.default {
-            if c.generated == "s" {
-                l.push_str(&format!(" GENERATED ALWAYS AS ({d}) STORED"));
-            } else {
-                l.push_str(&format!(" DEFAULT {d}"));
+            match c.generated.as_str() {
+                "s" => l.push_str(&format!(" GENERATED ALWAYS AS ({d}) STORED")),
+                "v" => l.push_str(&format!(" GENERATED ALWAYS AS ({d}) VIRTUAL")),
+                _ => l.push_str(&format!(" DEFAULT {d}")),
             }
         }
-        if c.not_null {
-            l.push_str(" NOT NULL");
-        }
+        l.push_str(&not_null_clause(m, r, c));
         lines.push(l);
     }
     // ATTACH PARTITION insists that the partition already has the parent's CHECK constraints,
@@ -754,6 +746,17 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
         let col = format!("{name}.{}", quote_ident(&c.name));
         out.push_str(&comment("COLUMN", &col, &c.comment));
     }
+    for (c, nn) in cols
+        .iter()
+        .filter(|c| c.not_null)
+        .filter_map(|c| Some((c, c.not_null_constraint.as_ref()?)))
+    {
+        // Only a constraint this table declares (an inherited one's comment is the parent's).
+        if nn.is_local || r.is_partition || (c.is_local && r.parents.is_empty()) {
+            let on = format!("{} ON {name}", quote_ident(&nn.name));
+            out.push_str(&comment("CONSTRAINT", &on, &nn.comment));
+        }
+    }
     for con in table_constraints(m, r.oid) {
         if con.kind == "c"
             && (con.is_local || r.is_partition)
@@ -767,6 +770,70 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
     out.push_str(&privileges("TABLE", &name, &r.owner, &r.acl, opts));
     out.push_str(&column_privileges(&name, &r.owner, cols, opts));
     out
+}
+
+/// The NOT NULL of a column written in CREATE TABLE: ` NOT NULL`, or
+/// ` CONSTRAINT name NOT NULL` when PostgreSQL 18 named it otherwise than it would by default,
+/// plus ` NO INHERIT`. Empty when the column has none, or (PG 18) only one inherited from a
+/// parent, which the parent brings (a partition is created stand-alone, so it lists its own).
+fn not_null_clause(m: &Model, r: &Relation, c: &Column) -> String {
+    if !c.not_null {
+        return String::new();
+    }
+    let Some(nn) = &c.not_null_constraint else {
+        return " NOT NULL".to_string();
+    };
+    if !nn.is_local && !r.is_partition && parent_brings_not_null(m, r, c) {
+        return String::new();
+    }
+    let mut out = if nn.name == default_not_null_name(r, c) {
+        " NOT NULL".to_string()
+    } else {
+        format!(" CONSTRAINT {} NOT NULL", quote_ident(&nn.name))
+    };
+    if nn.no_inherit {
+        out.push_str(" NO INHERIT");
+    }
+    out
+}
+
+/// Whether a parent's column of the same name has a valid NOT NULL, which CREATE TABLE …
+/// INHERITS passes on. A parent's NOT VALID one is added after the data, so a child that holds
+/// it valid must declare it itself (as pg_dump does).
+fn parent_brings_not_null(m: &Model, r: &Relation, c: &Column) -> bool {
+    r.parents.iter().any(|p| {
+        columns(m, *p)
+            .iter()
+            .any(|pc| pc.name == c.name && pc.not_null)
+    })
+}
+
+/// The name PostgreSQL 18 gives a NOT NULL constraint nobody named (as pg_dump compares it).
+fn default_not_null_name(r: &Relation, c: &Column) -> String {
+    format!("{}_{}_not_null", r.name, c.name)
+}
+
+/// The NOT NULL of an inherited column that the child declares itself, after CREATE TABLE …
+/// INHERITS. Before PG 18 every NOT NULL column gets one (a no-op when the parent's column is
+/// NOT NULL too); from 18 on only a local constraint does, because SET NOT NULL would turn an
+/// inherited-only constraint into a local one.
+fn inherited_not_null(m: &Model, name: &str, r: &Relation, c: &Column) -> String {
+    if !c.not_null {
+        return String::new();
+    }
+    let col = quote_ident(&c.name);
+    match &c.not_null_constraint {
+        None => format!("ALTER TABLE ONLY {name} ALTER COLUMN {col} SET NOT NULL;\n"),
+        Some(nn) if !nn.is_local && parent_brings_not_null(m, r, c) => String::new(),
+        Some(nn) if nn.name == default_not_null_name(r, c) && !nn.no_inherit => {
+            format!("ALTER TABLE ONLY {name} ALTER COLUMN {col} SET NOT NULL;\n")
+        }
+        Some(nn) => format!(
+            "ALTER TABLE ONLY {name}\n    ADD CONSTRAINT {} NOT NULL {col}{};\n",
+            quote_ident(&nn.name),
+            if nn.no_inherit { " NO INHERIT" } else { "" }
+        ),
+    }
 }
 
 fn column_privileges(name: &str, owner: &str, cols: &[Column], opts: &DumpOptions) -> String {
@@ -937,7 +1004,8 @@ fn constraint(m: &Model, i: usize) -> String {
     // a foreign key on a partitioned table or a NOT VALID check must recurse.
     let only = match k.kind.as_str() {
         "f" => !partitioned,
-        "c" => false,
+        // A NOT VALID NOT NULL (PG 18) recurses like a NOT VALID check.
+        "c" | "n" => false,
         _ => true,
     };
     let mut out = format!(

@@ -362,7 +362,8 @@ impl Model {
             };
             let (schema, _) = rel_name(c.relid).unwrap_or_default();
             let kind = match c.kind.as_str() {
-                "c" if c.is_local && !c.validated => K::CheckConstraint,
+                // A NOT VALID NOT NULL (PG 18) goes after the data like a NOT VALID check.
+                "c" | "n" if c.is_local && !c.validated => K::CheckConstraint,
                 // A valid local CHECK is written inside CREATE TABLE; it starts as an object
                 // of its own only so that its dependencies are known (see merge_checks).
                 "c" if c.is_local => {

@@ -4,6 +4,9 @@
 //! Each test binary compiles this module separately and uses only part of it.
 #![allow(dead_code)]
 
+pub mod fidelity;
+
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,6 +37,90 @@ pub fn shared_cluster() -> &'static Cluster {
         Cluster::start(&install(), ClusterOptions::default())
             .unwrap_or_else(|e| panic!("could not start the shared test cluster: {e}"))
     })
+}
+
+/// The installation of PostgreSQL `major`, if this machine has one: the default installation
+/// ([`PgInstall::find`], the system's server) when it is that major, else the bin folder in
+/// `PGFERRY_PG_BIN_<major>` (set by `scripts/fetch-pg-wheels.sh`), else
+/// `/usr/lib/postgresql/<major>/bin`. `None` means the caller must [`skip`] visibly.
+/// A variable that is set but wrong panics: that is a broken setup, not an absent version.
+pub fn install_major(major: u32) -> Option<PgInstall> {
+    static FOUND: OnceLock<Mutex<HashMap<u32, Option<PgInstall>>>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+    found
+        .entry(major)
+        .or_insert_with(|| find_major(major))
+        .clone()
+}
+
+fn find_major(major: u32) -> Option<PgInstall> {
+    if let Ok(default) = PgInstall::find() {
+        if default.major() == major {
+            return Some(default);
+        }
+    }
+    let var = format!("PGFERRY_PG_BIN_{major}");
+    if let Some(dir) = std::env::var_os(&var).filter(|d| !d.is_empty()) {
+        let install = PgInstall::from_bin_dir(&dir)
+            .unwrap_or_else(|e| panic!("{var}={}: {e}", Path::new(&dir).display()));
+        assert_eq!(
+            install.major(),
+            major,
+            "{var}={} holds PostgreSQL {}",
+            Path::new(&dir).display(),
+            install.major()
+        );
+        return Some(install);
+    }
+    PgInstall::from_bin_dir(format!("/usr/lib/postgresql/{major}/bin"))
+        .ok()
+        .filter(|i| i.major() == major)
+}
+
+/// One default cluster of PostgreSQL `major` per test binary, like [`shared_cluster`];
+/// `None` (and a SKIPPED line naming `test`) when that major is not installed here.
+pub fn major_cluster(major: u32, test: &str) -> Option<&'static Cluster> {
+    static CLUSTERS: OnceLock<Mutex<HashMap<u32, &'static Cluster>>> = OnceLock::new();
+    let Some(install) = install_major(major) else {
+        skip(
+            test,
+            &format!(
+                "PostgreSQL {major} is not installed (run `eval \"$(scripts/fetch-pg-wheels.sh)\"` \
+                 to set PGFERRY_PG_BIN_{major})"
+            ),
+        );
+        return None;
+    };
+    let clusters = CLUSTERS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut clusters = clusters.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = clusters.entry(major).or_insert_with(|| {
+        let cluster = Cluster::start(&install, ClusterOptions::default()).unwrap_or_else(|e| {
+            panic!("could not start the shared PostgreSQL {major} test cluster: {e}")
+        });
+        // Like the static in shared_cluster: never dropped, removed by its watchdog.
+        Box::leak(Box::new(cluster))
+    });
+    Some(*cluster)
+}
+
+/// A new cluster of PostgreSQL `major` owned by the caller (dropped = removed), or `None` with
+/// a SKIPPED line naming `test` when that major is not installed here.
+pub fn start_major(major: u32, test: &str, opts: ClusterOptions) -> Option<Cluster> {
+    let Some(install) = install_major(major) else {
+        skip(
+            test,
+            &format!(
+                "PostgreSQL {major} is not installed (run `eval \"$(scripts/fetch-pg-wheels.sh)\"` \
+                 to set PGFERRY_PG_BIN_{major})"
+            ),
+        );
+        return None;
+    };
+    Some(
+        Cluster::start(&install, opts)
+            .unwrap_or_else(|e| panic!("could not start a PostgreSQL {major} cluster: {e}")),
+    )
 }
 
 /// Creates a new, empty database named `<prefix>_<pid>_<n>` and returns its name. `prefix`
