@@ -31,13 +31,7 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
             ExistingTarget::Refuse
         },
         skip_analyze: args.skip_analyze,
-<<<<<<< HEAD
         ..defaults
-=======
-        filter: Default::default(),
-        snapshot: None,
-        allow_downgrade: defaults.allow_downgrade,
->>>>>>> versions
     };
 
     let events = args.json.then(JsonEvents::default);
