@@ -175,7 +175,7 @@ fn source_footprint(src: &Cluster, db: &str) -> String {
     psql(
         src,
         db,
-        "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%') || '/' || \
+        "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%' AND database = current_database()) || '/' || \
                 (SELECT count(*) FROM pg_publication WHERE pubname LIKE 'pgferry%')",
     )
 }

@@ -31,7 +31,6 @@ use crate::replication::{
     follow_database, publication, state as apply_state, FollowError, FollowEvent, FollowOptions,
     FollowOutcome,
 };
-use futures::stream::{self, StreamExt};
 use preflight::{DatabasePlan, Method, Preflight, PreflightError, PreflightOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -284,19 +283,19 @@ pub async fn run(
         out,
         updates: &updates,
         control: control_rx,
+        copy_slots: Arc::new(tokio::sync::Semaphore::new(opts.db_jobs.max(1))),
     };
-    let jobs = opts.db_jobs.max(1);
-    let results: Vec<(String, DatabaseOutcome)> = stream::iter(checks.databases.iter())
-        .map(|plan| {
+    // Every database runs at once, but only `db_jobs` of them copy at a time: a live
+    // database gives its permit back when it starts streaming, which lasts until cutover.
+    let results: Vec<(String, DatabaseOutcome)> =
+        futures::future::join_all(checks.databases.iter().map(|plan| {
             let ctx = &ctx;
             let prior = prior_rows.iter().find(|r| r.dbname == plan.name).cloned();
             async move {
                 let outcome = ctx.migrate_database(plan, prior).await;
                 (plan.name.clone(), outcome)
             }
-        })
-        .buffer_unordered(jobs)
-        .collect()
+        }))
         .await;
     poller.abort();
     drop(ctx);
@@ -347,6 +346,8 @@ struct Context<'a> {
     out: &'a dyn Output,
     updates: &'a mpsc::UnboundedSender<Update>,
     control: watch::Receiver<Control>,
+    /// `--db-jobs`: how many databases may be copying at the same time.
+    copy_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a database's migration stopped, before it is turned into a [`DatabaseOutcome`].
@@ -408,10 +409,15 @@ impl Context<'_> {
                 .out
                 .message(Some(db), &format!("method {}", plan.method.as_status())),
         }
+        let permit = match self.copy_slots.clone().acquire_owned().await {
+            Ok(p) => std::sync::Mutex::new(Some(p)),
+            Err(_) => return DatabaseOutcome::Failed("internal: copy slots closed".into()),
+        };
         let result = match plan.method {
             Method::Dump => self.migrate_by_copy(plan, prior.as_ref()).await,
-            Method::Replication => self.migrate_live(plan, prior.as_ref()).await,
+            Method::Replication => self.migrate_live(plan, prior.as_ref(), &permit).await,
         };
+        drop(permit);
         match result {
             Ok(outcome) => {
                 match &outcome {
@@ -566,6 +572,7 @@ impl Context<'_> {
         &self,
         plan: &DatabasePlan,
         prior: Option<&DatabaseRow>,
+        copy_permit: &std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
     ) -> Result<DatabaseOutcome, DbError> {
         let db = plan.name.as_str();
         let src_db = self.src.with_dbname(db);
@@ -659,7 +666,15 @@ impl Context<'_> {
                 })
             };
             let reporter = DbProgress::new(self, db);
-            let observer = |event: FollowEvent| self.on_follow_event(db, &streaming, event);
+            let observer = |event: FollowEvent| {
+                if matches!(event, FollowEvent::Cloned(_) | FollowEvent::Resuming { .. }) {
+                    // Copy finished (or not needed): let another database copy.
+                    if let Ok(mut p) = copy_permit.lock() {
+                        p.take();
+                    }
+                }
+                self.on_follow_event(db, &streaming, event)
+            };
             let result = follow_database(
                 &src_db,
                 &dst_db,
