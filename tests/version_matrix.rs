@@ -534,3 +534,142 @@ async fn downgrade_18_to_15_is_refused_before_anything_is_created() {
         .unwrap_or_else(|e| panic!("{test}: with allow_downgrade: {e}"));
     assert_eq!(psql(dst, &db, "SELECT count(*) FROM t"), "2");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Upgrades through `pgferry migrate` (the binary): one run per major pair with two databases,
+// one live (replication, writes while it streams, stop) and one that falls back to the
+// snapshot copy (a table without replica identity): both methods in the same migration.
+
+fn pgferry_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("run pgferry")
+}
+
+fn migrate_status(boot_uri: &str) -> Option<serde_json::Value> {
+    let out = pgferry_cli(&["status", "-t", boot_uri, "--json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn db_status(status: &serde_json::Value, db: &str) -> Option<(String, String)> {
+    status["migration_detail"]
+        .as_array()?
+        .iter()
+        .find(|d| d["dbname"] == db)
+        .map(|d| {
+            (
+                d["status"].as_str().unwrap_or("").to_owned(),
+                d["method"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+}
+
+fn migrate_upgrade(from: u32, to: u32) {
+    let test = format!("upgrade_{from}_to_{to}_migrate");
+    let (Some(src), Some(dst)) = (major_cluster(from, &test), major_cluster(to, &test)) else {
+        return;
+    };
+    let live = load_upgrade_source(src, &format!("mig{from}_{to}_live"), false);
+    let plain = fresh_db(src, &format!("mig{from}_{to}_plain"));
+    psql(
+        src,
+        &plain,
+        "CREATE TABLE logs (line text, n int); \
+         INSERT INTO logs SELECT 'l' || i, i FROM generate_series(1, 2000) i; \
+         CREATE SEQUENCE s START 50 INCREMENT 3; SELECT nextval('s');",
+    );
+    // A bootstrap database of its own: the target cluster is shared with other tests.
+    let boot = fresh_db(dst, &format!("boot{from}_{to}"));
+    let (s, t) = (src.uri("postgres"), dst.uri(&boot));
+    let dbs = format!("{live},{plain}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["migrate", "-s", &s, "-t", &t, "--databases", &dbs, "-d"])
+        .env_remove("PGPASSWORD")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let ready = migrate_status(&t).is_some_and(|st| {
+            db_status(&st, &live).is_some_and(|(s, _)| s == "syncing")
+                && db_status(&st, &plain).is_some_and(|(s, _)| s == "done")
+        });
+        if ready {
+            break;
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{test}: not syncing in time: {:?}\n{}",
+                migrate_status(&t),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    psql(src, &live, LIVE_WRITES);
+    let stop = pgferry_cli(&["stop", "-t", &t]);
+    assert!(
+        stop.status.success(),
+        "{test}: stop: {}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{test}: migrate failed:\n{log}");
+    let reason = format!("source is PostgreSQL {from}, target is PostgreSQL {to}");
+    assert!(
+        log.contains("text format") && log.contains(&reason),
+        "{test}: the debug log does not say why rows travel as text:\n{log}"
+    );
+    let st = migrate_status(&t).expect("status");
+    assert_eq!(st["migration"]["status"], "done", "{st}");
+    assert_eq!(
+        db_status(&st, &live),
+        Some(("done".into(), "replication".into()))
+    );
+    assert_eq!(
+        db_status(&st, &plain),
+        Some(("done".into(), "pg_dump".into()))
+    );
+    assert_eq!(
+        psql(
+            dst,
+            &live,
+            "SELECT count(*) FROM up.things WHERE t LIKE 'live %'"
+        ),
+        "200"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(assert_verified(src, dst, &live, &test));
+    let report = rt
+        .block_on(verify(
+            &cfg(src, &plain),
+            &cfg(dst, &plain),
+            &VerifyOptions::default(),
+        ))
+        .unwrap();
+    assert!(report.is_clean(), "{test}: {report:#?}");
+    assert_schema_like_native_upgrade(src, &live, dst, &test);
+    assert_schema_like_native_upgrade(src, &plain, dst, &format!("{test}_plain"));
+}
+
+#[test]
+fn upgrade_15_to_16_migrate() {
+    migrate_upgrade(15, 16);
+}
+#[test]
+fn upgrade_15_to_18_migrate() {
+    migrate_upgrade(15, 18);
+}
+#[test]
+fn upgrade_16_to_18_migrate() {
+    migrate_upgrade(16, 18);
+}

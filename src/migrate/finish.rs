@@ -173,7 +173,7 @@ pub async fn stop(
             }
             if let Ok(target) = connect(&dst_db).await {
                 let names = publication::names_for(&name, mangle);
-                let _ = apply_state::forget(&target.client, &names.slot).await;
+                forget_progress(&target.client, &names.slot, name == dst.dbname).await;
             }
             out.message(Some(&name), &format!("cut over at {applied}"));
             finished.push(name);
@@ -246,27 +246,7 @@ pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<Option<Cleane
         }
         match connect(&dst.with_dbname(&name)).await {
             Ok(target) => {
-                let _ = apply_state::forget(&target.client, &names.slot).await;
-                // Our progress table, and the schema when nothing else is in it (in the
-                // bootstrap database it still holds the state, removed below).
-                let _ = target
-                    .client
-                    .batch_execute(
-                        "DO $$BEGIN IF to_regclass('pgferry.apply_progress') IS NOT NULL \
-                           AND NOT EXISTS (SELECT 1 FROM pgferry.apply_progress) THEN \
-                           DROP TABLE pgferry.apply_progress; END IF; END$$",
-                    )
-                    .await;
-                if name != dst.dbname {
-                    let _ = target
-                        .client
-                        .batch_execute(
-                            "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
-                               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                               WHERE n.nspname = 'pgferry') THEN DROP SCHEMA IF EXISTS pgferry; END IF; END$$",
-                        )
-                        .await;
-                }
+                forget_progress(&target.client, &names.slot, name == dst.dbname).await;
             }
             Err(e) if e.code().is_some_and(|c| c.code() == "3D000") => {}
             Err(e) => return Err(db_err(&name)(format!("target: {e}"))),
@@ -275,4 +255,28 @@ pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<Option<Cleane
     store.drop_all().await?;
     cleaned.state_removed = true;
     Ok(Some(cleaned))
+}
+
+/// Removes a database's progress row, then the progress table and schema `pgferry` when
+/// nothing else is left in them (in the bootstrap database the schema also holds the
+/// migration state, which stays until cleanup). Best effort: a leftover empty table harms
+/// nothing.
+pub(crate) async fn forget_progress(client: &tokio_postgres::Client, slot: &str, bootstrap: bool) {
+    let _ = apply_state::forget(client, slot).await;
+    let _ = client
+        .batch_execute(
+            "DO $$BEGIN IF to_regclass('pgferry.apply_progress') IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM pgferry.apply_progress) THEN \
+               DROP TABLE pgferry.apply_progress; END IF; END$$",
+        )
+        .await;
+    if !bootstrap {
+        let _ = client
+            .batch_execute(
+                "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE n.nspname = 'pgferry') THEN DROP SCHEMA IF EXISTS pgferry; END IF; END$$",
+            )
+            .await;
+    }
 }

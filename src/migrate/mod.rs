@@ -697,9 +697,11 @@ impl Context<'_> {
                             "cut over at {applied}: sequences synced, slot and publication dropped"
                         ),
                     );
-                    // The progress row served its purpose.
+                    // The progress row served its purpose; so did schema pgferry in this
+                    // database (unless it is the bootstrap database, which keeps the state).
                     if let Ok(target) = connect(&dst_db).await {
-                        let _ = apply_state::forget(&target.client, &names.slot).await;
+                        finish::forget_progress(&target.client, &names.slot, db == self.dst.dbname)
+                            .await;
                     }
                     return Ok(DatabaseOutcome::Done);
                 }
