@@ -9,11 +9,13 @@
 
 use crate::conn::ConnConfig;
 use crate::localpg::{Cluster, ClusterOptions, PgInstall};
-use crate::progress::Bars;
-use crate::replication::{follow_database, FollowEvent, FollowOptions, FollowOutcome};
+use crate::migrate::globals::RoleOutcome;
+use crate::migrate::preflight::PreflightOptions;
+use crate::migrate::store::Store;
+use crate::migrate::{status, Control, MigrateOptions, Output};
 use crate::verify::{render_text, verify, VerifyOptions};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -134,7 +136,6 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         .await
         .map_err(|e| step("creating the sample database")(crate::copy::server_message(&e)))?;
     let src = config(&source, "shop")?;
-    let dst = config(&target, "shop")?;
     let load = Instant::now();
     let session = crate::conn::connect(&src)
         .await
@@ -150,10 +151,38 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         load.elapsed().as_secs_f64()
     );
 
+    // A second, small database whose log table has no primary key: it cannot be published
+    // without breaking the source's UPDATEs, so migrate copies it with the snapshot method.
+    for sql in [
+        "CREATE ROLE shop_owner NOLOGIN",
+        "ALTER DATABASE shop OWNER TO shop_owner",
+        "CREATE DATABASE reports",
+    ] {
+        admin
+            .client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| step("creating the reports database")(crate::copy::server_message(&e)))?;
+    }
+    let reports = crate::conn::connect(&config(&source, "reports")?)
+        .await
+        .map_err(|e| step("connecting to reports")(e.to_string()))?;
+    reports
+        .client
+        .batch_execute(
+            "CREATE TABLE page_view (path text, at timestamptz DEFAULT now()); \
+             INSERT INTO page_view (path) SELECT '/p/' || g FROM generate_series(1, 20000) g;",
+        )
+        .await
+        .map_err(|e| step("loading reports")(crate::copy::server_message(&e)))?;
+    drop(reports);
+
+    let src_cluster = config(&source, "postgres")?;
+    let dst_boot = config(&target, "postgres")?;
     println!(
-        "\n$ pgferry clone --follow -s {} -t {}   (while an application writes to the source)",
-        src.display_target(),
-        dst.display_target()
+        "\n$ pgferry migrate -s {} -t {} -f postgres   (while an application writes to the source)",
+        src_cluster.display_target(),
+        dst_boot.display_target()
     );
     // The "application": small transactions on the source during the copy and the streaming.
     let writer_stop = Arc::new(AtomicBool::new(false));
@@ -162,84 +191,113 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         let (stop, writes, src) = (writer_stop.clone(), writes.clone(), src.clone());
         tokio::spawn(async move { write_load(&src, &stop, &writes).await })
     };
-    let cloned_at: Mutex<Option<Instant>> = Mutex::new(None);
-    let observer = |event: FollowEvent| match event {
-        FollowEvent::Cloned(summary) => {
-            *cloned_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-            print!("{}", crate::clone::render_summary(&summary));
-            println!("initial copy done; streaming the changes made since the snapshot");
-        }
-        FollowEvent::Streaming { from, .. } => println!("  streaming from {from}"),
-        FollowEvent::Resuming { from, .. } => println!("  resuming from {from}"),
-        FollowEvent::Lag { bytes, .. } => println!("  replication lag {bytes} bytes"),
-        FollowEvent::CutoverStarted { lag } => println!("  cutting over at lag {lag} bytes"),
-        FollowEvent::SequencesSynced(n) => println!("  {n} sequences synced"),
-        _ => {}
+    let opts = MigrateOptions {
+        // As the seed's docs do with -f: the empty maintenance database stays behind.
+        preflight: PreflightOptions {
+            filtered: vec!["postgres".into()],
+            ..PreflightOptions::default()
+        },
+        clone: crate::clone::CloneOptions::default(),
+        db_jobs: 2,
+        cutover_at_lag: None,
+        migration_id: Some("demo".into()),
+        show_passwords: false,
+        retry_for: std::time::Duration::from_secs(60),
+        recorded_options: serde_json::json!({"demo": true}),
     };
-    // Phase 1: copy and stream while the writer runs; a few seconds after the copy, the
-    // writer stops and the follower is shut down (slot kept).
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut follow_opts = FollowOptions {
-        lag_interval: std::time::Duration::from_secs(2),
-        ..FollowOptions::default()
-    };
+    let (_control_tx, control_rx) = tokio::sync::watch::channel(Control::Run);
+    // While migrate runs: show the status once the live database streams, let the
+    // application write a little longer, then ask for the cutover the way `pgferry stop` does
+    // (a request in the state, picked up by the running migration).
     let controller = async {
+        let mut streaming_since: Option<Instant> = None;
         loop {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let since = *cloned_at.lock().unwrap_or_else(|p| p.into_inner());
-            if since.is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(4)) {
-                break;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let Ok(session) = crate::conn::connect(&dst_boot).await else {
+                continue;
+            };
+            let Ok(Some(report)) = status::read(&session.client, &dst_boot.dbname).await else {
+                continue;
+            };
+            let syncing = report.databases.len() == 2
+                && report
+                    .databases
+                    .iter()
+                    .all(|d| d.status == "syncing" || d.status == "done");
+            match streaming_since {
+                None if syncing => {
+                    streaming_since = Some(Instant::now());
+                    println!(
+                        "\n$ pgferry status -t {}   (from another terminal)\n{}",
+                        dst_boot.display_target(),
+                        report.to_table()
+                    );
+                }
+                Some(t) if t.elapsed() > std::time::Duration::from_secs(3) => {
+                    writer_stop.store(true, Ordering::SeqCst);
+                    println!(
+                        "  the application stops writing ({} write transactions so far)",
+                        writes.load(Ordering::SeqCst)
+                    );
+                    println!(
+                        "\n$ pgferry stop -t {} --max-replication-lag 0",
+                        dst_boot.display_target()
+                    );
+                    let store = Store::new(&session.client, &dst_boot.dbname);
+                    if let Err(e) = store.request_stop(&report.migration.id, 0).await {
+                        println!("  could not request the cutover: {e}");
+                    }
+                    return;
+                }
+                _ => {}
             }
         }
-        writer_stop.store(true, Ordering::SeqCst);
-        println!(
-            "  the application stops writing ({} write transactions so far)",
-            writes.load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let _ = stop_tx.send(true);
     };
-    let bars = Bars::new();
-    let (followed, ()) = tokio::join!(
-        follow_database(&src, &dst, &follow_opts, &bars, &observer, stop_rx),
+    let printer = DemoOutput;
+    let (migrated, ()) = tokio::join!(
+        crate::migrate::run(&src_cluster, &dst_boot, &opts, &printer, control_rx),
         controller
     );
-    bars.finish();
-    followed.map_err(|e| step("following")(e.to_string()))?;
+    let migrated = migrated.map_err(|e| step("migrating")(e.to_string()))?;
     writer
         .await
         .map_err(|e| step("the writer")(e.to_string()))?
         .map_err(step("the writer"))?;
-    // Phase 2: the same command with cutover: resumes, drains, syncs sequences, cleans up.
-    println!(
-        "\n$ pgferry clone --follow -s {} -t {} --max-replication-lag 0 --stop-replication",
-        src.display_target(),
-        dst.display_target()
-    );
-    let (_keep, idle) = tokio::sync::watch::channel(false);
-    follow_opts.cutover_at_lag = Some(0);
-    let quiet = Bars::new();
-    let outcome = follow_database(&src, &dst, &follow_opts, &quiet, &observer, idle)
+    if migrated.failed() {
+        return Err(DemoError::Step {
+            what: "migrating".into(),
+            message: format!("{:?}", migrated.databases),
+        });
+    }
+    let session = crate::conn::connect(&dst_boot)
         .await
-        .map_err(|e| step("cutting over")(e.to_string()))?;
-    quiet.finish();
-    if let FollowOutcome::CutOver { applied } = outcome {
+        .map_err(|e| step("reading the status")(e.to_string()))?;
+    if let Ok(Some(report)) = status::read(&session.client, &dst_boot.dbname).await {
         println!(
-            "cutover done at {applied}: the {} write transactions made during the migration are on the target; slot and publication dropped",
-            writes.load(Ordering::SeqCst)
+            "\n$ pgferry status -t {}\n{}",
+            dst_boot.display_target(),
+            report.to_table()
         );
     }
-
     println!(
-        "\n$ pgferry verify -s {} -t {}",
-        src.display_target(),
-        dst.display_target()
+        "the {} write transactions made during the migration are on the target",
+        writes.load(Ordering::SeqCst)
     );
-    let report = verify(&src, &dst, &VerifyOptions::default())
-        .await
-        .map_err(|e| step("verifying")(e.to_string()))?;
-    print!("{}", render_text(&report));
-    let clean = report.is_clean();
+
+    let mut clean = true;
+    for db in ["shop", "reports"] {
+        let (s, d) = (config(&source, db)?, config(&target, db)?);
+        println!(
+            "\n$ pgferry verify -s {} -t {}",
+            s.display_target(),
+            d.display_target()
+        );
+        let report = verify(&s, &d, &VerifyOptions::default())
+            .await
+            .map_err(|e| step("verifying")(e.to_string()))?;
+        print!("{}", render_text(&report));
+        clean &= report.is_clean();
+    }
 
     println!(
         "\ndemo finished in {:.1} s: {}",
@@ -300,4 +358,26 @@ async fn write_load(src: &ConnConfig, stop: &AtomicBool, writes: &AtomicU64) -> 
 fn config(cluster: &Cluster, db: &str) -> Result<ConnConfig, DemoError> {
     ConnConfig::from_conn_str(&cluster.uri(db))
         .map_err(|e| step("building a connection string")(e.to_string()))
+}
+
+/// What migrate says, indented under the demo's command lines.
+struct DemoOutput;
+
+impl Output for DemoOutput {
+    fn message(&self, db: Option<&str>, text: &str) {
+        match db {
+            Some(db) => println!("  [{db}] {text}"),
+            None => println!("  {text}"),
+        }
+    }
+
+    fn detail(&self, _db: &str, _text: &str) {}
+
+    fn roles(&self, outcomes: &[RoleOutcome], _show_passwords: bool) {
+        let names: Vec<String> = outcomes
+            .iter()
+            .map(|o| format!("{} ({})", o.name, o.status.as_str()))
+            .collect();
+        println!("  roles: {}", names.join(", "));
+    }
 }

@@ -136,10 +136,7 @@ impl StatusReport {
                 d.lag_bytes
                     .map(|l| l.to_string())
                     .unwrap_or_else(|| "-".into()),
-                d.error
-                    .as_deref()
-                    .or(d.method_reason.as_deref().map(|_| ""))
-                    .unwrap_or("-")
+                d.error.as_deref().unwrap_or("-")
             ));
         }
         let reasons: Vec<&DatabaseRow> = dbs.iter().filter(|d| d.method_reason.is_some()).collect();
