@@ -550,3 +550,72 @@ fn killed_run_resumes_to_the_same_result() {
     );
     assert_eq!(source_footprint(&src, "big"), "0/0");
 }
+
+/// The seed document's command line (`pg -d ... --max-replication-lag 1 --stop-replication -f
+/// DB`), with the source given by the seed's `migration.*` keys in a --config file: the run
+/// ends by itself after cutover; the password in the file never shows.
+#[test]
+fn seed_command_line_with_config_file_stops_by_itself() {
+    let src = start_cluster();
+    let dst = start_cluster();
+    psql(
+        &src,
+        "postgres",
+        "CREATE DATABASE app; CREATE DATABASE db_to_skip",
+    );
+    psql(
+        &src,
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); \
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g; \
+         CREATE SEQUENCE s; SELECT setval('s', 77);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("migration.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[migration]\nhost = \"{}\"\nport = {}\nssl = false\nusername = \"postgres\"\n\
+             password = \"file-secret-1234\"\ndbname = \"postgres\"\nignore_dbs = \"db_to_skip,postgres\"\n",
+            src.host(),
+            src.port()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let t = dst.uri("postgres");
+
+    let out = pgferry(&["pg", "-s", &src.uri("postgres"), "--config", cfg, "-t", &t]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let out = pgferry(&[
+        "pg",
+        "-d",
+        "--config",
+        cfg,
+        "-t",
+        &t,
+        "--max-replication-lag",
+        "1",
+        "--stop-replication",
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("file-secret-1234"), "password leaked: {log}");
+    let status = status_json(&dst).expect("status");
+    assert_eq!(status["migration"]["status"], "done", "{status}");
+    let app = detail(&status, "app").expect("app in status");
+    assert_eq!(app["method"], "replication");
+    assert_eq!(app["status"], "done");
+    assert!(detail(&status, "db_to_skip").is_none());
+    verify(&src, &dst, "app");
+    assert_eq!(source_footprint(&src, "app"), "0/0");
+    assert_eq!(
+        psql(
+            &dst,
+            "app",
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"
+        ),
+        "0"
+    );
+}
