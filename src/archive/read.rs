@@ -333,7 +333,8 @@ async fn run(
         summary.post_data_statements =
             postdata::apply_parallel(dst, &archive.post_data, opts.jobs).await?;
         *stage = Stage::Finishing;
-        if data || !m.contents.data {
+        // The views hold data only if the archive does (loaded now or in an earlier run).
+        if m.contents.data {
             refresh_matviews(&target.client, &archive.refresh_matviews, &mut summary).await;
         }
     }
