@@ -5,7 +5,7 @@
 //! |------|---------|
 //! | 0 | done (or replication syncing, when that is what was asked) |
 //! | 1 | the operation failed (a database, a connection, a check) |
-//! | 2 | usage or configuration error (bad flag, bad connection string, unfinished command) |
+//! | 2 | usage or configuration error (bad flag, bad connection string, bad config file) |
 //! | 3 | preflight refused: the migration could not proceed as asked |
 
 use crate::conn::{ConnConfig, Env, ProcessEnv};
@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod archive_cmd;
 mod clone_cmd;
 mod migrate_cmd;
 mod schema_cmd;
@@ -471,6 +472,25 @@ pub struct DumpArgs {
     /// Leave out these tables.
     #[arg(long = "skip-table", value_name = "TABLE,...", value_delimiter = ',')]
     pub skip_table: Vec<String>,
+    /// Tables whose heap + TOAST size exceeds SIZE are dumped as several ranges in parallel,
+    /// one data file each. SIZE accepts kB, MB, GB, TB.
+    #[arg(long = "split-tables-larger-than", value_name = "SIZE", default_value = "1GB", value_parser = size::parse_size)]
+    pub split_tables_larger_than: u64,
+    /// Progress as JSON events on stdout instead of bars.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A part of an archive to restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestoreSection {
+    /// Schemas, types, tables, functions, views...
+    PreData,
+    /// Table rows, sequence values, large objects (then ANALYZE).
+    Data,
+    /// Indexes, constraints, foreign keys, triggers, rules, policies, materialized view refresh.
+    PostData,
+    All,
 }
 
 #[derive(Debug, Args)]
@@ -491,15 +511,23 @@ pub struct RestoreArgs {
     /// Parallel loaders.
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
-    /// Which part of the archive to load.
-    #[arg(long, value_enum, default_value = "all")]
-    pub section: Section,
-    /// Drop the archive's objects from the target before loading.
+    /// Which parts of the archive to load (comma-separated or repeated). With data but no
+    /// pre-data, rows are appended to the target's existing tables.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub section: Vec<RestoreSection>,
+    /// Drop the target database if it exists and create it again from the archive. Without
+    /// it, an existing target database must be empty.
     #[arg(long)]
     pub clean: bool,
-    /// Print the archive's contents and exit.
+    /// Print the archive's contents (after checking its manifest and file sizes) and exit.
     #[arg(long)]
     pub list: bool,
+    /// Skip ANALYZE of the loaded tables.
+    #[arg(long = "skip-analyze")]
+    pub skip_analyze: bool,
+    /// Progress as JSON events on stdout instead of bars.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -683,8 +711,8 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Cleanup(args) => migrate_cmd::cleanup(&args).await,
         Command::Schema(args) => schema_cmd::run(&args).await,
         Command::Clone(args) => clone_cmd::run(&args).await,
-        Command::Dump(_) => not_built_yet("dump", "native archives (issue 7)"),
-        Command::Restore(_) => not_built_yet("restore", "native archives (issue 7)"),
+        Command::Dump(args) => archive_cmd::dump(&args).await,
+        Command::Restore(args) => archive_cmd::restore(&args).await,
         Command::Verify(args) => verify_cmd::run(&args).await,
         Command::Bench(args) => {
             let src = conn_config("source", &args.source.source)?;
@@ -705,15 +733,6 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
             .map(|()| exit::OK)
             .map_err(|e| CliError::failed(format!("demo: {e}"))),
     }
-}
-
-/// Commands whose engine is not in this build say so plainly, with exit code 2, rather than
-/// pretending to work.
-fn not_built_yet(command: &str, what: &str) -> Result<u8, CliError> {
-    Err(CliError::usage(format!(
-        "`pgferry {command}` is not available in this build yet: {what} is still being built. \
-         See README.md, section Limitations. `pgferry check` works today."
-    )))
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //! - [`localpg`]: throwaway local PostgreSQL clusters (for tests, benchmarks and `pgferry demo`).
 //! - [`check`]: what a migration needs to know about a server (`pgferry check`).
 //! - [`catalog`] → [`schema`] → [`ddl`]: catalog queries → object model → SQL text.
+//! - [`archive`]: `pgferry dump` / `pgferry restore` directory archives.
 //! - [`cli`]: the command line (clap); the only place that maps errors to exit codes.
 
+pub mod archive;
 pub mod bench;
 pub mod catalog;
 pub mod check;

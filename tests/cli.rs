@@ -164,17 +164,6 @@ fn source_service_uri_is_the_fallback_and_the_flag_wins() {
 }
 
 #[test]
-fn unfinished_commands_say_so_with_exit_2() {
-    let out = pgferry(&["dump", "-s", "host=127.0.0.1", "-o", "/nonexistent/x"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("not available in this build"),
-        "{}",
-        text(&out)
-    );
-}
-
-#[test]
 fn pgbin_is_accepted_and_ignored_with_a_note() {
     let out = pgferry(
         &[

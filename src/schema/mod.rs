@@ -13,6 +13,6 @@ mod object;
 mod order;
 
 pub use build::Model;
-pub use dump::{dump_schema, DumpError, DumpOptions, SchemaScript, SectionFilter};
+pub use dump::{dump_schema, render_script, DumpError, DumpOptions, SchemaScript, SectionFilter};
 pub use object::{Item, Object, ObjectKind, Section};
 pub use order::order;

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Times, in one run on one machine, a dump to a directory and its restore into a second local
+# cluster, of a pgbench database, by
+#   1. pgferry dump -j 2 (zstd) + pgferry restore -j 2
+#   2. pg_dump -Fd -j 2 (its default gzip) + pg_restore -j 2
+# and prints medians of RUNS runs, the ratio, and the archive sizes, as a Markdown table.
+#
+# usage: benches/dump_restore.sh [SCALE...]      (default: 20 100)
+# env:   RUNS (default 3), PGFERRY (default target/release/pgferry), PGBIN (server binaries)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALES=("$@")
+[ $# -eq 0 ] && SCALES=(20 100)
+RUNS=${RUNS:-3}
+PGFERRY=${PGFERRY:-$PWD/target/release/pgferry}
+PGBIN=${PGBIN:-$(pg_config --bindir)}
+[ -x "$PGFERRY" ] || cargo build --release
+
+WORK=$(mktemp -d /tmp/pgferry-bench.XXXXXX)
+chmod 755 "$WORK"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  for c in src dst; do [ -d "$WORK/$c" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/$c" -m immediate stop >/dev/null 2>&1 || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_cluster() { # name port
+  [ "$(id -u)" = 0 ] && chown postgres "$WORK"
+  as_pg "$PGBIN/initdb" -D "$WORK/$1" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/$1" -l "$WORK/$1.log" -w -o "-p $2 -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c shared_buffers=256MB -c maintenance_work_mem=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min" start >/dev/null
+}
+SP=$(free_port); start_cluster src "$SP"
+DP=$(free_port); start_cluster dst "$DP"
+export PGHOST=127.0.0.1 PGUSER=postgres PGOPTIONS="-c client_min_messages=warning"
+psql_s() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$SP" "$@"; }
+psql_d() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$DP" "$@"; }
+now() { date +%s.%N; }
+since() { python3 -c "print('%.2f' % ($(now)-$1))"; }
+median() { python3 -c 'import sys,statistics; print("%.2f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+
+echo "# pgferry dump+restore vs pg_dump+pg_restore — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each"
+echo
+echo "| scale | DB size | pgferry dump | pgferry restore | pgferry total | pg_dump | pg_restore | peer total | pgferry/peer | archive: pgferry / pg_dump |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for SCALE in "${SCALES[@]}"; do
+  psql_s -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
+  "$PGBIN/pgbench" -q -i -s "$SCALE" -p "$SP" bench >/dev/null 2>&1
+  psql_s -d bench -c "VACUUM ANALYZE"
+  SIZE=$(psql_s -d bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")
+  PD=(); PR=(); PT=(); GD=(); GR=(); GT=()
+  for run in $(seq "$RUNS"); do
+    # pgferry
+    psql_d -d postgres -c "DROP DATABASE IF EXISTS t_pgf"
+    rm -rf "$WORK/pgf"
+    t0=$(now)
+    "$PGFERRY" dump -s "postgres://postgres@127.0.0.1:$SP/bench" -o "$WORK/pgf" -j 2 >/dev/null
+    PD+=("$(since "$t0")"); t1=$(now)
+    "$PGFERRY" restore -i "$WORK/pgf" -t "postgres://postgres@127.0.0.1:$DP/t_pgf" -j 2 >/dev/null
+    PR+=("$(since "$t1")"); PT+=("$(since "$t0")")
+    PGF_SIZE=$(du -sm "$WORK/pgf" | cut -f1)
+    # pg_dump + pg_restore
+    psql_d -d postgres -c "DROP DATABASE IF EXISTS t_dump" -c "CREATE DATABASE t_dump"
+    rm -rf "$WORK/dump"
+    t0=$(now)
+    "$PGBIN/pg_dump" -p "$SP" -Fd -j 2 -f "$WORK/dump" bench
+    GD+=("$(since "$t0")"); t1=$(now)
+    "$PGBIN/pg_restore" -p "$DP" -j 2 -d t_dump "$WORK/dump"
+    GR+=("$(since "$t1")"); GT+=("$(since "$t0")")
+    DUMP_SIZE=$(du -sm "$WORK/dump" | cut -f1)
+  done
+  P=$(median "${PT[@]}"); G=$(median "${GT[@]}")
+  echo "| $SCALE | $SIZE | $(median "${PD[@]}") s | $(median "${PR[@]}") s | ${P} s | $(median "${GD[@]}") s | $(median "${GR[@]}") s | ${G} s | $(python3 -c "print('%.2f' % ($P/$G))") | ${PGF_SIZE} MB / ${DUMP_SIZE} MB |"
+  echo "  runs (s): pgferry dump ${PD[*]} restore ${PR[*]} total ${PT[*]} | pg_dump ${GD[*]} pg_restore ${GR[*]} total ${GT[*]}" >&2
+done
