@@ -565,7 +565,7 @@ async fn gives_up_after_retry_for() {
         false,
     )
     .await
-        .unwrap();
+    .unwrap();
 }
 
 /// The source goes silent (no reset, no close): pgferry notices from the missing answers to
