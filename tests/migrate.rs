@@ -588,6 +588,19 @@ fn seed_command_line_with_config_file_stops_by_itself() {
     let out = pgferry(&["pg", "-s", &src.uri("postgres"), "--config", cfg, "-t", &t]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
+    // The source cannot be its own target, even through another host name.
+    let other_name = src.uri("postgres").replace("127.0.0.1", "localhost");
+    let out = pgferry(&[
+        "pg",
+        "-s",
+        &src.uri("postgres"),
+        "-t",
+        &other_name,
+        "--validate",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("same server"), "{}", text(&out));
+
     let out = pgferry(&[
         "pg",
         "-d",

@@ -524,15 +524,36 @@ async fn downgrade_18_to_15_is_refused_before_anything_is_created() {
         ),
         "0"
     );
-    // Asked for anyway, a plain table goes over.
+    // Asked for anyway, what PostgreSQL 15 can hold goes over, and each object it cannot hold
+    // is reported with its statement and the server's message (a virtual generated column
+    // makes its table impossible on 15; its rows are then reported as not copied).
+    psql(
+        src,
+        &db,
+        "CREATE TABLE v18 (id int PRIMARY KEY, x int, y int GENERATED ALWAYS AS (x * 2) VIRTUAL); \
+         INSERT INTO v18 (id, x) VALUES (1, 1); CREATE INDEX v18_x ON v18 (x);",
+    );
     let opts = CloneOptions {
         allow_downgrade: true,
         ..CloneOptions::default()
     };
-    clone_database(&cfg(src, &db), &cfg(dst, &db), &opts, &Bars::new())
+    let summary = clone_database(&cfg(src, &db), &cfg(dst, &db), &opts, &Bars::new())
         .await
         .unwrap_or_else(|e| panic!("{test}: with allow_downgrade: {e}"));
     assert_eq!(psql(dst, &db, "SELECT count(*) FROM t"), "2");
+    let warnings = summary.warnings.join("\n");
+    assert!(
+        warnings.contains("CREATE TABLE public.v18") && warnings.contains("PostgreSQL 15"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("public.v18 could not be created"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("v18_x"),
+        "the index on the missing table: {warnings}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

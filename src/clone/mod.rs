@@ -319,14 +319,27 @@ async fn run(
     }
 
     let target = open("target", dst).await?;
+    // Into an older major (--skip-db-version-check), the schema is created statement by
+    // statement and what the older server refuses is reported one by one, not fatal.
+    let downgrade = dst_version / 10000 < src_version / 10000;
     if !keep_schema {
         *stage = Stage::Schema;
         progress.stage("creating the schema (pre-data)");
-        target
-            .client
-            .batch_execute(&format!("BEGIN;\n{}\nCOMMIT;", script.pre_data))
-            .await
-            .map_err(|e| CloneError::target_failed("creating the schema (pre-data)", e))?;
+        if downgrade {
+            apply_one_by_one(
+                &target.client,
+                &script.pre_data,
+                dst_version,
+                &mut summary.warnings,
+            )
+            .await;
+        } else {
+            target
+                .client
+                .batch_execute(&format!("BEGIN;\n{}\nCOMMIT;", script.pre_data))
+                .await
+                .map_err(|e| CloneError::target_failed("creating the schema (pre-data)", e))?;
+        }
     }
 
     let plan_opts = PlanOptions {
@@ -363,6 +376,32 @@ async fn run(
         analyze_targets.len(),
         opts.jobs
     ));
+    let jobs = if downgrade {
+        let mut kept = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let name = crate::ddl::qualified(&job.schema, &job.table);
+            let exists: bool = target
+                .client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+                .await
+                .map_err(|e| CloneError::target_failed("looking for a table", e))?
+                .get(0);
+            if exists {
+                kept.push(job);
+            } else {
+                summary.warnings.push(format!(
+                    "table {name} could not be created on the older target: its rows were not copied"
+                ));
+            }
+        }
+        analyze_targets.retain(|(schema, table)| {
+            kept.iter()
+                .any(|j| &j.schema == schema && &j.table == table)
+        });
+        kept
+    } else {
+        jobs
+    };
     summary.tables = copy_all(src, dst, snapshot.name(), jobs, opts.jobs, progress).await?;
 
     if !large_objects.is_empty() {
@@ -395,12 +434,43 @@ async fn run(
     if !keep_schema {
         *stage = Stage::PostData;
         progress.stage("building indexes and constraints (post-data)");
-        summary.post_data_statements =
-            postdata::apply_parallel(dst, &script.post_data, opts.index_jobs).await?;
+        summary.post_data_statements = if downgrade {
+            apply_one_by_one(
+                &target.client,
+                &script.post_data,
+                dst_version,
+                &mut summary.warnings,
+            )
+            .await
+        } else {
+            postdata::apply_parallel(dst, &script.post_data, opts.index_jobs).await?
+        };
     }
 
     *stage = Stage::Finishing;
     progress.stage("setting sequences, refreshing materialized views, analyzing");
+    let sequence_values = if downgrade {
+        let mut kept = Vec::with_capacity(sequence_values.len());
+        for v in sequence_values {
+            let name = crate::ddl::qualified(&v.schema, &v.name);
+            let exists: bool = target
+                .client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+                .await
+                .map_err(|e| CloneError::target_failed("looking for a sequence", e))?
+                .get(0);
+            if exists {
+                kept.push(v);
+            } else {
+                summary.warnings.push(format!(
+                    "sequence {name} does not exist on the older target: not set"
+                ));
+            }
+        }
+        kept
+    } else {
+        sequence_values
+    };
     sequences::apply(&target.client, &sequence_values).await?;
     summary.sequences = sequence_values.len();
     // REFRESH runs the view's query as the view's owner; an owner without the privileges it
@@ -430,4 +500,33 @@ async fn run(
         postdata::analyze(dst, &analyze_targets, opts.index_jobs).await?;
     }
     Ok(summary)
+}
+
+/// Runs a script statement by statement, outside any transaction; each statement the server
+/// refuses becomes a warning naming it and the server's message. Used only for a target older
+/// than the source, where some objects cannot exist. Returns the number that succeeded.
+async fn apply_one_by_one(
+    client: &tokio_postgres::Client,
+    script: &str,
+    target_version: i32,
+    warnings: &mut Vec<String>,
+) -> usize {
+    let mut applied = 0;
+    for stmt in crate::sqlscript::split_statements(script) {
+        match client.batch_execute(&stmt).await {
+            Ok(()) => applied += 1,
+            Err(e) => {
+                let first_line = stmt.lines().next().unwrap_or("").trim();
+                let shown: String = first_line.chars().take(120).collect();
+                let warning = format!(
+                    "not created on the older target (PostgreSQL {}): `{shown}`: {}",
+                    crate::compat::display_version(target_version),
+                    crate::copy::server_message(&e)
+                );
+                tracing::warn!("{warning}");
+                warnings.push(warning);
+            }
+        }
+    }
+    applied
 }

@@ -552,6 +552,9 @@ impl Context<'_> {
                 summary.elapsed.as_secs_f64()
             ),
         );
+        for w in summary.schema_warnings.iter().chain(&summary.warnings) {
+            self.out.message(Some(db), &format!("warning: {w}"));
+        }
         Ok(DatabaseOutcome::Done)
     }
 
@@ -741,6 +744,9 @@ impl Context<'_> {
                         summary.elapsed.as_secs_f64()
                     ),
                 );
+                for w in summary.schema_warnings.iter().chain(&summary.warnings) {
+                    self.out.message(Some(db), &format!("warning: {w}"));
+                }
             }
             FollowEvent::Resuming { from, .. } => {
                 streaming.store(true, Ordering::SeqCst);
