@@ -212,10 +212,18 @@ pub struct Cleaned {
 /// slot and publication on the source and its progress table on the target, then the state.
 /// Returns `None` when the target holds no migration state (the caller then cleans one pair).
 pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<Option<Cleaned>, FinishError> {
-    let session = connect(dst).await.map_err(|source| MigrateError::Connect {
-        role: "target",
-        source,
-    })?;
+    let session = match connect(dst).await {
+        Ok(s) => s,
+        // No such database on the target: it holds no state (the caller cleans the pair).
+        Err(e) if e.code().is_some_and(|c| c.code() == "3D000") => return Ok(None),
+        Err(source) => {
+            return Err(MigrateError::Connect {
+                role: "target",
+                source,
+            }
+            .into())
+        }
+    };
     let store = Store::new(&session.client, &dst.dbname);
     let Some(migration) = store.migration().await? else {
         return Ok(None);
