@@ -632,3 +632,57 @@ fn seed_command_line_with_config_file_stops_by_itself() {
         "0"
     );
 }
+
+/// SIGTERM stops a live migration and keeps its slot; `pgferry stop` then cuts over by
+/// itself (no migrate process running), and needs the source for that.
+#[test]
+fn sigterm_keeps_the_slot_and_stop_cuts_over_alone() {
+    let src = start_cluster();
+    let dst = start_cluster();
+    psql(&src, "postgres", "CREATE DATABASE live");
+    psql(
+        &src,
+        "live",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 1000) g;",
+    );
+    let (s, t) = (src.uri("postgres"), dst.uri("postgres"));
+    let mut child = spawn_pgferry(&["migrate", "-s", &s, "-t", &t, "--databases", "live"]);
+    wait_status(&dst, &mut child, "live syncing", |st| {
+        detail(st, "live").is_some_and(|d| d["status"] == "syncing")
+    });
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let run = child.wait_with_output().unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("syncing"), "{}", text(&run));
+    assert_eq!(
+        source_footprint(&src, "live"),
+        "1/1",
+        "the slot is kept for a resume"
+    );
+    let st = status_json(&dst).unwrap();
+    assert_eq!(st["migration"]["running"], false);
+    assert_eq!(detail(&st, "live").unwrap()["status"], "syncing");
+
+    psql(
+        &src,
+        "live",
+        "UPDATE t SET v = 'changed' WHERE id <= 10; INSERT INTO t VALUES (5000, 'new')",
+    );
+    let out = pgferry(&["stop", "-t", &t]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("-s SRC"), "{}", text(&out));
+    let out = pgferry(&["stop", "-t", &t, "-s", &s]);
+    assert!(out.status.success(), "{}", text(&out));
+    let st = status_json(&dst).unwrap();
+    assert_eq!(st["migration"]["status"], "done", "{st}");
+    verify(&src, &dst, "live");
+    assert_eq!(
+        psql(&dst, "live", "SELECT count(*) FROM t WHERE v = 'changed'"),
+        "10"
+    );
+    assert_eq!(source_footprint(&src, "live"), "0/0");
+}
