@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::fidelity::pg_dump_schema;
+
 use pgferry::localpg::{Cluster, ClusterOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -41,37 +43,6 @@ fn workdir() -> tempfile::TempDir {
         .prefix("pgferry-archive-test-")
         .tempdir()
         .unwrap()
-}
-
-fn pg_dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
-    let out = Command::new(support::install().tool("pg_dump"))
-        .args([
-            "-s",
-            "-h",
-            cluster.host(),
-            "-p",
-            &cluster.port().to_string(),
-            "-U",
-            "postgres",
-            db,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            !l.starts_with("--")
-                && !l.starts_with("\\restrict")
-                && !l.starts_with("\\unrestrict")
-                && !l.trim().is_empty()
-        })
-        .map(str::to_string)
-        .collect()
 }
 
 /// Creates every role of the source cluster on the target cluster (the schema refers to

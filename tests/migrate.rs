@@ -97,37 +97,10 @@ fn wait_status(
 }
 
 fn dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
-    let out = Command::new(support::install().tool("pg_dump"))
-        .args([
-            "-s",
-            "-N",
-            "pgferry",
-            "-h",
-            cluster.host(),
-            "-p",
-            &cluster.port().to_string(),
-            "-U",
-            "postgres",
-            db,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            !l.starts_with("--")
-                && !l.starts_with("\\restrict")
-                && !l.starts_with("\\unrestrict")
-                && !l.trim().is_empty()
-                // Publications are never copied (on purpose): ours would be noise.
-                && !l.contains("PUBLICATION")
-        })
-        .map(str::to_string)
+    support::fidelity::pg_dump_schema_with(cluster, db, &["-N", "pgferry"])
+        .into_iter()
+        // Publications are never copied (on purpose): ours would be noise.
+        .filter(|l| !l.contains("PUBLICATION"))
         .collect()
 }
 

@@ -64,9 +64,15 @@ pub fn psql_apply(cluster: &Cluster, db: &str, sql: &str, single_tx: bool) -> Re
 /// `pg_dump --schema-only` of `db` by the cluster's own pg_dump, without comment lines, blank
 /// lines and the random `\restrict`/`\unrestrict` keys.
 pub fn pg_dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
+    pg_dump_schema_with(cluster, db, &[])
+}
+
+/// [`pg_dump_schema`] with extra pg_dump arguments (e.g. `-N pgferry`).
+pub fn pg_dump_schema_with(cluster: &Cluster, db: &str, extra: &[&str]) -> Vec<String> {
     let port = cluster.port().to_string();
     let out = Command::new(cluster.install().tool("pg_dump"))
         .args(["--schema-only", "-h", cluster.host(), "-p", &port])
+        .args(extra)
         .args(["-U", cluster.superuser(), "-d", db])
         .output()
         .unwrap();
