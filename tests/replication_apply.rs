@@ -1248,3 +1248,78 @@ async fn applier_copies_long_insert_runs() {
         "0/2040"
     );
 }
+
+/// Triggers enabled ALWAYS or REPLICA would fire under apply's replica role and repeat what
+/// the source already did (its audit rows arrive through the stream): they are disabled on
+/// the target while streaming and enabled as on the source at cutover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_and_replica_triggers_wait_for_the_cutover() {
+    let db = support::fresh_db(source(), "follow_trig");
+    psql(
+        source(),
+        &db,
+        "CREATE TABLE acct (id int PRIMARY KEY, v int);
+         CREATE TABLE audit (id bigserial PRIMARY KEY, acct int, v int, op text);
+         CREATE TABLE tally (id int PRIMARY KEY, n int);
+         INSERT INTO tally VALUES (1, 0);
+         CREATE FUNCTION audit_acct() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO audit (acct, v, op) VALUES (NEW.id, NEW.v, TG_OP); RETURN NEW; END $$;
+         CREATE FUNCTION count_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN UPDATE tally SET n = n + 1 WHERE id = 1; RETURN NEW; END $$;
+         CREATE TRIGGER acct_audit AFTER INSERT OR UPDATE ON acct
+           FOR EACH ROW EXECUTE FUNCTION audit_acct();
+         ALTER TABLE acct ENABLE ALWAYS TRIGGER acct_audit;
+         CREATE TRIGGER audit_count AFTER INSERT ON audit
+           FOR EACH ROW EXECUTE FUNCTION count_audit();
+         ALTER TABLE audit ENABLE REPLICA TRIGGER audit_count;
+         CREATE TRIGGER plain AFTER INSERT ON acct FOR EACH ROW EXECUTE FUNCTION audit_acct();
+         ALTER TABLE acct DISABLE TRIGGER plain;
+         INSERT INTO acct SELECT g, g FROM generate_series(1, 10) g;",
+    );
+    let states = "SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) \
+                  FROM pg_trigger WHERE NOT tgisinternal";
+    let follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+    assert_eq!(
+        psql(target(), &db, states),
+        "acct_audit=D,audit_count=D,plain=D"
+    );
+    // Single rows, and a run long enough to be copied.
+    psql(
+        source(),
+        &db,
+        "UPDATE acct SET v = v + 100 WHERE id <= 5;
+         INSERT INTO acct SELECT g, g FROM generate_series(11, 500) g;
+         INSERT INTO acct VALUES (1000, 1);",
+    );
+    wait_target(&db, "SELECT count(*) FROM acct", "501").await;
+    assert!(matches!(
+        follower.stop().await,
+        FollowOutcome::Stopped { .. }
+    ));
+    // A rerun (resume) streams more, then cuts over.
+    psql(source(), &db, "UPDATE acct SET v = 0 WHERE id > 490;");
+    let (outcome, _) = cutover(&db).await;
+    assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+    let audit = "SELECT count(*), sum(v), string_agg(DISTINCT op, ',') FROM audit";
+    assert_eq!(psql(target(), &db, audit), psql(source(), &db, audit));
+    assert_eq!(
+        psql(target(), &db, "SELECT n FROM tally"),
+        psql(source(), &db, "SELECT n FROM tally")
+    );
+    assert_identical(&db).await;
+    assert_eq!(
+        psql(target(), &db, states),
+        "acct_audit=A,audit_count=R,plain=D"
+    );
+    // Enabled ALWAYS indeed: a write on the target now audits itself.
+    let before: u64 = psql(target(), &db, "SELECT count(*) FROM audit")
+        .parse()
+        .unwrap();
+    psql(target(), &db, "INSERT INTO acct VALUES (5000, 5)");
+    assert_eq!(
+        psql(target(), &db, "SELECT count(*) FROM audit"),
+        (before + 1).to_string()
+    );
+    assert_source_clean(&db);
+}
