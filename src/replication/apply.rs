@@ -290,7 +290,7 @@ const COPY_CHUNK: usize = 256 << 10;
 /// powers of two, so each shape has few prepared variants).
 const MAX_RUN_ROWS: usize = 256;
 
-/// Consecutive changes of the same shape, sent as one multi-row statement: per-statement
+/// Changes of the same shape to one table, sent as one multi-row statement: per-statement
 /// overhead dominates small changes.
 struct Run {
     oid: Oid,
@@ -333,7 +333,11 @@ pub struct Applier {
     skip_current: bool,
     batch: Option<Batch>,
     in_flight: FuturesOrdered<Pending>,
-    run: Option<Run>,
+    /// One pending run per table: changes to different tables may be sent in another order
+    /// than they came (see [`Applier::send`]), which lets interleaved workloads batch.
+    runs: HashMap<Oid, Run>,
+    /// Bytes of values held in `runs`.
+    run_bytes: usize,
     generated_supported: Option<bool>,
     /// Totals, for progress logs and tests.
     pub stats: ApplyStats,
@@ -389,7 +393,8 @@ impl Applier {
             skip_current: false,
             batch: None,
             in_flight: FuturesOrdered::new(),
-            run: None,
+            runs: HashMap::new(),
+            run_bytes: 0,
             generated_supported: None,
             stats: ApplyStats::default(),
         })
@@ -497,7 +502,7 @@ impl Applier {
             }
             Message::Relation(rel) => {
                 // A pending run is built from the relation as it was.
-                self.flush_run().await?;
+                self.flush_table(rel.id).await?;
                 self.statements.retain(|(oid, _, _, _), _| *oid != rel.id);
                 let name = qualified(&rel.namespace, &rel.name);
                 self.relations.insert(
@@ -801,8 +806,17 @@ impl Applier {
         Ok(statement)
     }
 
-    /// Queues one change: into the current run when it has the same shape, else as its own
-    /// statement (after the run, keeping stream order).
+    /// Queues one change: into its table's run when it has the same shape, else as its own
+    /// statement (after that run, keeping the table's order).
+    ///
+    /// Only the order within a table is kept; changes to different tables inside the target
+    /// transaction may be sent in another order. Nothing on the target can tell: apply runs
+    /// with `session_replication_role = replica` (no foreign key checks or cascades, ordinary
+    /// triggers silent), triggers enabled ALWAYS or REPLICA are held until the cutover
+    /// ([`super::triggers`]), unique and exclusion constraints are per table, and the whole
+    /// batch commits at once. An interleaved workload (pgbench: three tables updated and one
+    /// inserted into per transaction) then goes out as a few multi-row statements and COPYs
+    /// instead of one statement per change.
     async fn send(
         &mut self,
         oid: Oid,
@@ -814,24 +828,23 @@ impl Applier {
     ) -> Result<(), ApplyError> {
         let key = match shape {
             Shape::Single => {
-                self.flush_run().await?;
+                self.flush_table(oid).await?;
                 return self
                     .send_statement((oid, op, mask, 1), params, u64::from(expect_row))
                     .await;
             }
             Shape::Batch(key) => key,
         };
-        let joins = self.run.as_ref().is_some_and(|r| {
-            r.oid == oid
-                && r.op == op
-                && r.mask == mask
-                && key.as_ref().is_none_or(|k| !r.keys.contains(k))
+        let joins = self.runs.get(&oid).is_some_and(|r| {
+            r.op == op && r.mask == mask && key.as_ref().is_none_or(|k| !r.keys.contains(k))
         });
         if !joins {
-            self.flush_run().await?;
+            self.flush_table(oid).await?;
         }
         let per_row = params.len();
-        let run = self.run.get_or_insert_with(|| Run {
+        let added: usize = params.iter().map(RawValue::len).sum();
+        self.run_bytes += added;
+        let run = self.runs.entry(oid).or_insert_with(|| Run {
             oid,
             op,
             mask,
@@ -841,7 +854,7 @@ impl Applier {
             expect_rows: expect_row,
             keys: HashSet::new(),
         });
-        run.bytes += params.iter().map(RawValue::len).sum::<usize>();
+        run.bytes += added;
         run.params.extend(params);
         run.rows += 1;
         if let Some(key) = key {
@@ -854,9 +867,20 @@ impl Applier {
             run.rows >= max_run_rows(per_row)
         };
         if full {
+            self.flush_table(oid).await?;
+        }
+        if self.run_bytes >= COPY_MAX_BYTES {
             self.flush_run().await?;
         }
         Ok(())
+    }
+
+    /// Sends the pending run of one table.
+    async fn flush_table(&mut self, oid: Oid) -> Result<(), ApplyError> {
+        match self.runs.remove(&oid) {
+            Some(run) => self.send_run(run).await,
+            None => Ok(()),
+        }
     }
 
     /// Sends a run of inserts as one COPY, after everything queued before it (results of
@@ -928,11 +952,18 @@ impl Applier {
         Ok(())
     }
 
-    /// Sends the pending run as statements of power-of-two sizes.
+    /// Sends every pending run.
     async fn flush_run(&mut self) -> Result<(), ApplyError> {
-        let Some(run) = self.run.take() else {
-            return Ok(());
-        };
+        let oids: Vec<Oid> = self.runs.keys().copied().collect();
+        for oid in oids {
+            self.flush_table(oid).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a run as one COPY or as statements of power-of-two sizes.
+    async fn send_run(&mut self, run: Run) -> Result<(), ApplyError> {
+        self.run_bytes = self.run_bytes.saturating_sub(run.bytes);
         if run.op == Op::Insert && run.rows >= COPY_MIN_ROWS && run.mask.contains(&SET) {
             if let Some(format) = copy_format(&run.params) {
                 return self.copy_run(run, format).await;
