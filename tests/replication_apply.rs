@@ -1046,3 +1046,280 @@ async fn interrupt_during_the_copy_removes_the_slot() {
     assert!(matches!(err, FollowError::Interrupted), "{err}");
     assert_source_clean(&db);
 }
+
+/// Values COPY's text format would misread unless escaped (tab, newline, CR, backslash, `\N`,
+/// `\.`), NULLs, non-ASCII, bytea and arrays, inserted in runs long enough to go through COPY:
+/// once with a text stream (a user-defined type in the database turns binary off) and once
+/// with a binary stream. One big transaction, then 1k-row transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_runs_round_trip_through_copy() {
+    const SCHEMA: &str = "CREATE TABLE odd (id int PRIMARY KEY, t text, b bytea, a text[], \
+                          j jsonb, n numeric, ts timestamptz, c char(3));";
+    const ROWS: &str = "SELECT g,
+          CASE g % 7 WHEN 0 THEN NULL WHEN 1 THEN E'tab\\there' WHEN 2 THEN E'new\\nline\\r\\n'
+                     WHEN 3 THEN E'back\\\\slash \\\\N \\\\.' WHEN 4 THEN 'ünïcødé 😀 ' || g
+                     WHEN 5 THEN E'\\\\.' ELSE '' END,
+          CASE WHEN g % 5 = 0 THEN NULL ELSE decode(md5(g::text) || '5c090a0d', 'hex') END,
+          ARRAY[E'x\\\\y', 'a\"b', NULL, E'\\t'],
+          jsonb_build_object('k', E'a\\tb\\\\c', 'n', g),
+          g / 3.0, '2024-02-29 12:00+02'::timestamptz + g * interval '1 s',
+          CASE WHEN g % 2 = 0 THEN E'\\\\' END";
+    for (name, binary) in [("copy_text", false), ("copy_bin", true)] {
+        let db = support::fresh_db(source(), name);
+        psql(source(), &db, SCHEMA);
+        if !binary {
+            psql(
+                source(),
+                &db,
+                "CREATE TYPE mood AS ENUM ('ok'); CREATE TABLE typed (id int PRIMARY KEY, m mood);",
+            );
+        }
+        let follower = Follower::start(&db, FollowOptions::default());
+        follower.wait_streaming().await;
+        psql(
+            source(),
+            &db,
+            &format!("INSERT INTO odd {ROWS} FROM generate_series(1, 20000) g"),
+        );
+        psql(
+            source(),
+            &db,
+            &format!(
+                "DO $$ BEGIN FOR t IN 0..19 LOOP
+                   INSERT INTO odd {} FROM generate_series(20001 + t * 1000, 21000 + t * 1000) g;
+                   COMMIT;
+                 END LOOP; END $$;",
+                ROWS
+            ),
+        );
+        wait_until_count(&db, "odd", 40_000, Duration::from_secs(300)).await;
+        let events = Arc::clone(&follower.events);
+        assert!(matches!(
+            follower.stop().await,
+            FollowOutcome::Stopped { .. }
+        ));
+        let want = format!("binary: {binary}");
+        assert!(
+            events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| e.starts_with("Streaming") && e.contains(&want)),
+            "{name}: not streamed with {want}: {:?}",
+            events.lock().unwrap()
+        );
+        let (outcome, _) = cutover(&db).await;
+        assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+        assert_identical(&db).await;
+        // Not only verify's checksums: the tricky values themselves.
+        let probe =
+            "SELECT string_agg(md5(coalesce(t, '<null>') || coalesce(encode(b, 'hex'), '') \
+                     || a::text || j::text || coalesce(c, '-')), '' ORDER BY id) FROM odd";
+        assert_eq!(psql(target(), &db, probe), psql(source(), &db, probe));
+    }
+}
+
+/// The applier alone: a long run of inserts goes through COPY (counted), a short one through
+/// INSERT, both in the right order around an update, text and binary values alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applier_copies_long_insert_runs() {
+    use bytes::Bytes;
+    use pgferry::replication::apply::{Applier, ApplyItem, BatchLimits};
+    use pgferry::replication::pgoutput::{
+        Begin, Column, Commit, Insert, Message, Relation, ReplicaIdentity, Tuple, Update, Value,
+    };
+    use pgferry::replication::{state, Lsn};
+
+    let db = support::fresh_db(target(), "applier_copy");
+    psql(
+        target(),
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);",
+    );
+    let session = connect(&cfg(target(), &db)).await.unwrap();
+    state::ensure(&session.client).await.unwrap();
+    let (applied, _applied_rx) = watch::channel(Lsn::INVALID);
+    let mut applier = Applier::new(
+        session.client,
+        "s",
+        Lsn(0x1000),
+        BatchLimits::default(),
+        applied,
+    )
+    .await
+    .unwrap();
+    let column = |name: &str, flags: u8, type_oid: u32| Column {
+        flags,
+        name: name.into(),
+        type_oid,
+        type_modifier: -1,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(10_000);
+    tx.send(ApplyItem::Message(Message::Relation(Relation {
+        xid: None,
+        id: 42,
+        namespace: "public".into(),
+        name: "t".into(),
+        replica_identity: ReplicaIdentity::Default,
+        columns: vec![column("id", 1, 23), column("v", 0, 25)],
+    })))
+    .await
+    .unwrap();
+    let text_row = |id: i32| {
+        Message::Insert(Insert {
+            xid: None,
+            relation: 42,
+            new: Tuple(vec![
+                Value::Text(Bytes::from(id.to_string())),
+                if id % 10 == 0 {
+                    Value::Null
+                } else {
+                    Value::Text(Bytes::from(format!("r\t{id}\\\n")))
+                },
+            ]),
+        })
+    };
+    let binary_row = |id: i32| {
+        Message::Insert(Insert {
+            xid: None,
+            relation: 42,
+            new: Tuple(vec![
+                Value::Binary(Bytes::copy_from_slice(&id.to_be_bytes())),
+                Value::Binary(Bytes::from(format!("b{id}"))),
+            ]),
+        })
+    };
+    let mut messages = vec![Message::Begin(Begin {
+        final_lsn: 0x2000,
+        commit_time: 0,
+        xid: 1,
+    })];
+    messages.extend((1..=500).map(text_row));
+    // An update of a row of the run: must see the COPY's rows.
+    messages.push(Message::Update(Update {
+        xid: None,
+        relation: 42,
+        old: None,
+        new: Tuple(vec![
+            Value::Text(Bytes::from_static(b"7")),
+            Value::Text(Bytes::from_static(b"updated")),
+        ]),
+    }));
+    messages.extend((501..=505).map(text_row));
+    messages.push(Message::Update(Update {
+        xid: None,
+        relation: 42,
+        old: None,
+        new: Tuple(vec![
+            Value::Text(Bytes::from_static(b"503")),
+            Value::Text(Bytes::from_static(b"updated")),
+        ]),
+    }));
+    messages.extend((506..=1000).map(binary_row));
+    messages.push(Message::Commit(Commit {
+        flags: 0,
+        commit_lsn: 0x2000,
+        end_lsn: 0x2040,
+        commit_time: 0,
+    }));
+    for m in messages {
+        tx.send(ApplyItem::Message(m)).await.unwrap();
+    }
+    drop(tx);
+    applier.run(&mut rx).await.unwrap();
+    assert_eq!(applier.stats.copied_rows, 500 + 495);
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT count(*), count(v), sum(id), \
+                    sum(CASE WHEN v = E'r\\t' || id || E'\\\\\\n' THEN 1 END), \
+                    sum(CASE WHEN v = 'b' || id THEN 1 END), \
+                    (SELECT string_agg(v, ',') FROM t WHERE id IN (7, 503)) FROM t"
+        ),
+        "1000|950|500500|453|495|updated,updated"
+    );
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT lsn FROM pgferry.apply_progress WHERE slot = 's'"
+        ),
+        "0/2040"
+    );
+}
+
+/// Triggers enabled ALWAYS or REPLICA would fire under apply's replica role and repeat what
+/// the source already did (its audit rows arrive through the stream): they are disabled on
+/// the target while streaming and enabled as on the source at cutover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_and_replica_triggers_wait_for_the_cutover() {
+    let db = support::fresh_db(source(), "follow_trig");
+    psql(
+        source(),
+        &db,
+        "CREATE TABLE acct (id int PRIMARY KEY, v int);
+         CREATE TABLE audit (id bigserial PRIMARY KEY, acct int, v int, op text);
+         CREATE TABLE tally (id int PRIMARY KEY, n int);
+         INSERT INTO tally VALUES (1, 0);
+         CREATE FUNCTION audit_acct() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO audit (acct, v, op) VALUES (NEW.id, NEW.v, TG_OP); RETURN NEW; END $$;
+         CREATE FUNCTION count_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN UPDATE tally SET n = n + 1 WHERE id = 1; RETURN NEW; END $$;
+         CREATE TRIGGER acct_audit AFTER INSERT OR UPDATE ON acct
+           FOR EACH ROW EXECUTE FUNCTION audit_acct();
+         ALTER TABLE acct ENABLE ALWAYS TRIGGER acct_audit;
+         CREATE TRIGGER audit_count AFTER INSERT ON audit
+           FOR EACH ROW EXECUTE FUNCTION count_audit();
+         ALTER TABLE audit ENABLE REPLICA TRIGGER audit_count;
+         CREATE TRIGGER plain AFTER INSERT ON acct FOR EACH ROW EXECUTE FUNCTION audit_acct();
+         ALTER TABLE acct DISABLE TRIGGER plain;
+         INSERT INTO acct SELECT g, g FROM generate_series(1, 10) g;",
+    );
+    let states = "SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) \
+                  FROM pg_trigger WHERE NOT tgisinternal";
+    let follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+    assert_eq!(
+        psql(target(), &db, states),
+        "acct_audit=D,audit_count=D,plain=D"
+    );
+    // Single rows, and a run long enough to be copied.
+    psql(
+        source(),
+        &db,
+        "UPDATE acct SET v = v + 100 WHERE id <= 5;
+         INSERT INTO acct SELECT g, g FROM generate_series(11, 500) g;
+         INSERT INTO acct VALUES (1000, 1);",
+    );
+    wait_target(&db, "SELECT count(*) FROM acct", "501").await;
+    assert!(matches!(
+        follower.stop().await,
+        FollowOutcome::Stopped { .. }
+    ));
+    // A rerun (resume) streams more, then cuts over.
+    psql(source(), &db, "UPDATE acct SET v = 0 WHERE id > 490;");
+    let (outcome, _) = cutover(&db).await;
+    assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+    let audit = "SELECT count(*), sum(v), string_agg(DISTINCT op, ',') FROM audit";
+    assert_eq!(psql(target(), &db, audit), psql(source(), &db, audit));
+    assert_eq!(
+        psql(target(), &db, "SELECT n FROM tally"),
+        psql(source(), &db, "SELECT n FROM tally")
+    );
+    assert_identical(&db).await;
+    assert_eq!(
+        psql(target(), &db, states),
+        "acct_audit=A,audit_count=R,plain=D"
+    );
+    // Enabled ALWAYS indeed: a write on the target now audits itself.
+    let before: u64 = psql(target(), &db, "SELECT count(*) FROM audit")
+        .parse()
+        .unwrap();
+    psql(target(), &db, "INSERT INTO acct VALUES (5000, 5)");
+    assert_eq!(
+        psql(target(), &db, "SELECT count(*) FROM audit"),
+        (before + 1).to_string()
+    );
+    assert_source_clean(&db);
+}

@@ -5,8 +5,10 @@
 //!  fresh:   replica identity check ─► publication ─► slot (EXPORT_SNAPSHOT, session kept idle)
 //!           ─► clone_database(snapshot) ─► progress row = consistent point
 //!  resume:  slot exists and the target has a progress row ─► skip all of the above
-//!  stream:  START_REPLICATION at the stored position ─► pump ─► applier ─► (lag ≤ N)
-//!  cutover: sequences ─► stop the stream ─► drop slot and publication ─► forget the row
+//!  stream:  ALWAYS/REPLICA triggers disabled on the target ─► START_REPLICATION at the stored
+//!           position ─► pump ─► applier ─► (lag ≤ N)
+//!  cutover: sequences ─► those triggers as on the source ─► stop the stream ─► drop slot and
+//!           publication ─► forget the row
 //! ```
 //!
 //! Dropped connections are retried with backoff for `retry_for`; each session resumes from the
@@ -15,6 +17,7 @@
 use super::apply::{Applier, ApplyError, ApplyItem, BatchLimits};
 use super::feedback::{pump, PumpError};
 use super::publication::{self, ObjectNames, PublicationError};
+use super::triggers;
 use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
 use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
 use crate::conn::{connect, ConnConfig, ConnectError};
@@ -367,6 +370,20 @@ async fn session(
             publication: names.publication.clone(),
             database: dst.dbname.clone(),
         })?;
+    let source = open("source", src).await?;
+    // Triggers that would fire under apply's replica role stay off until the cutover.
+    let held = triggers::replica_triggers(&source.client)
+        .await
+        .map_err(|e| FollowError::source("listing triggers enabled ALWAYS or REPLICA", e))?;
+    let disabled = triggers::hold(&target.client, &held)
+        .await
+        .map_err(|e| FollowError::target("disabling triggers enabled ALWAYS or REPLICA", e))?;
+    if disabled > 0 {
+        tracing::info!(
+            "{disabled} trigger(s) enabled ALWAYS or REPLICA on the source are disabled on the \
+             target until the cutover, so that apply does not repeat their effects"
+        );
+    }
     let mut applier = Applier::new(
         target.client,
         &names.slot,
@@ -376,7 +393,6 @@ async fn session(
     )
     .await?;
 
-    let source = open("source", src).await?;
     let Some(confirmed) = publication::slot_confirmed_flush(&source.client, &names.slot).await?
     else {
         return Err(FollowError::SlotGone(names.slot.clone()));
@@ -432,6 +448,18 @@ async fn session(
             let target = open("target", dst).await?;
             sequences::apply(&target.client, &values).await?;
             observer(FollowEvent::SequencesSynced(values.len()));
+            // Read again: the source is the reference, whatever a crash left on the target.
+            let held = triggers::replica_triggers(&source.client)
+                .await
+                .map_err(|e| {
+                    FollowError::source("listing triggers enabled ALWAYS or REPLICA", e)
+                })?;
+            let enabled = triggers::release(&target.client, &held)
+                .await
+                .map_err(|e| FollowError::target("enabling triggers held during streaming", e))?;
+            if enabled > 0 {
+                tracing::info!("{enabled} trigger(s) enabled ALWAYS or REPLICA, as on the source");
+            }
             repl.drop_slot(&names.slot, false).await?;
             let _ = repl.close().await;
             publication::drop_publication(&source.client, &names.publication).await?;

@@ -18,7 +18,8 @@
 //!
 //! The live path on top of that: [`publication`] (our source objects and the replica identity
 //! check), [`apply`] (exactly-once apply with the position in [`state`]), [`feedback`] (the
-//! task owning the stream), and [`follow`] (one database from clone to cutover).
+//! task owning the stream), [`triggers`] (ALWAYS/REPLICA triggers held until cutover), and
+//! [`follow`] (one database from clone to cutover).
 
 pub mod apply;
 pub mod connection;
@@ -29,6 +30,7 @@ pub mod protocol;
 pub mod publication;
 pub mod slot;
 pub mod state;
+pub mod triggers;
 
 pub use connection::{
     QueryResult, ReplicationConnection, ReplicationError, ReplicationEvent, ReplicationStream,

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Drain of a replication backlog: pgferry's applier vs PostgreSQL's own subscription, on the
+# same two local clusters in the same run (medians of RUNS runs, ratios as a Markdown table).
+#
+# Workloads (a backlog is built on the source while no consumer runs, then drained):
+#   pgbench  pgbench -i -s 10, then pgbench -c 4 -N-less TPC-B for TXNS transactions
+#   bulk     1,000,000 rows inserted in 1,000-row transactions
+# Each backlog ends with one marker row; a consumer is done when the marker is on the target.
+#   pgferry: `clone --follow` run until streaming, stopped (slot kept), backlog, then
+#            `clone --follow --max-replication-lag 0 --stop-replication` (resumes, drains,
+#            cuts over and exits): timed to the marker, and to the process exit.
+#   native:  schema and data through pg_dump | psql, publication FOR ALL TABLES and a slot
+#            made before the backlog, then CREATE SUBSCRIPTION (create_slot = false,
+#            copy_data = false): timed to the marker.
+#
+# usage: benches/replication_drain.sh [pgbench] [bulk]     (default: both)
+# env:   RUNS (default 3), TXNS (pgbench transactions, default 40000),
+#        PGFERRY (default target/release/pgferry), PGBIN (server binaries)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKLOADS=("$@")
+[ $# -eq 0 ] && WORKLOADS=(pgbench bulk)
+RUNS=${RUNS:-3}
+TXNS=${TXNS:-40000}
+PGFERRY=${PGFERRY:-$PWD/target/release/pgferry}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+[ -x "$PGFERRY" ] || cargo build --release
+
+WORK=$(mktemp -d /tmp/pgferry-drain.XXXXXX)
+chmod 755 "$WORK"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+PGF_PID=
+cleanup() {
+  [ -n "$PGF_PID" ] && kill "$PGF_PID" 2>/dev/null || true
+  for c in src dst; do [ -d "$WORK/$c" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/$c" -m immediate stop >/dev/null 2>&1 || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_cluster() { # name port
+  [ "$(id -u)" = 0 ] && chown postgres "$WORK"
+  as_pg "$PGBIN/initdb" -D "$WORK/$1" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$WORK/$1" -l "$WORK/$1.log" -w -o "-p $2 -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
+    -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_logical_replication_workers=8 \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30min" start >/dev/null
+}
+SP=$(free_port); start_cluster src "$SP"
+DP=$(free_port); start_cluster dst "$DP"
+export PGHOST=127.0.0.1 PGUSER=postgres PGOPTIONS="-c client_min_messages=warning"
+psql_s() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$SP" "$@"; }
+psql_d() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$DP" "$@"; }
+now() { date +%s.%N; }
+median() { python3 -c 'import sys,statistics; print("%.2f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+uri_s() { echo "postgres://postgres@127.0.0.1:$SP/$1"; }
+uri_d() { echo "postgres://postgres@127.0.0.1:$DP/$1"; }
+
+# The source database of one run: schema and initial data, no backlog yet.
+prepare() { # workload db
+  psql_s -d postgres -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2"
+  case $1 in
+    pgbench)
+      "$PGBIN/pgbench" -q -i -s 10 -p "$SP" "$2" >/dev/null 2>&1
+      # pgbench_history has no key; the same identity on both sides (only inserted to).
+      psql_s -d "$2" -c "ALTER TABLE pgbench_history REPLICA IDENTITY FULL" ;;
+    bulk)
+      psql_s -d "$2" -c "CREATE TABLE bulk (id bigint PRIMARY KEY, v text, n int, at timestamptz)" ;;
+  esac
+  psql_s -d "$2" -c "CREATE TABLE drain_marker (id int PRIMARY KEY)" -c "VACUUM ANALYZE"
+}
+
+backlog() { # workload db
+  case $1 in
+    pgbench) "$PGBIN/pgbench" -n -c 4 -j 2 -t $((TXNS / 4)) -p "$SP" "$2" >/dev/null 2>&1 ;;
+    bulk) psql_s -d "$2" -c "DO \$\$ BEGIN FOR t IN 0..999 LOOP
+            INSERT INTO bulk SELECT g, md5(g::text), g % 1000, now()
+              FROM generate_series(t * 1000 + 1, t * 1000 + 1000) g;
+            COMMIT; END LOOP; END \$\$" ;;
+  esac
+  psql_s -d "$2" -c "INSERT INTO drain_marker VALUES (1)"
+}
+
+# Waits on the target (one session, a fresh snapshot per check) until the marker arrives.
+wait_marker() { # db
+  psql_d -d "$1" -c "DO \$\$ BEGIN WHILE NOT EXISTS (SELECT 1 FROM drain_marker) LOOP
+      PERFORM pg_sleep(0.01); END LOOP; END \$\$"
+}
+
+changes() { # workload db: row changes in the backlog (for the rate)
+  case $1 in
+    pgbench) psql_s -d "$2" -Atc "SELECT 4 * count(*) FROM pgbench_history" ;;
+    bulk) echo 1000000 ;;
+  esac
+}
+
+run_pgferry() { # workload
+  local db=d_pgf
+  prepare "$1" "$db"
+  psql_d -d postgres -c "DROP DATABASE IF EXISTS $db"
+  "$PGFERRY" clone --follow -s "$(uri_s $db)" -t "$(uri_d $db)" >"$WORK/pgf1.log" 2>&1 &
+  PGF_PID=$!
+  until psql_d -d "$db" -Atc "SELECT count(*) FROM pgferry.apply_progress" 2>/dev/null | grep -q 1; do
+    kill -0 "$PGF_PID" 2>/dev/null || { cat "$WORK/pgf1.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  sleep 1
+  kill -TERM "$PGF_PID"; wait "$PGF_PID" || true; PGF_PID=
+  backlog "$1" "$db"
+  CHANGES=$(changes "$1" "$db")
+  local t0; t0=$(now)
+  "$PGFERRY" clone --follow --max-replication-lag 0 --stop-replication \
+      -s "$(uri_s $db)" -t "$(uri_d $db)" >"$WORK/pgf2.log" 2>&1 &
+  PGF_PID=$!
+  wait_marker "$db"
+  T_MARK=$(python3 -c "print($(now)-$t0)")
+  wait "$PGF_PID" || { cat "$WORK/pgf2.log" >&2; exit 1; }
+  PGF_PID=
+  T_EXIT=$(python3 -c "print($(now)-$t0)")
+}
+
+run_native() { # workload
+  local db=d_nat
+  prepare "$1" "$db"
+  psql_d -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  "$PGBIN/pg_dump" -p "$SP" "$db" | psql_d -d "$db" >/dev/null
+  psql_s -d "$db" -c "CREATE PUBLICATION p FOR ALL TABLES" \
+    -c "SELECT pg_create_logical_replication_slot('s_$db', 'pgoutput')" >/dev/null
+  backlog "$1" "$db"
+  local t0; t0=$(now)
+  psql_d -d "$db" -c "CREATE SUBSCRIPTION sub CONNECTION 'host=127.0.0.1 port=$SP user=postgres dbname=$db' \
+      PUBLICATION p WITH (create_slot = false, slot_name = 's_$db', copy_data = false)"
+  wait_marker "$db"
+  T_NATIVE=$(python3 -c "print($(now)-$t0)")
+  psql_d -d "$db" -c "DROP SUBSCRIPTION sub"
+  psql_s -d "$db" -c "DROP PUBLICATION p"
+}
+
+echo "# Replication drain: pgferry vs native subscription — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each"
+echo
+echo "| workload | row changes | pgferry (to data) | pgferry (to cutover exit) | native subscription | native/pgferry (data) | native/pgferry (exit) |"
+echo "|---|---|---|---|---|---|---|"
+for W in "${WORKLOADS[@]}"; do
+  A=(); E=(); N=()
+  for run in $(seq "$RUNS"); do
+    run_pgferry "$W"; A+=("$T_MARK"); E+=("$T_EXIT")
+    run_native "$W"; N+=("$T_NATIVE")
+    echo "  $W run $run: pgferry $T_MARK s (exit $T_EXIT s), native $T_NATIVE s" >&2
+  done
+  PA=$(median "${A[@]}"); PE=$(median "${E[@]}"); PN=$(median "${N[@]}")
+  echo "| $W | $CHANGES | ${PA} s | ${PE} s | ${PN} s | $(python3 -c "print('%.2f' % ($PN/$PA))") | $(python3 -c "print('%.2f' % ($PN/$PE))") |"
+  echo "  runs (s): pgferry ${A[*]} | pgferry exit ${E[*]} | native ${N[*]}" >&2
+done
