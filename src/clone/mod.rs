@@ -25,6 +25,8 @@ use crate::copy::{
 use crate::progress::Reporter;
 use crate::schema::{dump_schema, DumpError, DumpOptions};
 use database::ExistingTarget;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -310,6 +312,8 @@ async fn run(
     let dump_opts = DumpOptions {
         target_tablespaces: Some(target_tablespaces),
         excluded_extensions: opts.excluded_extensions.clone(),
+        // --truncate keeps the target's schema: no post-data to build.
+        post_data_units: !keep_schema,
         ..DumpOptions::default()
     };
     let script = dump_schema(&reader.client, &dump_opts).await?;
@@ -353,6 +357,15 @@ async fn run(
         .collect();
     analyze_targets.sort();
     analyze_targets.dedup();
+    if opts.skip_analyze {
+        analyze_targets.clear();
+    }
+    let mut sizes: HashMap<(String, String), u64> = HashMap::new();
+    for j in &jobs {
+        *sizes
+            .entry((j.schema.clone(), j.table.clone()))
+            .or_default() += j.estimated_bytes;
+    }
     let sequence_values = sequences::read(&reader.client).await?;
     let large_objects = large_objects::list(&reader.client).await?;
 
@@ -363,44 +376,72 @@ async fn run(
         analyze_targets.len(),
         opts.jobs
     ));
-    summary.tables = copy_all(src, dst, snapshot.name(), jobs, opts.jobs, progress).await?;
-
-    if !large_objects.is_empty() {
-        progress.stage(&format!("copying {} large objects", large_objects.len()));
-        if keep_schema {
-            // --truncate reloads all data, large objects included.
-            target
-                .client
-                .batch_execute(
-                    "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
-                )
-                .await
-                .map_err(|e| {
-                    CloneError::target_failed("removing the target's large objects (--truncate)", e)
-                })?;
+    // The copy and the post-data build run together: a table's indexes start as soon as its
+    // data is committed (see postdata).
+    let ready = postdata::DataReady::new(&jobs);
+    let copy_finished = AtomicBool::new(false);
+    let copy_side = async {
+        let sink = ready.sink(progress);
+        let stats = copy_all(src, dst, snapshot.name(), jobs, opts.jobs, &sink).await?;
+        ready.all_done();
+        if !large_objects.is_empty() {
+            progress.stage(&format!("copying {} large objects", large_objects.len()));
+            if keep_schema {
+                // --truncate reloads all data, large objects included.
+                target
+                    .client
+                    .batch_execute(
+                        "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
+                    )
+                    .await
+                    .map_err(|e| {
+                        CloneError::target_failed(
+                            "removing the target's large objects (--truncate)",
+                            e,
+                        )
+                    })?;
+            }
+            summary.large_objects =
+                large_objects::copy_all(src, dst, snapshot.name(), large_objects, opts.jobs)
+                    .await?;
         }
-        summary.large_objects =
-            large_objects::copy_all(src, dst, snapshot.name(), large_objects, opts.jobs).await?;
-    }
-
-    // Done reading from the snapshot.
-    let _ = reader.client.batch_execute("COMMIT").await;
-    drop(reader);
-    if let Some(exported) = exported {
-        if let Err(e) = exported.close().await {
-            tracing::debug!("closing the snapshot session: {e}");
+        // Done reading from the snapshot.
+        let _ = reader.client.batch_execute("COMMIT").await;
+        drop(reader);
+        if let Some(exported) = exported {
+            if let Err(e) = exported.close().await {
+                tracing::debug!("closing the snapshot session: {e}");
+            }
         }
-    }
-
-    if !keep_schema {
-        *stage = Stage::PostData;
+        copy_finished.store(true, Ordering::Relaxed);
         progress.stage("building indexes and constraints (post-data)");
-        summary.post_data_statements =
-            postdata::apply_parallel(dst, &script.post_data, opts.index_jobs).await?;
+        Ok::<_, CloneError>(stats)
+    };
+    let post_side = postdata::build(
+        dst,
+        postdata::BuildPlan {
+            units: &script.post_data_units,
+            analyze: &analyze_targets,
+            sizes: &sizes,
+            jobs: opts.index_jobs,
+        },
+        &ready,
+    );
+    match futures::future::try_join(copy_side, post_side).await {
+        Ok((stats, statements)) => {
+            summary.tables = stats;
+            summary.post_data_statements = statements;
+        }
+        Err(e) => {
+            if copy_finished.load(Ordering::Relaxed) {
+                *stage = Stage::PostData;
+            }
+            return Err(e);
+        }
     }
 
     *stage = Stage::Finishing;
-    progress.stage("setting sequences, refreshing materialized views, analyzing");
+    progress.stage("setting sequences, refreshing materialized views");
     sequences::apply(&target.client, &sequence_values).await?;
     summary.sequences = sequence_values.len();
     // REFRESH runs the view's query as the view's owner; an owner without the privileges it
@@ -425,9 +466,6 @@ async fn run(
                     .push(format!("{stmt}: {message} (left unpopulated)"));
             }
         }
-    }
-    if !opts.skip_analyze {
-        postdata::analyze(dst, &analyze_targets, opts.index_jobs).await?;
     }
     Ok(summary)
 }
