@@ -3,8 +3,11 @@
 //! ```text
 //!  source props ─► target database (create / drop / keep) ─► export snapshot
 //!     ─► schema read in the snapshot ─► pre-data on target ─► plan jobs (in the snapshot)
-//!     ─► parallel COPY (copy::copy_all) ─► post-data (indexes, constraints, FKs, triggers)
-//!     ─► sequences (values from the snapshot) ─► REFRESH materialized views ─► ANALYZE
+//!     ─► parallel COPY (copy::copy_all) ─┬─► large objects ─► snapshot closed
+//!          table t committed ──────────────┴─► t's indexes, PK/UNIQUE (USING INDEX), checks
+//!                                              ─► ANALYZE t   (postdata, overlapping the copy)
+//!     ─► FKs, triggers, rules … ─► sequences (values from the snapshot)
+//!     ─► REFRESH materialized views
 //! ```
 //!
 //! The exporting session stays open (and idle) until every reader has joined the snapshot and
