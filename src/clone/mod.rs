@@ -69,12 +69,12 @@ pub struct CloneOptions {
     pub allow_downgrade: bool,
 }
 
-/// Splitting a table costs its `COPY FREEZE` load and, worse, the heap order its index
-/// builds sort: ranges loaded side by side interleave on the target's pages, so a primary key
-/// build no longer gets presorted input (measured at pgbench scale 100 on two cores: the
-/// primary key took 11–12 s after a split copy against 7 s after a single one, for no faster
-/// copy). With fewer workers than this the ranges of one table would take every worker, so
-/// the split only moves time from the copy to the index builds; tables are then not split.
+/// Splitting a table costs its `COPY FREEZE` load and, it seems, the heap order its index
+/// builds sort (ranges loaded side by side interleave on the target's pages). Measured at
+/// pgbench scale 100 on two cores: the primary key took 11–12 s after a split copy against
+/// 7 s after a single one, for no faster copy. With fewer workers than this the ranges of
+/// one table take every worker, so the split only moves time from the copy to the index
+/// builds; tables are then not split.
 pub const MIN_WORKERS_TO_SPLIT: usize = 3;
 
 /// The snapshot's name, whoever holds it.
