@@ -43,7 +43,8 @@ psql_d() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$DP" "$@"; }
 now() { date +%s.%N; }
 median() { python3 -c 'import sys,statistics; print("%.2f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
-echo "# pgferry clone vs peers — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each"
+# The machine may be shared: the load average says how much the numbers can be trusted.
+echo "# pgferry clone vs peers — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| scale | DB size | pgferry clone | pg_dump+pg_restore | pgcopydb | raw COPY bound | pgferry/best peer | pgferry/raw | pgferry peak RSS |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -90,5 +91,6 @@ for SCALE in "${SCALES[@]}"; do
   M=$(median "${RSS[@]}")
   BEST=$(python3 -c "print(min($D,$C))")
   echo "| $SCALE | $SIZE | ${P} s | ${D} s | ${C} s | ${R} s | $(python3 -c "print('%.2f' % ($P/$BEST))") | $(python3 -c "print('%.2f' % ($P/$R))") | ${M%.*} MB |"
+  echo "  load average after scale $SCALE: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   echo "  runs (s): pgferry ${T_PGF[*]} | dump+restore ${T_DUMP[*]} | pgcopydb ${T_COPYDB[*]} | raw ${T_RAW[*]}" >&2
 done

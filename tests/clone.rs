@@ -602,3 +602,89 @@ fn a_tablespace_missing_on_the_target_is_a_warning_not_a_failure() {
     psql(src, "postgres", &format!("DROP DATABASE {db}"));
     psql(src, "postgres", "DROP TABLESPACE clone_space");
 }
+
+const UNIQUE_CONSTRAINTS: &str = r#"
+CREATE TABLE pk_incl (id int, v text, w int,
+    CONSTRAINT pk_incl_pkey PRIMARY KEY (id) INCLUDE (w) WITH (fillfactor = 70));
+CREATE TABLE uq_def (a int, b int,
+    CONSTRAINT uq_def_ab UNIQUE (a, b) DEFERRABLE INITIALLY DEFERRED,
+    CONSTRAINT uq_def_b UNIQUE (b) DEFERRABLE);
+CREATE TABLE uq_nnd (a int, CONSTRAINT uq_nnd_a UNIQUE NULLS NOT DISTINCT (a));
+COMMENT ON CONSTRAINT uq_nnd_a ON uq_nnd IS 'nulls are equal';
+COMMENT ON INDEX uq_nnd_a IS 'the index of it';
+CREATE TABLE clustered (id int PRIMARY KEY, k int NOT NULL UNIQUE, v text);
+ALTER TABLE clustered CLUSTER ON clustered_pkey;
+ALTER TABLE clustered REPLICA IDENTITY USING INDEX clustered_k_key;
+CREATE INDEX clustered_v ON clustered (v);
+CREATE TABLE "Odd ""name""" ("Id" int, CONSTRAINT "Odd pk" PRIMARY KEY ("Id"));
+CREATE TABLE colls (t text COLLATE "C" PRIMARY KEY);
+CREATE TABLE ex (r int4range, EXCLUDE USING gist (r WITH &&));
+CREATE TABLE parted (id int, k int, PRIMARY KEY (id, k), UNIQUE (k, id)) PARTITION BY LIST (k);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES IN (1);
+CREATE TABLE parted_2 PARTITION OF parted FOR VALUES IN (2);
+CREATE TABLE referenced (id int PRIMARY KEY, code int UNIQUE);
+CREATE TABLE referencing (id int PRIMARY KEY, code int REFERENCES referenced (code));
+INSERT INTO pk_incl SELECT i, 'v' || i, i FROM generate_series(1, 3000) i;
+INSERT INTO uq_def SELECT i, i FROM generate_series(1, 3000) i;
+INSERT INTO uq_nnd SELECT i FROM generate_series(1, 3000) i;
+INSERT INTO uq_nnd VALUES (NULL);
+INSERT INTO clustered SELECT i, -i, md5(i::text) FROM generate_series(1, 3000) i;
+INSERT INTO "Odd ""name""" SELECT generate_series(1, 100);
+INSERT INTO colls SELECT md5(i::text) FROM generate_series(1, 1000) i;
+INSERT INTO ex SELECT int4range(i * 10, i * 10 + 5) FROM generate_series(1, 1000) i;
+INSERT INTO parted SELECT i, 1 + i % 2 FROM generate_series(1, 2000) i;
+INSERT INTO referenced SELECT i, i * 7 FROM generate_series(1, 1000) i;
+INSERT INTO referencing SELECT i, (1 + i % 1000) * 7 FROM generate_series(1, 5000) i;
+"#;
+
+/// What a PRIMARY KEY/UNIQUE/EXCLUDE constraint is in the catalog, beyond what pg_dump -s
+/// shows: the index flags `USING INDEX` must set (primary, deferred, nulls not distinct), its
+/// internal dependency on the constraint and the deferred-check triggers.
+const CONSTRAINT_CATALOG: &str = "SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s', \
+    c.conrelid::regclass, c.conname, c.contype, c.condeferrable, c.condeferred, c.conislocal, \
+    c.coninhcount, i.relname, x.indisprimary, x.indimmediate, x.indnullsnotdistinct, \
+    x.indisclustered, x.indisreplident, i.reloptions, pg_get_indexdef(i.oid), \
+    (SELECT count(*) FROM pg_depend d WHERE d.objid = i.oid AND d.refobjid = c.oid AND d.deptype = 'i') \
+    || '/' || (SELECT count(*) FROM pg_trigger t WHERE t.tgconstraint = c.oid)), E'\\n' ORDER BY c.conrelid::regclass::text, c.conname) \
+    FROM pg_constraint c JOIN pg_class i ON i.oid = c.conindid JOIN pg_index x ON x.indexrelid = i.oid \
+    WHERE c.contype IN ('p', 'u', 'x') AND c.connamespace = 'public'::regnamespace";
+
+#[test]
+fn primary_keys_and_unique_constraints_are_built_then_attached_using_index() {
+    let (db, dst_uri) = clone_and_check("uniques", UNIQUE_CONSTRAINTS, &["--drop-if-exists"]);
+    let src_catalog = psql(shared_cluster(), &db, CONSTRAINT_CATALOG);
+    assert!(src_catalog.lines().count() >= 15, "{src_catalog}");
+    assert_eq!(src_catalog, psql(target_cluster(), &db, CONSTRAINT_CATALOG));
+    // Deferred uniqueness still works on the target.
+    let dst = target_cluster();
+    assert_eq!(
+        psql(
+            dst,
+            &db,
+            "BEGIN; UPDATE uq_def SET b = b + 1; COMMIT; SELECT count(*) FROM uq_def"
+        ),
+        "3000"
+    );
+
+    // The clone took the USING INDEX path for ordinary tables and the plain one where the
+    // server does not allow it (exclusion constraints, partitioned tables).
+    let out = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["--debug", "clone", "--drop-if-exists", "-s"])
+        .arg(shared_cluster().uri(&db))
+        .args(["-t", &dst_uri])
+        .output()
+        .expect("run pgferry");
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    for expected in [
+        "ADD CONSTRAINT pk_incl_pkey PRIMARY KEY USING INDEX pk_incl_pkey",
+        "ADD CONSTRAINT uq_def_ab UNIQUE USING INDEX uq_def_ab DEFERRABLE INITIALLY DEFERRED",
+        "ADD CONSTRAINT uq_def_b UNIQUE USING INDEX uq_def_b DEFERRABLE",
+        "ADD CONSTRAINT parted_1_pkey PRIMARY KEY USING INDEX parted_1_pkey",
+        "ADD CONSTRAINT parted_pkey PRIMARY KEY (id, k)",
+        "ADD CONSTRAINT ex_r_excl EXCLUDE USING gist (r WITH &&)",
+    ] {
+        assert!(log.contains(expected), "no `{expected}` in:\n{log}");
+    }
+    assert_eq!(src_catalog, psql(target_cluster(), &db, CONSTRAINT_CATALOG));
+}

@@ -32,7 +32,7 @@ use super::ArchiveError;
 use crate::clone::database::{self, DatabaseProps};
 use crate::clone::large_objects::{metadata_sql, LargeObject};
 use crate::clone::sequences::{self, SequenceValue};
-use crate::clone::{postdata, CloneError, CloneSummary, Stage};
+use crate::clone::{postdata_script, CloneError, CloneSummary, Stage};
 use crate::conn::{connect, ConnConfig, Session};
 use crate::copy::{CopyError, CopyFormat, CopyStats, Side, TableJob};
 use crate::progress::Reporter;
@@ -331,7 +331,7 @@ async fn run(
         *stage = Stage::PostData;
         progress.stage("building indexes and constraints (post-data)");
         summary.post_data_statements =
-            postdata::apply_parallel(dst, &archive.post_data, opts.jobs).await?;
+            postdata_script::apply_parallel(dst, &archive.post_data, opts.jobs).await?;
         *stage = Stage::Finishing;
         // The views hold data only if the archive does (loaded now or in an earlier run).
         if m.contents.data {
@@ -347,7 +347,7 @@ async fn run(
             .collect();
         tables.sort();
         tables.dedup();
-        postdata::analyze(dst, &tables, opts.jobs).await?;
+        postdata_script::analyze(dst, &tables, opts.jobs).await?;
     }
     Ok(summary)
 }

@@ -23,6 +23,7 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
         },
         target_tablespaces: None,
         excluded_extensions: Vec::new(),
+        post_data_units: false,
     };
     let script = dump_schema(&session.client, &opts)
         .await

@@ -3,8 +3,11 @@
 //! ```text
 //!  source props ─► target database (create / drop / keep) ─► export snapshot
 //!     ─► schema read in the snapshot ─► pre-data on target ─► plan jobs (in the snapshot)
-//!     ─► parallel COPY (copy::copy_all) ─► post-data (indexes, constraints, FKs, triggers)
-//!     ─► sequences (values from the snapshot) ─► REFRESH materialized views ─► ANALYZE
+//!     ─► parallel COPY (copy::copy_all) ─┬─► large objects ─► snapshot closed
+//!          table t committed ──────────────┴─► t's indexes, PK/UNIQUE (USING INDEX), checks
+//!                                              ─► ANALYZE t   (postdata, overlapping the copy)
+//!     ─► FKs, triggers, rules … ─► sequences (values from the snapshot)
+//!     ─► REFRESH materialized views
 //! ```
 //!
 //! The exporting session stays open (and idle) until every reader has joined the snapshot and
@@ -13,6 +16,7 @@
 pub mod database;
 pub mod large_objects;
 pub mod postdata;
+pub mod postdata_script;
 pub mod sequences;
 mod summary;
 
@@ -25,6 +29,8 @@ use crate::copy::{
 use crate::progress::Reporter;
 use crate::schema::{dump_schema, DumpError, DumpOptions};
 use database::ExistingTarget;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -43,7 +49,8 @@ pub struct CloneOptions {
     pub jobs: usize,
     /// Post-data workers (indexes, constraints) and ANALYZE workers.
     pub index_jobs: usize,
-    /// Split tables larger than this into ranges.
+    /// Split tables larger than this into ranges (with at least [`MIN_WORKERS_TO_SPLIT`]
+    /// jobs).
     pub split_threshold: u64,
     pub format: FormatChoice,
     pub existing: ExistingTarget,
@@ -62,6 +69,14 @@ pub struct CloneOptions {
     /// (`--skip-db-version-check`); refused before anything is created otherwise.
     pub allow_downgrade: bool,
 }
+
+/// Splitting a table costs its `COPY FREEZE` load and, it seems, the heap order its index
+/// builds sort (ranges loaded side by side interleave on the target's pages). Measured at
+/// pgbench scale 100 on two cores: the primary key took 11–12 s after a split copy against
+/// 7 s after a single one, for no faster copy. With fewer workers than this the ranges of
+/// one table take every worker, so the split only moves time from the copy to the index
+/// builds; tables are then not split.
+pub const MIN_WORKERS_TO_SPLIT: usize = 3;
 
 /// The snapshot's name, whoever holds it.
 struct SnapshotName(String);
@@ -310,6 +325,8 @@ async fn run(
     let dump_opts = DumpOptions {
         target_tablespaces: Some(target_tablespaces),
         excluded_extensions: opts.excluded_extensions.clone(),
+        // --truncate keeps the target's schema: no post-data to build.
+        post_data_units: !keep_schema,
         ..DumpOptions::default()
     };
     let script = dump_schema(&reader.client, &dump_opts).await?;
@@ -344,7 +361,7 @@ async fn run(
 
     let plan_opts = PlanOptions {
         filter: opts.filter.clone(),
-        split_threshold: Some(opts.split_threshold),
+        split_threshold: (opts.jobs >= MIN_WORKERS_TO_SPLIT).then_some(opts.split_threshold),
         force_text: opts.format == FormatChoice::Text,
         target_major: Some((dst_version / 10000) as u32),
         truncate_first: true,
@@ -360,12 +377,37 @@ async fn run(
             }
         }
     }
+    let jobs = if downgrade {
+        let mut kept = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let name = crate::ddl::qualified(&job.schema, &job.table);
+            if relation_exists(&target.client, &name).await? {
+                kept.push(job);
+            } else {
+                summary.warnings.push(format!(
+                    "table {name} could not be created on the older target: its rows were not copied"
+                ));
+            }
+        }
+        kept
+    } else {
+        jobs
+    };
     let mut analyze_targets: Vec<(String, String)> = jobs
         .iter()
         .map(|j| (j.schema.clone(), j.table.clone()))
         .collect();
     analyze_targets.sort();
     analyze_targets.dedup();
+    if opts.skip_analyze {
+        analyze_targets.clear();
+    }
+    let mut sizes: HashMap<(String, String), u64> = HashMap::new();
+    for j in &jobs {
+        *sizes
+            .entry((j.schema.clone(), j.table.clone()))
+            .or_default() += j.estimated_bytes;
+    }
     let sequence_values = sequences::read(&reader.client).await?;
     let large_objects = large_objects::list(&reader.client).await?;
 
@@ -376,90 +418,96 @@ async fn run(
         analyze_targets.len(),
         opts.jobs
     ));
-    let jobs = if downgrade {
-        let mut kept = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let name = crate::ddl::qualified(&job.schema, &job.table);
-            let exists: bool = target
-                .client
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-                .await
-                .map_err(|e| CloneError::target_failed("looking for a table", e))?
-                .get(0);
-            if exists {
-                kept.push(job);
-            } else {
-                summary.warnings.push(format!(
-                    "table {name} could not be created on the older target: its rows were not copied"
-                ));
+    // The copy and the post-data build run together: a table's indexes start as soon as its
+    // data is committed (see postdata).
+    let ready = postdata::DataReady::new(&jobs);
+    let copy_finished = AtomicBool::new(false);
+    let copy_side = async {
+        let sink = ready.sink(progress);
+        let stats = copy_all(src, dst, snapshot.name(), jobs, opts.jobs, &sink).await?;
+        ready.all_done();
+        if !large_objects.is_empty() {
+            progress.stage(&format!("copying {} large objects", large_objects.len()));
+            if keep_schema {
+                // --truncate reloads all data, large objects included.
+                target
+                    .client
+                    .batch_execute(
+                        "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
+                    )
+                    .await
+                    .map_err(|e| {
+                        CloneError::target_failed(
+                            "removing the target's large objects (--truncate)",
+                            e,
+                        )
+                    })?;
+            }
+            summary.large_objects =
+                large_objects::copy_all(src, dst, snapshot.name(), large_objects, opts.jobs)
+                    .await?;
+        }
+        // Done reading from the snapshot.
+        let _ = reader.client.batch_execute("COMMIT").await;
+        drop(reader);
+        if let Some(exported) = exported {
+            if let Err(e) = exported.close().await {
+                tracing::debug!("closing the snapshot session: {e}");
             }
         }
-        analyze_targets.retain(|(schema, table)| {
-            kept.iter()
-                .any(|j| &j.schema == schema && &j.table == table)
-        });
-        kept
-    } else {
-        jobs
-    };
-    summary.tables = copy_all(src, dst, snapshot.name(), jobs, opts.jobs, progress).await?;
-
-    if !large_objects.is_empty() {
-        progress.stage(&format!("copying {} large objects", large_objects.len()));
-        if keep_schema {
-            // --truncate reloads all data, large objects included.
-            target
-                .client
-                .batch_execute(
-                    "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
-                )
-                .await
-                .map_err(|e| {
-                    CloneError::target_failed("removing the target's large objects (--truncate)", e)
-                })?;
-        }
-        summary.large_objects =
-            large_objects::copy_all(src, dst, snapshot.name(), large_objects, opts.jobs).await?;
-    }
-
-    // Done reading from the snapshot.
-    let _ = reader.client.batch_execute("COMMIT").await;
-    drop(reader);
-    if let Some(exported) = exported {
-        if let Err(e) = exported.close().await {
-            tracing::debug!("closing the snapshot session: {e}");
-        }
-    }
-
-    if !keep_schema {
-        *stage = Stage::PostData;
+        copy_finished.store(true, Ordering::Relaxed);
         progress.stage("building indexes and constraints (post-data)");
-        summary.post_data_statements = if downgrade {
-            apply_one_by_one(
-                &target.client,
-                &script.post_data,
-                dst_version,
-                &mut summary.warnings,
-            )
-            .await
-        } else {
-            postdata::apply_parallel(dst, &script.post_data, opts.index_jobs).await?
-        };
+        Ok::<_, CloneError>(stats)
+    };
+    if downgrade {
+        // One statement at a time after the copy, so that each refusal is reported.
+        summary.tables = copy_side.await?;
+        *stage = Stage::PostData;
+        summary.post_data_statements = apply_one_by_one(
+            &target.client,
+            &script.post_data,
+            dst_version,
+            &mut summary.warnings,
+        )
+        .await;
+        for (schema, table) in &analyze_targets {
+            let _ = target
+                .client
+                .batch_execute(&format!("ANALYZE {}", crate::ddl::qualified(schema, table)))
+                .await;
+        }
+    } else {
+        let post_side = postdata::build(
+            dst,
+            postdata::BuildPlan {
+                units: &script.post_data_units,
+                analyze: &analyze_targets,
+                sizes: &sizes,
+                jobs: opts.index_jobs,
+            },
+            &ready,
+        );
+        match futures::future::try_join(copy_side, post_side).await {
+            Ok((stats, statements)) => {
+                summary.tables = stats;
+                summary.post_data_statements = statements;
+            }
+            Err(e) => {
+                if copy_finished.load(Ordering::Relaxed) {
+                    *stage = Stage::PostData;
+                }
+                return Err(e);
+            }
+        }
     }
 
     *stage = Stage::Finishing;
-    progress.stage("setting sequences, refreshing materialized views, analyzing");
+    progress.stage("setting sequences, refreshing materialized views");
     let sequence_values = if downgrade {
         let mut kept = Vec::with_capacity(sequence_values.len());
         for v in sequence_values {
             let name = crate::ddl::qualified(&v.schema, &v.name);
-            let exists: bool = target
-                .client
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-                .await
-                .map_err(|e| CloneError::target_failed("looking for a sequence", e))?
-                .get(0);
-            if exists {
+            if relation_exists(&target.client, &name).await? {
                 kept.push(v);
             } else {
                 summary.warnings.push(format!(
@@ -496,10 +544,15 @@ async fn run(
             }
         }
     }
-    if !opts.skip_analyze {
-        postdata::analyze(dst, &analyze_targets, opts.index_jobs).await?;
-    }
     Ok(summary)
+}
+
+async fn relation_exists(client: &tokio_postgres::Client, name: &str) -> Result<bool, CloneError> {
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .map_err(|e| CloneError::target_failed(format!("looking for {name}"), e))?
+        .get(0))
 }
 
 /// Runs a script statement by statement, outside any transaction; each statement the server

@@ -1,186 +1,344 @@
-//! Post-data in parallel: index builds and non-foreign-key constraints of all tables run on
-//! `index_jobs` sessions at once (they dominate the time after the data is in); everything
-//! else (foreign keys, which need the referenced unique indexes, partition index attachment,
-//! triggers, rules, policies, comments, ownership) follows in script order on one session.
-//! Then ANALYZE, table by table, on the same number of sessions.
+//! Post-data in parallel, overlapped with the copy.
+//!
+//! ```text
+//!  copy job of t committed ─► DataReady: t's last job done ─► t's index builds, PK/UNIQUE
+//!                                                             (unique index, then USING INDEX),
+//!                                                             checks: on `jobs` sessions,
+//!                                                             biggest table first
+//!                                        t's builds all done ─► ANALYZE t (same sessions)
+//!  all builds done ─► foreign keys, index attachment, triggers, rules, policies, comments …
+//!                     in script order on one session
+//! ```
+//!
+//! A table's index builds start as soon as its own data is committed, while other tables are
+//! still copying: a copy worker with nothing left to copy no longer leaves its core idle. Units
+//! on relations the copy does not fill (partitioned parents, materialized views) wait for the
+//! whole copy. ANALYZE of a table waits for its index builds (it would wait for their locks
+//! anyway, and expression indexes get statistics only once they exist).
 
 use super::CloneError;
-use crate::conn::{connect, ConnConfig};
+use crate::conn::{connect, ConnConfig, Session};
+use crate::copy::{CopyStats, ProgressSink, TableJob};
 use crate::ddl::qualified;
-use crate::sqlscript::split_statements;
-use std::collections::VecDeque;
+use crate::progress::Reporter;
+use crate::schema::{is_session_setting, PostDataUnit, SESSION_SETTINGS};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use tokio::sync::watch;
 
-/// Settings of the script's preamble, repeated on every parallel session.
-fn is_session_setting(stmt: &str) -> bool {
-    let upper = stmt.trim_start().to_ascii_uppercase();
-    upper.starts_with("SET ") || upper.starts_with("SELECT PG_CATALOG.SET_CONFIG")
+type TableName = (String, String);
+
+/// Which tables have all their data in, told by the copy and read by the builders.
+pub struct DataReady {
+    state: Mutex<ReadyState>,
+    changed: watch::Sender<u64>,
 }
 
-/// Statements that may run in any order relative to each other, right after the data load.
-fn is_parallel_build(stmt: &str) -> bool {
-    let upper = stmt.trim_start().to_ascii_uppercase();
-    if upper.starts_with("CREATE INDEX") || upper.starts_with("CREATE UNIQUE INDEX") {
-        return true;
-    }
-    if upper.starts_with("ALTER TABLE") && upper.contains(" ADD CONSTRAINT ") {
-        let after = upper.split(" ADD CONSTRAINT ").nth(1).unwrap_or("");
-        return !after.contains("FOREIGN KEY");
-    }
-    false
+struct ReadyState {
+    /// Copy jobs not finished yet, per table.
+    remaining: HashMap<TableName, usize>,
+    /// The copy is over: every table's data is in.
+    all_done: bool,
 }
 
-/// One statement with the settings that must surround it: a `SET default_tablespace = x`
-/// placed right before it (and its reset after) belongs to it alone, so it travels with it to
-/// whichever session runs it.
+impl DataReady {
+    /// Tracks the tables of `jobs` (a split table is ready once all its ranges are).
+    pub fn new(jobs: &[TableJob]) -> DataReady {
+        let mut remaining: HashMap<TableName, usize> = HashMap::new();
+        for j in jobs {
+            *remaining
+                .entry((j.schema.clone(), j.table.clone()))
+                .or_default() += 1;
+        }
+        DataReady {
+            state: Mutex::new(ReadyState {
+                remaining,
+                all_done: false,
+            }),
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    fn job_done(&self, job: &TableJob) {
+        let key = (job.schema.clone(), job.table.clone());
+        if let Some(n) = lock(&self.state).remaining.get_mut(&key) {
+            *n = n.saturating_sub(1);
+        }
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// The whole copy is done (data of relations without copy jobs included).
+    pub fn all_done(&self) {
+        lock(&self.state).all_done = true;
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    fn is_ready(&self, table: Option<&TableName>) -> bool {
+        let state = lock(&self.state);
+        if state.all_done {
+            return true;
+        }
+        match table.and_then(|t| state.remaining.get(t)) {
+            Some(&n) => n == 0,
+            None => false,
+        }
+    }
+
+    /// A progress sink that forwards to `inner` and marks tables ready as their jobs finish.
+    pub fn sink<'a>(&'a self, inner: &'a dyn Reporter) -> impl ProgressSink + 'a {
+        ReadySink { inner, ready: self }
+    }
+}
+
+struct ReadySink<'a> {
+    inner: &'a dyn Reporter,
+    ready: &'a DataReady,
+}
+
+impl ProgressSink for ReadySink<'_> {
+    fn job_started(&self, job: &TableJob) {
+        self.inner.job_started(job);
+    }
+    fn bytes_copied(&self, job: &TableJob, bytes: u64) {
+        self.inner.bytes_copied(job, bytes);
+    }
+    fn job_finished(&self, job: &TableJob, stats: &CopyStats) {
+        self.inner.job_finished(job, stats);
+        self.ready.job_done(job);
+    }
+}
+
+/// Work of the parallel sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct WorkUnit {
-    prefix: Vec<String>,
-    statement: String,
-    suffix: Vec<String>,
+enum Task {
+    /// Index of a parallel unit.
+    Build(usize),
+    Analyze(TableName),
 }
 
-impl WorkUnit {
-    fn into_sql(self) -> String {
-        let mut sql = String::new();
-        for s in self
-            .prefix
+/// The parallel part's bookkeeping.
+struct Board {
+    /// Parallel units not started, biggest table first.
+    waiting: Vec<usize>,
+    /// Parallel units not finished, per table.
+    open_builds: HashMap<Option<TableName>, usize>,
+    /// Tables to ANALYZE once their builds are done.
+    to_analyze: HashSet<TableName>,
+    /// Tables whose ANALYZE may start now.
+    analyze_ready: Vec<TableName>,
+    /// Tasks started and not finished, plus tasks not started.
+    left: usize,
+    /// Units (index, first statement to run) a deadlock stopped; retried alone afterwards.
+    retry: Vec<(usize, usize)>,
+}
+
+impl Board {
+    fn next(&mut self, units: &[PostDataUnit], ready: &DataReady) -> Option<Task> {
+        if let Some(pos) = self
+            .waiting
             .iter()
-            .chain(std::iter::once(&self.statement))
-            .chain(self.suffix.iter())
+            .position(|&u| ready.is_ready(units[u].table.as_ref()))
         {
-            sql.push_str(s);
-            sql.push_str(";\n");
+            return Some(Task::Build(self.waiting.remove(pos)));
         }
-        sql
+        self.analyze_ready.pop().map(Task::Analyze)
     }
-}
 
-/// Splits statements into the script's leading session settings (run on every session) and
-/// work units; settings met later attach to the statement they surround.
-fn work_units(statements: &[String]) -> (String, Vec<WorkUnit>) {
-    let mut preamble = String::new();
-    let mut units: Vec<WorkUnit> = Vec::new();
-    let mut pending: Vec<String> = Vec::new();
-    for stmt in statements {
-        if is_session_setting(stmt) {
-            let resets = stmt
-                .replace(' ', "")
-                .eq_ignore_ascii_case("setdefault_tablespace=''");
-            match units.last_mut() {
-                None => {
-                    preamble.push_str(stmt);
-                    preamble.push_str(";\n");
-                }
-                // A reset right after a unit closes that unit's placement.
-                Some(last) if resets && pending.is_empty() => last.suffix.push(stmt.clone()),
-                Some(_) => pending.push(stmt.clone()),
+    fn finished_build(&mut self, table: &Option<TableName>) {
+        self.left -= 1;
+        let open = self.open_builds.entry(table.clone()).or_default();
+        *open = open.saturating_sub(1);
+        if *open == 0 {
+            if let Some(t) = table.as_ref().filter(|t| self.to_analyze.remove(*t)) {
+                self.analyze_ready.push(t.clone());
             }
-        } else {
-            units.push(WorkUnit {
-                prefix: std::mem::take(&mut pending),
-                statement: stmt.clone(),
-                suffix: Vec::new(),
-            });
         }
     }
-    (preamble, units)
 }
 
-/// Applies the post-data script, returning how many statements ran.
-pub async fn apply_parallel(
+/// What [`build`] needs besides the units.
+pub struct BuildPlan<'a> {
+    pub units: &'a [PostDataUnit],
+    /// Tables to ANALYZE (empty with `--skip-analyze`).
+    pub analyze: &'a [TableName],
+    /// Estimated bytes per table, to start with the longest builds.
+    pub sizes: &'a HashMap<TableName, u64>,
+    /// Parallel sessions.
+    pub jobs: usize,
+}
+
+/// Runs the post-data units (and ANALYZE) as the tables' data arrives; returns how many
+/// statements ran. Returns when everything is done, which needs [`DataReady::all_done`].
+pub async fn build(
     dst: &ConnConfig,
-    script: &str,
-    jobs: usize,
+    plan: BuildPlan<'_>,
+    ready: &DataReady,
 ) -> Result<usize, CloneError> {
-    let (preamble, units) = work_units(&split_statements(script));
-    let (parallel, serial): (Vec<_>, Vec<_>) = units
-        .into_iter()
-        .partition(|u| is_parallel_build(&u.statement));
-    let parallel: Vec<String> = parallel.into_iter().map(WorkUnit::into_sql).collect();
-    let serial: Vec<String> = serial.into_iter().map(WorkUnit::into_sql).collect();
-    let count = parallel.len() + serial.len();
+    let units = plan.units;
+    let mut waiting: Vec<usize> = (0..units.len()).filter(|&u| units[u].parallel).collect();
+    let size = |u: usize| {
+        units[u]
+            .table
+            .as_ref()
+            .and_then(|t| plan.sizes.get(t))
+            .copied()
+            .unwrap_or(0)
+    };
+    // Stable: a table's own builds keep script order.
+    waiting.sort_by_key(|&u| std::cmp::Reverse(size(u)));
+    let mut open_builds: HashMap<Option<TableName>, usize> = HashMap::new();
+    for &u in &waiting {
+        *open_builds.entry(units[u].table.clone()).or_default() += 1;
+    }
+    let mut to_analyze: HashSet<TableName> = plan.analyze.iter().cloned().collect();
+    // Tables without builds: ANALYZE as soon as their data is in (checked in `next_task`).
+    let mut no_builds: Vec<TableName> = to_analyze
+        .iter()
+        .filter(|t| !open_builds.contains_key(&Some((*t).clone())))
+        .cloned()
+        .collect();
+    no_builds.sort_by_key(|t| std::cmp::Reverse(plan.sizes.get(t).copied().unwrap_or(0)));
+    for t in &no_builds {
+        to_analyze.remove(t);
+    }
+    let board = Mutex::new(Board {
+        left: waiting.len() + plan.analyze.len(),
+        waiting,
+        open_builds,
+        to_analyze,
+        analyze_ready: Vec::new(),
+        retry: Vec::new(),
+    });
+    let no_builds = Mutex::new(no_builds);
+    let count = units.iter().map(PostDataUnit::statement_count).sum();
 
-    let queue = Mutex::new(parallel.into_iter().collect::<VecDeque<String>>());
-    let workers = jobs.max(1);
-    let retry = Mutex::new(Vec::new());
-    let pool = (0..workers).map(|_| async {
-        let session = session_with(dst, &preamble).await?;
+    let worker = || async {
+        let mut changes = ready.changed.subscribe();
+        let mut session: Option<Session> = None;
         loop {
-            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-            let Some(stmt) = next else { break };
-            tracing::debug!(statement = %stmt, "post-data");
-            if let Err(e) = session.client.batch_execute(&stmt).await {
-                // Two builds on related tables (a partitioned table and its partitions) can
-                // deadlock; the server aborts one, which is then retried alone at the end.
-                if e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) {
-                    retry.lock().unwrap_or_else(|p| p.into_inner()).push(stmt);
-                    continue;
+            changes.borrow_and_update();
+            let task = {
+                let mut b = lock(&board);
+                if b.left == 0 {
+                    break;
                 }
-                return Err(CloneError::target_failed(
-                    format!("post-data statement `{}`", abbreviate(&stmt)),
-                    e,
-                ));
+                let mut t = b.next(units, ready);
+                if t.is_none() {
+                    let mut nb = lock(&no_builds);
+                    if let Some(pos) = nb.iter().position(|t| ready.is_ready(Some(t))) {
+                        t = Some(Task::Analyze(nb.remove(pos)));
+                    }
+                }
+                t
+            };
+            let Some(task) = task else {
+                // Nothing ready yet: wait for a copy job or a build to finish.
+                if changes.changed().await.is_err() {
+                    break;
+                }
+                continue;
+            };
+            if session.is_none() {
+                session = Some(session_with(dst).await?);
             }
+            let client = match &session {
+                Some(s) => &s.client,
+                None => unreachable!("opened above"),
+            };
+            match task {
+                Task::Build(u) => {
+                    if let Some(at) = run_unit(client, &units[u], 0).await? {
+                        lock(&board).retry.push((u, at));
+                    }
+                    lock(&board).finished_build(&units[u].table);
+                }
+                Task::Analyze(t) => {
+                    let name = qualified(&t.0, &t.1);
+                    tracing::debug!(table = %name, "ANALYZE");
+                    client
+                        .batch_execute(&format!("ANALYZE {name}"))
+                        .await
+                        .map_err(|e| CloneError::target_failed(format!("ANALYZE {name}"), e))?;
+                    lock(&board).left -= 1;
+                }
+            }
+            // Others may wait for this table's builds to end (its ANALYZE).
+            ready.changed.send_modify(|v| *v += 1);
         }
         Ok::<(), CloneError>(())
-    });
-    futures::future::try_join_all(pool).await?;
+    };
+    futures::future::try_join_all((0..plan.jobs.max(1)).map(|_| worker())).await?;
 
-    let session = session_with(dst, &preamble).await?;
-    let retried = retry.into_inner().unwrap_or_else(|p| p.into_inner());
-    for stmt in retried.iter().chain(serial.iter()) {
-        tracing::debug!(statement = %stmt, "post-data");
-        session.client.batch_execute(stmt).await.map_err(|e| {
-            CloneError::target_failed(format!("post-data statement `{}`", abbreviate(stmt)), e)
-        })?;
+    // What a deadlock stopped, then everything that must follow the builds, in order.
+    let session = session_with(dst).await?;
+    let retry = std::mem::take(&mut lock(&board).retry);
+    for (u, at) in retry {
+        let unit = &units[u];
+        // The unit's session settings before the failed statement, then the rest of it.
+        for stmt in unit.statements[..at]
+            .iter()
+            .filter(|s| is_session_setting(s))
+        {
+            execute(&session.client, stmt).await?;
+        }
+        for stmt in &unit.statements[at..] {
+            execute(&session.client, stmt).await?;
+        }
+    }
+    for unit in units.iter().filter(|u| !u.parallel) {
+        for stmt in &unit.statements {
+            execute(&session.client, stmt).await?;
+        }
     }
     Ok(count)
 }
 
+/// Runs `unit` from statement `from`, each statement in its own transaction. Returns the
+/// statement to retry from when the server broke a deadlock by aborting one of ours (two
+/// builds on related tables, such as a partitioned table and its partitions, can deadlock).
+async fn run_unit(
+    client: &tokio_postgres::Client,
+    unit: &PostDataUnit,
+    from: usize,
+) -> Result<Option<usize>, CloneError> {
+    for (i, stmt) in unit.statements.iter().enumerate().skip(from) {
+        tracing::debug!(statement = %stmt, "post-data");
+        if let Err(e) = client.batch_execute(stmt).await {
+            if e.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) {
+                // Leave the session as the unit found it.
+                let _ = client.batch_execute("SET default_tablespace = ''").await;
+                return Ok(Some(i));
+            }
+            return Err(failed(stmt, e));
+        }
+    }
+    Ok(None)
+}
+
+async fn execute(client: &tokio_postgres::Client, stmt: &str) -> Result<(), CloneError> {
+    tracing::debug!(statement = %stmt, "post-data");
+    client
+        .batch_execute(stmt)
+        .await
+        .map_err(|e| failed(stmt, e))
+}
+
+fn failed(stmt: &str, e: tokio_postgres::Error) -> CloneError {
+    CloneError::target_failed(format!("post-data statement `{}`", abbreviate(stmt)), e)
+}
+
 /// A target session with the script's session settings applied.
-async fn session_with(
-    dst: &ConnConfig,
-    preamble: &str,
-) -> Result<crate::conn::Session, CloneError> {
+async fn session_with(dst: &ConnConfig) -> Result<Session, CloneError> {
     let session = connect(dst).await.map_err(|source| CloneError::Connect {
         role: "target",
         source,
     })?;
     session
         .client
-        .batch_execute(preamble)
+        .batch_execute(SESSION_SETTINGS)
         .await
         .map_err(|e| CloneError::target_failed("preparing a post-data session", e))?;
     Ok(session)
-}
-
-/// `ANALYZE` of the given `(schema, table)` pairs on `jobs` sessions.
-pub async fn analyze(
-    dst: &ConnConfig,
-    tables: &[(String, String)],
-    jobs: usize,
-) -> Result<(), CloneError> {
-    let queue = Mutex::new(tables.iter().cloned().collect::<VecDeque<_>>());
-    let pool = (0..jobs.max(1).min(tables.len().max(1))).map(|_| async {
-        let session = connect(dst).await.map_err(|source| CloneError::Connect {
-            role: "target",
-            source,
-        })?;
-        loop {
-            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-            let Some((schema, table)) = next else { break };
-            let name = qualified(&schema, &table);
-            session
-                .client
-                .batch_execute(&format!("ANALYZE {name}"))
-                .await
-                .map_err(|e| CloneError::target_failed(format!("ANALYZE {name}"), e))?;
-        }
-        Ok::<(), CloneError>(())
-    });
-    futures::future::try_join_all(pool).await?;
-    Ok(())
 }
 
 /// The first line of a statement, shortened, for error messages.
@@ -193,51 +351,83 @@ fn abbreviate(stmt: &str) -> String {
     }
 }
 
+/// The data behind these locks stays consistent even if a holder panicked (plain updates).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::copy::CopyFormat;
 
-    #[test]
-    fn tablespace_settings_travel_with_their_statement() {
-        let script = "SET lock_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n\
-                      CREATE INDEX a ON public.t (x);\n\
-                      SET default_tablespace = fx_space;\nCREATE INDEX b ON public.t (y);\nSET default_tablespace = '';\n\
-                      ALTER TABLE ONLY public.t ADD CONSTRAINT f FOREIGN KEY (x) REFERENCES public.u(id);\n";
-        let (preamble, units) = work_units(&split_statements(script));
-        assert_eq!(
-            preamble,
-            "SET lock_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n"
-        );
-        assert_eq!(units.len(), 3);
-        assert!(units[0].prefix.is_empty() && units[0].suffix.is_empty());
-        assert_eq!(
-            units[1].clone().into_sql(),
-            "SET default_tablespace = fx_space;\nCREATE INDEX b ON public.t (y);\nSET default_tablespace = '';\n"
-        );
-        assert!(units[2].prefix.is_empty(), "{:?}", units[2]);
+    fn job(table: &str) -> TableJob {
+        TableJob {
+            schema: "public".into(),
+            table: table.into(),
+            columns: vec![],
+            range: None,
+            format: CopyFormat::Binary,
+            truncate_first: true,
+            estimated_bytes: 0,
+            text_reason: None,
+            row_filter: None,
+        }
+    }
+
+    fn name(t: &str) -> TableName {
+        ("public".into(), t.into())
     }
 
     #[test]
-    fn classification() {
-        assert!(is_parallel_build(
-            "CREATE INDEX i ON public.t USING btree (a)"
-        ));
-        assert!(is_parallel_build(
-            "CREATE UNIQUE INDEX i ON public.t USING btree (a)"
-        ));
-        assert!(is_parallel_build(
-            "ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id)"
-        ));
-        assert!(!is_parallel_build("ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_fk FOREIGN KEY (a) REFERENCES public.u(id)"));
-        assert!(!is_parallel_build(
-            "CREATE TRIGGER x AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION f()"
-        ));
-        assert!(!is_parallel_build(
-            "ALTER INDEX public.p ATTACH PARTITION public.c"
-        ));
-        assert!(is_session_setting("SET lock_timeout = 0"));
-        assert!(is_session_setting(
-            "SELECT pg_catalog.set_config('search_path', '', false)"
-        ));
+    fn a_split_table_is_ready_after_its_last_range() {
+        let jobs = vec![job("a"), job("a"), job("b")];
+        let ready = DataReady::new(&jobs);
+        assert!(!ready.is_ready(Some(&name("a"))));
+        ready.job_done(&jobs[0]);
+        assert!(!ready.is_ready(Some(&name("a"))));
+        ready.job_done(&jobs[1]);
+        assert!(ready.is_ready(Some(&name("a"))));
+        assert!(!ready.is_ready(Some(&name("b"))));
+        // Relations without copy jobs wait for the whole copy.
+        assert!(!ready.is_ready(Some(&name("parent"))));
+        assert!(!ready.is_ready(None));
+        ready.all_done();
+        assert!(ready.is_ready(Some(&name("parent"))) && ready.is_ready(None));
+    }
+
+    #[test]
+    fn analyze_follows_the_last_build_of_its_table() {
+        let unit = |t: &str| PostDataUnit {
+            table: Some(name(t)),
+            parallel: true,
+            statements: vec![format!("CREATE INDEX ON public.{t} (x)")],
+        };
+        let units = vec![unit("small"), unit("big"), unit("big")];
+        let jobs = vec![job("small"), job("big")];
+        let ready = DataReady::new(&jobs);
+        let mut board = Board {
+            waiting: vec![1, 2, 0],
+            open_builds: HashMap::from([(Some(name("big")), 2), (Some(name("small")), 1)]),
+            to_analyze: HashSet::from([name("big"), name("small")]),
+            analyze_ready: Vec::new(),
+            left: 5,
+            retry: Vec::new(),
+        };
+        assert_eq!(board.next(&units, &ready), None);
+        ready.job_done(&jobs[0]);
+        assert_eq!(board.next(&units, &ready), Some(Task::Build(0)));
+        ready.job_done(&jobs[1]);
+        assert_eq!(board.next(&units, &ready), Some(Task::Build(1)));
+        board.finished_build(&Some(name("small")));
+        assert_eq!(board.next(&units, &ready), Some(Task::Build(2)));
+        assert_eq!(
+            board.next(&units, &ready),
+            Some(Task::Analyze(name("small")))
+        );
+        board.finished_build(&Some(name("big")));
+        assert_eq!(board.next(&units, &ready), None);
+        board.finished_build(&Some(name("big")));
+        assert_eq!(board.next(&units, &ready), Some(Task::Analyze(name("big"))));
     }
 }

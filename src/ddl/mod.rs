@@ -11,4 +11,4 @@ pub mod quote;
 pub mod render;
 
 pub use quote::{qualified, quote_ident, quote_literal};
-pub use render::{render_object, tablespace_of};
+pub use render::{constraint_using_index, render_object, tablespace_of, ConstraintViaIndex};

@@ -1030,6 +1030,84 @@ fn constraint(m: &Model, i: usize) -> String {
     out
 }
 
+/// A PRIMARY KEY or UNIQUE constraint as a parallel builder makes it: first the unique index
+/// alone (an ordinary index build, which shares the table with its other index builds, where
+/// `ADD CONSTRAINT` would lock them out), then `ADD CONSTRAINT … USING INDEX`, which only
+/// writes the catalog. The result is the catalog plain `ADD CONSTRAINT` gives, so `pgferry
+/// schema` keeps that simpler form and only the clone uses this one.
+///
+/// `None` when the server would refuse `USING INDEX` or it would change the result: exclusion
+/// constraints, non-btree indexes (e.g. `WITHOUT OVERLAPS`), partitioned tables, an index not
+/// named like its constraint, or a definition this function does not recognise.
+pub fn constraint_using_index(m: &Model, i: usize) -> Option<ConstraintViaIndex> {
+    let k = &m.catalog.constraints[i];
+    let kind = match k.kind.as_str() {
+        "p" => "PRIMARY KEY",
+        "u" => "UNIQUE",
+        _ => return None,
+    };
+    let rel = &m.catalog.relations[*m.relations.get(&k.relid)?];
+    if rel.kind == RelKind::PartitionedTable {
+        return None;
+    }
+    let x = &m.catalog.indexes[*m.indexes.get(&k.index)?];
+    if x.name != k.name || x.partitioned || !x.def.starts_with("CREATE UNIQUE INDEX ") {
+        return None;
+    }
+    if !x.def.contains(" USING btree (") {
+        return None;
+    }
+    let body = k
+        .def
+        .strip_prefix(kind)
+        .filter(|rest| rest.starts_with(" (") || rest.starts_with(" NULLS NOT DISTINCT ("))?;
+    // The timing clauses are the only part of the definition the index does not carry.
+    let timing = [" DEFERRABLE INITIALLY DEFERRED", " DEFERRABLE"]
+        .into_iter()
+        .find(|t| body.ends_with(t))
+        .unwrap_or("");
+    if timing.is_empty() && body.contains("DEFERRABLE") {
+        return None;
+    }
+    let table = rel_name_by_oid(m, k.relid);
+    let index = format!(
+        "{};
+",
+        x.def
+    );
+    let mut attach = format!(
+        "ALTER TABLE ONLY {table}\n    ADD CONSTRAINT {} {kind} USING INDEX {}{timing};\n",
+        quote_ident(&k.name),
+        quote_ident(&x.name)
+    );
+    attach.push_str(&index_extras(m, x));
+    attach.push_str(&comment(
+        "INDEX",
+        &qualified(&x.schema, &x.name),
+        &x.comment,
+    ));
+    let on = format!("{} ON {table}", quote_ident(&k.name));
+    attach.push_str(&comment("CONSTRAINT", &on, &k.comment));
+    Some(ConstraintViaIndex {
+        tablespace: x.tablespace.clone(),
+        index,
+        attach,
+    })
+}
+
+/// The two halves of [`constraint_using_index`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConstraintViaIndex {
+    /// Where the index lives when not in the database default (set with
+    /// `default_tablespace` around [`Self::index`], like every placement).
+    pub tablespace: Option<String>,
+    /// `CREATE UNIQUE INDEX …;`
+    pub index: String,
+    /// `ALTER TABLE … ADD CONSTRAINT … USING INDEX …;`, then what follows the constraint in
+    /// its plain form (CLUSTER ON, REPLICA IDENTITY, comments).
+    pub attach: String,
+}
+
 fn policy(m: &Model, i: usize) -> String {
     let p = &m.catalog.policies[i];
     let table = rel_name_by_oid(m, p.relid);

@@ -8,6 +8,7 @@ use crate::ddl::render_object;
 use super::build::Model;
 use super::object::{Item, ObjectKind, Section};
 use super::order::order;
+use super::parallel::{unit, PostDataUnit};
 
 /// Which sections to produce (`--section`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,6 +35,10 @@ pub struct DumpOptions {
     /// Extensions not to create (`-xe`): their `CREATE EXTENSION` and comment are left out;
     /// objects that need them fail on the target, which is what the user asked to find out.
     pub excluded_extensions: Vec<String>,
+    /// Also fill [`SchemaScript::post_data_units`] (the clone's parallel post-data), where
+    /// PRIMARY KEY/UNIQUE constraints are built as unique indexes then attached `USING
+    /// INDEX`. The text in `post_data` keeps the plain form either way.
+    pub post_data_units: bool,
 }
 
 /// The generated DDL. Each part starts with the session settings it needs, so either can be
@@ -42,6 +47,9 @@ pub struct DumpOptions {
 pub struct SchemaScript {
     pub pre_data: String,
     pub post_data: String,
+    /// The post-data objects as units for a parallel builder, in script order; filled only
+    /// with [`DumpOptions::post_data_units`]. They need [`PREAMBLE`] first.
+    pub post_data_units: Vec<PostDataUnit>,
     /// The source's publications, kept out of pre-/post-data on purpose: a migration sets up
     /// its own, and copying the source's would make the target publish as well. Empty when
     /// there are none; it needs the post-data objects (and roles) to exist.
@@ -66,7 +74,7 @@ pub enum DumpError {
 /// Settings that make the script mean the same on any server: no timeouts, names always
 /// qualified (empty search_path), function bodies not validated before the objects they
 /// use exist.
-const PREAMBLE: &str = "SET statement_timeout = 0;
+pub const PREAMBLE: &str = "SET statement_timeout = 0;
 SET lock_timeout = 0;
 SET idle_in_transaction_session_timeout = 0;
 SET client_encoding = 'UTF8';
@@ -98,6 +106,7 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
     let mut post = String::from(PREAMBLE);
     let mut publications = String::new();
     let mut refresh = String::new();
+    let mut units = Vec::new();
     for i in sequence {
         let o = &model.objects[i];
         if let Item::Extension(e) = o.item {
@@ -118,6 +127,13 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
         let text = render_object(&model, o, opts);
         if text.is_empty() {
             continue;
+        }
+        if opts.post_data_units
+            && o.section == Section::PostData
+            && o.kind != ObjectKind::Publication
+            && opts.section != SectionFilter::PreData
+        {
+            units.extend(unit(&model, o, opts));
         }
         let target = match (o.kind, o.section) {
             (ObjectKind::Publication, _) => &mut publications,
@@ -167,6 +183,7 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
         } else {
             post
         },
+        post_data_units: units,
         publications: if publications.is_empty() {
             publications
         } else {

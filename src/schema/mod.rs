@@ -11,8 +11,13 @@ mod cycles;
 mod dump;
 mod object;
 mod order;
+mod parallel;
 
 pub use build::Model;
-pub use dump::{dump_schema, render_script, DumpError, DumpOptions, SchemaScript, SectionFilter};
+pub use dump::{
+    dump_schema, render_script, DumpError, DumpOptions, SchemaScript, SectionFilter,
+    PREAMBLE as SESSION_SETTINGS,
+};
 pub use object::{Item, Object, ObjectKind, Section};
 pub use order::order;
+pub use parallel::{is_session_setting, PostDataUnit};
