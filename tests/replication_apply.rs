@@ -911,7 +911,7 @@ async fn applier_skips_transactions_before_the_stored_position() {
         ]
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(100);
-    tx.send(ApplyItem::Message(Message::Relation(relation)))
+    tx.send(vec![ApplyItem::Message(Message::Relation(relation))])
         .await
         .unwrap();
     // Applied before (ends at 0x1000 exactly), then two new ones.
@@ -921,7 +921,7 @@ async fn applier_skips_transactions_before_the_stored_position() {
         .chain(txn(0x1000, 0x1040, "3"))
         .chain(txn(0x1100, 0x1140, "4"))
     {
-        tx.send(ApplyItem::Message(m)).await.unwrap();
+        tx.send(vec![ApplyItem::Message(m)]).await.unwrap();
     }
     drop(tx);
     applier.run(&mut rx).await.unwrap();
@@ -1155,14 +1155,14 @@ async fn applier_copies_long_insert_runs() {
         type_modifier: -1,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(10_000);
-    tx.send(ApplyItem::Message(Message::Relation(Relation {
+    tx.send(vec![ApplyItem::Message(Message::Relation(Relation {
         xid: None,
         id: 42,
         namespace: "public".into(),
         name: "t".into(),
         replica_identity: ReplicaIdentity::Default,
         columns: vec![column("id", 1, 23), column("v", 0, 25)],
-    })))
+    }))])
     .await
     .unwrap();
     let text_row = |id: i32| {
@@ -1223,7 +1223,7 @@ async fn applier_copies_long_insert_runs() {
         commit_time: 0,
     }));
     for m in messages {
-        tx.send(ApplyItem::Message(m)).await.unwrap();
+        tx.send(vec![ApplyItem::Message(m)]).await.unwrap();
     }
     drop(tx);
     applier.run(&mut rx).await.unwrap();
@@ -1247,6 +1247,211 @@ async fn applier_copies_long_insert_runs() {
         ),
         "0/2040"
     );
+}
+
+/// The applier alone: repeated updates of one row inside one target transaction are folded
+/// into its last values (hot rows would otherwise pile up row versions), and everything that
+/// must keep its order does: an update leaving an unchanged TOAST value out, a delete and
+/// re-insert of a key, a key change, a second table in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applier_folds_repeated_updates_of_a_row() {
+    use bytes::Bytes;
+    use pgferry::replication::apply::{Applier, ApplyItem, BatchLimits};
+    use pgferry::replication::pgoutput::{
+        Begin, Column, Commit, Delete, Insert, Message, OldTuple, Relation, ReplicaIdentity, Tuple,
+        Update, Value,
+    };
+    use pgferry::replication::{state, Lsn};
+
+    let db = support::fresh_db(target(), "applier_fold");
+    psql(
+        target(),
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, a int, b text);
+         INSERT INTO t SELECT g, 0, 'b' || g FROM generate_series(1, 5) g;
+         CREATE TABLE u (id int PRIMARY KEY, n int);
+         INSERT INTO u VALUES (1, 0);",
+    );
+    let session = connect(&cfg(target(), &db)).await.unwrap();
+    state::ensure(&session.client).await.unwrap();
+    let (applied, _applied_rx) = watch::channel(Lsn::INVALID);
+    let mut applier = Applier::new(
+        session.client,
+        "s",
+        Lsn(0x1000),
+        BatchLimits::default(),
+        applied,
+    )
+    .await
+    .unwrap();
+    let column = |name: &str, flags: u8, type_oid: u32| Column {
+        flags,
+        name: name.into(),
+        type_oid,
+        type_modifier: -1,
+    };
+    let text = |v: String| Value::Text(Bytes::from(v));
+    let relation = |id: u32, name: &str, columns: Vec<Column>| {
+        Message::Relation(Relation {
+            xid: None,
+            id,
+            namespace: "public".into(),
+            name: name.into(),
+            replica_identity: ReplicaIdentity::Default,
+            columns,
+        })
+    };
+    let update_t = |id: i32, a: i32, b: Option<&str>| {
+        Message::Update(Update {
+            xid: None,
+            relation: 1,
+            old: None,
+            new: Tuple(vec![
+                text(id.to_string()),
+                text(a.to_string()),
+                match b {
+                    Some(b) => text(b.to_owned()),
+                    None => Value::UnchangedToast,
+                },
+            ]),
+        })
+    };
+    let update_u = |n: i32| {
+        Message::Update(Update {
+            xid: None,
+            relation: 2,
+            old: None,
+            new: Tuple(vec![text("1".into()), text(n.to_string())]),
+        })
+    };
+    let mut messages = vec![
+        relation(
+            1,
+            "t",
+            vec![column("id", 1, 23), column("a", 0, 23), column("b", 0, 25)],
+        ),
+        relation(2, "u", vec![column("id", 1, 23), column("n", 0, 23)]),
+    ];
+    let mut lsn = 0x2000u64;
+    let mut txn = |body: Vec<Message>, messages: &mut Vec<Message>| {
+        messages.push(Message::Begin(Begin {
+            final_lsn: lsn,
+            commit_time: 0,
+            xid: 1,
+        }));
+        messages.extend(body);
+        messages.push(Message::Commit(Commit {
+            flags: 0,
+            commit_lsn: lsn,
+            end_lsn: lsn + 0x40,
+            commit_time: 0,
+        }));
+        lsn += 0x100;
+    };
+    // Hot rows: t.1 and u.1 a hundred times each, t.2 in between.
+    for i in 1..=100 {
+        txn(
+            vec![
+                update_t(1, i, Some("hot")),
+                update_u(i),
+                update_t(2, -i, Some("two")),
+            ],
+            &mut messages,
+        );
+    }
+    // Another shape (b unchanged, TOAST): after the folded run, then full updates again.
+    txn(vec![update_t(1, 1000, None)], &mut messages);
+    txn(vec![update_t(1, 1001, Some("last"))], &mut messages);
+    // Delete, re-insert, update of one key.
+    txn(
+        vec![
+            Message::Delete(Delete {
+                xid: None,
+                relation: 1,
+                old: OldTuple::Key(Tuple(vec![text("3".into()), Value::Null, Value::Null])),
+            }),
+            Message::Insert(Insert {
+                xid: None,
+                relation: 1,
+                new: Tuple(vec![
+                    text("3".into()),
+                    text("30".into()),
+                    text("again".into()),
+                ]),
+            }),
+            update_t(3, 31, Some("again")),
+            update_t(3, 32, Some("again2")),
+        ],
+        &mut messages,
+    );
+    // A key change, then updates of the new key.
+    txn(
+        vec![
+            Message::Update(Update {
+                xid: None,
+                relation: 1,
+                old: Some(OldTuple::Key(Tuple(vec![
+                    text("4".into()),
+                    Value::Null,
+                    Value::Null,
+                ]))),
+                new: Tuple(vec![
+                    text("40".into()),
+                    text("4".into()),
+                    text("moved".into()),
+                ]),
+            }),
+            update_t(40, 41, Some("moved")),
+            update_t(40, 42, Some("moved2")),
+        ],
+        &mut messages,
+    );
+    tx_all(&mut applier, messages).await;
+    assert!(
+        applier.stats.merged_updates >= 200,
+        "updates folded: {}",
+        applier.stats.merged_updates
+    );
+    assert_eq!(applier.stats.target_commits, 1);
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT string_agg(id || ':' || a || ':' || b, ' ' ORDER BY id) FROM t"
+        ),
+        "1:1001:last 2:-100:two 3:32:again2 5:0:b5 40:42:moved2"
+    );
+    assert_eq!(psql(target(), &db, "SELECT n FROM u"), "100");
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT lsn FROM pgferry.apply_progress WHERE slot = 's'"
+        ),
+        format!("0/{:X}", lsn - 0x100 + 0x40)
+    );
+}
+
+/// Sends `messages` to the applier in batches of varying size, as the stream would, and runs
+/// it until they are all applied.
+async fn tx_all(
+    applier: &mut pgferry::replication::apply::Applier,
+    messages: Vec<pgferry::replication::pgoutput::Message>,
+) {
+    use pgferry::replication::apply::ApplyItem;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(messages.len().max(1));
+    let mut batch = Vec::new();
+    for (i, m) in messages.into_iter().enumerate() {
+        batch.push(ApplyItem::Message(m));
+        if batch.len() > i % 7 {
+            tx.send(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    if !batch.is_empty() {
+        tx.send(batch).await.unwrap();
+    }
+    drop(tx);
+    applier.run(&mut rx).await.unwrap();
 }
 
 /// Triggers enabled ALWAYS or REPLICA would fire under apply's replica role and repeat what

@@ -23,7 +23,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::SinkExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::task::Poll;
@@ -301,9 +301,9 @@ struct Run {
     /// Bytes of the values (bounds COPY runs).
     bytes: usize,
     expect_rows: bool,
-    /// Keys seen (UPDATE/DELETE): a second change to the same row must follow the first, not
-    /// share its statement.
-    keys: HashSet<Vec<u8>>,
+    /// Keys seen (UPDATE/DELETE), with the row of the run that holds each: a second change
+    /// to the same row must not share the statement with the first (see [`Applier::send`]).
+    keys: HashMap<Vec<u8>, usize>,
 }
 
 /// Whether a change may join a run; `Some(key)` for changes that must touch distinct rows.
@@ -359,6 +359,8 @@ pub struct ApplyStats {
     pub missing_rows: u64,
     /// Inserts sent by COPY (the rest of the inserts went as INSERT statements).
     pub copied_rows: u64,
+    /// Updates folded into a later update of the same row in the same target transaction.
+    pub merged_updates: u64,
 }
 
 impl Applier {
@@ -407,7 +409,8 @@ impl Applier {
 
     /// Applies items until the channel closes, then commits what is complete. An open source
     /// transaction at that point is rolled back with the target transaction (it will be resent).
-    pub async fn run(&mut self, rx: &mut mpsc::Receiver<ApplyItem>) -> Result<(), ApplyError> {
+    /// Items come in batches (what one read of the stream brought in).
+    pub async fn run(&mut self, rx: &mut mpsc::Receiver<Vec<ApplyItem>>) -> Result<(), ApplyError> {
         loop {
             // Between source transactions with a batch open: commit once the stream pauses
             // for `idle_commit` (not at every pause: each commit waits for the target's disk).
@@ -415,11 +418,11 @@ impl Applier {
                 Some(batch) if !self.in_source_tx => Some(batch.started.elapsed()),
                 _ => None,
             };
-            let item = match open_age {
+            let items = match open_age {
                 Some(age) => {
                     let wait = self.limits.idle_commit.saturating_sub(age);
                     match tokio::time::timeout(wait, rx.recv()).await {
-                        Ok(item) => item,
+                        Ok(items) => items,
                         Err(_) => {
                             self.commit_batch().await?;
                             continue;
@@ -428,13 +431,18 @@ impl Applier {
                 }
                 None => rx.recv().await,
             };
-            let Some(item) = item else { break };
-            self.handle(item).await?;
-            if let Some(batch) = self.batch.as_ref().filter(|_| !self.in_source_tx) {
-                let age = batch.started.elapsed();
-                let full = batch.changes >= self.limits.max_changes || age >= self.limits.max_time;
-                if full || (rx.is_empty() && age >= self.limits.idle_commit) {
-                    self.commit_batch().await?;
+            let Some(items) = items else { break };
+            let count = items.len();
+            for (i, item) in items.into_iter().enumerate() {
+                self.handle(item).await?;
+                if let Some(batch) = self.batch.as_ref().filter(|_| !self.in_source_tx) {
+                    let age = batch.started.elapsed();
+                    let full =
+                        batch.changes >= self.limits.max_changes || age >= self.limits.max_time;
+                    let caught_up = i + 1 == count && rx.is_empty();
+                    if full || (caught_up && age >= self.limits.idle_commit) {
+                        self.commit_batch().await?;
+                    }
                 }
             }
         }
@@ -835,14 +843,36 @@ impl Applier {
             }
             Shape::Batch(key) => key,
         };
+        let per_row = params.len();
+        let added: usize = params.iter().map(RawValue::len).sum();
+        if let (Some(run), Some(k)) = (self.runs.get_mut(&oid), key.as_ref()) {
+            if run.op == Op::UpdateKey && op == Op::UpdateKey && run.mask == mask {
+                if let Some(&row) = run.keys.get(k) {
+                    // The same row updated again, in the same columns, its key unchanged: only
+                    // its last values matter, since nothing can look at the row in between
+                    // (one target transaction, replica role, per-table order kept). Hot rows
+                    // (counters, pgbench's branches) would otherwise pile up row versions
+                    // that every later statement of the transaction wades through.
+                    let at = row * per_row;
+                    if let Some(slot) = run.params.get_mut(at..at + per_row) {
+                        let old: usize = slot.iter().map(RawValue::len).sum();
+                        for (s, v) in slot.iter_mut().zip(params) {
+                            *s = v;
+                        }
+                        run.bytes = run.bytes + added - old;
+                        self.run_bytes = self.run_bytes + added - old;
+                        self.stats.merged_updates += 1;
+                        return Ok(());
+                    }
+                }
+            }
+        }
         let joins = self.runs.get(&oid).is_some_and(|r| {
-            r.op == op && r.mask == mask && key.as_ref().is_none_or(|k| !r.keys.contains(k))
+            r.op == op && r.mask == mask && key.as_ref().is_none_or(|k| !r.keys.contains_key(k))
         });
         if !joins {
             self.flush_table(oid).await?;
         }
-        let per_row = params.len();
-        let added: usize = params.iter().map(RawValue::len).sum();
         self.run_bytes += added;
         let run = self.runs.entry(oid).or_insert_with(|| Run {
             oid,
@@ -852,14 +882,14 @@ impl Applier {
             rows: 0,
             bytes: 0,
             expect_rows: expect_row,
-            keys: HashSet::new(),
+            keys: HashMap::new(),
         });
         run.bytes += added;
         run.params.extend(params);
-        run.rows += 1;
         if let Some(key) = key {
-            run.keys.insert(key);
+            run.keys.insert(key, run.rows);
         }
+        run.rows += 1;
         let full = if op == Op::Insert {
             // Inserts keep gathering: a long run becomes one COPY.
             run.rows >= COPY_MAX_ROWS || run.bytes >= COPY_MAX_BYTES

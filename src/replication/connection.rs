@@ -482,23 +482,8 @@ impl ReplicationConnection {
     /// Cancel-safe: a partial message stays in `read_buf`.
     async fn read(&mut self) -> Result<Backend, ReplicationError> {
         loop {
-            match parse_backend(&mut self.read_buf)? {
-                Some(Backend::Notice(notice)) => {
-                    tracing::info!(target: "pgferry::replication", "server notice: {notice}");
-                    return Ok(Backend::Notice(notice));
-                }
-                Some(Backend::Other(Message::ParameterStatus(body))) => {
-                    if let (Ok(name), Ok(value)) = (body.name(), body.value()) {
-                        let (name, value) = (name.to_owned(), value.to_owned());
-                        match self.parameters.iter_mut().find(|(n, _)| *n == name) {
-                            Some(slot) => slot.1 = value,
-                            None => self.parameters.push((name, value)),
-                        }
-                    }
-                    return Ok(Backend::Other(Message::ParameterStatus(body)));
-                }
-                Some(message) => return Ok(message),
-                None => {}
+            if let Some(message) = self.read_buffered()? {
+                return Ok(message);
             }
             if self.read_buf.capacity() - self.read_buf.len() < 4096 {
                 self.read_buf.reserve(64 * 1024);
@@ -506,6 +491,27 @@ impl ReplicationConnection {
             if self.io.read_buf(&mut self.read_buf).await? == 0 {
                 return Err(ReplicationError::Closed);
             }
+        }
+    }
+
+    /// The next message if a whole one is already buffered (no I/O).
+    fn read_buffered(&mut self) -> Result<Option<Backend>, ReplicationError> {
+        match parse_backend(&mut self.read_buf)? {
+            Some(Backend::Notice(notice)) => {
+                tracing::info!(target: "pgferry::replication", "server notice: {notice}");
+                Ok(Some(Backend::Notice(notice)))
+            }
+            Some(Backend::Other(Message::ParameterStatus(body))) => {
+                if let (Ok(name), Ok(value)) = (body.name(), body.value()) {
+                    let (name, value) = (name.to_owned(), value.to_owned());
+                    match self.parameters.iter_mut().find(|(n, _)| *n == name) {
+                        Some(slot) => slot.1 = value,
+                        None => self.parameters.push((name, value)),
+                    }
+                }
+                Ok(Some(Backend::Other(Message::ParameterStatus(body))))
+            }
+            other => Ok(other),
         }
     }
 }
@@ -543,44 +549,65 @@ impl ReplicationStream {
     /// The next event; `Ok(None)` when the server ended the stream (then call [`Self::stop`]).
     /// Cancel-safe.
     pub async fn next_event(&mut self) -> Result<Option<ReplicationEvent>, ReplicationError> {
-        if self.server_done {
-            return Ok(None);
-        }
         loop {
-            match self.conn.read().await? {
-                Backend::CopyData(payload) => {
-                    return Ok(Some(match parse_copy_payload(payload)? {
-                        CopyPayload::XLogData(x) => ReplicationEvent::XLogData {
-                            wal_start: x.wal_start,
-                            wal_end: x.wal_end,
-                            send_time: x.send_time,
-                            data: x.data,
-                        },
-                        CopyPayload::Keepalive(k) => ReplicationEvent::Keepalive {
-                            wal_end: k.wal_end,
-                            send_time: k.send_time,
-                            reply_requested: k.reply_requested,
-                        },
-                    }))
-                }
-                Backend::Other(Message::CopyDone) => {
-                    self.server_done = true;
-                    return Ok(None);
-                }
-                Backend::Error(error) => {
-                    return Err(ReplicationError::Server {
-                        command: "START_REPLICATION".to_owned(),
-                        error: Box::new(error),
-                    })
-                }
-                Backend::Notice(_) | Backend::Other(Message::ParameterStatus(_)) => {}
-                _ => {
-                    return Err(ReplicationError::unexpected(
-                        "START_REPLICATION",
-                        "a message other than CopyData while streaming",
-                    ))
-                }
+            if let Some(event) = self.buffered_event()? {
+                return Ok(Some(event));
             }
+            if self.server_done {
+                return Ok(None);
+            }
+            let message = self.conn.read().await?;
+            if let Some(event) = self.event(message)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// The next event if a whole one is already buffered, without waiting for the network:
+    /// after [`Self::next_event`], a caller drains what one socket read brought in, so that
+    /// the rest of the pipeline handles messages in batches rather than one wake-up each.
+    pub fn buffered_event(&mut self) -> Result<Option<ReplicationEvent>, ReplicationError> {
+        while !self.server_done {
+            let Some(message) = self.conn.read_buffered()? else {
+                return Ok(None);
+            };
+            if let Some(event) = self.event(message)? {
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One backend message while streaming: an event, nothing (notices, parameters, the
+    /// server's CopyDone), or an error.
+    fn event(&mut self, message: Backend) -> Result<Option<ReplicationEvent>, ReplicationError> {
+        match message {
+            Backend::CopyData(payload) => Ok(Some(match parse_copy_payload(payload)? {
+                CopyPayload::XLogData(x) => ReplicationEvent::XLogData {
+                    wal_start: x.wal_start,
+                    wal_end: x.wal_end,
+                    send_time: x.send_time,
+                    data: x.data,
+                },
+                CopyPayload::Keepalive(k) => ReplicationEvent::Keepalive {
+                    wal_end: k.wal_end,
+                    send_time: k.send_time,
+                    reply_requested: k.reply_requested,
+                },
+            })),
+            Backend::Other(Message::CopyDone) => {
+                self.server_done = true;
+                Ok(None)
+            }
+            Backend::Error(error) => Err(ReplicationError::Server {
+                command: "START_REPLICATION".to_owned(),
+                error: Box::new(error),
+            }),
+            Backend::Notice(_) | Backend::Other(Message::ParameterStatus(_)) => Ok(None),
+            _ => Err(ReplicationError::unexpected(
+                "START_REPLICATION",
+                "a message other than CopyData while streaming",
+            )),
         }
     }
 

@@ -33,18 +33,22 @@ pub enum PumpError {
 /// How often the loop wakes to see whether there is something new to confirm.
 const TICK: Duration = Duration::from_millis(250);
 
+/// Items handed over at once at most: what one socket read brought in, usually far fewer.
+/// Batches keep the per-message cost of the channel and of task wake-ups out of the hot path.
+const MAX_BATCH: usize = 2048;
+
 /// Streams until an error or until the caller drops this future (it is cancel-safe at every
 /// await: an item read but not yet handed over is simply resent by the server next time,
 /// since it was never confirmed). `status_interval` bounds the silence towards the server.
 pub async fn pump(
     stream: &mut ReplicationStream,
-    tx: mpsc::Sender<ApplyItem>,
+    tx: mpsc::Sender<Vec<ApplyItem>>,
     applied: watch::Receiver<Lsn>,
     start: Lsn,
     status_interval: Duration,
 ) -> Result<(), PumpError> {
     let mut ctx = DecodeContext::new(1);
-    let mut pending: Option<ApplyItem> = None;
+    let mut pending: Option<Vec<ApplyItem>> = None;
     let mut received = start;
     let mut confirmed = *applied.borrow();
     let mut last_status = Instant::now();
@@ -67,24 +71,38 @@ pub async fn pump(
             }
             event = stream.next_event(), if pending.is_none() => {
                 last_heard = Instant::now();
-                match event? {
-                    None => return Err(PumpError::Ended),
-                    Some(ReplicationEvent::XLogData { wal_start, data, .. }) => {
-                        let message = pgoutput::decode(&data, &ctx)?;
-                        ctx.observe(&message);
-                        received = received.max(wal_start);
-                        pending = Some(ApplyItem::Message(message));
-                    }
-                    Some(ReplicationEvent::Keepalive { wal_end, reply_requested, .. }) => {
-                        received = received.max(wal_end);
-                        pending = Some(ApplyItem::Caught(wal_end));
-                        if reply_requested {
-                            confirmed = *applied.borrow();
-                            stream.send_status(received.max(confirmed), confirmed, confirmed, false).await?;
-                            last_status = Instant::now();
+                let Some(mut event) = event? else {
+                    return Err(PumpError::Ended);
+                };
+                // This event and whatever else the same socket read brought in.
+                let mut items = Vec::new();
+                loop {
+                    match event {
+                        ReplicationEvent::XLogData { wal_start, data, .. } => {
+                            let message = pgoutput::decode(&data, &ctx)?;
+                            ctx.observe(&message);
+                            received = received.max(wal_start);
+                            items.push(ApplyItem::Message(message));
+                        }
+                        ReplicationEvent::Keepalive { wal_end, reply_requested, .. } => {
+                            received = received.max(wal_end);
+                            items.push(ApplyItem::Caught(wal_end));
+                            if reply_requested {
+                                confirmed = *applied.borrow();
+                                stream.send_status(received.max(confirmed), confirmed, confirmed, false).await?;
+                                last_status = Instant::now();
+                            }
                         }
                     }
+                    if items.len() >= MAX_BATCH {
+                        break;
+                    }
+                    match stream.buffered_event()? {
+                        Some(next) => event = next,
+                        None => break,
+                    }
                 }
+                pending = Some(items);
             }
             _ = tick.tick() => {
                 if pending.is_some() {
