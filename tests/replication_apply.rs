@@ -1256,7 +1256,7 @@ async fn applier_copies_long_insert_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applier_folds_repeated_updates_of_a_row() {
     use bytes::Bytes;
-    use pgferry::replication::apply::{Applier, ApplyItem, BatchLimits};
+    use pgferry::replication::apply::{Applier, BatchLimits};
     use pgferry::replication::pgoutput::{
         Begin, Column, Commit, Delete, Insert, Message, OldTuple, Relation, ReplicaIdentity, Tuple,
         Update, Value,
