@@ -12,6 +12,9 @@
 #   native:  schema and data through pg_dump | psql, publication FOR ALL TABLES and a slot
 #            made before the backlog, then CREATE SUBSCRIPTION (create_slot = false,
 #            copy_data = false): timed to the marker.
+#   stream only (the floor): before the subscription starts, examples/stream_floor reads the
+#            same slot's backlog through pgferry's replication connection and decoder, applies
+#            nothing and confirms nothing: what the source's walsender costs by itself.
 #
 # usage: benches/replication_drain.sh [pgbench] [bulk]     (default: both)
 # env:   RUNS (default 3), TXNS (pgbench transactions, default 40000),
@@ -25,6 +28,8 @@ TXNS=${TXNS:-40000}
 PGFERRY=${PGFERRY:-$PWD/target/release/pgferry}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 [ -x "$PGFERRY" ] || cargo build --release
+FLOOR=${FLOOR:-$PWD/target/release/examples/stream_floor}
+[ -x "$FLOOR" ] || cargo build --release --example stream_floor
 
 WORK=$(mktemp -d /tmp/pgferry-drain.XXXXXX)
 chmod 755 "$WORK"
@@ -127,6 +132,9 @@ run_native() { # workload
   psql_s -d "$db" -c "CREATE PUBLICATION p FOR ALL TABLES" \
     -c "SELECT pg_create_logical_replication_slot('s_$db', 'pgoutput')" >/dev/null
   backlog "$1" "$db"
+  local end; end=$(psql_s -d "$db" -Atc "SELECT pg_current_wal_insert_lsn()")
+  # Binary values, as pgferry asks for between servers of the same major.
+  T_FLOOR=$("$FLOOR" "$(uri_s "$db")" "s_$db" p "$end" binary | awk '{print $1}')
   local t0; t0=$(now)
   psql_d -d "$db" -c "CREATE SUBSCRIPTION sub CONNECTION 'host=127.0.0.1 port=$SP user=postgres dbname=$db' \
       PUBLICATION p WITH (create_slot = false, slot_name = 's_$db', copy_data = false)"
@@ -138,16 +146,16 @@ run_native() { # workload
 
 echo "# Replication drain: pgferry vs native subscription — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each"
 echo
-echo "| workload | row changes | pgferry (to data) | pgferry (to cutover exit) | native subscription | native/pgferry (data) | native/pgferry (exit) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| workload | row changes | stream only (floor) | pgferry (to data) | pgferry (to cutover exit) | native subscription | native/pgferry (data) | native/pgferry (exit) |"
+echo "|---|---|---|---|---|---|---|---|"
 for W in "${WORKLOADS[@]}"; do
-  A=(); E=(); N=()
+  A=(); E=(); N=(); F=()
   for run in $(seq "$RUNS"); do
     run_pgferry "$W"; A+=("$T_MARK"); E+=("$T_EXIT")
-    run_native "$W"; N+=("$T_NATIVE")
-    echo "  $W run $run: pgferry $T_MARK s (exit $T_EXIT s), native $T_NATIVE s" >&2
+    run_native "$W"; N+=("$T_NATIVE"); F+=("$T_FLOOR")
+    echo "  $W run $run: pgferry $T_MARK s (exit $T_EXIT s), native $T_NATIVE s, stream only $T_FLOOR s" >&2
   done
-  PA=$(median "${A[@]}"); PE=$(median "${E[@]}"); PN=$(median "${N[@]}")
-  echo "| $W | $CHANGES | ${PA} s | ${PE} s | ${PN} s | $(python3 -c "print('%.2f' % ($PN/$PA))") | $(python3 -c "print('%.2f' % ($PN/$PE))") |"
-  echo "  runs (s): pgferry ${A[*]} | pgferry exit ${E[*]} | native ${N[*]}" >&2
+  PA=$(median "${A[@]}"); PE=$(median "${E[@]}"); PN=$(median "${N[@]}"); PF=$(median "${F[@]}")
+  echo "| $W | $CHANGES | ${PF} s | ${PA} s | ${PE} s | ${PN} s | $(python3 -c "print('%.2f' % ($PN/$PA))") | $(python3 -c "print('%.2f' % ($PN/$PE))") |"
+  echo "  runs (s): pgferry ${A[*]} | pgferry exit ${E[*]} | native ${N[*]} | stream only ${F[*]}" >&2
 done
