@@ -81,14 +81,16 @@ impl Follower {
         }
     }
 
-    async fn wait_streaming(&self) {
+    async fn wait_streaming(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !self.streaming.load(Ordering::SeqCst) {
-            assert!(
-                !self.handle.is_finished(),
-                "the follower ended before streaming: {:?}",
-                self.events.lock().unwrap()
-            );
+            if self.handle.is_finished() {
+                let result = (&mut self.handle).await;
+                panic!(
+                    "the follower ended before streaming: {result:?}; events: {:?}",
+                    self.events.lock().unwrap()
+                );
+            }
             assert!(Instant::now() < deadline, "not streaming after 120 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -110,7 +112,7 @@ async fn cutover(db: &str) -> (FollowOutcome, Vec<String>) {
         cutover_at_lag: Some(0),
         ..FollowOptions::default()
     };
-    let follower = Follower::start(db, opts);
+    let mut follower = Follower::start(db, opts);
     let events = Arc::clone(&follower.events);
     let outcome = tokio::time::timeout(Duration::from_secs(300), follower.handle)
         .await
@@ -247,7 +249,7 @@ async fn concurrent_writes_crash_resume_and_cutover() {
     ];
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     follower.wait_streaming().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // A crash: the future is dropped wherever it is.
@@ -256,7 +258,7 @@ async fn concurrent_writes_crash_resume_and_cutover() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Resume while the writes go on, then stop gracefully.
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     follower.wait_streaming().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
@@ -327,7 +329,7 @@ async fn change_kinds_arrive() {
          CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
          CREATE TABLE typed (id int PRIMARY KEY, m mood, ms mood[], j json, p point, t timestamptz);",
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     follower.wait_streaming().await;
     psql(
         source(),
@@ -387,7 +389,7 @@ async fn table_without_identity_is_refused_then_fixed_on_request() {
          CREATE TABLE \"Log Lines\" (at timestamptz, line text);
          INSERT INTO \"Log Lines\" VALUES (now(), 'a'), (now(), 'a');",
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     let err = follower.handle.await.unwrap().unwrap_err();
     let message = err.to_string();
     assert!(
@@ -413,7 +415,7 @@ async fn table_without_identity_is_refused_then_fixed_on_request() {
         "the target database was created although the source was refused"
     );
 
-    let follower = Follower::start(
+    let mut follower = Follower::start(
         &db,
         FollowOptions {
             replica_identity_full: true,
@@ -455,7 +457,7 @@ async fn one_big_transaction() {
         &db,
         "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric);",
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     follower.wait_streaming().await;
     let started = Instant::now();
     psql(
@@ -527,7 +529,7 @@ async fn slot_without_progress_is_refused_and_cleanup_is_idempotent() {
             names.slot, names.publication
         ),
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     let err = follower.handle.await.unwrap().unwrap_err();
     assert!(
         matches!(err, FollowError::SlotWithoutProgress { .. }),
@@ -551,7 +553,7 @@ async fn schema_drift_stops_with_a_clear_message() {
         &db,
         "CREATE TABLE t (id int PRIMARY KEY, a text);",
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     follower.wait_streaming().await;
     psql(
         source(),
@@ -608,11 +610,11 @@ async fn drain_rate_vs_native_subscription() {
     // pgferry: clone the empty table, stop, build the backlog, drain it.
     let ours = support::fresh_db(source(), "drain_ours");
     psql(source(), &ours, TABLE);
-    let follower = Follower::start(&ours, FollowOptions::default());
+    let mut follower = Follower::start(&ours, FollowOptions::default());
     follower.wait_streaming().await;
     follower.stop().await;
     psql(source(), &ours, BACKLOG);
-    let follower = Follower::start(&ours, FollowOptions::default());
+    let mut follower = Follower::start(&ours, FollowOptions::default());
     let ours_time = wait_done(&ours).await;
     follower.stop().await;
     cleanup(&cfg(source(), &ours), &cfg(target(), &ours), false)
@@ -777,7 +779,7 @@ async fn resent_transactions_are_skipped() {
          ALTER TABLE log REPLICA IDENTITY FULL;",
     );
     let names = object_names(&db);
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     follower.wait_streaming().await;
     follower.stop().await;
     psql(
@@ -797,7 +799,7 @@ async fn resent_transactions_are_skipped() {
          DELETE FROM log WHERE ctid = (SELECT min(ctid) FROM log);
          UPDATE acc SET n = n + 10 WHERE id = 2;",
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     follower.wait_streaming().await;
     wait_target(
         &db,
@@ -977,7 +979,7 @@ async fn pgbench_during_copy_and_streaming() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let follower = Follower::start(
+    let mut follower = Follower::start(
         &db,
         FollowOptions {
             replica_identity_full: true,
@@ -1022,7 +1024,7 @@ async fn interrupt_during_the_copy_removes_the_slot() {
         "CREATE TABLE big (id int PRIMARY KEY, v text);
          INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 1000000) g;",
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = Follower::start(&db, FollowOptions::default());
     let names = object_names(&db);
     let deadline = Instant::now() + Duration::from_secs(60);
     while psql(
@@ -1074,7 +1076,7 @@ async fn insert_runs_round_trip_through_copy() {
                 "CREATE TYPE mood AS ENUM ('ok'); CREATE TABLE typed (id int PRIMARY KEY, m mood);",
             );
         }
-        let follower = Follower::start(&db, FollowOptions::default());
+        let mut follower = Follower::start(&db, FollowOptions::default());
         follower.wait_streaming().await;
         psql(
             source(),
@@ -1454,7 +1456,7 @@ async fn tx_all(
     applier.run(&mut rx).await.unwrap();
 }
 
-/// Triggers enabled ALWAYS or REPLICA would fire under apply's replica role and repeat what
+/// Triggers (and rules) enabled ALWAYS or REPLICA would fire under apply's replica role and repeat what
 /// the source already did (its audit rows arrive through the stream): they are disabled on
 /// the target while streaming and enabled as on the source at cutover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1479,31 +1481,41 @@ async fn always_and_replica_triggers_wait_for_the_cutover() {
          ALTER TABLE audit ENABLE REPLICA TRIGGER audit_count;
          CREATE TRIGGER plain AFTER INSERT ON acct FOR EACH ROW EXECUTE FUNCTION audit_acct();
          ALTER TABLE acct DISABLE TRIGGER plain;
+         CREATE TABLE gone (id int PRIMARY KEY, v int);
+         CREATE RULE keep_gone AS ON DELETE TO acct DO ALSO INSERT INTO gone VALUES (OLD.id, OLD.v);
+         ALTER TABLE acct ENABLE ALWAYS RULE keep_gone;
          INSERT INTO acct SELECT g, g FROM generate_series(1, 10) g;",
     );
     let states = "SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) \
                   FROM pg_trigger WHERE NOT tgisinternal";
-    let follower = Follower::start(&db, FollowOptions::default());
+    let rule = "SELECT ev_enabled FROM pg_rewrite WHERE rulename = 'keep_gone'";
+    let mut follower = Follower::start(&db, FollowOptions::default());
     follower.wait_streaming().await;
     assert_eq!(
         psql(target(), &db, states),
         "acct_audit=D,audit_count=D,plain=D"
     );
+    assert_eq!(psql(target(), &db, rule), "D");
     // Single rows, and a run long enough to be copied.
     psql(
         source(),
         &db,
         "UPDATE acct SET v = v + 100 WHERE id <= 5;
          INSERT INTO acct SELECT g, g FROM generate_series(11, 500) g;
-         INSERT INTO acct VALUES (1000, 1);",
+         INSERT INTO acct VALUES (1000, 1);
+         DELETE FROM acct WHERE id IN (7, 8, 9);",
     );
-    wait_target(&db, "SELECT count(*) FROM acct", "501").await;
+    wait_target(&db, "SELECT count(*) FROM acct", "498").await;
     assert!(matches!(
         follower.stop().await,
         FollowOutcome::Stopped { .. }
     ));
     // A rerun (resume) streams more, then cuts over.
-    psql(source(), &db, "UPDATE acct SET v = 0 WHERE id > 490;");
+    psql(
+        source(),
+        &db,
+        "UPDATE acct SET v = 0 WHERE id > 490; DELETE FROM acct WHERE id = 10;",
+    );
     let (outcome, _) = cutover(&db).await;
     assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
     let audit = "SELECT count(*), sum(v), string_agg(DISTINCT op, ',') FROM audit";
@@ -1512,11 +1524,15 @@ async fn always_and_replica_triggers_wait_for_the_cutover() {
         psql(target(), &db, "SELECT n FROM tally"),
         psql(source(), &db, "SELECT n FROM tally")
     );
+    let gone = "SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM gone";
+    assert_eq!(psql(source(), &db, gone), "7:7,8:8,9:9,10:10");
+    assert_eq!(psql(target(), &db, gone), psql(source(), &db, gone));
     assert_identical(&db).await;
     assert_eq!(
         psql(target(), &db, states),
         "acct_audit=A,audit_count=R,plain=D"
     );
+    assert_eq!(psql(target(), &db, rule), "A");
     // Enabled ALWAYS indeed: a write on the target now audits itself.
     let before: u64 = psql(target(), &db, "SELECT count(*) FROM audit")
         .parse()

@@ -1,7 +1,9 @@
-//! Triggers enabled ALWAYS or REPLICA are held disabled on the target while changes stream.
+//! Triggers and rules enabled ALWAYS or REPLICA are held disabled on the target while changes
+//! stream.
 //!
-//! Apply runs with `session_replication_role = replica`: ordinary triggers stay silent, but
-//! ALWAYS and REPLICA ones fire. Their side effects (audit rows, counters...) were already made
+//! Apply runs with `session_replication_role = replica`: ordinary triggers and rules stay
+//! silent, but ALWAYS and REPLICA ones fire (rules on the statements apply sends; COPY fires
+//! no rules). Their side effects (audit rows, counters...) were already made
 //! on the source and arrive through the stream, so firing them again would double them. They
 //! are disabled on the target before each streaming session and set back to the source's state
 //! at cutover. The source's catalog is the reference each time, so a crash anywhere in
@@ -11,9 +13,26 @@ use crate::ddl::qualified;
 use crate::ddl::quote_ident;
 use tokio_postgres::Client;
 
-/// A trigger the source has enabled ALWAYS (`A`) or REPLICA (`R`).
+/// What is held: a trigger or a rewrite rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldKind {
+    Trigger,
+    Rule,
+}
+
+impl HeldKind {
+    fn keyword(self) -> &'static str {
+        match self {
+            HeldKind::Trigger => "TRIGGER",
+            HeldKind::Rule => "RULE",
+        }
+    }
+}
+
+/// A trigger or rule the source has enabled ALWAYS (`A`) or REPLICA (`R`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldTrigger {
+    pub kind: HeldKind,
     pub schema: String,
     pub table: String,
     pub name: String,
@@ -24,8 +43,9 @@ pub struct HeldTrigger {
 impl HeldTrigger {
     fn statement(&self, action: &str) -> String {
         format!(
-            "ALTER TABLE ONLY {} {action} TRIGGER {}",
+            "ALTER TABLE ONLY {} {action} {} {}",
             qualified(&self.schema, &self.table),
+            self.kind.keyword(),
             quote_ident(&self.name)
         )
     }
@@ -39,58 +59,74 @@ impl HeldTrigger {
     }
 }
 
-/// The source's user triggers enabled ALWAYS or REPLICA, parents before partitions (setting a
-/// parent's state may reach its partitions' clones, whose own state then comes after).
+/// User triggers and table rules with their enabled state (`tgenabled`/`ev_enabled`), kind
+/// first: `t` or `r`.
+const STATES: &str = "\
+    SELECT 't', n.nspname::text, c.relname::text, t.tgname::text, t.tgenabled::text, \
+           c.relispartition \
+    FROM pg_catalog.pg_trigger t \
+    JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    WHERE NOT t.tgisinternal \
+    UNION ALL \
+    SELECT 'r', n.nspname::text, c.relname::text, r.rulename::text, r.ev_enabled::text, \
+           c.relispartition \
+    FROM pg_catalog.pg_rewrite r \
+    JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    WHERE c.relkind IN ('r', 'p') AND r.rulename <> '_RETURN'";
+
+fn held(row: &tokio_postgres::Row) -> HeldTrigger {
+    HeldTrigger {
+        kind: if row.get::<_, String>(0) == "r" {
+            HeldKind::Rule
+        } else {
+            HeldKind::Trigger
+        },
+        schema: row.get(1),
+        table: row.get(2),
+        name: row.get(3),
+        mode: row.get::<_, String>(4).chars().next().unwrap_or('A'),
+    }
+}
+
+/// The source's user triggers and rules enabled ALWAYS or REPLICA, parents before partitions
+/// (setting a parent's state may reach its partitions' clones, whose own state then comes
+/// after).
 pub async fn replica_triggers(source: &Client) -> Result<Vec<HeldTrigger>, tokio_postgres::Error> {
     let rows = source
         .query(
-            "SELECT n.nspname::text, c.relname::text, t.tgname::text, t.tgenabled::text \
-             FROM pg_catalog.pg_trigger t \
-             JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE NOT t.tgisinternal AND t.tgenabled IN ('A', 'R') \
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             ORDER BY c.relispartition, n.nspname, c.relname, t.tgname",
+            &format!(
+                "SELECT * FROM ({STATES}) s (kind, nspname, relname, name, enabled, part) \
+                 WHERE enabled IN ('A', 'R') \
+                   AND nspname NOT IN ('pg_catalog', 'information_schema') \
+                 ORDER BY part, nspname, relname, kind, name"
+            ),
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| HeldTrigger {
-            schema: r.get(0),
-            table: r.get(1),
-            name: r.get(2),
-            mode: r.get::<_, String>(3).chars().next().unwrap_or('A'),
-        })
-        .collect())
+    Ok(rows.iter().map(held).collect())
 }
 
-/// Each trigger's current state on the target (`None`: not there, e.g. a filtered-out table).
+/// Each trigger's or rule's current state on the target (`None`: not there, e.g. a
+/// filtered-out table).
 async fn target_states(
     target: &Client,
     triggers: &[HeldTrigger],
 ) -> Result<Vec<Option<char>>, tokio_postgres::Error> {
-    let rows = target
-        .query(
-            "SELECT n.nspname::text, c.relname::text, t.tgname::text, t.tgenabled::text \
-             FROM pg_catalog.pg_trigger t \
-             JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE NOT t.tgisinternal",
-            &[],
-        )
-        .await?;
-    let found: Vec<(String, String, String, String)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
+    let found: Vec<HeldTrigger> = target.query(STATES, &[]).await?.iter().map(held).collect();
     Ok(triggers
         .iter()
         .map(|t| {
             found
                 .iter()
-                .find(|(s, c, n, _)| s == &t.schema && c == &t.table && n == &t.name)
-                .and_then(|(_, _, _, e)| e.chars().next())
+                .find(|f| {
+                    f.kind == t.kind
+                        && f.schema == t.schema
+                        && f.table == t.table
+                        && f.name == t.name
+                })
+                .map(|f| f.mode)
         })
         .collect())
 }
@@ -144,6 +180,7 @@ mod tests {
     #[test]
     fn statements_quote_and_keep_the_mode() {
         let t = HeldTrigger {
+            kind: HeldKind::Trigger,
             schema: "Odd".into(),
             table: "t".into(),
             name: "audit me".into(),
@@ -156,6 +193,15 @@ mod tests {
         assert_eq!(
             t.enable_statement(),
             "ALTER TABLE ONLY \"Odd\".t ENABLE REPLICA TRIGGER \"audit me\""
+        );
+        let r = HeldTrigger {
+            kind: HeldKind::Rule,
+            mode: 'A',
+            ..t
+        };
+        assert_eq!(
+            r.enable_statement(),
+            "ALTER TABLE ONLY \"Odd\".t ENABLE ALWAYS RULE \"audit me\""
         );
     }
 }
