@@ -112,7 +112,7 @@ async fn cutover(db: &str) -> (FollowOutcome, Vec<String>) {
         cutover_at_lag: Some(0),
         ..FollowOptions::default()
     };
-    let mut follower = Follower::start(db, opts);
+    let follower = Follower::start(db, opts);
     let events = Arc::clone(&follower.events);
     let outcome = tokio::time::timeout(Duration::from_secs(300), follower.handle)
         .await
@@ -389,7 +389,7 @@ async fn table_without_identity_is_refused_then_fixed_on_request() {
          CREATE TABLE \"Log Lines\" (at timestamptz, line text);
          INSERT INTO \"Log Lines\" VALUES (now(), 'a'), (now(), 'a');",
     );
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let follower = Follower::start(&db, FollowOptions::default());
     let err = follower.handle.await.unwrap().unwrap_err();
     let message = err.to_string();
     assert!(
@@ -529,7 +529,7 @@ async fn slot_without_progress_is_refused_and_cleanup_is_idempotent() {
             names.slot, names.publication
         ),
     );
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let follower = Follower::start(&db, FollowOptions::default());
     let err = follower.handle.await.unwrap().unwrap_err();
     assert!(
         matches!(err, FollowError::SlotWithoutProgress { .. }),
@@ -614,7 +614,7 @@ async fn drain_rate_vs_native_subscription() {
     follower.wait_streaming().await;
     follower.stop().await;
     psql(source(), &ours, BACKLOG);
-    let mut follower = Follower::start(&ours, FollowOptions::default());
+    let follower = Follower::start(&ours, FollowOptions::default());
     let ours_time = wait_done(&ours).await;
     follower.stop().await;
     cleanup(&cfg(source(), &ours), &cfg(target(), &ours), false)
@@ -1024,7 +1024,7 @@ async fn interrupt_during_the_copy_removes_the_slot() {
         "CREATE TABLE big (id int PRIMARY KEY, v text);
          INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 1000000) g;",
     );
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let follower = Follower::start(&db, FollowOptions::default());
     let names = object_names(&db);
     let deadline = Instant::now() + Duration::from_secs(60);
     while psql(
