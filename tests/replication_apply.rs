@@ -1544,3 +1544,87 @@ async fn always_and_replica_triggers_wait_for_the_cutover() {
     );
     assert_source_clean(&db);
 }
+
+/// Transactions larger than the source's `logical_decoding_work_mem` arrive streamed while in
+/// progress (protocol 2): kept in spool files, applied at their commit, cut back for a
+/// subtransaction rolled back, dropped when aborted; transactions committing meanwhile are
+/// applied at once, and the target never shows part of a streamed transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_transactions_stream_through_spool_files() {
+    let db = support::fresh_db(source(), "follow_streamed");
+    psql(
+        source(),
+        &db,
+        &format!(
+            "ALTER DATABASE \"{db}\" SET logical_decoding_work_mem = '64kB';
+             CREATE TABLE big (id int PRIMARY KEY, v text);
+             CREATE TABLE small (id int PRIMARY KEY);"
+        ),
+    );
+    let mut follower = Follower::start(&db, FollowOptions::default());
+    follower.wait_streaming().await;
+
+    // A big transaction stays open while small ones commit.
+    let writer = connect(&cfg(source(), &db)).await.unwrap();
+    writer
+        .client
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;
+             SAVEPOINT a;
+             INSERT INTO big SELECT g, 'gone' FROM generate_series(20001, 30000) g;
+             SAVEPOINT b;
+             INSERT INTO big SELECT g, 'gone too' FROM generate_series(30001, 31000) g;
+             ROLLBACK TO SAVEPOINT a;
+             SAVEPOINT c;
+             UPDATE big SET v = 'kept' WHERE id <= 100;
+             RELEASE SAVEPOINT c;",
+        )
+        .await
+        .unwrap();
+    psql(source(), &db, "INSERT INTO small VALUES (1)");
+    wait_target(&db, "SELECT count(*) FROM small", "1").await;
+    assert_eq!(psql(target(), &db, "SELECT count(*) FROM big"), "0");
+    writer
+        .client
+        .batch_execute(
+            "INSERT INTO big SELECT g, 'after' FROM generate_series(40001, 45000) g;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    // Aborted as a whole.
+    psql(
+        source(),
+        &db,
+        "BEGIN; INSERT INTO big SELECT g, 'aborted' FROM generate_series(50001, 70000) g; ROLLBACK;
+         INSERT INTO small VALUES (2);",
+    );
+    wait_target(&db, "SELECT count(*) FROM small", "2").await;
+    let shape = "SELECT count(*), count(*) FILTER (WHERE v = 'kept'), \
+                 count(*) FILTER (WHERE v = 'after'), max(id) FROM big";
+    assert_eq!(psql(target(), &db, shape), "25000|100|5000|45000");
+    let names = object_names(&db);
+    let streamed: i64 = psql(
+        source(),
+        &db,
+        &format!(
+            "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '{}'",
+            names.slot
+        ),
+    )
+    .parse()
+    .unwrap();
+    assert!(
+        streamed >= 2,
+        "transactions streamed by the source: {streamed}"
+    );
+    assert!(matches!(
+        follower.stop().await,
+        FollowOutcome::Stopped { .. }
+    ));
+    let (outcome, _) = cutover(&db).await;
+    assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+    assert_identical(&db).await;
+    assert_source_clean(&db);
+}

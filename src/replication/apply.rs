@@ -14,9 +14,10 @@
 //!   overhead of INSERT, which dominates bulk backlogs.
 
 use super::pgoutput::{
-    Column, Delete, Insert, Message, Oid, OldTuple, Relation, ReplicaIdentity, Truncate, Tuple,
-    Update, Value,
+    Begin, Column, Commit, Delete, Insert, Message, Oid, OldTuple, Relation, ReplicaIdentity,
+    Truncate, Tuple, Update, Value,
 };
+use super::spool::{Spool, SpoolError};
 use super::{state, Lsn};
 use crate::ddl::{qualified, quote_ident};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -89,6 +90,10 @@ pub enum ApplyError {
     },
     #[error("the stream is inconsistent: {0}")]
     Stream(String),
+    /// Local disk trouble with a streamed transaction's spool file (full disk...): the next
+    /// session starts a new spool, the server resends the transaction.
+    #[error("streamed transaction: {0}")]
+    Spool(#[from] SpoolError),
 }
 
 impl ApplyError {
@@ -108,6 +113,7 @@ impl ApplyError {
             ApplyError::MissingTable { .. }
             | ApplyError::ColumnMismatch { .. }
             | ApplyError::Stream(_) => true,
+            ApplyError::Spool(_) => false,
             ApplyError::Target { code, .. } => code.as_deref().is_some_and(|c| {
                 // Integrity violations, syntax/undefined objects, data exceptions.
                 c.starts_with("23") || c.starts_with("42") || c.starts_with("22")
@@ -339,6 +345,10 @@ pub struct Applier {
     /// Bytes of values held in `runs`.
     run_bytes: usize,
     generated_supported: Option<bool>,
+    /// Inside Stream Start … Stream Stop: the streamed transaction's xid.
+    stream_xid: Option<u32>,
+    /// Streamed transactions waiting for their Stream Commit (created at the first one).
+    spool: Option<Spool>,
     /// Totals, for progress logs and tests.
     pub stats: ApplyStats,
 }
@@ -361,6 +371,8 @@ pub struct ApplyStats {
     pub copied_rows: u64,
     /// Updates folded into a later update of the same row in the same target transaction.
     pub merged_updates: u64,
+    /// Transactions that arrived streamed (in progress) and were applied at their commit.
+    pub streamed_transactions: u64,
 }
 
 impl Applier {
@@ -398,6 +410,8 @@ impl Applier {
             runs: HashMap::new(),
             run_bytes: 0,
             generated_supported: None,
+            stream_xid: None,
+            spool: None,
             stats: ApplyStats::default(),
         })
     }
@@ -475,6 +489,9 @@ impl Applier {
     }
 
     async fn message(&mut self, message: Message) -> Result<(), ApplyError> {
+        if let Some(xid) = self.stream_xid {
+            return self.streamed(xid, message).await;
+        }
         match message {
             Message::Begin(begin) => {
                 if self.in_source_tx {
@@ -528,9 +545,86 @@ impl Applier {
             Message::Update(change) => self.change(Change::Update(change)).await,
             Message::Delete(change) => self.change(Change::Delete(change)).await,
             Message::Truncate(change) => self.change(Change::Truncate(change)).await,
-            other => Err(ApplyError::Stream(format!(
-                "unexpected message (streaming was not requested): {other:?}"
-            ))),
+            Message::StreamStart(start) => {
+                if self.in_source_tx {
+                    return Err(ApplyError::Stream(
+                        "Stream Start inside a transaction".into(),
+                    ));
+                }
+                if self.spool.is_none() {
+                    self.spool = Some(Spool::new(&self.slot)?);
+                }
+                self.stream_xid = Some(start.xid);
+                Ok(())
+            }
+            Message::StreamCommit(commit) => {
+                if self.in_source_tx {
+                    return Err(ApplyError::Stream(
+                        "Stream Commit inside a transaction".into(),
+                    ));
+                }
+                let messages = match self.spool.as_mut() {
+                    Some(spool) => spool.take(commit.xid)?,
+                    None => Vec::new(),
+                };
+                self.stats.streamed_transactions += 1;
+                // Replayed as the transaction pgoutput would have sent without streaming.
+                let begin = Message::Begin(Begin {
+                    final_lsn: commit.commit_lsn,
+                    commit_time: commit.commit_time,
+                    xid: commit.xid,
+                });
+                let end = Message::Commit(Commit {
+                    flags: 0,
+                    commit_lsn: commit.commit_lsn,
+                    end_lsn: commit.end_lsn,
+                    commit_time: commit.commit_time,
+                });
+                for m in std::iter::once(begin)
+                    .chain(messages)
+                    .chain(std::iter::once(end))
+                {
+                    Box::pin(self.message(m)).await?;
+                }
+                Ok(())
+            }
+            Message::StreamAbort(abort) => {
+                if let Some(spool) = self.spool.as_mut() {
+                    spool.abort(abort.xid, abort.subxid)?;
+                }
+                Ok(())
+            }
+            other => Err(ApplyError::Stream(format!("unexpected message: {other:?}"))),
+        }
+    }
+
+    /// A message between Stream Start and Stream Stop: data goes to the transaction's spool
+    /// file until its Stream Commit or Abort.
+    async fn streamed(&mut self, xid: u32, message: Message) -> Result<(), ApplyError> {
+        let subxid = match &message {
+            Message::StreamStop => {
+                self.stream_xid = None;
+                return Ok(());
+            }
+            Message::Relation(m) => m.xid,
+            Message::Type(m) => m.xid,
+            Message::Insert(m) => m.xid,
+            Message::Update(m) => m.xid,
+            Message::Delete(m) => m.xid,
+            Message::Truncate(m) => m.xid,
+            Message::Message(m) => m.xid,
+            Message::Origin(_) => return Ok(()),
+            other => {
+                return Err(ApplyError::Stream(format!(
+                    "unexpected message inside a streamed chunk: {other:?}"
+                )))
+            }
+        };
+        match self.spool.as_mut() {
+            Some(spool) => Ok(spool.append(xid, subxid, &message)?),
+            None => Err(ApplyError::Stream(
+                "streamed data before Stream Start".into(),
+            )),
         }
     }
 

@@ -46,8 +46,9 @@ pub async fn pump(
     applied: watch::Receiver<Lsn>,
     start: Lsn,
     status_interval: Duration,
+    proto_version: u32,
 ) -> Result<(), PumpError> {
-    let mut ctx = DecodeContext::new(1);
+    let mut ctx = DecodeContext::new(proto_version);
     let mut pending: Option<Vec<ApplyItem>> = None;
     let mut received = start;
     let mut confirmed = *applied.borrow();

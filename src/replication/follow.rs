@@ -477,11 +477,18 @@ async fn session(
     let binary = use_binary(&source.client, target_major).await?;
     let mut repl = ReplicationConnection::connect(src).await?;
     let status_interval = status_interval(&mut repl).await;
+    let source_major = server_major(&source.client)
+        .await
+        .map_err(|e| FollowError::source("reading the server version", e))?;
+    // Large transactions streamed while in progress (PostgreSQL 14+): the source sends them
+    // as they happen instead of spilling them to its disk until they commit; the applier
+    // keeps them in spool files until their Stream Commit.
+    let streaming = source_major >= 14;
     let options = StartOptions {
-        proto_version: 1,
+        proto_version: if streaming { 2 } else { 1 },
         publication_names: vec![names.publication.clone()],
         binary,
-        streaming: false,
+        streaming,
         messages: false,
     };
     let mut stream = repl.start_with(&names.slot, start, &options).await?;
@@ -494,7 +501,7 @@ async fn session(
     let applied_rx = applied_tx.subscribe();
     let stream_side = async {
         let ended = tokio::select! {
-            r = pump(&mut stream, tx, applied_rx.clone(), start, status_interval) => {
+            r = pump(&mut stream, tx, applied_rx.clone(), start, status_interval, options.proto_version) => {
                 r?;
                 // The applier hung up: its own error tells why.
                 SessionEnd::Shutdown

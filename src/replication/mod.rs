@@ -29,6 +29,7 @@ pub mod pgoutput;
 pub mod protocol;
 pub mod publication;
 pub mod slot;
+pub mod spool;
 pub mod state;
 pub mod triggers;
 
