@@ -1628,3 +1628,159 @@ async fn large_transactions_stream_through_spool_files() {
     assert_identical(&db).await;
     assert_source_clean(&db);
 }
+
+/// A stand-in for the `aiven_extras` extension, written here from its documented interface
+/// (the two publication functions aiven-db-migrate calls), installed into the server's share
+/// directory. `None` when that directory is not writable (not root): the test says SKIPPED.
+fn install_aiven_extras_stand_in() -> Option<()> {
+    let pg_config = support::install().tool("pg_config");
+    let out = std::process::Command::new(pg_config)
+        .arg("--sharedir")
+        .output()
+        .ok()?;
+    let dir =
+        std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("extension");
+    let control = "comment = 'pgferry test stand-in for aiven_extras (publication functions)'\n\
+                   default_version = '1.0'\n\
+                   schema = aiven_extras\n\
+                   relocatable = false\n\
+                   superuser = true\n";
+    let script = "GRANT USAGE ON SCHEMA aiven_extras TO PUBLIC;\n\
+                  CREATE FUNCTION aiven_extras.pg_create_publication_for_all_tables(\n\
+                    arg_publication_name text, arg_publish text) RETURNS void\n\
+                  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$\n\
+                  BEGIN\n\
+                    EXECUTE format('CREATE PUBLICATION %I FOR ALL TABLES WITH (publish = %L)',\n\
+                                   arg_publication_name, arg_publish);\n\
+                  END $$;\n\
+                  CREATE FUNCTION aiven_extras.pg_create_publication(\n\
+                    arg_publication_name text, arg_publish text,\n\
+                    VARIADIC arg_tables text[] DEFAULT ARRAY[]::text[]) RETURNS void\n\
+                  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$\n\
+                  BEGIN\n\
+                    EXECUTE format('CREATE PUBLICATION %I FOR TABLE %s WITH (publish = %L)',\n\
+                                   arg_publication_name, array_to_string(arg_tables, ', '),\n\
+                                   arg_publish);\n\
+                  END $$;\n";
+    std::fs::write(dir.join("aiven_extras.control"), control).ok()?;
+    std::fs::write(dir.join("aiven_extras--1.0.sql"), script).ok()?;
+    Some(())
+}
+
+/// A user who is neither superuser nor owner of the tables, on a source with aiven_extras:
+/// the publication comes from the extension's functions (FOR ALL TABLES), changes stream
+/// (partition moves included, published per partition), and the cutover completes even though
+/// the publication, owned by the extension's superuser, cannot be dropped by this user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiven_extras_publishes_for_a_user_without_superuser() {
+    if install_aiven_extras_stand_in().is_none() {
+        eprintln!("SKIPPED: the server's extension directory is not writable (run as root)");
+        return;
+    }
+    let db = support::fresh_db(source(), "follow_aiven");
+    for cluster in [source(), target()] {
+        psql(
+            cluster,
+            "postgres",
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tbl_owner') THEN
+                 CREATE ROLE tbl_owner;
+               END IF;
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aiven_user') THEN
+                 CREATE ROLE aiven_user LOGIN REPLICATION;
+               END IF;
+             END $$;",
+        );
+    }
+    psql(
+        source(),
+        &db,
+        "CREATE EXTENSION aiven_extras;
+         GRANT CREATE ON SCHEMA public TO tbl_owner;
+         SET ROLE tbl_owner;
+         CREATE TABLE plain (id int PRIMARY KEY, v text);
+         CREATE TABLE parted (id int, region int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+         CREATE TABLE parted_1 PARTITION OF parted FOR VALUES IN (1);
+         CREATE TABLE parted_2 PARTITION OF parted FOR VALUES IN (2);
+         INSERT INTO plain VALUES (1, 'a');
+         INSERT INTO parted VALUES (1, 1);
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO aiven_user;",
+    );
+    let uri = source()
+        .uri(&db)
+        .replace("postgres://postgres@", "postgres://aiven_user@");
+    let src = ConnConfig::from_conn_str(&uri).unwrap();
+    let dst = cfg(target(), &db);
+    let run = |cutover_at_lag: Option<u64>, stop_rx: watch::Receiver<bool>| {
+        let (s2, d2) = (src.clone(), dst.clone());
+        let streaming = Arc::new(AtomicBool::new(false));
+        let st = Arc::clone(&streaming);
+        let handle = tokio::spawn(async move {
+            let observer = move |event: FollowEvent| {
+                if matches!(event, FollowEvent::Streaming { .. }) {
+                    st.store(true, Ordering::SeqCst);
+                }
+            };
+            let opts = FollowOptions {
+                cutover_at_lag,
+                ..FollowOptions::default()
+            };
+            follow_database(&s2, &d2, &opts, &Bars::new(), &observer, stop_rx).await
+        });
+        (handle, streaming)
+    };
+    // First run: copy, then stream the writes below; stopped (slot kept).
+    let (stop, stop_rx) = watch::channel(false);
+    let (handle, streaming) = run(None, stop_rx);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !streaming.load(Ordering::SeqCst) {
+        if handle.is_finished() {
+            panic!("follow ended: {:?}", handle.await.unwrap());
+        }
+        assert!(Instant::now() < deadline, "not streaming after 120 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let names = object_names(&db);
+    let publication = format!(
+        "SELECT puballtables, pg_get_userbyid(pubowner) FROM pg_publication WHERE pubname = '{}'",
+        names.publication
+    );
+    // Made by the extension's function: all tables, owned by the extension's superuser.
+    assert_eq!(psql(source(), &db, &publication), "t|postgres");
+    psql(
+        source(),
+        &db,
+        "SET ROLE tbl_owner; UPDATE plain SET v = 'b'; UPDATE parted SET region = 2;
+         INSERT INTO plain SELECT g, 'n' FROM generate_series(2, 100) g;",
+    );
+    wait_target(&db, "SELECT count(*), max(v) FROM plain", "100|n").await;
+    wait_target(&db, "SELECT tableoid::regclass FROM parted", "parted_2").await;
+    let _ = stop.send(true);
+    assert!(matches!(
+        handle.await.unwrap().unwrap(),
+        FollowOutcome::Stopped { .. }
+    ));
+    // Second run: resume and cut over as the same user; the publication is not this user's
+    // to drop: a warning, not a failure.
+    psql(
+        source(),
+        &db,
+        "SET ROLE tbl_owner; DELETE FROM plain WHERE id > 50;",
+    );
+    let (_stop, stop_rx) = watch::channel(false);
+    let (handle, _) = run(Some(0), stop_rx);
+    let outcome = tokio::time::timeout(Duration::from_secs(120), handle)
+        .await
+        .expect("no cutover within 120 s")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
+    assert_eq!(psql(target(), &db, "SELECT count(*) FROM plain"), "50");
+    assert_eq!(psql(source(), &db, &publication), "t|postgres");
+    psql(
+        source(),
+        &db,
+        &format!("DROP PUBLICATION {}", names.publication),
+    );
+    assert_source_clean(&db);
+}

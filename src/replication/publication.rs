@@ -198,12 +198,37 @@ pub async fn slot_confirmed_flush(
     Ok(row.map(|r| r.get::<_, Option<String>>(0).and_then(|t| t.parse().ok())))
 }
 
+/// The schema of the `aiven_extras` extension in this database, if installed: it offers
+/// publication functions (SECURITY DEFINER) to users who are not superusers.
+async fn aiven_extras_schema(client: &Client) -> Result<Option<String>, PublicationError> {
+    let row = client
+        .query_opt(
+            "SELECT n.nspname::text FROM pg_catalog.pg_extension e \
+             JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+             WHERE e.extname = 'aiven_extras'",
+            &[],
+        )
+        .await
+        .map_err(source_err("looking for the aiven_extras extension"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// What aiven_extras' functions are asked to publish (a plain CREATE PUBLICATION publishes
+/// all four by default).
+const AIVEN_PUBLISH: &str = "INSERT,UPDATE,DELETE,TRUNCATE";
+
 /// Creates the publication (replacing a leftover one of ours, which cannot be in use without
 /// its slot): FOR ALL TABLES for a superuser, else FOR TABLE with every user table (roots of
 /// partition trees included, their partitions follow). On PG 13+, changes to partitions are
 /// published as changes to the root, so the target needs no identical partition layout.
 /// With a table filter (`--with-table`/`--skip-table`) the publication lists exactly the tables
 /// that are copied: changes to a table that was not copied must not reach the target.
+///
+/// A user who is not a superuser but has the `aiven_extras` extension (Aiven's managed
+/// PostgreSQL) gets the publication through its functions, as aiven-db-migrate does: all
+/// tables, or the filtered list; they cannot ask for `publish_via_partition_root`, so changes
+/// to partitions arrive as changes to the partitions themselves, which the target has too (it
+/// was cloned from this database).
 pub async fn create_publication(
     client: &Client,
     name: &str,
@@ -213,8 +238,9 @@ pub async fn create_publication(
         drop_publication(client, name).await?;
     }
     let filtered = *filter != TableFilter::default();
-    let target = if !filtered && is_superuser(client).await? {
-        "FOR ALL TABLES".to_owned()
+    let superuser = is_superuser(client).await?;
+    let tables = if !filtered && superuser {
+        None
     } else {
         let sql = format!(
             "SELECT n.nspname::text, c.relname::text {USER_TABLES} AND NOT c.relispartition \
@@ -224,21 +250,53 @@ pub async fn create_publication(
             .query(&sql, &[])
             .await
             .map_err(source_err("listing the tables to publish"))?;
-        if rows.is_empty() {
-            // A publication with no table is valid; tables created later are not replicated.
-            String::new()
-        } else {
-            let list: Vec<String> = rows
-                .iter()
+        Some(
+            rows.iter()
                 .filter(|r| filter.matches(r.get(0), r.get(1)))
                 .map(|r| qualified(r.get(0), r.get(1)))
-                .collect();
-            if list.is_empty() {
-                String::new()
-            } else {
-                format!("FOR TABLE {}", list.join(", "))
-            }
+                .collect::<Vec<String>>(),
+        )
+    };
+    if !superuser {
+        if let Some(schema) = aiven_extras_schema(client).await? {
+            let publish = AIVEN_PUBLISH;
+            tracing::info!(
+                "creating publication {name} through {schema}'s functions (aiven_extras; not a superuser)"
+            );
+            let result = match tables.as_ref().filter(|_| filtered) {
+                None => {
+                    client
+                        .execute(
+                            &format!(
+                                "SELECT 1 FROM {}.pg_create_publication_for_all_tables($1, $2)",
+                                quote_ident(&schema)
+                            ),
+                            &[&name, &publish],
+                        )
+                        .await
+                }
+                Some(list) => {
+                    client
+                        .execute(
+                            &format!(
+                            "SELECT 1 FROM {}.pg_create_publication($1, $2, VARIADIC $3::text[])",
+                            quote_ident(&schema)
+                        ),
+                            &[&name, &publish, list],
+                        )
+                        .await
+                }
+            };
+            return result
+                .map(|_| ())
+                .map_err(source_err("creating the publication with aiven_extras"));
         }
+    }
+    let target = match &tables {
+        None => "FOR ALL TABLES".to_owned(),
+        // A publication with no table is valid; tables created later are not replicated.
+        Some(list) if list.is_empty() => String::new(),
+        Some(list) => format!("FOR TABLE {}", list.join(", ")),
     };
     let with = if server_version_num(client).await? >= 130000 {
         " WITH (publish_via_partition_root = true)"
@@ -254,12 +312,26 @@ pub async fn create_publication(
         .map_err(source_err("creating the publication"))
 }
 
-/// Drops our publication if it exists.
+/// Drops our publication if it exists. One made through aiven_extras belongs to the
+/// extension's (superuser) owner: if this user may not drop it, that is reported as a warning
+/// naming what to run, and not as a failure: a publication holds no WAL (the slot, dropped
+/// separately, does).
 pub async fn drop_publication(client: &Client, name: &str) -> Result<(), PublicationError> {
-    client
+    let result = client
         .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
-        .await
-        .map_err(source_err("dropping the publication"))
+        .await;
+    match result {
+        Err(e) if e.code().is_some_and(|c| c.code() == "42501") => {
+            tracing::warn!(
+                "publication {name} could not be dropped by this user (it belongs to another \
+                 role, e.g. created through aiven_extras): it holds no WAL, but drop it as its \
+                 owner or a superuser: DROP PUBLICATION {};",
+                quote_ident(name)
+            );
+            Ok(())
+        }
+        other => other.map_err(source_err("dropping the publication")),
+    }
 }
 
 /// Drops our slot if it exists. A session still holding it (a pgferry that was killed or
