@@ -844,30 +844,17 @@ async fn resent_transactions_are_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applier_skips_transactions_before_the_stored_position() {
     use bytes::Bytes;
-    use pgferry::replication::apply::{Applier, ApplyItem, BatchLimits};
+    use pgferry::replication::apply::ApplyItem;
     use pgferry::replication::pgoutput::{
         Begin, Column, Commit, Insert, Message, Relation, ReplicaIdentity, Tuple, Value,
     };
-    use pgferry::replication::{state, Lsn};
+    use pgferry::replication::Lsn;
 
-    let db = support::fresh_db(target(), "applier_skip");
-    psql(
-        target(),
-        &db,
+    let (db, mut applier, applied_rx) = test_applier(
+        "applier_skip",
         "CREATE TABLE t (id int PRIMARY KEY, v text);",
-    );
-    let session = connect(&cfg(target(), &db)).await.unwrap();
-    state::ensure(&session.client).await.unwrap();
-    let (applied, applied_rx) = watch::channel(Lsn::INVALID);
-    let mut applier = Applier::new(
-        session.client,
-        "s",
-        Lsn(0x1000),
-        BatchLimits::default(),
-        applied,
     )
-    .await
-    .unwrap();
+    .await;
     let relation = Relation {
         xid: None,
         id: 42,
@@ -1126,30 +1113,16 @@ async fn insert_runs_round_trip_through_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applier_copies_long_insert_runs() {
     use bytes::Bytes;
-    use pgferry::replication::apply::{Applier, ApplyItem, BatchLimits};
+    use pgferry::replication::apply::ApplyItem;
     use pgferry::replication::pgoutput::{
         Begin, Column, Commit, Insert, Message, Relation, ReplicaIdentity, Tuple, Update, Value,
     };
-    use pgferry::replication::{state, Lsn};
 
-    let db = support::fresh_db(target(), "applier_copy");
-    psql(
-        target(),
-        &db,
+    let (db, mut applier, _applied_rx) = test_applier(
+        "applier_copy",
         "CREATE TABLE t (id int PRIMARY KEY, v text);",
-    );
-    let session = connect(&cfg(target(), &db)).await.unwrap();
-    state::ensure(&session.client).await.unwrap();
-    let (applied, _applied_rx) = watch::channel(Lsn::INVALID);
-    let mut applier = Applier::new(
-        session.client,
-        "s",
-        Lsn(0x1000),
-        BatchLimits::default(),
-        applied,
     )
-    .await
-    .unwrap();
+    .await;
     let column = |name: &str, flags: u8, type_oid: u32| Column {
         flags,
         name: name.into(),
@@ -1258,34 +1231,19 @@ async fn applier_copies_long_insert_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applier_folds_repeated_updates_of_a_row() {
     use bytes::Bytes;
-    use pgferry::replication::apply::{Applier, BatchLimits};
     use pgferry::replication::pgoutput::{
         Begin, Column, Commit, Delete, Insert, Message, OldTuple, Relation, ReplicaIdentity, Tuple,
         Update, Value,
     };
-    use pgferry::replication::{state, Lsn};
 
-    let db = support::fresh_db(target(), "applier_fold");
-    psql(
-        target(),
-        &db,
+    let (db, mut applier, _applied_rx) = test_applier(
+        "applier_fold",
         "CREATE TABLE t (id int PRIMARY KEY, a int, b text);
          INSERT INTO t SELECT g, 0, 'b' || g FROM generate_series(1, 5) g;
          CREATE TABLE u (id int PRIMARY KEY, n int);
          INSERT INTO u VALUES (1, 0);",
-    );
-    let session = connect(&cfg(target(), &db)).await.unwrap();
-    state::ensure(&session.client).await.unwrap();
-    let (applied, _applied_rx) = watch::channel(Lsn::INVALID);
-    let mut applier = Applier::new(
-        session.client,
-        "s",
-        Lsn(0x1000),
-        BatchLimits::default(),
-        applied,
     )
-    .await
-    .unwrap();
+    .await;
     let column = |name: &str, flags: u8, type_oid: u32| Column {
         flags,
         name: name.into(),
@@ -1783,4 +1741,33 @@ async fn aiven_extras_publishes_for_a_user_without_superuser() {
         &format!("DROP PUBLICATION {}", names.publication),
     );
     assert_source_clean(&db);
+}
+
+/// A fresh target database with `schema`, and an applier on it for slot `s` whose stored
+/// position is 0/1000 (with the receiver of what it reports as applied).
+async fn test_applier(
+    name: &str,
+    schema: &str,
+) -> (
+    String,
+    pgferry::replication::apply::Applier,
+    watch::Receiver<pgferry::replication::Lsn>,
+) {
+    use pgferry::replication::apply::{Applier, BatchLimits};
+    use pgferry::replication::{state, Lsn};
+    let db = support::fresh_db(target(), name);
+    psql(target(), &db, schema);
+    let session = connect(&cfg(target(), &db)).await.unwrap();
+    state::ensure(&session.client).await.unwrap();
+    let (applied, applied_rx) = watch::channel(Lsn::INVALID);
+    let applier = Applier::new(
+        session.client,
+        "s",
+        Lsn(0x1000),
+        BatchLimits::default(),
+        applied,
+    )
+    .await
+    .unwrap();
+    (db, applier, applied_rx)
 }
