@@ -257,7 +257,9 @@ pub async fn create_publication(
                 .collect::<Vec<String>>(),
         )
     };
-    if !superuser {
+    // A filter matching no table needs no help: anyone may create an empty publication.
+    let nothing_to_list = filtered && tables.as_ref().is_some_and(|t| t.is_empty());
+    if !superuser && !nothing_to_list {
         if let Some(schema) = aiven_extras_schema(client).await? {
             let publish = AIVEN_PUBLISH;
             tracing::info!(
