@@ -136,15 +136,7 @@ pub async fn hold(
     target: &Client,
     triggers: &[HeldTrigger],
 ) -> Result<usize, tokio_postgres::Error> {
-    let states = target_states(target, triggers).await?;
-    let sql: Vec<String> = triggers
-        .iter()
-        .zip(&states)
-        .filter(|(_, s)| matches!(s, Some(e) if *e != 'D'))
-        .map(|(t, _)| t.statement("DISABLE"))
-        .collect();
-    run_all(target, &sql).await?;
-    Ok(sql.len())
+    converge(target, triggers, |_| 'D').await
 }
 
 /// Gives the target's copies of `triggers` the source's state; returns how many changed.
@@ -152,12 +144,25 @@ pub async fn release(
     target: &Client,
     triggers: &[HeldTrigger],
 ) -> Result<usize, tokio_postgres::Error> {
+    converge(target, triggers, |t| t.mode).await
+}
+
+/// Brings each of `triggers` present on the target to the state `wanted` gives it (`D`, `A`
+/// or `R`), in one transaction; returns how many changed.
+async fn converge(
+    target: &Client,
+    triggers: &[HeldTrigger],
+    wanted: fn(&HeldTrigger) -> char,
+) -> Result<usize, tokio_postgres::Error> {
     let states = target_states(target, triggers).await?;
     let sql: Vec<String> = triggers
         .iter()
         .zip(&states)
-        .filter(|(t, s)| matches!(s, Some(e) if *e != t.mode))
-        .map(|(t, _)| t.enable_statement())
+        .filter(|(t, s)| matches!(s, Some(e) if *e != wanted(t)))
+        .map(|(t, _)| match wanted(t) {
+            'D' => t.statement("DISABLE"),
+            _ => t.enable_statement(),
+        })
         .collect();
     run_all(target, &sql).await?;
     Ok(sql.len())
