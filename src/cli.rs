@@ -166,6 +166,20 @@ pub struct CopyJobsArgs {
     pub split_tables_larger_than: u64,
 }
 
+/// Owners and privileges of what is created, shared by every command that writes a schema
+/// (pg_restore's spellings and meanings).
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct OwnershipArgs {
+    /// Do not give objects their source owners: everything belongs to the user that creates
+    /// it (as pg_restore --no-owner). Without it, objects keep their owners wherever the
+    /// target user may act as those roles, and one warning names each role it may not.
+    #[arg(long = "no-owner")]
+    pub no_owner: bool,
+    /// Leave out GRANT/REVOKE (objects', columns', default and database privileges).
+    #[arg(long = "no-privileges")]
+    pub no_privileges: bool,
+}
+
 /// How rows travel: binary is fastest, text is what works across major versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CopyFormat {
@@ -310,6 +324,9 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub copy: CopyJobsArgs,
 
+    #[command(flatten)]
+    pub ownership: OwnershipArgs,
+
     /// TOML file with aiven's `migration.*` keys (host, port, ssl, username, password, dbname,
     /// ignore_dbs) as an alternative to -s and -f.
     #[arg(long = "config", value_name = "FILE")]
@@ -390,12 +407,8 @@ pub struct SchemaArgs {
     /// Write to FILE instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Leave out ALTER ... OWNER TO statements.
-    #[arg(long = "no-owner")]
-    pub no_owner: bool,
-    /// Leave out GRANT/REVOKE statements.
-    #[arg(long = "no-privileges")]
-    pub no_privileges: bool,
+    #[command(flatten)]
+    pub ownership: OwnershipArgs,
 }
 
 #[derive(Debug, Args)]
@@ -406,6 +419,8 @@ pub struct CloneArgs {
     pub target: TargetArg,
     #[command(flatten)]
     pub copy: CopyJobsArgs,
+    #[command(flatten)]
+    pub ownership: OwnershipArgs,
     /// Row format on the wire.
     #[arg(long = "copy-format", value_enum, default_value = "auto")]
     pub copy_format: CopyFormat,

@@ -3,7 +3,8 @@
 //! A tour of the crate (see ARCHITECTURE.md for the data flow):
 //! - [`conn`]: libpq-compatible connection strings, TLS per `sslmode`, connecting.
 //! - [`localpg`]: throwaway local PostgreSQL clusters (for tests, benchmarks and `pgferry demo`).
-//! - [`check`]: what a migration needs to know about a server (`pgferry check`).
+//! - [`server`]: reading a server and the privilege rules shared by `check`, preflight and the
+//!   run; [`check`] prints it (`pgferry check`).
 //! - [`catalog`] → [`schema`] → [`ddl`]: catalog queries → object model → SQL text.
 //! - [`archive`]: `pgferry dump` / `pgferry restore` directory archives.
 //! - [`cli`]: the command line (clap); the only place that maps errors to exit codes.
@@ -24,5 +25,6 @@ pub mod migrate;
 pub mod progress;
 pub mod replication;
 pub mod schema;
+pub mod server;
 pub mod sqlscript;
 pub mod verify;

@@ -248,6 +248,9 @@ async fn run(
             icu_locale: m.source.icu_locale.clone(),
             owner: m.source.owner.clone(),
             connection_limit: m.source.connection_limit,
+            // Archives do not record the database's own privileges (README: limitations).
+            acl: None,
+            acl_default: Vec::new(),
         };
         let exists = database::database_exists(&admin.client, &dst.dbname).await?;
         if exists && opts.clean {
@@ -267,7 +270,7 @@ async fn run(
             }
         }
         if !exists || opts.clean {
-            database::create_database(&admin.client, &dst.dbname, &props).await?;
+            database::create_database(&admin.client, &dst.dbname, &props, true).await?;
         }
     }
     drop(admin);

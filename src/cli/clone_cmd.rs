@@ -31,6 +31,8 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
             ExistingTarget::Refuse
         },
         skip_analyze: args.skip_analyze,
+        owners: std::sync::Arc::new(crate::server::access::Owners::new(args.ownership.no_owner)),
+        no_privileges: args.ownership.no_privileges,
         ..defaults
     };
 

@@ -107,6 +107,8 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
         excluded_extensions: args.excluded_extensions.clone(),
         extension_config_tables: !args.no_replicate_extension_tables,
         allow_downgrade: args.skip_db_version_check,
+        owners: std::sync::Arc::new(crate::server::access::Owners::new(args.ownership.no_owner)),
+        no_privileges: args.ownership.no_privileges,
         ..defaults
     };
     let recorded = json!({
@@ -121,6 +123,8 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
         "replica_identity_full": args.replica_identity_full,
         "jobs": jobs,
         "db_jobs": args.db_jobs,
+        "no_owner": args.ownership.no_owner,
+        "no_privileges": args.ownership.no_privileges,
     });
     Ok(MigrateOptions {
         preflight: PreflightOptions {
@@ -139,6 +143,7 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
             skip_db_version_check: args.skip_db_version_check,
             dbs_max_total_size: args.dbs_max_total_size,
             mangle: args.mangle,
+            no_owner: args.ownership.no_owner,
         },
         clone,
         db_jobs: args.db_jobs.max(1),
@@ -198,6 +203,9 @@ pub fn render_preflight(p: &Preflight) -> String {
             d.method.as_status(),
             size
         ));
+        if let Some(mode) = d.apply_mode {
+            out.push_str(&format!("{:<width$}  apply: {}\n", "", mode.describe()));
+        }
         for problem in &d.problems {
             out.push_str(&format!("{:<width$}  PROBLEM: {problem}\n", ""));
         }

@@ -14,8 +14,8 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
         .await
         .map_err(|e| CliError::failed(format!("{label}: {e}")))?;
     let opts = DumpOptions {
-        no_owner: args.no_owner,
-        no_privileges: args.no_privileges,
+        no_owner: args.ownership.no_owner,
+        no_privileges: args.ownership.no_privileges,
         section: match args.section {
             Section::PreData => SectionFilter::PreData,
             Section::PostData => SectionFilter::PostData,
@@ -24,6 +24,7 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
         target_tablespaces: None,
         excluded_extensions: Vec::new(),
         post_data_units: false,
+        ..DumpOptions::default()
     };
     let script = dump_schema(&session.client, &opts)
         .await

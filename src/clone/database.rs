@@ -18,6 +18,9 @@ pub struct DatabaseProps {
     pub icu_locale: Option<String>,
     pub owner: String,
     pub connection_limit: i32,
+    /// `datacl` (`None`: the default privileges) and the default it is compared with.
+    pub acl: Option<Vec<String>>,
+    pub acl_default: Vec<String>,
 }
 
 /// Reads the properties of the database `client` is connected to.
@@ -37,7 +40,8 @@ pub async fn source_props(
     };
     let sql = format!(
         "SELECT d.datname::text, pg_encoding_to_char(d.encoding)::text, d.datcollate::text, \
-                d.datctype::text, {icu}, pg_get_userbyid(d.datdba)::text, d.datconnlimit \
+                d.datctype::text, {icu}, pg_get_userbyid(d.datdba)::text, d.datconnlimit, \
+                d.datacl::text[], pg_catalog.acldefault('d', d.datdba)::text[] \
          FROM pg_database d WHERE d.datname = current_database()"
     );
     let row = client
@@ -53,6 +57,8 @@ pub async fn source_props(
         icu_locale: row.get(5),
         owner: row.get(6),
         connection_limit: row.get(7),
+        acl: row.get(8),
+        acl_default: row.get(9),
     })
 }
 
@@ -91,18 +97,21 @@ pub async fn drop_database(admin: &Client, name: &str) -> Result<(), CloneError>
 }
 
 /// Creates the target database like the source's: encoding, locale, owner (when that role
-/// exists on the target), connection limit.
+/// exists on the target and `keep_owner` says the target user may act as it), connection
+/// limit. Returns whether the owner was kept.
 pub async fn create_database(
     admin: &Client,
     name: &str,
     props: &DatabaseProps,
-) -> Result<(), CloneError> {
+    keep_owner: bool,
+) -> Result<bool, CloneError> {
     let owner_exists = admin
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&props.owner])
         .await
         .map_err(|e| CloneError::target_failed("looking for the owner role", e))?
         .is_some();
-    let sql = create_database_sql(name, props, owner_exists);
+    let with_owner = owner_exists && keep_owner;
+    let sql = create_database_sql(name, props, with_owner);
     tracing::debug!(sql = %sql, "creating the target database");
     admin
         .batch_execute(&sql)
@@ -114,7 +123,79 @@ pub async fn create_database(
             "the source database's owner does not exist on the target; the new database belongs to the connecting user"
         );
     }
-    Ok(())
+    Ok(with_owner)
+}
+
+/// GRANT/REVOKE on the database itself (CONNECT, TEMPORARY, CREATE, revokes from PUBLIC
+/// included), so that the target is never more open than the source. The statements run
+/// one by one: a privilege this user may not grant is reported (returned), the others still
+/// apply. `owner` is the target database's owner (the source's, or the target user when
+/// that owner could not be kept); `set_role`: switch grantors with SET ROLE (not superuser).
+pub async fn apply_database_acl(
+    admin: &Client,
+    name: &str,
+    props: &DatabaseProps,
+    owner: &str,
+    set_role: bool,
+) -> Result<Vec<String>, CloneError> {
+    let sql = database_acl_sql(name, props, owner, set_role).map_err(|e| CloneError::Source {
+        what: "reading the database's privileges".into(),
+        message: e,
+    })?;
+    let mut refused = Vec::new();
+    for stmt in crate::sqlscript::split_statements(&sql) {
+        if let Err(e) = admin.batch_execute(&stmt).await {
+            refused.push(format!(
+                "database \"{name}\": `{}` failed on the target: {}",
+                stmt.trim(),
+                crate::copy::server_message(&e)
+            ));
+        }
+    }
+    Ok(refused)
+}
+
+/// The statements that turn a new database's default privileges into the source's.
+pub fn database_acl_sql(
+    name: &str,
+    props: &DatabaseProps,
+    owner: &str,
+    set_role: bool,
+) -> Result<String, String> {
+    let Some(actual) = &props.acl else {
+        return Ok(String::new());
+    };
+    // Owner entries are written for the owner the target database has.
+    let rename = |items: Vec<crate::catalog::AclItem>| -> Vec<crate::catalog::AclItem> {
+        items
+            .into_iter()
+            .map(|mut i| {
+                if i.grantee == props.owner {
+                    i.grantee = owner.to_owned();
+                }
+                if i.grantor == props.owner {
+                    i.grantor = owner.to_owned();
+                }
+                i
+            })
+            .collect()
+    };
+    let acl = crate::catalog::Acl {
+        actual: Some(rename(crate::catalog::acl::parse_acl(actual)?)),
+        baseline: rename(crate::catalog::acl::parse_acl(&props.acl_default)?),
+    };
+    let quoted = quote_ident(name);
+    Ok(crate::ddl::privileges::acl_statements(
+        &crate::ddl::privileges::Target {
+            kind: "DATABASE",
+            name: &quoted,
+            column: None,
+            owner,
+            prefix: "",
+            set_role,
+        },
+        &acl,
+    ))
 }
 
 /// `CREATE DATABASE` from template0 with the source's encoding and locale (and owner when the
@@ -182,6 +263,8 @@ mod tests {
             icu_locale: None,
             owner: "app owner".into(),
             connection_limit: -1,
+            acl: None,
+            acl_default: vec![],
         }
     }
 

@@ -8,6 +8,7 @@ use super::CloneError;
 use crate::conn::{connect, ConnConfig};
 use crate::copy::begin_in_snapshot;
 use crate::ddl::{quote_ident, quote_literal};
+use crate::server::access::Owners;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio_postgres::Client;
@@ -104,6 +105,7 @@ pub async fn copy_all(
     snapshot: &str,
     objects: Vec<LargeObject>,
     jobs: usize,
+    owners: &Owners,
 ) -> Result<usize, CloneError> {
     if objects.is_empty() {
         return Ok(0);
@@ -123,7 +125,7 @@ pub async fn copy_all(
         loop {
             let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
             let Some(lo) = next else { break };
-            copy_one(&source.client, &target.client, &lo).await?;
+            copy_one(&source.client, &target.client, &lo, owners).await?;
         }
         let _ = source.client.batch_execute("COMMIT").await;
         Ok::<(), CloneError>(())
@@ -132,13 +134,19 @@ pub async fn copy_all(
     Ok(count)
 }
 
-async fn copy_one(source: &Client, target: &Client, lo: &LargeObject) -> Result<(), CloneError> {
+async fn copy_one(
+    source: &Client,
+    target: &Client,
+    lo: &LargeObject,
+    owners: &Owners,
+) -> Result<(), CloneError> {
     let what = |action: &str| format!("{action} large object {}", lo.oid);
-    let owner_exists = target
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&lo.owner])
-        .await
-        .map_err(|e| CloneError::target_failed(what("checking the owner of"), e))?
-        .is_some();
+    let owner_exists = owners.usable(&lo.owner)
+        && target
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&lo.owner])
+            .await
+            .map_err(|e| CloneError::target_failed(what("checking the owner of"), e))?
+            .is_some();
     target
         .batch_execute("BEGIN")
         .await

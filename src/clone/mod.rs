@@ -28,9 +28,11 @@ use crate::copy::{
 };
 use crate::progress::Reporter;
 use crate::schema::{dump_schema, DumpError, DumpOptions};
+use crate::server::access::Owners;
 use database::ExistingTarget;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -68,6 +70,11 @@ pub struct CloneOptions {
     /// Go on when the target's major version is older than the source's
     /// (`--skip-db-version-check`); refused before anything is created otherwise.
     pub allow_downgrade: bool,
+    /// Which owners the target user can act as (shared by every database of a run, so that
+    /// each role is decided and reported once); `--no-owner` lives in it.
+    pub owners: Arc<Owners>,
+    /// `--no-privileges`: no GRANT/REVOKE on the objects or the database.
+    pub no_privileges: bool,
 }
 
 /// Splitting a table costs its `COPY FREEZE` load and, it seems, the heap order its index
@@ -104,6 +111,8 @@ impl Default for CloneOptions {
             excluded_extensions: Vec::new(),
             extension_config_tables: true,
             allow_downgrade: false,
+            owners: Arc::new(Owners::default()),
+            no_privileges: false,
         }
     }
 }
@@ -246,6 +255,9 @@ async fn run(
         .await
         .map_err(|e| CloneError::source_failed("reading the server version", e))?;
     let props = database::source_props(&source.client, src_version).await?;
+    let source_owners = crate::server::access::source_owners(&source.client)
+        .await
+        .map_err(|e| CloneError::source_failed("listing the owners of objects", e))?;
     drop(source);
 
     // The target database: connect to a maintenance database of the target server to create
@@ -267,17 +279,61 @@ async fn run(
             "source and target majors differ"
         );
     }
+    // Owners: the target user acts as each source owner where it may (memberships granted
+    // as needed); the others' objects stay its own, each role reported once.
+    let me = crate::server::access::TargetUser::read(&admin.client)
+        .await
+        .map_err(|e| CloneError::target_failed("reading the target user's attributes", e))?;
+    let arranged = opts
+        .owners
+        .arrange(&admin.client, &source_owners)
+        .await
+        .map_err(|e| CloneError::target_failed("arranging the owners of objects", e))?;
+    for (role, why) in &arranged.newly_refused {
+        let w = crate::server::access::owner_warning(role, &me.name, why);
+        tracing::warn!("{w}");
+        summary.warnings.push(w);
+    }
+    for role in &arranged.newly_granted {
+        tracing::info!(
+            "granted {} membership in role {role} to give its objects their owner",
+            me.name
+        );
+    }
+    let keep_db_owner = opts.owners.usable(&props.owner);
     let exists = database::database_exists(&admin.client, &dst.dbname).await?;
-    let keep_schema = match (exists, opts.existing) {
-        (false, _) => {
-            database::create_database(&admin.client, &dst.dbname, &props).await?;
-            false
-        }
+    let created = match (exists, opts.existing) {
+        (false, _) => Some(
+            database::create_database(&admin.client, &dst.dbname, &props, keep_db_owner).await?,
+        ),
         (true, ExistingTarget::Drop) => {
             database::drop_database(&admin.client, &dst.dbname).await?;
-            database::create_database(&admin.client, &dst.dbname, &props).await?;
-            false
+            Some(
+                database::create_database(&admin.client, &dst.dbname, &props, keep_db_owner)
+                    .await?,
+            )
         }
+        _ => None,
+    };
+    if let Some(owner_kept) = created {
+        if !opts.no_privileges {
+            let owner = if owner_kept { &props.owner } else { &me.name };
+            let refused = database::apply_database_acl(
+                &admin.client,
+                &dst.dbname,
+                &props,
+                owner,
+                !me.superuser,
+            )
+            .await?;
+            for w in refused {
+                tracing::warn!("{w}");
+                summary.warnings.push(w);
+            }
+        }
+    }
+    let keep_schema = match (exists, opts.existing) {
+        (false, _) | (true, ExistingTarget::Drop) => false,
         (true, ExistingTarget::Truncate) => true,
         (true, ExistingTarget::Refuse) => {
             let target = open("target", dst).await?;
@@ -327,6 +383,10 @@ async fn run(
         excluded_extensions: opts.excluded_extensions.clone(),
         // --truncate keeps the target's schema: no post-data to build.
         post_data_units: !keep_schema,
+        no_owner: opts.owners.no_owner,
+        no_privileges: opts.no_privileges,
+        owners_not_kept: opts.owners.refused(),
+        grants_by_set_role: !me.superuser,
         ..DumpOptions::default()
     };
     let script = dump_schema(&reader.client, &dump_opts).await?;
@@ -339,23 +399,53 @@ async fn run(
     // Into an older major (--skip-db-version-check), the schema is created statement by
     // statement and what the older server refuses is reported one by one, not fatal.
     let downgrade = dst_version / 10000 < src_version / 10000;
+    let mut one_by_one = downgrade;
     if !keep_schema {
         *stage = Stage::Schema;
         progress.stage("creating the schema (pre-data)");
         if downgrade {
+            let why = format!(
+                "not created on the older target (PostgreSQL {})",
+                crate::compat::display_version(dst_version)
+            );
             apply_one_by_one(
                 &target.client,
                 &script.pre_data,
-                dst_version,
+                &why,
                 &mut summary.warnings,
             )
             .await;
-        } else {
-            target
-                .client
-                .batch_execute(&format!("BEGIN;\n{}\nCOMMIT;", script.pre_data))
-                .await
-                .map_err(|e| CloneError::target_failed("creating the schema (pre-data)", e))?;
+        } else if let Err(e) = target
+            .client
+            .batch_execute(&format!("BEGIN;\n{}\nCOMMIT;", script.pre_data))
+            .await
+        {
+            // A user who is not a superuser may meet a statement only a superuser may run
+            // (an untrusted extension, an owner without CREATE on the schema...): rather
+            // than fail in the middle of a run, the schema goes statement by statement and
+            // each refusal is reported by name.
+            let _ = target.client.batch_execute("ROLLBACK").await;
+            if me.superuser
+                || e.code() != Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+            {
+                return Err(CloneError::target_failed(
+                    "creating the schema (pre-data)",
+                    e,
+                ));
+            }
+            let first = crate::copy::server_message(&e);
+            tracing::warn!(
+                "the schema could not be created in one transaction ({first}): creating it statement by statement"
+            );
+            let why = format!("refused to {} (not a superuser)", me.name);
+            apply_one_by_one(
+                &target.client,
+                &script.pre_data,
+                &why,
+                &mut summary.warnings,
+            )
+            .await;
+            one_by_one = true;
         }
     }
 
@@ -377,7 +467,7 @@ async fn run(
             }
         }
     }
-    let jobs = if downgrade {
+    let jobs = if one_by_one {
         let mut kept = Vec::with_capacity(jobs.len());
         for job in jobs {
             let name = crate::ddl::qualified(&job.schema, &job.table);
@@ -385,7 +475,7 @@ async fn run(
                 kept.push(job);
             } else {
                 summary.warnings.push(format!(
-                    "table {name} could not be created on the older target: its rows were not copied"
+                    "table {name} could not be created on the target: its rows were not copied"
                 ));
             }
         }
@@ -443,9 +533,15 @@ async fn run(
                         )
                     })?;
             }
-            summary.large_objects =
-                large_objects::copy_all(src, dst, snapshot.name(), large_objects, opts.jobs)
-                    .await?;
+            summary.large_objects = large_objects::copy_all(
+                src,
+                dst,
+                snapshot.name(),
+                large_objects,
+                opts.jobs,
+                &opts.owners,
+            )
+            .await?;
         }
         // Done reading from the snapshot.
         let _ = reader.client.batch_execute("COMMIT").await;
@@ -459,14 +555,22 @@ async fn run(
         progress.stage("building indexes and constraints (post-data)");
         Ok::<_, CloneError>(stats)
     };
-    if downgrade {
+    if one_by_one {
         // One statement at a time after the copy, so that each refusal is reported.
         summary.tables = copy_side.await?;
         *stage = Stage::PostData;
+        let why = if downgrade {
+            format!(
+                "not created on the older target (PostgreSQL {})",
+                crate::compat::display_version(dst_version)
+            )
+        } else {
+            format!("refused to {} (not a superuser)", me.name)
+        };
         summary.post_data_statements = apply_one_by_one(
             &target.client,
             &script.post_data,
-            dst_version,
+            &why,
             &mut summary.warnings,
         )
         .await;
@@ -561,7 +665,7 @@ async fn relation_exists(client: &tokio_postgres::Client, name: &str) -> Result<
 async fn apply_one_by_one(
     client: &tokio_postgres::Client,
     script: &str,
-    target_version: i32,
+    why: &str,
     warnings: &mut Vec<String>,
 ) -> usize {
     let mut applied = 0;
@@ -571,11 +675,7 @@ async fn apply_one_by_one(
             Err(e) => {
                 let first_line = stmt.lines().next().unwrap_or("").trim();
                 let shown: String = first_line.chars().take(120).collect();
-                let warning = format!(
-                    "not created on the older target (PostgreSQL {}): `{shown}`: {}",
-                    crate::compat::display_version(target_version),
-                    crate::copy::server_message(&e)
-                );
+                let warning = format!("{why}: `{shown}`: {}", crate::copy::server_message(&e));
                 tracing::warn!("{warning}");
                 warnings.push(warning);
             }

@@ -43,6 +43,7 @@ fn privileges(
             column: None,
             owner,
             prefix: "",
+            set_role: opts.grants_by_set_role,
         },
         acl,
     )

@@ -174,6 +174,7 @@ pub fn render_internal(m: &Model, item: Item, opts: &DumpOptions) -> Option<Stri
                     column: None,
                     owner: &l.owner,
                     prefix: "",
+                    set_role: opts.grants_by_set_role,
                 };
                 s.push_str(&acl_statements(&target, &l.acl));
             }

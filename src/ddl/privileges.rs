@@ -72,6 +72,9 @@ pub struct Target<'a> {
     pub owner: &'a str,
     /// Prefix for ALTER DEFAULT PRIVILEGES (`ALTER DEFAULT PRIVILEGES FOR ROLE x `), or empty.
     pub prefix: &'a str,
+    /// Switch to another grantor with `SET ROLE` (a member may) rather than `SET SESSION
+    /// AUTHORIZATION` (a superuser only).
+    pub set_role: bool,
 }
 
 impl Target<'_> {
@@ -144,6 +147,11 @@ fn grant(target: &Target<'_>, item: &AclItem) -> String {
     }
     if item.grantor == target.owner || item.grantor.is_empty() || !target.prefix.is_empty() {
         body
+    } else if target.set_role {
+        format!(
+            "SET ROLE {};\n{body}RESET ROLE;\n",
+            quote_ident(&item.grantor)
+        )
     } else {
         format!(
             "SET SESSION AUTHORIZATION {};\n{body}RESET SESSION AUTHORIZATION;\n",
@@ -182,6 +190,7 @@ mod tests {
             column: None,
             owner: "postgres",
             prefix: "",
+            set_role: false,
         };
         assert_eq!(
             acl_statements(&t, &acl),
@@ -201,6 +210,7 @@ mod tests {
             column: Some("c"),
             owner: "owner",
             prefix: "",
+            set_role: false,
         };
         assert_eq!(
             acl_statements(&t, &acl),
@@ -216,6 +226,7 @@ mod tests {
             column: None,
             owner: "o",
             prefix: "",
+            set_role: false,
         };
         assert_eq!(acl_statements(&t, &Acl::default()), "");
     }

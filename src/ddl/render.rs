@@ -178,6 +178,10 @@ fn render_item(m: &Model, o: &Object, opts: &DumpOptions) -> String {
                 return String::new();
             }
             let d = &c.default_acls[i];
+            if opts.owners_not_kept.contains(&d.role) {
+                // ALTER DEFAULT PRIVILEGES FOR ROLE needs membership in that role.
+                return String::new();
+            }
             let kind = match d.objtype.as_str() {
                 "r" => "TABLES",
                 "S" => "SEQUENCES",
@@ -204,6 +208,7 @@ fn render_item(m: &Model, o: &Object, opts: &DumpOptions) -> String {
                     column: None,
                     owner: &d.role,
                     prefix: &prefix,
+                    set_role: opts.grants_by_set_role,
                 },
                 &d.acl,
             )
@@ -233,7 +238,7 @@ pub(super) fn comment(kind: &str, name: &str, text: &Option<String>) -> String {
 }
 
 pub(super) fn owner(kind: &str, name: &str, owner: &str, opts: &DumpOptions) -> String {
-    if opts.no_owner {
+    if opts.no_owner || opts.owners_not_kept.iter().any(|r| r == owner) {
         String::new()
     } else {
         format!("ALTER {kind} {name} OWNER TO {};\n", quote_ident(owner))
@@ -251,6 +256,7 @@ fn privileges(kind: &str, name: &str, owner: &str, acl: &Acl, opts: &DumpOptions
             column: None,
             owner,
             prefix: "",
+            set_role: opts.grants_by_set_role,
         },
         acl,
     )
@@ -850,6 +856,7 @@ fn column_privileges(name: &str, owner: &str, cols: &[Column], opts: &DumpOption
                 column: Some(&col),
                 owner,
                 prefix: "",
+                set_role: opts.grants_by_set_role,
             },
             &c.acl,
         ));

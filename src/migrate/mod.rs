@@ -31,6 +31,7 @@ use crate::replication::{
     follow_database, publication, state as apply_state, FollowError, FollowEvent, FollowOptions,
     FollowOutcome,
 };
+use crate::server::access;
 use preflight::{DatabasePlan, Method, Preflight, PreflightError, PreflightOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -485,8 +486,36 @@ impl Context<'_> {
                 .map_err(|e| CloneError::source_failed("reading the server version", e))?
                 .get(0);
             let props = database::source_props(&source.client, version).await?;
-            database::create_database(&admin.client, db, &props).await?;
+            let owners = &self.opts.clone.owners;
+            let source_owners = access::source_owners(&source.client)
+                .await
+                .map_err(|e| CloneError::source_failed("listing the owners of objects", e))?;
+            let me = access::TargetUser::read(&admin.client)
+                .await
+                .map_err(|e| CloneError::target_failed("reading the target user", e))?;
+            let arranged = owners
+                .arrange(&admin.client, &source_owners)
+                .await
+                .map_err(|e| CloneError::target_failed("arranging the owners of objects", e))?;
+            for (role, why) in &arranged.newly_refused {
+                self.out.message(
+                    Some(db),
+                    &format!("warning: {}", access::owner_warning(role, &me.name, why)),
+                );
+            }
+            let owner_kept =
+                database::create_database(&admin.client, db, &props, owners.usable(&props.owner))
+                    .await?;
             created = true;
+            if !self.opts.clone.no_privileges {
+                let owner = if owner_kept { &props.owner } else { &me.name };
+                for w in
+                    database::apply_database_acl(&admin.client, db, &props, owner, !me.superuser)
+                        .await?
+                {
+                    self.out.message(Some(db), &format!("warning: {w}"));
+                }
+            }
             self.send(Update::CreatedDatabase { db: db.to_owned() });
             let role_opts = globals::RoleOptions {
                 excluded: self.opts.preflight.excluded_roles.clone(),

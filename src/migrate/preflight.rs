@@ -10,10 +10,11 @@
 
 use super::plan::{filter_for_database, select_databases, TableSpec};
 use super::store::DatabaseRow;
-use crate::check::{inspect, CheckError, ServerReport};
 use crate::conn::{connect, ConnConfig, ConnectError};
 use crate::copy::TableFilter;
 use crate::replication::publication;
+use crate::server::access::{self, ApplyModePlan};
+use crate::server::{inspect, CheckError, ServerReport};
 use serde::Serialize;
 use thiserror::Error;
 use tokio_postgres::Client;
@@ -60,6 +61,8 @@ pub struct PreflightOptions {
     pub skip_db_version_check: bool,
     pub dbs_max_total_size: Option<u64>,
     pub mangle: bool,
+    /// `--no-owner`: objects belong to the target user; no membership is needed.
+    pub no_owner: bool,
 }
 
 /// One database's plan.
@@ -73,6 +76,8 @@ pub struct DatabasePlan {
     /// What stops this database from being migrated at all.
     pub problems: Vec<String>,
     pub target_exists: bool,
+    /// How changes will be applied on the target (replication method only).
+    pub apply_mode: Option<access::ApplyMode>,
     #[serde(skip)]
     pub filter: TableFilter,
 }
@@ -88,6 +93,11 @@ pub struct Preflight {
     pub warnings: Vec<String>,
     /// Source roles missing on the target (and not excluded).
     pub roles_to_create: Vec<String>,
+    /// How changes will be applied on the target, when a database uses replication.
+    pub apply_mode: Option<ApplyModePlan>,
+    /// Roles owning objects on the source whose objects will belong to the target user
+    /// instead (with the reason); also listed in `warnings`.
+    pub owners_not_kept: Vec<String>,
 }
 
 impl Preflight {
@@ -203,11 +213,10 @@ fn cluster_replication_blockers(source: &ServerReport) -> Vec<String> {
             source.wal_level
         ));
     }
-    let u = &source.user;
-    if !u.superuser && !u.replication && !u.rds_roles.iter().any(|r| r == "rds_replication") {
+    if !access::may_replicate(&source.user) {
         reasons.push(format!(
-            "source user \"{}\" has neither REPLICATION nor superuser (ALTER ROLE \"{}\" REPLICATION)",
-            u.name, u.name
+            "source {}",
+            access::replication_fix(&source.user.name)
         ));
     }
     reasons
@@ -357,6 +366,7 @@ pub async fn run(
     drop(src_session);
 
     let mut databases = Vec::new();
+    let mut owners: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for name in &names {
         let filter = filter_for_database(name, &opts.with_tables, &opts.skip_tables);
         let ours = state.iter().find(|s| &s.dbname == name);
@@ -372,10 +382,22 @@ pub async fn run(
             reason: None,
             problems: Vec::new(),
             target_exists: target_dbs.contains(name),
+            apply_mode: None,
             filter,
         };
         let db_src = open("source", &src.with_dbname(name)).await?;
         let client = &db_src.client;
+
+        // Who owns what: the target user must be able to act as each owner.
+        if !opts.no_owner {
+            for role in access::source_owners(client).await.map_err(query_err(
+                "source",
+                name,
+                "listing object owners",
+            ))? {
+                owners.entry(role).or_default().push(name.clone());
+            }
+        }
 
         // Extensions the schema needs on the target.
         let extensions = client
@@ -513,6 +535,74 @@ pub async fn run(
         }
     }
 
+    // Owners: roles the target user cannot act as leave their objects to it (a warning,
+    // never a failure later).
+    let me = access::TargetUser {
+        name: target.user.name.clone(),
+        superuser: target.user.superuser,
+        createrole: target.user.createrole,
+        server_version_num: target.server_version_num,
+    };
+    let mut owners_not_kept = Vec::new();
+    if opts.no_owner {
+        warnings.push(format!(
+            "--no-owner: every object created on the target will belong to \"{}\"",
+            me.name
+        ));
+    }
+    for (role, dbs) in &owners {
+        let will_create = roles_to_create.contains(role);
+        let acting = access::predict_acting(&dst_session.client, &me, role, will_create)
+            .await
+            .map_err(query_err(
+                "target",
+                &dst.dbname,
+                "checking role memberships",
+            ))?;
+        match acting {
+            access::Acting::Refused(why) => {
+                warnings.push(format!(
+                    "{} (databases: {}); grant the membership first, or pass --no-owner to accept it",
+                    access::owner_warning(role, &me.name, &why),
+                    dbs.join(", ")
+                ));
+                owners_not_kept.push(role.clone());
+            }
+            access::Acting::Granted => warnings.push(format!(
+                "\"{}\" will grant itself membership in role \"{role}\" to give its objects their owner \
+                 (it stays after the migration: REVOKE \"{role}\" FROM \"{}\" if unwanted)",
+                me.name, me.name
+            )),
+            access::Acting::Already => {}
+        }
+    }
+
+    // Apply mode, when something streams.
+    let apply_mode = if databases.iter().any(|d| d.method == Method::Replication) {
+        let plan = access::predict_apply_mode(&dst_session.client, &me.name)
+            .await
+            .map_err(query_err(
+                "target",
+                &dst.dbname,
+                "checking session_replication_role",
+            ))?;
+        if let Some(hint) = &plan.hint {
+            warnings.push(format!(
+                "changes will be applied without the replica role ({}); {hint}",
+                plan.mode.describe()
+            ));
+        }
+        for d in databases
+            .iter_mut()
+            .filter(|d| d.method == Method::Replication)
+        {
+            d.apply_mode = Some(plan.mode);
+        }
+        Some(plan)
+    } else {
+        None
+    };
+
     Ok(Preflight {
         source,
         target,
@@ -521,6 +611,8 @@ pub async fn run(
         blockers,
         warnings,
         roles_to_create,
+        apply_mode,
+        owners_not_kept,
     })
 }
 
@@ -532,39 +624,9 @@ async fn database_replication_blockers(
     filter: &TableFilter,
     opts: &PreflightOptions,
 ) -> Result<Vec<String>, PreflightError> {
-    let mut reasons = Vec::new();
-    if !source.user.superuser {
-        let row = client
-            .query_one(
-                "SELECT has_database_privilege(current_database(), 'CREATE'), \
-                        ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c \
-                              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                              WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition \
-                                AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') \
-                                AND n.nspname NOT LIKE 'pg\\_%' \
-                                AND NOT pg_catalog.pg_has_role(c.relowner, 'USAGE') \
-                                AND c.oid NOT IN (SELECT objid FROM pg_catalog.pg_depend WHERE deptype = 'e') \
-                              ORDER BY 1)",
-                &[],
-            )
-            .await
-            .map_err(query_err("source", name, "checking publication rights"))?;
-        let can_create: bool = row.get(0);
-        let not_owned: Vec<String> = row.get(1);
-        if !can_create {
-            reasons.push(format!(
-                "source user \"{}\" may not create a publication in \"{name}\" (needs CREATE on the database)",
-                source.user.name
-            ));
-        }
-        if !not_owned.is_empty() {
-            reasons.push(format!(
-                "source user \"{}\" does not own these tables, so cannot publish them: {}",
-                source.user.name,
-                not_owned.join(", ")
-            ));
-        }
-    }
+    let mut reasons = access::publish_blockers(client, &source.user.name, name)
+        .await
+        .map_err(query_err("source", name, "checking publication rights"))?;
     if !opts.replica_identity_full {
         let tables = publication::tables_without_identity(client, filter)
             .await

@@ -12,6 +12,14 @@
 //! - A long run of inserts into one table goes out as one `COPY ... FROM STDIN` (text or binary,
 //!   as the values came), in the same target transaction: COPY skips the per-row executor
 //!   overhead of INSERT, which dominates bulk backlogs.
+//! - The session runs as a subscriber's does, with `session_replication_role = replica` (set
+//!   directly or through aiven_extras, [`access::enter_replica_role`]). A target user who may
+//!   have neither gets the **ordered** mode, correct without it: foreign keys stay checked and
+//!   their ON DELETE/UPDATE actions fire on the target, so changes to tables related by a
+//!   foreign key (or by partitioning) keep their source order (runs of one table still batch,
+//!   unrelated tables still interleave), and rows a cascade already removed or changed are
+//!   expected, not drift. User triggers and rules are held disabled by the caller
+//!   (`triggers`), so only the source's effects arrive, once.
 
 use super::pgoutput::{
     Begin, Column, Commit, Delete, Insert, Message, Oid, OldTuple, Relation, ReplicaIdentity,
@@ -20,11 +28,12 @@ use super::pgoutput::{
 use super::spool::{Spool, SpoolError};
 use super::{state, Lsn};
 use crate::ddl::{qualified, quote_ident};
+use crate::server::access::{self, ApplyMode};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::SinkExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::task::Poll;
@@ -261,6 +270,92 @@ struct RelState {
     name: String,
     /// Checked against the target on first use: each column's target type (format_type).
     target: Option<TargetShape>,
+    /// Ordered mode: the group of tables related to this one by foreign keys or partitioning
+    /// (`None`: related to none, or another mode).
+    group: Option<u32>,
+    /// Ordered mode: the target's own foreign-key actions change this table's rows.
+    cascaded: bool,
+}
+
+/// Ordered mode: which target tables must keep their changes in source order between them.
+#[derive(Debug, Default)]
+struct FkOrder {
+    /// Quoted `schema.table` → group.
+    groups: HashMap<String, u32>,
+    /// Tables referencing another with ON DELETE/UPDATE CASCADE, SET NULL or SET DEFAULT.
+    cascaded: HashSet<String>,
+}
+
+/// Foreign keys (referencing, referenced, whether actions change the referencing rows) and
+/// partitions/inheritance children with their parents, on the target.
+const RELATED_TABLES: &str = "\
+    SELECT cn.nspname::text, c.relname::text, fn.nspname::text, f.relname::text, \
+           co.confdeltype IN ('c', 'n', 'd') OR co.confupdtype IN ('c', 'n', 'd') \
+    FROM pg_catalog.pg_constraint co \
+    JOIN pg_catalog.pg_class c ON c.oid = co.conrelid \
+    JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
+    JOIN pg_catalog.pg_class f ON f.oid = co.confrelid \
+    JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace \
+    WHERE co.contype = 'f' \
+    UNION ALL \
+    SELECT cn.nspname::text, c.relname::text, pn.nspname::text, p.relname::text, false \
+    FROM pg_catalog.pg_inherits i \
+    JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
+    JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace \
+    JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
+    JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace";
+
+impl FkOrder {
+    async fn load(client: &Client) -> Result<FkOrder, tokio_postgres::Error> {
+        let rows = client.query(RELATED_TABLES, &[]).await?;
+        let edges: Vec<(String, String, bool)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    qualified(r.get(0), r.get(1)),
+                    qualified(r.get(2), r.get(3)),
+                    r.get(4),
+                )
+            })
+            .collect();
+        Ok(FkOrder::from_edges(&edges))
+    }
+
+    /// Groups are the connected components of the edges (union-find over table names).
+    fn from_edges(edges: &[(String, String, bool)]) -> FkOrder {
+        fn find(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut parent: Vec<usize> = Vec::new();
+        let mut order = FkOrder::default();
+        for (from, to, cascades) in edges {
+            let mut ends = [0usize; 2];
+            for (end, name) in ends.iter_mut().zip([from, to]) {
+                let next = parent.len();
+                *end = *index.entry(name.clone()).or_insert(next);
+                if *end == next {
+                    parent.push(next);
+                }
+            }
+            let (ra, rb) = (find(&mut parent, ends[0]), find(&mut parent, ends[1]));
+            if ra != rb {
+                parent[ra] = rb;
+            }
+            if *cascades {
+                order.cascaded.insert(from.clone());
+            }
+        }
+        for (name, i) in index {
+            let root = find(&mut parent, i);
+            order.groups.insert(name, root as u32);
+        }
+        order
+    }
 }
 
 struct TargetShape {
@@ -321,12 +416,19 @@ enum Shape {
 const SET: u8 = 1;
 const WHERE: u8 = 2;
 
-/// A result to check when it arrives: (rows expected, rows touched, table) of an UPDATE/DELETE.
-type Pending = BoxFuture<'static, Result<Option<(u64, u64, Arc<str>)>, ApplyError>>;
+/// What to check of an UPDATE/DELETE's result: rows expected, rows touched, the table, and
+/// whether the target's own cascades may have been there first.
+type Touched = (u64, u64, Arc<str>, bool);
+
+/// A result to check when it arrives.
+type Pending = BoxFuture<'static, Result<Option<Touched>, ApplyError>>;
 
 /// Applies one slot's changes to one target database.
 pub struct Applier {
     client: Arc<Client>,
+    mode: ApplyMode,
+    /// Ordered mode only.
+    order: Option<FkOrder>,
     slot: String,
     limits: BatchLimits,
     relations: HashMap<Oid, RelState>,
@@ -367,6 +469,9 @@ pub struct ApplyStats {
     pub target_commits: u64,
     /// UPDATE/DELETE that found no row (the target drifted from the source).
     pub missing_rows: u64,
+    /// Ordered mode: UPDATE/DELETE that found no row in a table whose rows the target's own
+    /// foreign-key actions change (the cascade did it already; expected).
+    pub cascaded_rows: u64,
     /// Inserts sent by COPY (the rest of the inserts went as INSERT statements).
     pub copied_rows: u64,
     /// Updates folded into a later update of the same row in the same target transaction.
@@ -385,11 +490,19 @@ impl Applier {
         limits: BatchLimits,
         applied: watch::Sender<Lsn>,
     ) -> Result<Applier, ApplyError> {
-        // Triggers and FK checks as a subscriber sees them: the source already ran them.
-        client
-            .batch_execute("SET session_replication_role = replica")
+        // Triggers and FK checks as a subscriber sees them (the source already ran them), when
+        // this user may; otherwise the ordered mode.
+        let mode = access::enter_replica_role(&client)
             .await
-            .map_err(ApplyError::target("SET session_replication_role"))?;
+            .map_err(ApplyError::target("setting session_replication_role"))?;
+        let order = match mode {
+            ApplyMode::Ordered => Some(
+                FkOrder::load(&client)
+                    .await
+                    .map_err(ApplyError::target("reading the target's foreign keys"))?,
+            ),
+            _ => None,
+        };
         applied.send_if_modified(|a| {
             let old = *a;
             *a = (*a).max(stored);
@@ -397,6 +510,8 @@ impl Applier {
         });
         Ok(Applier {
             client: Arc::new(client),
+            mode,
+            order,
             slot: slot.to_owned(),
             limits,
             relations: HashMap::new(),
@@ -414,6 +529,17 @@ impl Applier {
             spool: None,
             stats: ApplyStats::default(),
         })
+    }
+
+    /// How changes are applied (decided when the applier was made).
+    pub fn mode(&self) -> ApplyMode {
+        self.mode
+    }
+
+    /// The applier's target session (for work that must happen before the first change,
+    /// such as holding triggers).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The last position committed on the target.
@@ -530,12 +656,22 @@ impl Applier {
                 self.flush_table(rel.id).await?;
                 self.statements.retain(|(oid, _, _, _), _| *oid != rel.id);
                 let name = qualified(&rel.namespace, &rel.name);
+                let group = self
+                    .order
+                    .as_ref()
+                    .and_then(|o| o.groups.get(&name).copied());
+                let cascaded = self
+                    .order
+                    .as_ref()
+                    .is_some_and(|o| o.cascaded.contains(&name));
                 self.relations.insert(
                     rel.id,
                     RelState {
                         rel,
                         name,
                         target: None,
+                        group,
+                        cascaded,
                     },
                 );
                 Ok(())
@@ -928,6 +1064,7 @@ impl Applier {
         expect_row: bool,
         shape: Shape,
     ) -> Result<(), ApplyError> {
+        self.flush_related(oid).await?;
         let key = match shape {
             Shape::Single => {
                 self.flush_table(oid).await?;
@@ -995,6 +1132,25 @@ impl Applier {
         }
         if self.run_bytes >= COPY_MAX_BYTES {
             self.flush_run().await?;
+        }
+        Ok(())
+    }
+
+    /// Ordered mode: sends the pending runs of the other tables related to `oid`, so that
+    /// this change reaches the target after theirs, as on the source (a foreign key check or
+    /// action would see the difference). Nothing in the other modes.
+    async fn flush_related(&mut self, oid: Oid) -> Result<(), ApplyError> {
+        let Some(group) = self.relations.get(&oid).and_then(|r| r.group) else {
+            return Ok(());
+        };
+        let related: Vec<Oid> = self
+            .runs
+            .keys()
+            .filter(|o| **o != oid && self.relations.get(o).and_then(|r| r.group) == Some(group))
+            .copied()
+            .collect();
+        for o in related {
+            self.flush_table(o).await?;
         }
         Ok(())
     }
@@ -1118,13 +1274,14 @@ impl Applier {
         let oid = key.0;
         let statement = self.statement(key).await?;
         let table: Arc<str> = Arc::from(self.relation(oid)?.name.as_str());
+        let cascaded = self.relation(oid)?.cascaded;
         let client = Arc::clone(&self.client);
         let mut fut: Pending = Box::pin(async move {
             let n = client
                 .execute_raw(&statement, params)
                 .await
                 .map_err(ApplyError::target(format!("applying a change to {table}")))?;
-            Ok((expected > 0).then_some((expected, n, table)))
+            Ok((expected > 0).then_some((expected, n, table, cascaded)))
         });
         // The first poll puts the request on the wire, so statements leave in stream order.
         match futures::poll!(&mut fut) {
@@ -1137,12 +1294,13 @@ impl Applier {
         Ok(())
     }
 
-    fn check(
-        &mut self,
-        result: Result<Option<(u64, u64, Arc<str>)>, ApplyError>,
-    ) -> Result<(), ApplyError> {
-        if let Some((expected, touched, table)) = result? {
-            if touched < expected {
+    fn check(&mut self, result: Result<Option<Touched>, ApplyError>) -> Result<(), ApplyError> {
+        if let Some((expected, touched, table, cascaded)) = result? {
+            if touched < expected && cascaded {
+                // Ordered mode: a foreign-key action on the target removed or changed the row
+                // before the source's own change to it arrived (the same effect, once).
+                self.stats.cascaded_rows += expected - touched;
+            } else if touched < expected {
                 let missing = expected - touched;
                 self.stats.missing_rows += missing;
                 tracing::warn!(
@@ -1447,6 +1605,28 @@ fn build_sql(table: &str, columns: &[Column], types: &[String], op: Op, mask: &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_related_by_foreign_keys_or_partitions_share_a_group() {
+        let e = |a: &str, b: &str, c: bool| (a.to_owned(), b.to_owned(), c);
+        let order = FkOrder::from_edges(&[
+            e("public.orders", "public.customers", true),
+            e("public.lines", "public.orders", false),
+            e("public.m_2024", "public.m", false),
+            e("public.m", "public.products", false),
+            e("public.audit", "public.audit", false),
+        ]);
+        let g = |n: &str| order.groups.get(n).copied();
+        assert_eq!(g("public.orders"), g("public.customers"));
+        assert_eq!(g("public.lines"), g("public.customers"));
+        assert_eq!(g("public.m_2024"), g("public.products"));
+        assert_ne!(g("public.m"), g("public.orders"));
+        assert!(g("public.audit").is_some());
+        assert_ne!(g("public.audit"), g("public.orders"));
+        assert_eq!(g("public.unrelated"), None);
+        assert!(order.cascaded.contains("public.orders"));
+        assert!(!order.cascaded.contains("public.lines"));
+    }
 
     fn columns() -> Vec<Column> {
         ["id", "Name", "body"]

@@ -22,6 +22,7 @@ use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
 use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
 use crate::conn::{connect, ConnConfig, ConnectError};
 use crate::progress::Reporter;
+use crate::server::access;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
@@ -445,19 +446,7 @@ async fn session(
             database: dst.dbname.clone(),
         })?;
     let source = open("source", src).await?;
-    // Triggers that would fire under apply's replica role stay off until the cutover.
-    let held = triggers::replica_triggers(&source.client)
-        .await
-        .map_err(|e| FollowError::source("listing triggers enabled ALWAYS or REPLICA", e))?;
-    let disabled = triggers::hold(&target.client, &held)
-        .await
-        .map_err(|e| FollowError::target("disabling triggers enabled ALWAYS or REPLICA", e))?;
-    if disabled > 0 {
-        tracing::info!(
-            "{disabled} trigger(s) enabled ALWAYS or REPLICA on the source are disabled on the \
-             target until the cutover, so that apply does not repeat their effects"
-        );
-    }
+    // The replica role when this user may have it; otherwise the ordered apply.
     let mut applier = Applier::new(
         target.client,
         &names.slot,
@@ -466,6 +455,21 @@ async fn session(
         applied_tx.clone(),
     )
     .await?;
+    let mode = applier.mode();
+    tracing::info!("applying changes with {}", mode.describe());
+    // Triggers and rules that would fire during apply stay off until the cutover.
+    let held = triggers::replica_triggers(&source.client, mode)
+        .await
+        .map_err(|e| FollowError::source("listing the triggers that apply would fire", e))?;
+    let disabled = triggers::hold(applier.client(), &held)
+        .await
+        .map_err(|e| FollowError::target("disabling the triggers that apply would fire", e))?;
+    if disabled > 0 {
+        tracing::info!(
+            "{disabled} trigger(s) and rule(s) that would fire during apply are disabled on the \
+             target until the cutover, so that apply does not repeat their effects"
+        );
+    }
 
     let Some(confirmed) = publication::slot_confirmed_flush(&source.client, &names.slot).await?
     else {
@@ -530,16 +534,22 @@ async fn session(
             sequences::apply(&target.client, &values).await?;
             observer(FollowEvent::SequencesSynced(values.len()));
             // Read again: the source is the reference, whatever a crash left on the target.
-            let held = triggers::replica_triggers(&source.client)
+            let held = triggers::all_triggers(&source.client)
                 .await
-                .map_err(|e| {
-                    FollowError::source("listing triggers enabled ALWAYS or REPLICA", e)
-                })?;
+                .map_err(|e| FollowError::source("listing triggers and rules", e))?;
             let enabled = triggers::release(&target.client, &held)
                 .await
                 .map_err(|e| FollowError::target("enabling triggers held during streaming", e))?;
             if enabled > 0 {
-                tracing::info!("{enabled} trigger(s) enabled ALWAYS or REPLICA, as on the source");
+                tracing::info!("{enabled} trigger(s) and rule(s) set back as on the source");
+            }
+            if access::drop_aiven_extras_if_ours(&source.client, &target.client)
+                .await
+                .map_err(|e| FollowError::target("dropping aiven_extras created for apply", e))?
+            {
+                tracing::info!(
+                    "aiven_extras, created on the target for the replica role, dropped (the source database does not have it)"
+                );
             }
             repl.drop_slot(&names.slot, false).await?;
             let _ = repl.close().await;

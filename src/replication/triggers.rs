@@ -1,16 +1,23 @@
-//! Triggers and rules enabled ALWAYS or REPLICA are held disabled on the target while changes
-//! stream.
+//! User triggers and rules that would fire during apply are held disabled on the target while
+//! changes stream, and set back to the source's state at cutover.
 //!
-//! Apply runs with `session_replication_role = replica`: ordinary triggers and rules stay
-//! silent, but ALWAYS and REPLICA ones fire (rules on the statements apply sends; COPY fires
-//! no rules). Their side effects (audit rows, counters...) were already made
-//! on the source and arrive through the stream, so firing them again would double them. They
-//! are disabled on the target before each streaming session and set back to the source's state
-//! at cutover. The source's catalog is the reference each time, so a crash anywhere in
-//! between is repaired by the next run.
+//! Their side effects (audit rows, counters, rows a BEFORE trigger rewrote...) were already
+//! made on the source and arrive through the stream, so firing them again would double them.
+//! Which ones would fire depends on the apply mode ([`ApplyMode`]):
+//! - with `session_replication_role = replica`, ordinary (ORIGIN) triggers and rules stay
+//!   silent, but ALWAYS and REPLICA ones fire (rules on the statements apply sends; COPY fires
+//!   no rules): those are held;
+//! - without the replica role (a target user who may not set it), ORIGIN ones fire too: every
+//!   user trigger and rule that is enabled is held. Foreign-key triggers are not user triggers
+//!   and stay active (see `apply`).
+//!
+//! The source's catalog is the reference each time, so a crash anywhere in between is
+//! repaired by the next run, and the cutover gives every user trigger and rule the source's
+//! state whatever mode held it.
 
 use crate::ddl::qualified;
 use crate::ddl::quote_ident;
+use crate::server::access::ApplyMode;
 use tokio_postgres::Client;
 
 /// What is held: a trigger or a rewrite rule.
@@ -29,14 +36,15 @@ impl HeldKind {
     }
 }
 
-/// A trigger or rule the source has enabled ALWAYS (`A`) or REPLICA (`R`).
+/// A user trigger or rule of the source with its state there: `O` (origin, the default), `A`
+/// (always), `R` (replica) or `D` (disabled).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldTrigger {
     pub kind: HeldKind,
     pub schema: String,
     pub table: String,
     pub name: String,
-    /// `A` or `R`.
+    /// `O`, `A`, `R` or `D`.
     pub mode: char,
 }
 
@@ -51,10 +59,11 @@ impl HeldTrigger {
     }
 
     fn enable_statement(&self) -> String {
-        self.statement(if self.mode == 'A' {
-            "ENABLE ALWAYS"
-        } else {
-            "ENABLE REPLICA"
+        self.statement(match self.mode {
+            'A' => "ENABLE ALWAYS",
+            'R' => "ENABLE REPLICA",
+            'D' => "DISABLE",
+            _ => "ENABLE",
         })
     }
 }
@@ -90,15 +99,36 @@ fn held(row: &tokio_postgres::Row) -> HeldTrigger {
     }
 }
 
-/// The source's user triggers and rules enabled ALWAYS or REPLICA, parents before partitions
-/// (setting a parent's state may reach its partitions' clones, whose own state then comes
-/// after).
-pub async fn replica_triggers(source: &Client) -> Result<Vec<HeldTrigger>, tokio_postgres::Error> {
+/// The source's user triggers and rules that would fire during apply in `mode` (see the
+/// module docs), parents before partitions (setting a parent's state may reach its
+/// partitions' clones, whose own state then comes after).
+pub async fn replica_triggers(
+    source: &Client,
+    mode: ApplyMode,
+) -> Result<Vec<HeldTrigger>, tokio_postgres::Error> {
+    let states = if mode.origin_triggers_fire() {
+        "('O', 'A', 'R')"
+    } else {
+        "('A', 'R')"
+    };
+    source_triggers(source, states).await
+}
+
+/// Every user trigger and rule of the source, whatever its state: what the cutover gives
+/// back, whichever mode held them.
+pub async fn all_triggers(source: &Client) -> Result<Vec<HeldTrigger>, tokio_postgres::Error> {
+    source_triggers(source, "('O', 'A', 'R', 'D')").await
+}
+
+async fn source_triggers(
+    source: &Client,
+    states: &str,
+) -> Result<Vec<HeldTrigger>, tokio_postgres::Error> {
     let rows = source
         .query(
             &format!(
                 "SELECT * FROM ({STATES}) s (kind, nspname, relname, name, enabled, part) \
-                 WHERE enabled IN ('A', 'R') \
+                 WHERE enabled IN {states} \
                    AND nspname NOT IN ('pg_catalog', 'information_schema') \
                  ORDER BY part, nspname, relname, kind, name"
             ),

@@ -39,6 +39,13 @@ pub struct DumpOptions {
     /// PRIMARY KEY/UNIQUE constraints are built as unique indexes then attached `USING
     /// INDEX`. The text in `post_data` keeps the plain form either way.
     pub post_data_units: bool,
+    /// Roles whose objects get no `ALTER … OWNER TO` (and whose default privileges are left
+    /// out): the target user may not act as them, so the objects stay its own. Each such
+    /// role is reported once by whoever decided it (`server::access`).
+    pub owners_not_kept: Vec<String>,
+    /// Replay grants made by another role than the owner under `SET ROLE` instead of `SET
+    /// SESSION AUTHORIZATION` (which needs a superuser): for a target user that is not one.
+    pub grants_by_set_role: bool,
 }
 
 /// The generated DDL. Each part starts with the session settings it needs, so either can be
