@@ -1587,48 +1587,14 @@ async fn large_transactions_stream_through_spool_files() {
     assert_source_clean(&db);
 }
 
-/// A stand-in for the `aiven_extras` extension, written here from its documented interface
-/// (the two publication functions aiven-db-migrate calls), installed into the server's share
-/// directory. `None` when that directory is not writable (not root): the test says SKIPPED.
 fn install_aiven_extras_stand_in() -> Option<()> {
-    let pg_config = support::install().tool("pg_config");
-    let out = std::process::Command::new(pg_config)
-        .arg("--sharedir")
-        .output()
-        .ok()?;
-    let dir =
-        std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("extension");
-    let control = "comment = 'pgferry test stand-in for aiven_extras (publication functions)'\n\
-                   default_version = '1.0'\n\
-                   schema = aiven_extras\n\
-                   relocatable = false\n\
-                   superuser = true\n";
-    let script = "GRANT USAGE ON SCHEMA aiven_extras TO PUBLIC;\n\
-                  CREATE FUNCTION aiven_extras.pg_create_publication_for_all_tables(\n\
-                    arg_publication_name text, arg_publish text) RETURNS void\n\
-                  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$\n\
-                  BEGIN\n\
-                    EXECUTE format('CREATE PUBLICATION %I FOR ALL TABLES WITH (publish = %L)',\n\
-                                   arg_publication_name, arg_publish);\n\
-                  END $$;\n\
-                  CREATE FUNCTION aiven_extras.pg_create_publication(\n\
-                    arg_publication_name text, arg_publish text,\n\
-                    VARIADIC arg_tables text[] DEFAULT ARRAY[]::text[]) RETURNS void\n\
-                  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$\n\
-                  BEGIN\n\
-                    EXECUTE format('CREATE PUBLICATION %I FOR TABLE %s WITH (publish = %L)',\n\
-                                   arg_publication_name, array_to_string(arg_tables, ', '),\n\
-                                   arg_publish);\n\
-                  END $$;\n";
-    std::fs::write(dir.join("aiven_extras.control"), control).ok()?;
-    std::fs::write(dir.join("aiven_extras--1.0.sql"), script).ok()?;
-    Some(())
+    support::aiven::install_stand_in(&support::install())
 }
 
 /// A user who is neither superuser nor owner of the tables, on a source with aiven_extras:
-/// the publication comes from the extension's functions (FOR ALL TABLES), changes stream
-/// (partition moves included, published per partition), and the cutover completes even though
-/// the publication, owned by the extension's superuser, cannot be dropped by this user.
+/// the publication comes from the extension's functions (FOR ALL TABLES, then given to the
+/// session user as the published interface says), changes stream (partition moves included,
+/// published per partition), and the cutover drops the publication like any other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiven_extras_publishes_for_a_user_without_superuser() {
     if install_aiven_extras_stand_in().is_none() {
@@ -1703,8 +1669,8 @@ async fn aiven_extras_publishes_for_a_user_without_superuser() {
         "SELECT puballtables, pg_get_userbyid(pubowner) FROM pg_publication WHERE pubname = '{}'",
         names.publication
     );
-    // Made by the extension's function: all tables, owned by the extension's superuser.
-    assert_eq!(psql(source(), &db, &publication), "t|postgres");
+    // Made by the extension's function: all tables, then owned by the user who asked.
+    assert_eq!(psql(source(), &db, &publication), "t|aiven_user");
     psql(
         source(),
         &db,
@@ -1718,8 +1684,7 @@ async fn aiven_extras_publishes_for_a_user_without_superuser() {
         handle.await.unwrap().unwrap(),
         FollowOutcome::Stopped { .. }
     ));
-    // Second run: resume and cut over as the same user; the publication is not this user's
-    // to drop: a warning, not a failure.
+    // Second run: resume and cut over as the same user, who owns the publication.
     psql(
         source(),
         &db,
@@ -1734,12 +1699,7 @@ async fn aiven_extras_publishes_for_a_user_without_superuser() {
         .unwrap();
     assert!(matches!(outcome, FollowOutcome::CutOver { .. }));
     assert_eq!(psql(target(), &db, "SELECT count(*) FROM plain"), "50");
-    assert_eq!(psql(source(), &db, &publication), "t|postgres");
-    psql(
-        source(),
-        &db,
-        &format!("DROP PUBLICATION {}", names.publication),
-    );
+    assert_eq!(psql(source(), &db, &publication), "");
     assert_source_clean(&db);
 }
 
@@ -1766,6 +1726,7 @@ async fn test_applier(
         Lsn(0x1000),
         BatchLimits::default(),
         applied,
+        false,
     )
     .await
     .unwrap();

@@ -98,6 +98,9 @@ pub struct Globals {
     /// In oid order (creation order).
     pub roles: Vec<Role>,
     pub memberships: Vec<Membership>,
+    /// PostgreSQL 15+: privileges on configuration parameters (`GRANT SET ON PARAMETER`),
+    /// as (parameter, `paracl` items, the default items: the bootstrap superuser's).
+    pub parameter_acls: Vec<(String, Vec<String>, Vec<String>)>,
 }
 
 /// What happened to one role.
@@ -294,7 +297,80 @@ pub async fn read_globals(source: &Client) -> Result<Globals, GlobalsError> {
             grantor: row.get(5),
         })
         .collect();
-    Ok(Globals { roles, memberships })
+    let parameter_acls = if version >= 150000 {
+        source
+            .query(
+                "SELECT parname::text, paracl::text[], pg_catalog.acldefault('p', 10)::text[] \
+                 FROM pg_catalog.pg_parameter_acl WHERE paracl IS NOT NULL ORDER BY parname",
+                &[],
+            )
+            .await
+            .map_err(|e| GlobalsError::source("reading parameter privileges", e))?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Globals {
+        roles,
+        memberships,
+        parameter_acls,
+    })
+}
+
+/// A parameter name as GRANT … ON PARAMETER takes it: plain (dotted custom names included)
+/// when it is made of lowercase identifier characters, quoted otherwise.
+fn parameter_name(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    if plain {
+        name.to_owned()
+    } else {
+        quote_ident(name)
+    }
+}
+
+/// `GRANT SET / ALTER SYSTEM ON PARAMETER` statements for the source's parameter
+/// privileges, each with the role it concerns; grants to excluded or missing roles left out.
+pub fn parameter_grants_sql(g: &Globals, keep: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (param, items, defaults) in &g.parameter_acls {
+        let (Ok(items), Ok(defaults)) = (
+            crate::catalog::acl::parse_acl(items),
+            crate::catalog::acl::parse_acl(defaults),
+        ) else {
+            continue;
+        };
+        let name = parameter_name(param);
+        for item in items {
+            // The bootstrap superuser's own entry comes with every parameter ACL.
+            if defaults.contains(&item) || (!item.grantee.is_empty() && !keep(&item.grantee)) {
+                continue;
+            }
+            let grantor = item.grantor.clone();
+            let sql = crate::ddl::privileges::acl_statements(
+                &crate::ddl::privileges::Target {
+                    kind: "PARAMETER",
+                    name: &name,
+                    column: None,
+                    owner: &grantor,
+                    prefix: "",
+                    set_role: false,
+                },
+                &crate::catalog::Acl {
+                    actual: Some(vec![item.clone()]),
+                    baseline: Vec::new(),
+                },
+            );
+            for stmt in sql.lines().filter(|l| !l.is_empty()) {
+                out.push((item.grantee.clone(), stmt.to_owned()));
+            }
+        }
+    }
+    out
 }
 
 /// The connecting target user and what it may hand out.
@@ -686,7 +762,37 @@ pub async fn apply_roles(
     }
 
     grant_memberships(target, g, opts, &me, &existing, &mut outcomes).await?;
+    grant_parameter_privileges(target, g, opts, &me, &mut outcomes).await;
     Ok(outcomes)
+}
+
+/// Parameter privileges (PostgreSQL 15+ on both sides). Granting them takes a superuser or
+/// the grant option: each refusal is reported on the role it concerns.
+async fn grant_parameter_privileges(
+    target: &Client,
+    g: &Globals,
+    opts: &RoleOptions,
+    me: &TargetUser,
+    outcomes: &mut [RoleOutcome],
+) {
+    let grants = parameter_grants_sql(g, |r| !opts.is_excluded(r));
+    for (grantee, sql) in grants {
+        let refused = if me.version < 150000 {
+            Some(format!(
+                "the target (PostgreSQL {}) has no parameter privileges",
+                me.version / 10000
+            ))
+        } else {
+            target.batch_execute(&sql).await.err().map(|e| describe(&e))
+        };
+        if let Some(why) = refused {
+            let w = format!("`{sql}` not reproduced: {why}");
+            tracing::warn!(role = %grantee, "{w}");
+            if let Some(o) = outcomes.iter_mut().find(|o| o.name == grantee) {
+                o.warnings.push(w);
+            }
+        }
+    }
 }
 
 fn simple_outcome(role: &Role, status: RoleStatus) -> RoleOutcome {
@@ -922,6 +1028,43 @@ pub async fn database_settings_sql(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameter_privileges_leave_out_the_superusers_own_entry() {
+        let g = Globals {
+            parameter_acls: vec![
+                (
+                    "log_statement".into(),
+                    vec![
+                        "postgres=sA/postgres".into(),
+                        "app_owner=s/postgres".into(),
+                        "skipped=A/postgres".into(),
+                    ],
+                    vec!["postgres=sA/postgres".into()],
+                ),
+                (
+                    "plpgsql.extra_warnings".into(),
+                    vec!["=s/postgres".into()],
+                    vec!["postgres=sA/postgres".into()],
+                ),
+            ],
+            ..Globals::default()
+        };
+        let sql = parameter_grants_sql(&g, |r| r != "skipped");
+        assert_eq!(
+            sql,
+            vec![
+                (
+                    "app_owner".to_owned(),
+                    "GRANT SET ON PARAMETER log_statement TO app_owner;".to_owned()
+                ),
+                (
+                    String::new(),
+                    "GRANT SET ON PARAMETER plpgsql.extra_warnings TO PUBLIC;".to_owned()
+                ),
+            ]
+        );
+    }
 
     fn role(name: &str) -> Role {
         Role {

@@ -668,6 +668,7 @@ impl Context<'_> {
                 replica_identity_full: self.opts.preflight.replica_identity_full,
                 retry_for: self.opts.retry_for,
                 mangle: self.opts.preflight.mangle,
+                create_aiven_extras: plan.apply_mode == Some(access::ApplyMode::AivenExtras),
                 ..FollowOptions::default()
             };
             // Shut the follower down on Ctrl-C, or on a cutover request once it streams

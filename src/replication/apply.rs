@@ -489,10 +489,11 @@ impl Applier {
         stored: Lsn,
         limits: BatchLimits,
         applied: watch::Sender<Lsn>,
+        may_create_aiven_extras: bool,
     ) -> Result<Applier, ApplyError> {
         // Triggers and FK checks as a subscriber sees them (the source already ran them), when
         // this user may; otherwise the ordered mode.
-        let mode = access::enter_replica_role(&client)
+        let mode = access::enter_replica_role(&client, may_create_aiven_extras)
             .await
             .map_err(ApplyError::target("setting session_replication_role"))?;
         let order = match mode {

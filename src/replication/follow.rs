@@ -43,6 +43,9 @@ pub struct FollowOptions {
     pub batch: BatchLimits,
     /// Slot and publication names use the md5 of the database name (`-m/--mangle`).
     pub mangle: bool,
+    /// Create `aiven_extras` in the target database for the replica role when the user may
+    /// not set it (migrate: the user installed the extension in the bootstrap database).
+    pub create_aiven_extras: bool,
 }
 
 impl Default for FollowOptions {
@@ -55,6 +58,7 @@ impl Default for FollowOptions {
             lag_interval: Duration::from_secs(5),
             batch: BatchLimits::default(),
             mangle: false,
+            create_aiven_extras: false,
         }
     }
 }
@@ -453,6 +457,7 @@ async fn session(
         stored,
         opts.batch,
         applied_tx.clone(),
+        opts.create_aiven_extras,
     )
     .await?;
     let mode = applier.mode();

@@ -183,25 +183,25 @@ pub async fn predict_apply_mode(
         Err(e) if is_privilege_error(&e) => {}
         Err(e) => return Err(e),
     }
-    let (installed, available) = aiven_extras_state(client).await?;
-    if installed || available {
-        let sql = if installed {
-            "SELECT aiven_extras.session_replication_role('replica')"
-        } else {
-            "CREATE EXTENSION aiven_extras; SELECT aiven_extras.session_replication_role('replica')"
-        };
-        if probe(sql).await?.is_ok() {
-            return Ok(ApplyModePlan {
-                mode: ApplyMode::AivenExtras,
-                hint: None,
-            });
-        }
+    // The user's choice, as the seed tool's documentation asks for it: the extension is
+    // created in the bootstrap database; pgferry then creates it in the target databases.
+    let (installed, _) = aiven_extras_state(client).await?;
+    if installed
+        && probe("SELECT aiven_extras.session_replication_role('replica')")
+            .await?
+            .is_ok()
+    {
+        return Ok(ApplyModePlan {
+            mode: ApplyMode::AivenExtras,
+            hint: None,
+        });
     }
     Ok(ApplyModePlan {
         mode: ApplyMode::Ordered,
         hint: Some(format!(
             "for the faster replica-role apply: GRANT SET ON PARAMETER session_replication_role TO {} \
-             (PostgreSQL 15+, as a superuser), or CREATE EXTENSION aiven_extras where the service offers it",
+             (PostgreSQL 15+, as a superuser), or CREATE EXTENSION aiven_extras in the bootstrap database \
+             where the service offers it",
             quote_ident(user)
         )),
     })
@@ -209,9 +209,13 @@ pub async fn predict_apply_mode(
 
 /// Puts `client`'s session in the replica role when this user may, by the first rule of
 /// [`ApplyMode`] that works; otherwise leaves it as it is and answers [`ApplyMode::Ordered`].
-/// May create `aiven_extras` in the target database (it is dropped at the cutover unless the
-/// source database has it too, see [`drop_aiven_extras_if_ours`]).
-pub async fn enter_replica_role(client: &Client) -> Result<ApplyMode, tokio_postgres::Error> {
+/// `aiven_extras` is used when the target database has it; with `may_create_aiven_extras`
+/// (the user installed it in the bootstrap database) it is created there first, and dropped
+/// at the cutover unless the source database has it too ([`drop_aiven_extras_if_ours`]).
+pub async fn enter_replica_role(
+    client: &Client,
+    may_create_aiven_extras: bool,
+) -> Result<ApplyMode, tokio_postgres::Error> {
     match client
         .batch_execute("SET session_replication_role = replica")
         .await
@@ -221,7 +225,8 @@ pub async fn enter_replica_role(client: &Client) -> Result<ApplyMode, tokio_post
         Err(e) => return Err(e),
     }
     let (installed, available) = aiven_extras_state(client).await?;
-    if !installed && available {
+    let create = !installed && available && may_create_aiven_extras;
+    if create {
         if let Err(e) = client.batch_execute("CREATE EXTENSION aiven_extras").await {
             tracing::debug!(
                 "aiven_extras could not be created: {}",
@@ -230,7 +235,7 @@ pub async fn enter_replica_role(client: &Client) -> Result<ApplyMode, tokio_post
             return Ok(ApplyMode::Ordered);
         }
     }
-    if installed || available {
+    if installed || create {
         match client
             .batch_execute("SELECT aiven_extras.session_replication_role('replica')")
             .await
@@ -255,6 +260,25 @@ pub async fn drop_aiven_extras_if_ours(
     let (on_target, _) = aiven_extras_state(target).await?;
     if on_target && !on_source {
         target.batch_execute("DROP EXTENSION aiven_extras").await?;
+        // CREATE EXTENSION made its schema too, which the extension does not own.
+        let schema_on_source: bool = source
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'aiven_extras')",
+                &[],
+            )
+            .await?
+            .get(0);
+        if !schema_on_source {
+            if let Err(e) = target
+                .batch_execute("DROP SCHEMA IF EXISTS aiven_extras")
+                .await
+            {
+                tracing::warn!(
+                    "schema aiven_extras, made on the target with the extension, was left: {}",
+                    crate::copy::server_message(&e)
+                );
+            }
+        }
         return Ok(true);
     }
     Ok(false)

@@ -4,6 +4,7 @@
 //! Each test binary compiles this module separately and uses only part of it.
 #![allow(dead_code)]
 
+pub mod aiven;
 pub mod fidelity;
 
 use std::collections::HashMap;
