@@ -16,14 +16,22 @@
 #            same slot's backlog through pgferry's replication connection and decoder, applies
 #            nothing and confirms nothing: what the source's walsender costs by itself.
 #
+# Apply modes (MODES, default "replica"): pgferry's target user decides how it applies.
+#   replica  the bootstrap superuser: session_replication_role = replica
+#   aiven    a CREATEDB/CREATEROLE user (no superuser) with aiven_extras (the test stand-in,
+#            tests/fixtures/aiven_extras, installed into the server's share directory) in the
+#            target database: the replica role through aiven_extras.session_replication_role
+#   ordered  the same user without aiven_extras: the ordered apply (no replica role)
+#
 # usage: benches/replication_drain.sh [pgbench] [bulk]     (default: both)
-# env:   RUNS (default 3), TXNS (pgbench transactions, default 40000),
+# env:   RUNS (default 3), TXNS (pgbench transactions, default 40000), MODES (default replica),
 #        PGFERRY (default target/release/pgferry), PGBIN (server binaries)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKLOADS=("$@")
 [ $# -eq 0 ] && WORKLOADS=(pgbench bulk)
 RUNS=${RUNS:-3}
+read -r -a MODE_LIST <<<"${MODES:-replica}"
 TXNS=${TXNS:-40000}
 PGFERRY=${PGFERRY:-$PWD/target/release/pgferry}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -53,13 +61,18 @@ start_cluster() { # name port
 }
 SP=$(free_port); start_cluster src "$SP"
 DP=$(free_port); start_cluster dst "$DP"
+if [[ " ${MODE_LIST[*]} " == *" aiven "* ]]; then
+  ext="$("$PGBIN/pg_config" --sharedir)/extension"
+  cp tests/fixtures/aiven_extras/aiven_extras.control tests/fixtures/aiven_extras/aiven_extras--1.0.sql "$ext/"
+fi
 export PGHOST=127.0.0.1 PGUSER=postgres PGOPTIONS="-c client_min_messages=warning"
 psql_s() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$SP" "$@"; }
 psql_d() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$DP" "$@"; }
 now() { date +%s.%N; }
 median() { python3 -c 'import sys,statistics; print("%.2f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 uri_s() { echo "postgres://postgres@127.0.0.1:$SP/$1"; }
-uri_d() { echo "postgres://postgres@127.0.0.1:$DP/$1"; }
+uri_d() { echo "postgres://${2:-postgres}@127.0.0.1:$DP/$1"; }
+"$PGBIN/psql" -X -q -p "$DP" -d postgres -c "CREATE ROLE avnadmin LOGIN CREATEDB CREATEROLE" >/dev/null
 
 # The source database of one run: schema and initial data, no backlog yet.
 prepare() { # workload db
@@ -99,11 +112,12 @@ changes() { # workload db: row changes in the backlog (for the rate)
   esac
 }
 
-run_pgferry() { # workload
-  local db=d_pgf
+run_pgferry() { # workload mode
+  local db=d_pgf user=postgres
+  [ "$2" = replica ] || user=avnadmin
   prepare "$1" "$db"
   psql_d -d postgres -c "DROP DATABASE IF EXISTS $db"
-  "$PGFERRY" clone --follow -s "$(uri_s $db)" -t "$(uri_d $db)" >"$WORK/pgf1.log" 2>&1 &
+  "$PGFERRY" clone --follow -s "$(uri_s $db)" -t "$(uri_d $db $user)" >"$WORK/pgf1.log" 2>&1 &
   PGF_PID=$!
   until psql_d -d "$db" -Atc "SELECT count(*) FROM pgferry.apply_progress" 2>/dev/null | grep -q 1; do
     kill -0 "$PGF_PID" 2>/dev/null || { cat "$WORK/pgf1.log" >&2; exit 1; }
@@ -111,16 +125,21 @@ run_pgferry() { # workload
   done
   sleep 1
   kill -TERM "$PGF_PID"; wait "$PGF_PID" || true; PGF_PID=
+  [ "$2" = aiven ] && psql_d -U avnadmin -d "$db" -c "CREATE EXTENSION aiven_extras"
   backlog "$1" "$db"
   CHANGES=$(changes "$1" "$db")
   local t0; t0=$(now)
-  "$PGFERRY" clone --follow --max-replication-lag 0 --stop-replication \
-      -s "$(uri_s $db)" -t "$(uri_d $db)" >"$WORK/pgf2.log" 2>&1 &
+  "$PGFERRY" -v clone --follow --max-replication-lag 0 --stop-replication \
+      -s "$(uri_s $db)" -t "$(uri_d $db $user)" >"$WORK/pgf2.log" 2>&1 &
   PGF_PID=$!
   wait_marker "$db"
   T_MARK=$(python3 -c "print($(now)-$t0)")
   wait "$PGF_PID" || { cat "$WORK/pgf2.log" >&2; exit 1; }
   PGF_PID=
+  # The mode pgferry reports is the one asked for.
+  local want
+  case $2 in replica) want="session_replication_role = replica" ;; aiven) want="through aiven_extras" ;; ordered) want="ordered apply" ;; esac
+  grep -q "applying changes with.*$want" "$WORK/pgf2.log" || { echo "mode $2 not in effect:" >&2; cat "$WORK/pgf2.log" >&2; exit 1; }
   T_EXIT=$(python3 -c "print($(now)-$t0)")
 }
 
@@ -146,16 +165,26 @@ run_native() { # workload
 
 echo "# Replication drain: pgferry vs native subscription — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each"
 echo
-echo "| workload | row changes | stream only (floor) | pgferry (to data) | pgferry (to cutover exit) | native subscription | native/pgferry (data) | native/pgferry (exit) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| workload | apply mode | row changes | stream only (floor) | pgferry (to data) | pgferry (to cutover exit) | native subscription | native/pgferry (data) | native/pgferry (exit) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for W in "${WORKLOADS[@]}"; do
-  A=(); E=(); N=(); F=()
+  declare -A A=() E=()
+  N=(); F=()
   for run in $(seq "$RUNS"); do
-    run_pgferry "$W"; A+=("$T_MARK"); E+=("$T_EXIT")
+    for M in "${MODE_LIST[@]}"; do
+      run_pgferry "$W" "$M"; A[$M]+=" $T_MARK"; E[$M]+=" $T_EXIT"
+      echo "  $W run $run: pgferry ($M) $T_MARK s (exit $T_EXIT s)" >&2
+    done
     run_native "$W"; N+=("$T_NATIVE"); F+=("$T_FLOOR")
-    echo "  $W run $run: pgferry $T_MARK s (exit $T_EXIT s), native $T_NATIVE s, stream only $T_FLOOR s" >&2
+    echo "  $W run $run: native $T_NATIVE s, stream only $T_FLOOR s" >&2
   done
-  PA=$(median "${A[@]}"); PE=$(median "${E[@]}"); PN=$(median "${N[@]}"); PF=$(median "${F[@]}")
-  echo "| $W | $CHANGES | ${PF} s | ${PA} s | ${PE} s | ${PN} s | $(python3 -c "print('%.2f' % ($PN/$PA))") | $(python3 -c "print('%.2f' % ($PN/$PE))") |"
-  echo "  runs (s): pgferry ${A[*]} | pgferry exit ${E[*]} | native ${N[*]} | stream only ${F[*]}" >&2
+  PN=$(median "${N[@]}"); PF=$(median "${F[@]}")
+  for M in "${MODE_LIST[@]}"; do
+    # shellcheck disable=SC2086
+    PA=$(median ${A[$M]}); PE=$(median ${E[$M]})
+    echo "| $W | $M | $CHANGES | ${PF} s | ${PA} s | ${PE} s | ${PN} s | $(python3 -c "print('%.2f' % ($PN/$PA))") | $(python3 -c "print('%.2f' % ($PN/$PE))") |"
+    echo "  runs (s, $M): pgferry${A[$M]} | pgferry exit${E[$M]}" >&2
+  done
+  echo "  runs (s): native ${N[*]} | stream only ${F[*]}" >&2
+  unset A E
 done

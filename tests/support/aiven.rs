@@ -15,38 +15,9 @@
 use pgferry::localpg::PgInstall;
 use std::path::PathBuf;
 
-const CONTROL: &str = "comment = 'pgferry test stand-in for aiven_extras'\n\
-                       default_version = '1.0'\n\
-                       schema = aiven_extras\n\
-                       relocatable = false\n\
-                       superuser = true\n\
-                       trusted = true\n";
-
-const SCRIPT: &str = "\
-GRANT USAGE ON SCHEMA aiven_extras TO PUBLIC;
-CREATE FUNCTION aiven_extras.pg_create_publication_for_all_tables(
-    arg_publication_name text, arg_publish text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-BEGIN
-  EXECUTE format('CREATE PUBLICATION %I FOR ALL TABLES WITH (publish = %L)',
-                 arg_publication_name, arg_publish);
-  EXECUTE format('ALTER PUBLICATION %I OWNER TO %I', arg_publication_name, session_user);
-END $$;
-CREATE FUNCTION aiven_extras.pg_create_publication(
-    arg_publication_name text, arg_publish text,
-    VARIADIC arg_tables text[] DEFAULT ARRAY[]::text[]) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-BEGIN
-  EXECUTE format('CREATE PUBLICATION %I FOR TABLE %s WITH (publish = %L)',
-                 arg_publication_name, array_to_string(arg_tables, ', '), arg_publish);
-  EXECUTE format('ALTER PUBLICATION %I OWNER TO %I', arg_publication_name, session_user);
-END $$;
-CREATE FUNCTION aiven_extras.session_replication_role(arg_parameter text) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-BEGIN
-  RETURN set_config('session_replication_role', arg_parameter, false);
-END $$;
-";
+/// The stand-in's files (tests/fixtures/aiven_extras, also used by benches/replication_drain.sh).
+const CONTROL: &str = include_str!("../fixtures/aiven_extras/aiven_extras.control");
+const SCRIPT: &str = include_str!("../fixtures/aiven_extras/aiven_extras--1.0.sql");
 
 /// The installation's share directory (`pg_config --sharedir`, or next to its bin folder).
 fn share_dir(install: &PgInstall) -> Option<PathBuf> {
