@@ -304,6 +304,52 @@ pub async fn run(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    // The state lives in schema pgferry of the bootstrap database.
+    let can_create_state: bool = dst_session
+        .client
+        .query_one(
+            "SELECT has_database_privilege(current_database(), 'CREATE') \
+                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'pgferry' \
+                               AND pg_catalog.pg_has_role(nspowner, 'USAGE'))",
+            &[],
+        )
+        .await
+        .map_err(query_err(
+            "target",
+            &dst.dbname,
+            "checking CREATE on the bootstrap database",
+        ))?
+        .get(0);
+    if !can_create_state {
+        blockers.push(format!(
+            "target user \"{}\" may not create schema pgferry (the migration's state) in the bootstrap database \"{}\": \
+             GRANT CREATE ON DATABASE \"{}\" TO \"{}\", or name another database in -t",
+            target.user.name, dst.dbname, dst.dbname, target.user.name
+        ));
+    }
+    // Extensions only a superuser may create (PostgreSQL 13+ says which are trusted).
+    let untrusted_sql = if target.server_version_num >= 130000 {
+        "SELECT DISTINCT name::text FROM pg_catalog.pg_available_extension_versions \
+         WHERE superuser AND NOT trusted"
+    } else {
+        "SELECT DISTINCT name::text FROM pg_catalog.pg_available_extension_versions WHERE superuser"
+    };
+    let untrusted: Vec<String> = if target.user.superuser {
+        Vec::new()
+    } else {
+        dst_session
+            .client
+            .query(untrusted_sql, &[])
+            .await
+            .map_err(query_err(
+                "target",
+                &dst.dbname,
+                "listing untrusted extensions",
+            ))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
     let target_extensions: Vec<(String, String)> = dst_session
         .client
         .query(
@@ -363,6 +409,31 @@ pub async fn run(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    if source.server_version_num >= 150000 && !target.user.superuser {
+        let params: Vec<String> = src_session
+            .client
+            .query(
+                "SELECT parname::text FROM pg_catalog.pg_parameter_acl \
+                 WHERE paracl IS DISTINCT FROM pg_catalog.acldefault('p', 10) ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(query_err(
+                "source",
+                &src.dbname,
+                "listing parameter privileges",
+            ))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !params.is_empty() {
+            warnings.push(format!(
+                "privileges on parameters ({}) can be granted only by a superuser or a holder of the grant option: \
+                 those the target refuses are reported per role",
+                params.join(", ")
+            ));
+        }
+    }
     drop(src_session);
 
     let mut databases = Vec::new();
@@ -418,6 +489,13 @@ pub async fn run(
                 .filter(|(n, _)| *n == ext)
                 .map(|(_, v)| v)
                 .collect();
+            if untrusted.contains(&ext) {
+                warnings.push(format!(
+                    "extension {ext} (database \"{name}\") is not trusted: only a superuser may create it, unless the service \
+                     allows it (as Aiven's extension allow-list does); if the target refuses it, the statements that need it \
+                     are reported one by one and the rest goes on"
+                ));
+            }
             if offered.is_empty() {
                 plan.problems.push(format!(
                     "extension {ext} {version} is not available on the target: install it there, or exclude it with -xe {ext}"
