@@ -591,3 +591,88 @@ async fn owner_to_admin_on_16() {
 async fn owner_to_admin_with_set_parameter_on_18() {
     cell(SourceUser::Owner, TargetUser::AdminSetParameter, Some(18)).await;
 }
+
+/// `clone --follow` (one database, roles made beforehand) into the admin user of a managed
+/// service: the owners are kept by the membership rule, the ordered apply streams the
+/// application's writes, the cutover sets the triggers back, and the target equals the
+/// source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_follow_into_admin_target() {
+    let src = source();
+    let db = "clone_follow_admin";
+    setup_source_db(src, db, SourceUser::Owner);
+    let dst = Cluster::start(&support::install(), ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    setup_target(&dst, TargetUser::Admin);
+    // clone does not create roles: the service's admin made them (as on Aiven's console).
+    psql(
+        &dst,
+        "postgres",
+        "CREATE ROLE app_owner; CREATE ROLE app_reader; CREATE ROLE aiven_src;",
+    );
+    let (src_uri, dst_uri) = (uri_as(src, "app_owner", db), uri_as(&dst, "avnadmin", db));
+    let app = Application::start(uri_as(src, "app_owner", db)).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([
+            "-v", "clone", "--follow", "-s", &src_uri, "-t", &dst_uri, "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pgferry");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let streaming = support::try_psql_conninfo(
+            dst.install(),
+            &dst.uri(db),
+            &[],
+            "SELECT count(*) FROM pgferry.apply_progress",
+        );
+        if streaming.as_deref() == Ok("1") {
+            break;
+        }
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            panic!("never streaming:\n{}", child_log(&mut child));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let streamed_from = app.transactions();
+    while app.transactions() < streamed_from + 30 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, errors) = app.stop().await;
+    assert!(errors.is_empty(), "the application got errors: {errors:?}");
+    // Ctrl-C keeps the slot; the same command with the cutover flags drains and cuts over.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let first = child.wait_with_output().unwrap();
+    let first_log = text(&first);
+    assert!(
+        first_log.contains("ordered apply"),
+        "the ordered apply was not used:\n{first_log}"
+    );
+    let out = pgferry(&[
+        "clone",
+        "--follow",
+        "-s",
+        &src_uri,
+        "-t",
+        &dst_uri,
+        "--max-replication-lag",
+        "0",
+        "--stop-replication",
+    ]);
+    assert!(out.status.success(), "cutover: {}\n{first_log}", text(&out));
+    let out = pgferry(&["verify", "-s", &src.uri(db), "-t", &dst.uri(db)]);
+    assert!(out.status.success(), "verify: {}", text(&out));
+    assert_eq!(
+        psql(&dst, db, OWNERS_AND_ACLS),
+        psql(src, db, OWNERS_AND_ACLS),
+        "owners/ACLs/trigger states differ"
+    );
+}
