@@ -203,6 +203,15 @@ fn event_text(event: &FollowEvent) -> String {
             )
         }
         FollowEvent::SequencesSynced(n) => format!("{n} sequences synced"),
+        FollowEvent::NotReplicated(tables) if tables.is_empty() => {
+            "every user table is replicated".into()
+        }
+        FollowEvent::NotReplicated(tables) => format!(
+            "WARNING: not replicated (created on the source after the start, or removed from the \
+             publication because they lost their replica identity): {}",
+            tables.join(", ")
+        ),
+        FollowEvent::SlotRetention(r) => r.describe(),
     }
 }
 

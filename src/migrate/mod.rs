@@ -784,7 +784,36 @@ impl Context<'_> {
             FollowEvent::SequencesSynced(n) => {
                 self.out.detail(db, &format!("{n} sequences synced"))
             }
+            FollowEvent::NotReplicated(tables) => self.on_not_replicated(db, tables),
+            FollowEvent::SlotRetention(r) => {
+                self.out.detail(db, &r.describe());
+                self.send(Update::Retention {
+                    db: db.to_owned(),
+                    bytes: r.retained_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+                    wal_status: r.wal_status,
+                });
+            }
         }
+    }
+}
+
+impl Context<'_> {
+    /// Tables the publication does not list: into the state (status shows them) and the log.
+    fn on_not_replicated(&self, db: &str, tables: Vec<String>) {
+        if !tables.is_empty() {
+            self.out.message(
+                Some(db),
+                &format!(
+                    "WARNING: not replicated (created on the source after the start, or removed \
+                     from the publication because they lost their replica identity): {}",
+                    tables.join(", ")
+                ),
+            );
+        }
+        self.send(Update::NotReplicated {
+            db: db.to_owned(),
+            tables,
+        });
     }
 }
 

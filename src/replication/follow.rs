@@ -42,6 +42,9 @@ pub struct FollowOptions {
     pub batch: BatchLimits,
     /// Slot and publication names use the md5 of the database name (`-m/--mangle`).
     pub mangle: bool,
+    /// `--max-slot-retained`: past this much WAL held back by the slot, drop it and stop
+    /// ([`super::source_watch`]). `None` or 0: no limit.
+    pub max_slot_retained: Option<u64>,
 }
 
 impl Default for FollowOptions {
@@ -54,6 +57,7 @@ impl Default for FollowOptions {
             lag_interval: Duration::from_secs(5),
             batch: BatchLimits::default(),
             mangle: false,
+            max_slot_retained: Some(super::source_watch::DEFAULT_MAX_SLOT_RETAINED),
         }
     }
 }
@@ -86,6 +90,11 @@ pub enum FollowEvent {
         lag: u64,
     },
     SequencesSynced(usize),
+    /// User tables the publication does not list (created after the start, or removed because
+    /// they lost their replica identity); sent when the list changes.
+    NotReplicated(Vec<String>),
+    /// WAL the slot makes the source keep, every `lag_interval`.
+    SlotRetention(super::source_watch::SlotRetention),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +125,8 @@ pub enum FollowError {
     Replication(#[from] ReplicationError),
     #[error("applying changes: {0}")]
     Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Watch(#[from] super::source_watch::WatchError),
     #[error("replication stream: {0}")]
     Pump(#[from] PumpError),
     #[error(
@@ -173,6 +184,7 @@ impl FollowError {
             }
             FollowError::Pump(PumpError::Ended | PumpError::Silent(_)) => true,
             FollowError::Apply(e) => !e.is_permanent(),
+            FollowError::Watch(e) => !matches!(e, super::source_watch::WatchError::Exceeded(_)),
             _ => false,
         }
     }
@@ -506,7 +518,7 @@ async fn session(
                 // The applier hung up: its own error tells why.
                 SessionEnd::Shutdown
             }
-            end = monitor(&source.client, &applied_rx, opts, observer, &mut shutdown) => end?,
+            end = monitor(&source.client, &applied_rx, opts, names, observer, &mut shutdown) => end?,
         };
         // `tx` is gone with the pump: the applier finishes what it has and returns.
         Ok::<_, FollowError>(ended)
@@ -558,11 +570,26 @@ async fn monitor(
     source: &tokio_postgres::Client,
     applied: &watch::Receiver<Lsn>,
     opts: &FollowOptions,
+    names: &ObjectNames,
     observer: Observer<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<SessionEnd, FollowError> {
     let mut last_report: Option<Instant> = None;
+    let mut watch = super::source_watch::SourceWatch::new(
+        names,
+        &opts.clone.filter,
+        opts.max_slot_retained,
+        opts.lag_interval,
+    );
     loop {
+        if let Some(tick) = watch.tick(source).await? {
+            if let Some(tables) = tick.not_replicated {
+                observer(FollowEvent::NotReplicated(tables));
+            }
+            if let Some(retention) = tick.retention {
+                observer(FollowEvent::SlotRetention(retention));
+            }
+        }
         let row = source
             // The insert position, not pg_current_wal_lsn() (the write position): with
             // synchronous_commit = off a committed transaction may not be written yet, and a
