@@ -104,6 +104,7 @@ async fn follow(
             .flatten(),
         replica_identity_full: args.replica_identity_full,
         retry_for: args.retry_for,
+        max_slot_retained: Some(args.max_slot_retained),
         ..FollowOptions::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

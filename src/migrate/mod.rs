@@ -51,6 +51,8 @@ pub struct MigrateOptions {
     pub migration_id: Option<String>,
     pub show_passwords: bool,
     pub retry_for: Duration,
+    /// `--max-slot-retained`: see [`crate::replication::source_watch`].
+    pub max_slot_retained: Option<u64>,
     /// Options as the user gave them, recorded in the state (never a password).
     pub recorded_options: serde_json::Value,
 }
@@ -639,6 +641,7 @@ impl Context<'_> {
                 replica_identity_full: self.opts.preflight.replica_identity_full,
                 retry_for: self.opts.retry_for,
                 mangle: self.opts.preflight.mangle,
+                max_slot_retained: self.opts.max_slot_retained,
                 ..FollowOptions::default()
             };
             // Shut the follower down on Ctrl-C, or on a cutover request once it streams

@@ -147,7 +147,9 @@ impl StatusReport {
             .filter(|d| d.slot_retained_bytes.is_some() && d.status != "done")
             .collect();
         if !retaining.is_empty() {
-            out.push_str("\nWAL retained on the source by the replication slot (at the last report):\n");
+            out.push_str(
+                "\nWAL retained on the source by the replication slot (at the last report):\n",
+            );
             for d in retaining {
                 out.push_str(&format!(
                     "  {}: {} bytes{}\n",
@@ -160,15 +162,21 @@ impl StatusReport {
                 ));
             }
         }
-        let missing: Vec<&DatabaseRow> =
-            dbs.iter().filter(|d| !d.not_replicated.is_empty()).collect();
+        let missing: Vec<&DatabaseRow> = dbs
+            .iter()
+            .filter(|d| !d.not_replicated.is_empty())
+            .collect();
         if !missing.is_empty() {
             out.push_str(
                 "\nnot replicated (created on the source after the start, or removed from the \
                  publication because they lost their replica identity):\n",
             );
             for d in missing {
-                out.push_str(&format!("  {}: {}\n", d.dbname, d.not_replicated.join(", ")));
+                out.push_str(&format!(
+                    "  {}: {}\n",
+                    d.dbname,
+                    d.not_replicated.join(", ")
+                ));
             }
         }
         let reasons: Vec<&DatabaseRow> = dbs.iter().filter(|d| d.method_reason.is_some()).collect();
@@ -271,7 +279,10 @@ mod tests {
         assert_eq!(v["migration_detail"][1]["slot_retained_bytes"], 123456);
         let table = r.to_table();
         assert!(table.contains("  b: public.late"), "{table}");
-        assert!(table.contains("  b: 123456 bytes (wal_status reserved)"), "{table}");
+        assert!(
+            table.contains("  b: 123456 bytes (wal_status reserved)"),
+            "{table}"
+        );
     }
 
     #[test]

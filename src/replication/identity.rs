@@ -205,7 +205,10 @@ mod tests {
 
     #[test]
     fn codes_and_texts() {
-        assert_eq!(IdentityGap::from_code("d"), Some(IdentityGap::DeferrablePrimaryKey));
+        assert_eq!(
+            IdentityGap::from_code("d"),
+            Some(IdentityGap::DeferrablePrimaryKey)
+        );
         assert_eq!(IdentityGap::from_code("x"), None);
         let leaf = MissingIdentity {
             table: "public.p_2".into(),
@@ -229,7 +232,10 @@ mod tests {
                 gap: IdentityGap::DeferrablePrimaryKey,
             },
         ]);
-        assert!(text.contains("--skip-table public.p --skip-table public.a"), "{text}");
+        assert!(
+            text.contains("--skip-table public.p --skip-table public.a"),
+            "{text}"
+        );
         assert!(text.contains("--replica-identity-full"), "{text}");
         assert!(text.contains("public.p_3 (partition of public.p: REPLICA IDENTITY NOTHING)"));
     }

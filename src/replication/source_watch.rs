@@ -171,8 +171,7 @@ impl SourceWatch {
         let mut tick = Tick::default();
 
         guard::enforce(client, &self.names.publication).await?;
-        let missing =
-            guard::not_published(client, &self.names.publication, &self.filter).await?;
+        let missing = guard::not_published(client, &self.names.publication, &self.filter).await?;
         if self.not_replicated.as_ref() != Some(&missing) {
             if !missing.is_empty() {
                 tracing::warn!(
