@@ -65,7 +65,10 @@ impl App {
     fn start(uri: &str, statements: &[&str]) -> App {
         let stop = Arc::new(AtomicBool::new(false));
         let loop_sql = Arc::new(Mutex::new(
-            statements.iter().map(|s| s.to_string()).collect(),
+            statements
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<String>>(),
         ));
         let once = Arc::new(Mutex::new(VecDeque::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
@@ -101,10 +104,12 @@ impl App {
                             Ok(()) => {
                                 d.fetch_add(1, Ordering::SeqCst);
                             }
-                            Err(err) => e
-                                .lock()
-                                .unwrap()
-                                .push(format!("{sql}: {}", pgferry::copy::server_message(&err))),
+                            Err(err) => e.lock().unwrap().push(format!(
+                                "{sql}: {}",
+                                err.as_db_error()
+                                    .map(|d| d.message().to_owned())
+                                    .unwrap_or_else(|| err.to_string())
+                            )),
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(3)).await;
@@ -371,7 +376,7 @@ fn every_table_without_usable_identity_is_named_with_the_choices() {
         psql(
             &src,
             "zoo",
-            "SELECT string_agg(relname || '=' || relreplident, ',' ORDER BY relname) FROM pg_class \
+            "SELECT string_agg(relname || '=' || relreplident::text, ',' ORDER BY relname) FROM pg_class \
              WHERE relname IN ('deferred', 'nothing', 'parted_bare', 'by_index')"
         ),
         "by_index=i,deferred=d,nothing=n,parted_bare=d",
@@ -439,7 +444,7 @@ fn clone_follow_fixes_exactly_the_failing_tables_without_one_failed_write() {
         psql(
             &src,
             "shop",
-            "SELECT string_agg(relname || '=' || relreplident, ',' ORDER BY relname) FROM pg_class \
+            "SELECT string_agg(relname || '=' || relreplident::text, ',' ORDER BY relname) FROM pg_class \
              WHERE relname IN ('ok', 'deferred', 'nothing', 'by_index', 'lost_index', \
                                'parted_keyed', 'parted_bare', 't')"
         ),
