@@ -65,23 +65,24 @@ pub fn guard_name(publication: &str) -> String {
     format!("pgferry_{hex}_guard")
 }
 
-/// Rows `(top, leaf, gap)`, one per top: tables listed in `publication` that hold, or have a
-/// partition holding, rows without a usable replica identity (names schema-qualified and
-/// quoted; `leaf` is the first such table of the tree).
+/// Rows `(published, leaf, gap)`, one per published relation: relations listed in
+/// `publication` (a plain table, a partition root, or a leaf partition listed on its own) that
+/// hold, or have a partition holding, rows without a usable replica identity (names
+/// schema-qualified and quoted; `leaf` is the first such table).
 fn unsafe_published_sql(publication: &str) -> String {
     format!(
         "{TREE_CTE} \
          SELECT DISTINCT ON (s.top) s.top, s.leaf, s.gap FROM ( \
-         SELECT pg_catalog.format('%I.%I', tn.nspname, tc.relname) AS top, \
+         SELECT pg_catalog.format('%I.%I', pn.nspname, pc.relname) AS top, \
                 pg_catalog.format('%I.%I', ln.nspname, lc.relname) AS leaf, g.gap \
          FROM (SELECT t.*, {gap} AS gap FROM tree t \
                JOIN pg_catalog.pg_class lc ON lc.oid = t.leaf WHERE lc.relkind = 'r') g \
-         JOIN pg_catalog.pg_publication_rel pr ON pr.prrelid = g.top \
+         JOIN pg_catalog.pg_publication_rel pr ON pr.prrelid IN (g.top, g.leaf) \
          JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid AND p.pubname = {name} \
+         JOIN pg_catalog.pg_class pc ON pc.oid = pr.prrelid \
+         JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace \
          JOIN pg_catalog.pg_class lc ON lc.oid = g.leaf \
          JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace \
-         JOIN pg_catalog.pg_class tc ON tc.oid = g.top \
-         JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace \
          WHERE g.gap IS NOT NULL) s ORDER BY s.top, s.leaf",
         gap = identity_gap_sql("lc"),
         name = quote_literal(publication)
@@ -190,7 +191,7 @@ pub async fn enforce(client: &Client, publication: &str) -> Result<Enforced, Gua
         let what = if top == leaf {
             format!("{top} ({reason})")
         } else {
-            format!("{top} (partition {leaf}: {reason})")
+            format!("{top} (table {leaf}: {reason})")
         };
         let result = client
             .batch_execute(&format!(
@@ -222,38 +223,56 @@ pub async fn enforce(client: &Client, publication: &str) -> Result<Enforced, Gua
     Ok(out)
 }
 
-/// User tables (plain tables and partition roots, those `filter` selects) that `publication`
-/// does not list: created after it, or removed from it by the guard. Empty for a FOR ALL
-/// TABLES publication (an older run's).
+/// User tables (those `filter` selects) that `publication` does not replicate: a plain table
+/// or a whole partition tree not listed (created after the start, or removed by the guard) by
+/// its own name, and a leaf partition of a tree published leaf by leaf that is not listed (a
+/// partition created later) by the leaf's name. Empty for a FOR ALL TABLES publication (an
+/// older run's).
 pub async fn not_published(
     client: &Client,
     publication: &str,
     filter: &TableFilter,
 ) -> Result<Vec<String>, GuardError> {
+    let sql = format!(
+        "{TREE_CTE}, \
+         listed AS (SELECT pr.prrelid FROM pg_catalog.pg_publication_rel pr \
+                    JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid \
+                    WHERE p.pubname = $1 AND NOT p.puballtables) \
+         SELECT DISTINCT tn.nspname::text, tc.relname::text, \
+                CASE WHEN EXISTS (SELECT 1 FROM tree t2 JOIN listed ON listed.prrelid = t2.leaf \
+                                  WHERE t2.top = t.top) \
+                     THEN pg_catalog.format('%I.%I', ln.nspname, lc.relname) END \
+         FROM tree t \
+         JOIN pg_catalog.pg_class lc ON lc.oid = t.leaf \
+         JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace \
+         JOIN pg_catalog.pg_class tc ON tc.oid = t.top \
+         JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace \
+         WHERE lc.relkind = 'r' \
+           AND t.top NOT IN (SELECT prrelid FROM listed) AND t.leaf NOT IN (SELECT prrelid FROM listed) \
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_publication p \
+                       WHERE p.pubname = $1 AND NOT p.puballtables) \
+           AND t.top NOT IN (SELECT objid FROM pg_catalog.pg_depend WHERE deptype = 'e' \
+                             AND classid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
+         ORDER BY 1, 2, 3"
+    );
     let rows = client
-        .query(
-            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition \
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') \
-               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
-               AND c.oid NOT IN (SELECT objid FROM pg_catalog.pg_depend WHERE deptype = 'e' \
-                                 AND classid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
-               AND EXISTS (SELECT 1 FROM pg_catalog.pg_publication p \
-                           WHERE p.pubname = $1 AND NOT p.puballtables) \
-               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel pr \
-                               JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid \
-                               WHERE p.pubname = $1 AND pr.prrelid = c.oid) \
-             ORDER BY 1, 2",
-            &[&publication],
-        )
+        .query(&sql, &[&publication])
         .await
         .map_err(err("listing tables that are not replicated"))?;
-    Ok(rows
-        .iter()
-        .filter(|r| filter.matches(r.get(0), r.get(1)))
-        .map(|r| qualified(r.get(0), r.get(1)))
-        .collect())
+    let mut out: Vec<String> = Vec::new();
+    for row in &rows {
+        let (schema, name): (&str, &str) = (row.get(0), row.get(1));
+        if !filter.matches(schema, name) {
+            continue;
+        }
+        let entry = row
+            .get::<_, Option<String>>(2)
+            .unwrap_or_else(|| qualified(schema, name));
+        if out.last() != Some(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

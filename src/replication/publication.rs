@@ -12,7 +12,10 @@
 //! lose their identity while streaming.
 
 use super::guard::{self, GuardError};
-use super::identity::{describe_choices, missing_identity, IdentityQueryError, MissingIdentity};
+use super::identity::{
+    describe_choices, identity_gap_sql, missing_identity, IdentityQueryError, MissingIdentity,
+    TREE_CTE,
+};
 use crate::copy::TableFilter;
 use crate::ddl::{qualified, quote_ident, quote_literal};
 use md5::{Digest, Md5};
@@ -81,15 +84,6 @@ fn source_err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> PublicationEr
         source,
     }
 }
-
-/// Which user tables are published: persistent plain and partitioned tables outside the system
-/// schemas (and outside `pgferry`, our own state). Partitions are published through their
-/// root, so the FOR TABLE list names roots and plain tables only.
-const USER_TABLES: &str = "FROM pg_catalog.pg_class c \
-     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' \
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') \
-       AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
 
 /// Tables whose UPDATE/DELETE would fail once published, each with the reason (see
 /// [`super::identity`]): `public.a (its primary key is DEFERRABLE, ...)`, `public.p_2
@@ -241,18 +235,8 @@ pub async fn create_publication(
         drop_publication(client, name).await?;
     }
     let superuser = is_superuser(client).await?;
-    let sql = format!(
-        "SELECT n.nspname::text, c.relname::text {USER_TABLES} AND NOT c.relispartition \
-         ORDER BY 1, 2"
-    );
-    let tables: Vec<String> = client
-        .query(&sql, &[])
-        .await
-        .map_err(source_err("listing the tables to publish"))?
-        .iter()
-        .filter(|r| filter.matches(r.get(0), r.get(1)))
-        .map(|r| qualified(r.get(0), r.get(1)))
-        .collect();
+    let version = server_version_num(client).await?;
+    let tables = tables_to_publish(client, filter, version >= 130000).await?;
     // No table needs no help: anyone may create an empty publication.
     let aiven = if !superuser && !tables.is_empty() {
         aiven_extras_schema(client).await?
@@ -280,7 +264,7 @@ pub async fn create_publication(
         } else {
             format!("FOR TABLE {}", tables.join(", "))
         };
-        let with = if server_version_num(client).await? >= 130000 {
+        let with = if version >= 130000 {
             " WITH (publish_via_partition_root = true)"
         } else {
             ""
@@ -298,6 +282,58 @@ pub async fn create_publication(
     }
     guard::enforce(client, name).await?;
     Ok(())
+}
+
+/// The FOR TABLE list: plain tables, and for each partition tree its root when changes can
+/// be published through it (PostgreSQL 13+, and the root has a usable replica identity, so
+/// that the root's relation message carries the key the leaves log), else its leaf partitions
+/// one by one (their changes then arrive under their own names and identities; the target has
+/// the same partitions, cloned from this database).
+async fn tables_to_publish(
+    client: &Client,
+    filter: &TableFilter,
+    via_root: bool,
+) -> Result<Vec<String>, PublicationError> {
+    let sql = format!(
+        "{TREE_CTE} \
+         SELECT tn.nspname::text, tc.relname::text, ln.nspname::text, lc.relname::text, \
+                tc.relkind = 'p' AS partitioned, ({root_gap}) IS NULL AS root_has_identity \
+         FROM tree t \
+         JOIN pg_catalog.pg_class lc ON lc.oid = t.leaf \
+         JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace \
+         JOIN pg_catalog.pg_class tc ON tc.oid = t.top \
+         JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace \
+         WHERE lc.relkind = 'r' OR t.leaf = t.top \
+         ORDER BY 1, 2, 3, 4",
+        root_gap = identity_gap_sql("tc")
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(source_err("listing the tables to publish"))?;
+    let mut out: Vec<String> = Vec::new();
+    for row in &rows {
+        let (schema, name): (&str, &str) = (row.get(0), row.get(1));
+        if !filter.matches(schema, name) {
+            continue;
+        }
+        let (partitioned, root_ok): (bool, bool) = (row.get(4), row.get(5));
+        let entry = if partitioned && !(via_root && root_ok) {
+            let (leaf_schema, leaf): (&str, &str) = (row.get(2), row.get(3));
+            if leaf_schema == schema && leaf == name {
+                // A partitioned table without partitions: nothing to publish yet.
+                continue;
+            }
+            qualified(leaf_schema, leaf)
+        } else {
+            qualified(schema, name)
+        };
+        // Rows come ordered by root: a root repeats only on consecutive rows.
+        if out.last() != Some(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
 }
 
 /// Drops our publication if it exists, with its replica identity guard. One made through aiven_extras belongs to the
