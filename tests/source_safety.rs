@@ -637,3 +637,117 @@ fn tables_changed_or_created_while_streaming_never_fail_a_write() {
     assert_eq!(psql(&dst, "live", parted), psql(&src, "live", parted));
     assert_eq!(source_footprint(&src, "live"), "0/0/0/0");
 }
+
+/// Apply blocked (a lock held on the target table) while the source keeps writing: the WAL
+/// the slot retains grows, status shows it, and past a low `--max-slot-retained` pgferry drops
+/// its own slot and publication and marks the database failed, saying how to continue. The
+/// application's writes never fail. A rerun copies the database again and finishes.
+#[test]
+fn a_stalled_apply_past_max_slot_retained_drops_the_slot() {
+    let src = start_cluster();
+    let dst = start_cluster();
+    psql(&src, "postgres", "CREATE DATABASE big");
+    psql(
+        &src,
+        "big",
+        "CREATE TABLE t (id bigserial PRIMARY KEY, v text);
+         INSERT INTO t (v) SELECT 'v' FROM generate_series(1, 1000);",
+    );
+    let (s, t) = (src.uri("postgres"), dst.uri("postgres"));
+    let args = [
+        "migrate",
+        "-s",
+        &s,
+        "-t",
+        &t,
+        "--databases",
+        "big",
+        "--max-slot-retained",
+        "24MB",
+    ];
+    let mut ferry = Ferry::spawn(&args);
+    wait_status(&dst, &mut ferry, "big syncing", |st| {
+        db_detail(st, "big").is_some_and(|d| d["status"] == "syncing")
+    });
+    // The target's table locked: apply waits, the slot cannot advance.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let blocker = rt.block_on(async {
+        let session = connect(&ConnConfig::from_conn_str(&dst.uri("big")).unwrap())
+            .await
+            .unwrap();
+        session
+            .client
+            .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        session
+    });
+    // About 1 kB of WAL per statement: 64 MB in all, well past the limit.
+    let app = App::start(
+        &src.uri("big"),
+        &["INSERT INTO t (v) SELECT repeat(md5(random()::text), 32) FROM generate_series(1, 20)"],
+    );
+    let seen = Mutex::new(Vec::<i64>::new());
+    let st = wait_status(&dst, &mut ferry, "big failed", |st| {
+        let Some(d) = db_detail(st, "big") else {
+            return false;
+        };
+        if let Some(b) = d["slot_retained_bytes"].as_i64() {
+            seen.lock().unwrap().push(b);
+        }
+        d["status"] == "failed"
+    });
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.windows(2).any(|w| w[1] > w[0]),
+        "status never showed the retained WAL growing: {seen:?}"
+    );
+    let big = db_detail(&st, "big").unwrap();
+    let error = big["error"].as_str().unwrap_or_default().to_owned();
+    for expected in [
+        "--max-slot-retained",
+        "dropped its slot and publication",
+        "copy the database",
+        "rerun the same `pgferry migrate` command",
+    ] {
+        assert!(error.contains(expected), "{expected:?} missing: {error}");
+    }
+    let retained = big["slot_retained_bytes"].as_i64().unwrap_or(0);
+    assert!(
+        retained > 12 << 20,
+        "status showed the retained WAL growing toward the limit: {big}"
+    );
+    assert_eq!(
+        psql(
+            &src,
+            "big",
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%'"
+        ),
+        "0",
+        "the slot must be gone: nothing retains WAL on the source any more"
+    );
+    let (_, log) = ferry.wait(Duration::from_secs(60));
+    assert!(
+        log.contains("of --max-slot-retained"),
+        "the 50%/80% warnings: {log}"
+    );
+    let (done, errors) = app.finish();
+    assert!(
+        errors.is_empty(),
+        "writes failed on the source: {errors:#?}"
+    );
+    assert!(done > 100, "{done}");
+    drop(blocker);
+
+    // As the message says: rerun; the database is copied again and cut over.
+    let mut again = Ferry::spawn(&args[..args.len() - 2]);
+    wait_status(&dst, &mut again, "big syncing again", |st| {
+        db_detail(st, "big").is_some_and(|d| d["status"] == "syncing")
+    });
+    let out = pgferry(&["stop", "-t", &t]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (status, log) = again.wait(Duration::from_secs(180));
+    assert!(status.success(), "{log}");
+    verify_equal(&src, &dst, "big", VerifyOptions::default());
+    assert_eq!(source_footprint(&src, "big"), "0/0/0/0");
+}

@@ -214,10 +214,13 @@ pub async fn follow_database(
     let slot_exists = publication::slot_exists(&source.client, &names.slot).await?;
     let stored = stored_position(dst, &names.slot).await?;
     match (slot_exists, stored) {
-        (true, Some(from)) => observer(FollowEvent::Resuming {
-            slot: names.slot.clone(),
-            from,
-        }),
+        (true, Some(from)) => {
+            observer(FollowEvent::Resuming {
+                slot: names.slot.clone(),
+                from,
+            });
+            warn_retained(&source.client, &names.slot, observer).await;
+        }
         (true, None) => {
             return Err(FollowError::SlotWithoutProgress {
                 slot: names.slot.clone(),
@@ -295,6 +298,17 @@ pub async fn follow_database(
                 return Ok(FollowOutcome::Stopped { applied: *applied_rx.borrow() });
             }
         }
+    }
+}
+
+/// Before resuming: says how much WAL the slot made the source keep while nobody consumed it.
+async fn warn_retained(source: &tokio_postgres::Client, slot: &str, observer: Observer<'_>) {
+    if let Ok(Some(r)) = super::source_watch::read_retention(source, slot).await {
+        tracing::warn!(
+            "resuming slot {slot}: {} (it grew while no pgferry was streaming)",
+            r.describe()
+        );
+        observer(FollowEvent::SlotRetention(r));
     }
 }
 
