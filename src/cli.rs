@@ -338,6 +338,13 @@ pub struct MigrateArgs {
     #[arg(long = "replica-identity-full")]
     pub replica_identity_full: bool,
 
+    /// WAL the replication slot may make the source keep (pg_current_wal_lsn() - restart_lsn)
+    /// before pgferry drops its own slot and publication and marks the database failed, so
+    /// that a stalled migration cannot fill the source's disk; it warns at 50% and 80%. The
+    /// database must then be copied again. SIZE accepts kB, MB, GB, TB; 0 means no limit.
+    #[arg(long = "max-slot-retained", value_name = "SIZE", default_value = "64GB", value_parser = size::parse_size)]
+    pub max_slot_retained: u64,
+
     /// How long a live database keeps reconnecting after connections drop (e.g. 30s, 10m).
     #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
     pub retry_for: std::time::Duration,
@@ -447,6 +454,14 @@ pub struct CloneArgs {
     /// IDENTITY FULL on the source (this changes the source) instead of refusing.
     #[arg(long = "replica-identity-full", requires = "follow")]
     pub replica_identity_full: bool,
+    /// With --follow: WAL the replication slot may make the source keep
+    /// (pg_current_wal_lsn() - restart_lsn) before pgferry drops its own slot and publication
+    /// and stops, so that a stalled migration cannot fill the source's disk; it warns at 50%
+    /// and 80%. The database must then be copied again. SIZE accepts kB, MB, GB, TB; 0 means
+    /// no limit.
+    #[arg(long = "max-slot-retained", value_name = "SIZE", default_value = "64GB", requires = "follow", value_parser = size::parse_size)]
+    pub max_slot_retained: u64,
+
     /// With --follow: how long to keep reconnecting after connections drop (e.g. 30s, 10m, 1h).
     #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
     pub retry_for: std::time::Duration,

@@ -202,6 +202,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         cutover_at_lag: None,
         migration_id: Some("demo".into()),
         show_passwords: false,
+        max_slot_retained: Some(crate::replication::source_watch::DEFAULT_MAX_SLOT_RETAINED),
         retry_for: std::time::Duration::from_secs(60),
         recorded_options: serde_json::json!({"demo": true}),
     };

@@ -131,7 +131,9 @@ async fn event_triggers(client: &Client) -> Result<Vec<EventTrigger>, CatalogErr
                 e.evtenabled::text AS enabled,
                 pg_catalog.obj_description(e.oid, 'pg_event_trigger') AS comment
          FROM pg_catalog.pg_event_trigger e
-         WHERE {} ORDER BY e.evtname",
+         WHERE {} AND e.evtfoid NOT IN (SELECT p.oid FROM pg_catalog.pg_proc p
+               JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace WHERE pn.nspname = 'pgferry')
+         ORDER BY e.evtname",
         not_ext("pg_event_trigger", "e.oid")
     );
     let mut out = Vec::new();

@@ -10,7 +10,10 @@ use super::{CatalogError, ReadOptions};
 
 /// Namespace filter shared by every query (`n` is the object's `pg_namespace`). User schemas
 /// cannot start with `pg_`, so this drops pg_catalog, pg_toast* and pg_temp* in one test.
-pub(super) const USER_NS: &str = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'";
+/// Schema `pgferry` is pgferry's own (state on a target, the replica identity guard on a
+/// source during streaming) and is never copied.
+pub(super) const USER_NS: &str =
+    "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' AND n.nspname <> 'pgferry'";
 
 /// Version-dependent SQL fragments.
 pub(super) struct Gate {

@@ -106,6 +106,7 @@ async fn follow(
             .flatten(),
         replica_identity_full: args.replica_identity_full,
         retry_for: args.retry_for,
+        max_slot_retained: Some(args.max_slot_retained),
         ..FollowOptions::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -205,6 +206,15 @@ fn event_text(event: &FollowEvent) -> String {
             )
         }
         FollowEvent::SequencesSynced(n) => format!("{n} sequences synced"),
+        FollowEvent::NotReplicated(tables) if tables.is_empty() => {
+            "every user table is replicated".into()
+        }
+        FollowEvent::NotReplicated(tables) => format!(
+            "WARNING: not replicated (created on the source after the start, or removed from the \
+             publication because they lost their replica identity): {}",
+            tables.join(", ")
+        ),
+        FollowEvent::SlotRetention(r) => r.describe(),
     }
 }
 

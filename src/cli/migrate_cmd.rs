@@ -153,6 +153,7 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
             .flatten(),
         migration_id: args.migration_id.clone(),
         show_passwords: args.show_passwords,
+        max_slot_retained: Some(args.max_slot_retained),
         retry_for: args.retry_for,
         recorded_options: recorded,
     })

@@ -52,6 +52,8 @@ pub struct MigrateOptions {
     pub migration_id: Option<String>,
     pub show_passwords: bool,
     pub retry_for: Duration,
+    /// `--max-slot-retained`: see [`crate::replication::source_watch`].
+    pub max_slot_retained: Option<u64>,
     /// Options as the user gave them, recorded in the state (never a password).
     pub recorded_options: serde_json::Value,
 }
@@ -669,6 +671,7 @@ impl Context<'_> {
                 retry_for: self.opts.retry_for,
                 mangle: self.opts.preflight.mangle,
                 create_aiven_extras: plan.apply_mode == Some(access::ApplyMode::AivenExtras),
+                max_slot_retained: self.opts.max_slot_retained,
                 ..FollowOptions::default()
             };
             // Shut the follower down on Ctrl-C, or on a cutover request once it streams
@@ -814,7 +817,36 @@ impl Context<'_> {
             FollowEvent::SequencesSynced(n) => {
                 self.out.detail(db, &format!("{n} sequences synced"))
             }
+            FollowEvent::NotReplicated(tables) => self.on_not_replicated(db, tables),
+            FollowEvent::SlotRetention(r) => {
+                self.out.detail(db, &r.describe());
+                self.send(Update::Retention {
+                    db: db.to_owned(),
+                    bytes: r.retained_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+                    wal_status: r.wal_status,
+                });
+            }
         }
+    }
+}
+
+impl Context<'_> {
+    /// Tables the publication does not list: into the state (status shows them) and the log.
+    fn on_not_replicated(&self, db: &str, tables: Vec<String>) {
+        if !tables.is_empty() {
+            self.out.message(
+                Some(db),
+                &format!(
+                    "WARNING: not replicated (created on the source after the start, or removed \
+                     from the publication because they lost their replica identity): {}",
+                    tables.join(", ")
+                ),
+            );
+        }
+        self.send(Update::NotReplicated {
+            db: db.to_owned(),
+            tables,
+        });
     }
 }
 

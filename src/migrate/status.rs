@@ -88,6 +88,9 @@ impl StatusReport {
                     "lag_bytes": d.lag_bytes,
                     "tables_done": d.tables_done,
                     "tables_total": d.tables_total,
+                    "not_replicated": d.not_replicated,
+                    "slot_retained_bytes": d.slot_retained_bytes,
+                    "slot_wal_status": d.slot_wal_status,
                 })
             })
             .collect();
@@ -139,6 +142,43 @@ impl StatusReport {
                 d.error.as_deref().unwrap_or("-")
             ));
         }
+        let retaining: Vec<&DatabaseRow> = dbs
+            .iter()
+            .filter(|d| d.slot_retained_bytes.is_some() && d.status != "done")
+            .collect();
+        if !retaining.is_empty() {
+            out.push_str(
+                "\nWAL retained on the source by the replication slot (at the last report):\n",
+            );
+            for d in retaining {
+                out.push_str(&format!(
+                    "  {}: {} bytes{}\n",
+                    d.dbname,
+                    d.slot_retained_bytes.unwrap_or(0),
+                    d.slot_wal_status
+                        .as_deref()
+                        .map(|s| format!(" (wal_status {s})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        let missing: Vec<&DatabaseRow> = dbs
+            .iter()
+            .filter(|d| !d.not_replicated.is_empty())
+            .collect();
+        if !missing.is_empty() {
+            out.push_str(
+                "\nnot replicated (created on the source after the start, or removed from the \
+                 publication because they lost their replica identity):\n",
+            );
+            for d in missing {
+                out.push_str(&format!(
+                    "  {}: {}\n",
+                    d.dbname,
+                    d.not_replicated.join(", ")
+                ));
+            }
+        }
         let reasons: Vec<&DatabaseRow> = dbs.iter().filter(|d| d.method_reason.is_some()).collect();
         if !reasons.is_empty() {
             out.push_str("\nwhy not replication:\n");
@@ -186,6 +226,9 @@ mod tests {
             tables_done: 1,
             tables_total: 2,
             created_db: true,
+            not_replicated: Vec::new(),
+            slot_retained_bytes: None,
+            slot_wal_status: None,
         }
     }
 
@@ -222,6 +265,24 @@ mod tests {
         assert_eq!(v["migration_detail"][0]["method"], "pg_dump");
         assert_eq!(v["migration_detail"][1]["status"], "syncing");
         assert_eq!(v["migration_detail"][1]["tables_total"], 2);
+    }
+
+    #[test]
+    fn not_replicated_tables_and_retained_wal_are_shown() {
+        let mut b = db("b", "syncing", "replication");
+        b.not_replicated = vec!["public.late".into()];
+        b.slot_retained_bytes = Some(123456);
+        b.slot_wal_status = Some("reserved".into());
+        let r = report(vec![db("a", "done", "pg_dump"), b], true);
+        let v = r.to_json();
+        assert_eq!(v["migration_detail"][1]["not_replicated"][0], "public.late");
+        assert_eq!(v["migration_detail"][1]["slot_retained_bytes"], 123456);
+        let table = r.to_table();
+        assert!(table.contains("  b: public.late"), "{table}");
+        assert!(
+            table.contains("  b: 123456 bytes (wal_status reserved)"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ```text
 //! pgferry.migration        one row: id, source (never with a password), options, stop request
 //! pgferry.migration_db     per database: method and why, phase, status, error, lag, copy jobs
-//!                          done/total (a table split into ranges counts once per range)
+//!                          done/total (a table split into ranges counts once per range),
+//!                          tables not replicated, WAL retained by the slot
 //! pgferry.migration_table  per database and table: rows and bytes of the finished copy
 //! ```
 //!
@@ -53,7 +54,10 @@ CREATE TABLE IF NOT EXISTS pgferry.migration_table (
     bytes bigint NOT NULL,
     seconds double precision NOT NULL,
     PRIMARY KEY (migration_id, dbname, table_name),
-    FOREIGN KEY (migration_id, dbname) REFERENCES pgferry.migration_db ON DELETE CASCADE);";
+    FOREIGN KEY (migration_id, dbname) REFERENCES pgferry.migration_db ON DELETE CASCADE);
+ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS not_replicated text[] NOT NULL DEFAULT '{}';
+ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS slot_retained_bytes bigint;
+ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS slot_wal_status text;";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -112,6 +116,13 @@ pub struct DatabaseRow {
     pub tables_done: i32,
     pub tables_total: i32,
     pub created_db: bool,
+    /// Source tables the publication does not list (created after the start, or removed
+    /// because they lost their replica identity).
+    pub not_replicated: Vec<String>,
+    /// WAL the slot made the source keep, at the last report.
+    pub slot_retained_bytes: Option<i64>,
+    /// The slot's `wal_status` (PostgreSQL 13+), at the last report.
+    pub slot_wal_status: Option<String>,
 }
 
 /// Access to the state through one client (connected to the bootstrap database).
@@ -284,7 +295,8 @@ impl<'a> Store<'a> {
             .client
             .query(
                 "SELECT dbname, method, method_reason, phase, status, error, lag_bytes, \
-                        tables_done, tables_total, created_db \
+                        tables_done, tables_total, created_db, not_replicated, \
+                        slot_retained_bytes, slot_wal_status \
                  FROM pgferry.migration_db WHERE migration_id = $1 ORDER BY dbname",
                 &[&id],
             )
@@ -303,6 +315,9 @@ impl<'a> Store<'a> {
                 tables_done: r.get(7),
                 tables_total: r.get(8),
                 created_db: r.get(9),
+                not_replicated: r.get(10),
+                slot_retained_bytes: r.get(11),
+                slot_wal_status: r.get(12),
             })
             .collect())
     }
@@ -355,6 +370,29 @@ impl<'a> Store<'a> {
                         "UPDATE pgferry.migration_db SET lag_bytes = $3, updated_at = now() \
                          WHERE migration_id = $1 AND dbname = $2",
                         &[&id, db, bytes],
+                    )
+                    .await
+            }
+            Update::NotReplicated { db, tables } => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration_db SET not_replicated = $3, updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db, tables],
+                    )
+                    .await
+            }
+            Update::Retention {
+                db,
+                bytes,
+                wal_status,
+            } => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration_db SET slot_retained_bytes = $3, \
+                                slot_wal_status = $4, updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db, bytes, wal_status],
                     )
                     .await
             }
@@ -467,6 +505,15 @@ pub enum Update {
     Planned {
         db: String,
         tables: i32,
+    },
+    NotReplicated {
+        db: String,
+        tables: Vec<String>,
+    },
+    Retention {
+        db: String,
+        bytes: Option<i64>,
+        wal_status: Option<String>,
     },
     CreatedDatabase {
         db: String,

@@ -46,6 +46,9 @@ pub struct FollowOptions {
     /// Create `aiven_extras` in the target database for the replica role when the user may
     /// not set it (migrate: the user installed the extension in the bootstrap database).
     pub create_aiven_extras: bool,
+    /// `--max-slot-retained`: past this much WAL held back by the slot, drop it and stop
+    /// ([`super::source_watch`]). `None` or 0: no limit.
+    pub max_slot_retained: Option<u64>,
 }
 
 impl Default for FollowOptions {
@@ -59,6 +62,7 @@ impl Default for FollowOptions {
             batch: BatchLimits::default(),
             mangle: false,
             create_aiven_extras: false,
+            max_slot_retained: Some(super::source_watch::DEFAULT_MAX_SLOT_RETAINED),
         }
     }
 }
@@ -91,6 +95,11 @@ pub enum FollowEvent {
         lag: u64,
     },
     SequencesSynced(usize),
+    /// User tables the publication does not list (created after the start, or removed because
+    /// they lost their replica identity); sent when the list changes.
+    NotReplicated(Vec<String>),
+    /// WAL the slot makes the source keep, every `lag_interval`.
+    SlotRetention(super::source_watch::SlotRetention),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +130,8 @@ pub enum FollowError {
     Replication(#[from] ReplicationError),
     #[error("applying changes: {0}")]
     Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Watch(#[from] super::source_watch::WatchError),
     #[error("replication stream: {0}")]
     Pump(#[from] PumpError),
     #[error(
@@ -178,6 +189,7 @@ impl FollowError {
             }
             FollowError::Pump(PumpError::Ended | PumpError::Silent(_)) => true,
             FollowError::Apply(e) => !e.is_permanent(),
+            FollowError::Watch(e) => !matches!(e, super::source_watch::WatchError::Exceeded(_)),
             _ => false,
         }
     }
@@ -207,10 +219,13 @@ pub async fn follow_database(
     let slot_exists = publication::slot_exists(&source.client, &names.slot).await?;
     let stored = stored_position(dst, &names.slot).await?;
     match (slot_exists, stored) {
-        (true, Some(from)) => observer(FollowEvent::Resuming {
-            slot: names.slot.clone(),
-            from,
-        }),
+        (true, Some(from)) => {
+            observer(FollowEvent::Resuming {
+                slot: names.slot.clone(),
+                from,
+            });
+            warn_retained(&source.client, &names.slot, observer).await;
+        }
         (true, None) => {
             return Err(FollowError::SlotWithoutProgress {
                 slot: names.slot.clone(),
@@ -288,6 +303,17 @@ pub async fn follow_database(
                 return Ok(FollowOutcome::Stopped { applied: *applied_rx.borrow() });
             }
         }
+    }
+}
+
+/// Before resuming: says how much WAL the slot made the source keep while nobody consumed it.
+async fn warn_retained(source: &tokio_postgres::Client, slot: &str, observer: Observer<'_>) {
+    if let Ok(Some(r)) = super::source_watch::read_retention(source, slot).await {
+        tracing::warn!(
+            "resuming slot {slot}: {} (it grew while no pgferry was streaming)",
+            r.describe()
+        );
+        observer(FollowEvent::SlotRetention(r));
     }
 }
 
@@ -515,7 +541,7 @@ async fn session(
                 // The applier hung up: its own error tells why.
                 SessionEnd::Shutdown
             }
-            end = monitor(&source.client, &applied_rx, opts, observer, &mut shutdown) => end?,
+            end = monitor(&source.client, &applied_rx, opts, names, observer, &mut shutdown) => end?,
         };
         // `tx` is gone with the pump: the applier finishes what it has and returns.
         Ok::<_, FollowError>(ended)
@@ -573,11 +599,26 @@ async fn monitor(
     source: &tokio_postgres::Client,
     applied: &watch::Receiver<Lsn>,
     opts: &FollowOptions,
+    names: &ObjectNames,
     observer: Observer<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<SessionEnd, FollowError> {
     let mut last_report: Option<Instant> = None;
+    let mut watch = super::source_watch::SourceWatch::new(
+        names,
+        &opts.clone.filter,
+        opts.max_slot_retained,
+        opts.lag_interval,
+    );
     loop {
+        if let Some(tick) = watch.tick(source).await? {
+            if let Some(tables) = tick.not_replicated {
+                observer(FollowEvent::NotReplicated(tables));
+            }
+            if let Some(retention) = tick.retention {
+                observer(FollowEvent::SlotRetention(retention));
+            }
+        }
         let row = source
             // The insert position, not pg_current_wal_lsn() (the write position): with
             // synchronous_commit = off a committed transaction may not be written yet, and a

@@ -1,11 +1,21 @@
 //! The source side of a live migration: our publication and slot, their names, and the tables
 //! that would break the source's own writes once published.
 //!
-//! A table in a publication that publishes UPDATE and DELETE must have a replica identity, or
-//! PostgreSQL refuses those statements *on the source* ("cannot update table ... because it
-//! does not have a replica identity"). So before creating anything we look for such tables and
-//! refuse with their list, unless the user asked for `REPLICA IDENTITY FULL` on them.
+//! A table in a publication that publishes UPDATE and DELETE must have a usable replica
+//! identity, or PostgreSQL refuses those statements *on the source* ("cannot update table ...
+//! because it does not have a replica identity"). So before creating anything we look for such
+//! tables with the server's own rule ([`super::identity`]) and refuse with their list, unless
+//! the user asked for `REPLICA IDENTITY FULL` on exactly them.
+//!
+//! The publication always lists its tables (`FOR TABLE`), for superusers too, so that a table
+//! created later is never published implicitly; see [`super::guard`] for tables that appear or
+//! lose their identity while streaming.
 
+use super::guard::{self, GuardError};
+use super::identity::{
+    describe_choices, identity_gap_sql, missing_identity, IdentityQueryError, MissingIdentity,
+    TREE_CTE,
+};
 use crate::copy::TableFilter;
 use crate::ddl::{qualified, quote_ident, quote_literal};
 use md5::{Digest, Md5};
@@ -60,14 +70,12 @@ pub enum PublicationError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error(
-        "these tables have neither a primary key nor a replica identity, so publishing them would make \
-         UPDATE and DELETE fail on the source: {}. Add a primary key (or REPLICA IDENTITY USING INDEX), or \
-         rerun with --replica-identity-full to set REPLICA IDENTITY FULL on them (this changes the source). \
-         Nothing was created on the source.",
-        .tables.join(", ")
-    )]
-    NoReplicaIdentity { tables: Vec<String> },
+    #[error("{}. Nothing was created on the source.", describe_choices(.tables))]
+    NoReplicaIdentity { tables: Vec<MissingIdentity> },
+    #[error(transparent)]
+    Identity(#[from] IdentityQueryError),
+    #[error(transparent)]
+    Guard(#[from] GuardError),
 }
 
 fn source_err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> PublicationError + '_ {
@@ -77,64 +85,48 @@ fn source_err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> PublicationEr
     }
 }
 
-/// Which user tables are published: persistent plain and partitioned tables outside the system
-/// schemas (and outside `pgferry`, our own state). Partitions are published through their
-/// root, so the FOR TABLE list names roots and plain tables only.
-const USER_TABLES: &str = "FROM pg_catalog.pg_class c \
-     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' \
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') \
-       AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
-
-/// Tables (schema-qualified, quoted) whose UPDATE/DELETE would fail once published: replica
-/// identity NOTHING, or DEFAULT without a primary key. Partitions are checked too: the check
-/// runs on the partition a row lives in.
+/// Tables whose UPDATE/DELETE would fail once published, each with the reason (see
+/// [`super::identity`]): `public.a (its primary key is DEFERRABLE, ...)`, `public.p_2
+/// (partition of public.p: no primary key)`.
 pub async fn tables_without_identity(
     client: &Client,
     filter: &TableFilter,
 ) -> Result<Vec<String>, PublicationError> {
-    let sql = format!(
-        "SELECT n.nspname::text, c.relname::text {USER_TABLES} \
-           AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS \
-                (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))) \
-         ORDER BY 1, 2"
-    );
-    let rows = client
-        .query(&sql, &[])
-        .await
-        .map_err(source_err("looking for tables without a replica identity"))?;
-    Ok(rows
+    Ok(missing_identity(client, filter)
+        .await?
         .iter()
-        .filter(|r| filter.matches(r.get(0), r.get(1)))
-        .map(|r| qualified(r.get(0), r.get(1)))
+        .map(|t| t.to_string())
         .collect())
 }
 
-/// Refuses (changing nothing) when some tables lack a replica identity, or with `set_full`
-/// gives them `REPLICA IDENTITY FULL` and returns their names so the caller can say so loudly.
+/// Refuses (changing nothing) when some tables lack a usable replica identity, or with
+/// `set_full` gives exactly those tables (leaf partitions by their own name)
+/// `REPLICA IDENTITY FULL` and returns their names so the caller can say so loudly.
 pub async fn check_replica_identity(
     client: &Client,
     set_full: bool,
     filter: &TableFilter,
 ) -> Result<Vec<String>, PublicationError> {
-    let tables = tables_without_identity(client, filter).await?;
+    let tables = missing_identity(client, filter).await?;
     if tables.is_empty() {
-        return Ok(tables);
+        return Ok(Vec::new());
     }
     if !set_full {
         return Err(PublicationError::NoReplicaIdentity { tables });
     }
-    for table in &tables {
+    for t in &tables {
         tracing::warn!(
-            "changing the SOURCE: ALTER TABLE {table} REPLICA IDENTITY FULL (it has no primary key; \
-             UPDATE and DELETE on it now log the whole old row)"
+            "changing the SOURCE: ALTER TABLE {} REPLICA IDENTITY FULL ({}; UPDATE and DELETE on \
+             it now log the whole old row)",
+            t.table,
+            t.gap
         );
         client
-            .batch_execute(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL"))
+            .batch_execute(&format!("ALTER TABLE {} REPLICA IDENTITY FULL", t.table))
             .await
             .map_err(source_err("setting REPLICA IDENTITY FULL"))?;
     }
-    Ok(tables)
+    Ok(tables.into_iter().map(|t| t.table).collect())
 }
 
 /// Whether the session's user is a superuser (FOR ALL TABLES needs it).
@@ -218,17 +210,22 @@ async fn aiven_extras_schema(client: &Client) -> Result<Option<String>, Publicat
 const AIVEN_PUBLISH: &str = "INSERT,UPDATE,DELETE,TRUNCATE";
 
 /// Creates the publication (replacing a leftover one of ours, which cannot be in use without
-/// its slot): FOR ALL TABLES for a superuser, else FOR TABLE with every user table (roots of
-/// partition trees included, their partitions follow). On PG 13+, changes to partitions are
+/// its slot) `FOR TABLE` with every user table the filter selects (roots of partition trees
+/// included, their partitions follow) — for superusers too: a table created later must never
+/// be published implicitly (see [`super::guard`]). On PG 13+, changes to partitions are
 /// published as changes to the root, so the target needs no identical partition layout.
 /// With a table filter (`--with-table`/`--skip-table`) the publication lists exactly the tables
 /// that are copied: changes to a table that was not copied must not reach the target.
 ///
+/// A superuser also gets the replica identity guard (an event trigger, [`guard::install`]).
+/// Then, whoever the user, the listed tables are checked once more ([`guard::enforce`]): a
+/// table that lost its identity between the check and now is not left published.
+///
 /// A user who is not a superuser but has the `aiven_extras` extension (Aiven's managed
-/// PostgreSQL) gets the publication through its functions, as aiven-db-migrate does: all
-/// tables, or the filtered list; they cannot ask for `publish_via_partition_root`, so changes
-/// to partitions arrive as changes to the partitions themselves, which the target has too (it
-/// was cloned from this database).
+/// PostgreSQL) gets the publication through its function `pg_create_publication` with the
+/// same list, as aiven-db-migrate does; it cannot ask for `publish_via_partition_root`, so
+/// changes to partitions arrive as changes to the partitions themselves, which the target has
+/// too (it was cloned from this database).
 pub async fn create_publication(
     client: &Client,
     name: &str,
@@ -237,88 +234,115 @@ pub async fn create_publication(
     if publication_exists(client, name).await? {
         drop_publication(client, name).await?;
     }
-    let filtered = *filter != TableFilter::default();
     let superuser = is_superuser(client).await?;
-    let tables = if !filtered && superuser {
+    let version = server_version_num(client).await?;
+    let tables = tables_to_publish(client, filter, version >= 130000).await?;
+    // No table needs no help: anyone may create an empty publication.
+    let aiven = if !superuser && !tables.is_empty() {
+        aiven_extras_schema(client).await?
+    } else {
         None
-    } else {
-        let sql = format!(
-            "SELECT n.nspname::text, c.relname::text {USER_TABLES} AND NOT c.relispartition \
-             ORDER BY 1, 2"
+    };
+    if let Some(schema) = aiven {
+        tracing::info!(
+            "creating publication {name} through {schema}'s functions (aiven_extras; not a superuser)"
         );
-        let rows = client
-            .query(&sql, &[])
+        client
+            .execute(
+                &format!(
+                    "SELECT 1 FROM {}.pg_create_publication($1, $2, VARIADIC $3::text[])",
+                    quote_ident(&schema)
+                ),
+                &[&name, &AIVEN_PUBLISH, &tables],
+            )
             .await
-            .map_err(source_err("listing the tables to publish"))?;
-        Some(
-            rows.iter()
-                .filter(|r| filter.matches(r.get(0), r.get(1)))
-                .map(|r| qualified(r.get(0), r.get(1)))
-                .collect::<Vec<String>>(),
-        )
-    };
-    // A filter matching no table needs no help: anyone may create an empty publication.
-    let nothing_to_list = filtered && tables.as_ref().is_some_and(|t| t.is_empty());
-    if !superuser && !nothing_to_list {
-        if let Some(schema) = aiven_extras_schema(client).await? {
-            let publish = AIVEN_PUBLISH;
-            tracing::info!(
-                "creating publication {name} through {schema}'s functions (aiven_extras; not a superuser)"
-            );
-            let result = match tables.as_ref().filter(|_| filtered) {
-                None => {
-                    client
-                        .execute(
-                            &format!(
-                                "SELECT 1 FROM {}.pg_create_publication_for_all_tables($1, $2)",
-                                quote_ident(&schema)
-                            ),
-                            &[&name, &publish],
-                        )
-                        .await
-                }
-                Some(list) => {
-                    client
-                        .execute(
-                            &format!(
-                            "SELECT 1 FROM {}.pg_create_publication($1, $2, VARIADIC $3::text[])",
-                            quote_ident(&schema)
-                        ),
-                            &[&name, &publish, list],
-                        )
-                        .await
-                }
-            };
-            return result
-                .map(|_| ())
-                .map_err(source_err("creating the publication with aiven_extras"));
-        }
-    }
-    let target = match &tables {
-        None => "FOR ALL TABLES".to_owned(),
-        // A publication with no table is valid; tables created later are not replicated.
-        Some(list) if list.is_empty() => String::new(),
-        Some(list) => format!("FOR TABLE {}", list.join(", ")),
-    };
-    let with = if server_version_num(client).await? >= 130000 {
-        " WITH (publish_via_partition_root = true)"
+            .map_err(source_err("creating the publication with aiven_extras"))?;
     } else {
-        ""
-    };
-    client
-        .batch_execute(&format!(
-            "CREATE PUBLICATION {} {target}{with}",
-            quote_ident(name)
-        ))
-        .await
-        .map_err(source_err("creating the publication"))
+        // A publication with no table is valid; tables created later are not replicated.
+        let target = if tables.is_empty() {
+            String::new()
+        } else {
+            format!("FOR TABLE {}", tables.join(", "))
+        };
+        let with = if version >= 130000 {
+            " WITH (publish_via_partition_root = true)"
+        } else {
+            ""
+        };
+        client
+            .batch_execute(&format!(
+                "CREATE PUBLICATION {} {target}{with}",
+                quote_ident(name)
+            ))
+            .await
+            .map_err(source_err("creating the publication"))?;
+    }
+    if superuser {
+        guard::install(client, name).await?;
+    }
+    guard::enforce(client, name).await?;
+    Ok(())
 }
 
-/// Drops our publication if it exists. One made through aiven_extras belongs to the
+/// The FOR TABLE list: plain tables, and for each partition tree its root when changes can
+/// be published through it (PostgreSQL 13+, and the root has a usable replica identity, so
+/// that the root's relation message carries the key the leaves log), else its leaf partitions
+/// one by one (their changes then arrive under their own names and identities; the target has
+/// the same partitions, cloned from this database).
+async fn tables_to_publish(
+    client: &Client,
+    filter: &TableFilter,
+    via_root: bool,
+) -> Result<Vec<String>, PublicationError> {
+    let sql = format!(
+        "{TREE_CTE} \
+         SELECT tn.nspname::text, tc.relname::text, ln.nspname::text, lc.relname::text, \
+                tc.relkind = 'p' AS partitioned, ({root_gap}) IS NULL AS root_has_identity \
+         FROM tree t \
+         JOIN pg_catalog.pg_class lc ON lc.oid = t.leaf \
+         JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace \
+         JOIN pg_catalog.pg_class tc ON tc.oid = t.top \
+         JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace \
+         WHERE lc.relkind = 'r' OR t.leaf = t.top \
+         ORDER BY 1, 2, 3, 4",
+        root_gap = identity_gap_sql("tc")
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(source_err("listing the tables to publish"))?;
+    let mut out: Vec<String> = Vec::new();
+    for row in &rows {
+        let (schema, name): (&str, &str) = (row.get(0), row.get(1));
+        if !filter.matches(schema, name) {
+            continue;
+        }
+        let (partitioned, root_ok): (bool, bool) = (row.get(4), row.get(5));
+        let entry = if partitioned && !(via_root && root_ok) {
+            let (leaf_schema, leaf): (&str, &str) = (row.get(2), row.get(3));
+            if leaf_schema == schema && leaf == name {
+                // A partitioned table without partitions: nothing to publish yet.
+                continue;
+            }
+            qualified(leaf_schema, leaf)
+        } else {
+            qualified(schema, name)
+        };
+        // Rows come ordered by root: a root repeats only on consecutive rows.
+        if out.last() != Some(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+/// Drops our publication if it exists, with its replica identity guard. One made through aiven_extras belongs to the
 /// extension's (superuser) owner: if this user may not drop it, that is reported as a warning
 /// naming what to run, and not as a failure: a publication holds no WAL (the slot, dropped
 /// separately, does).
 pub async fn drop_publication(client: &Client, name: &str) -> Result<(), PublicationError> {
+    // The guard first: it belongs to the publication and must not outlive it.
+    guard::remove(client, name).await?;
     let result = client
         .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
         .await;
