@@ -18,11 +18,11 @@ mod support;
 use pgferry::conn::{connect, ConnConfig};
 use pgferry::localpg::{Cluster, ClusterOptions};
 use serde_json::Value;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use support::psql;
+use support::{output_text as text, pgferry, psql};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SourceUser {
@@ -57,24 +57,6 @@ impl TargetUser {
             TargetUser::Admin => "apply: ordered apply without the replica role",
         }
     }
-}
-
-fn pgferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .env_remove("SOURCE_SERVICE_URI")
-        .env_remove("TARGET_SERVICE_URI")
-        .output()
-        .expect("run pgferry")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The shared source cluster (PostgreSQL of the default installation) with the roles every

@@ -400,18 +400,23 @@ async fn run(
     // statement and what the older server refuses is reported one by one, not fatal.
     let downgrade = dst_version / 10000 < src_version / 10000;
     let mut one_by_one = downgrade;
+    // What a statement refused in the statement-by-statement mode was.
+    let refusal = if downgrade {
+        format!(
+            "not created on the older target (PostgreSQL {})",
+            crate::compat::display_version(dst_version)
+        )
+    } else {
+        format!("refused to {} (not a superuser)", me.name)
+    };
     if !keep_schema {
         *stage = Stage::Schema;
         progress.stage("creating the schema (pre-data)");
         if downgrade {
-            let why = format!(
-                "not created on the older target (PostgreSQL {})",
-                crate::compat::display_version(dst_version)
-            );
             apply_one_by_one(
                 &target.client,
                 &script.pre_data,
-                &why,
+                &refusal,
                 &mut summary.warnings,
             )
             .await;
@@ -437,11 +442,10 @@ async fn run(
             tracing::warn!(
                 "the schema could not be created in one transaction ({first}): creating it statement by statement"
             );
-            let why = format!("refused to {} (not a superuser)", me.name);
             apply_one_by_one(
                 &target.client,
                 &script.pre_data,
-                &why,
+                &refusal,
                 &mut summary.warnings,
             )
             .await;
@@ -559,18 +563,10 @@ async fn run(
         // One statement at a time after the copy, so that each refusal is reported.
         summary.tables = copy_side.await?;
         *stage = Stage::PostData;
-        let why = if downgrade {
-            format!(
-                "not created on the older target (PostgreSQL {})",
-                crate::compat::display_version(dst_version)
-            )
-        } else {
-            format!("refused to {} (not a superuser)", me.name)
-        };
         summary.post_data_statements = apply_one_by_one(
             &target.client,
             &script.post_data,
-            &why,
+            &refusal,
             &mut summary.warnings,
         )
         .await;

@@ -370,3 +370,24 @@ pub fn corpus_file(relative: &str) -> Option<PathBuf> {
 pub fn skip(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
 }
+
+/// Runs the pgferry binary with a clean environment (no password or service variables of the
+/// caller's), and waits for it.
+pub fn pgferry(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .env_remove("PGPASSWORD")
+        .env_remove("SOURCE_SERVICE_URI")
+        .env_remove("TARGET_SERVICE_URI")
+        .output()
+        .expect("run pgferry")
+}
+
+/// Standard output then standard error, as one text (for assertion messages).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
