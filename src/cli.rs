@@ -574,6 +574,9 @@ pub struct VerifyArgs {
     /// Checksum workers per side (default 2).
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
+    /// Leave large objects' owners out of the comparison (after a migration with --no-owner).
+    #[arg(long = "no-owner")]
+    pub no_owner: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

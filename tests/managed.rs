@@ -658,3 +658,82 @@ async fn clone_follow_into_admin_target() {
         "owners/ACLs/trigger states differ"
     );
 }
+
+/// The snapshot method into the admin user of a managed service, with pg_restore's
+/// `--no-owner --no-privileges`: everything belongs to the target user, no GRANT or REVOKE
+/// is made (the database's own ACL included), no membership is granted, and the data is the
+/// source's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_method_with_no_owner_and_no_privileges() {
+    let src = source();
+    let db = "dump_no_owner";
+    setup_source_db(src, db, SourceUser::Owner);
+    let dst = Cluster::start(&support::install(), ClusterOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dst_uri = setup_target(&dst, TargetUser::Admin);
+    let src_uri = uri_as(src, "app_owner", db);
+    let out = pgferry(&[
+        "migrate",
+        "-s",
+        &src_uri,
+        "-t",
+        &dst_uri,
+        "--databases",
+        db,
+        "--force-method",
+        "dump",
+        "--no-owner",
+        "--no-privileges",
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "migrate: {log}");
+    assert!(log.contains("--no-owner"), "not announced: {log}");
+    let out = pgferry(&["verify", "-s", &src.uri(db), "-t", &dst.uri(db)]);
+    assert!(
+        text(&out).contains("owner differs (app_owner on source, avnadmin on target)"),
+        "verify did not see the large object's owner: {}",
+        text(&out)
+    );
+    let out = pgferry(&[
+        "verify",
+        "--no-owner",
+        "-s",
+        &src.uri(db),
+        "-t",
+        &dst.uri(db),
+    ]);
+    assert!(out.status.success(), "verify: {}", text(&out));
+    assert_eq!(
+        psql(
+            &dst,
+            db,
+            "SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') || '/' || count(relacl) \
+             FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        ),
+        "avnadmin/0"
+    );
+    assert_eq!(
+        psql(
+            &dst,
+            db,
+            "SELECT pg_get_userbyid(datdba) || '/' || (datacl IS NULL) FROM pg_database \
+             WHERE datname = current_database()"
+        ),
+        "avnadmin/true"
+    );
+    // No membership was needed, so none was granted.
+    assert_eq!(
+        psql(
+            &dst,
+            "postgres",
+            "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member \
+             WHERE r.rolname = 'avnadmin' AND pg_get_userbyid(m.grantor) = 'avnadmin'"
+        ),
+        "0"
+    );
+    // The triggers are there, enabled as on the source.
+    assert_eq!(
+        psql(&dst, db, "SELECT string_agg(tgname::text || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal"),
+        psql(src, db, "SELECT string_agg(tgname::text || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal"),
+    );
+}

@@ -8,6 +8,7 @@ pub async fn run(args: &VerifyArgs) -> Result<u8, CliError> {
     let dst = conn_config("target", &args.target.target)?;
     let mut opts = VerifyOptions {
         tables: args.tables.clone(),
+        ignore_owners: args.no_owner,
         ..VerifyOptions::default()
     };
     if let Some(jobs) = args.jobs {

@@ -77,6 +77,9 @@ pub struct VerifyOptions {
     pub sequences: bool,
     /// Compare large objects (when no table filter is given).
     pub large_objects: bool,
+    /// Leave owners out of the comparison (a migration made with `--no-owner`, or into a
+    /// target where an owner could not be kept).
+    pub ignore_owners: bool,
 }
 
 impl Default for VerifyOptions {
@@ -88,6 +91,7 @@ impl Default for VerifyOptions {
             ignore_schemas: vec!["pgferry".to_owned()],
             sequences: true,
             large_objects: true,
+            ignore_owners: false,
         }
     }
 }
@@ -151,7 +155,7 @@ pub async fn verify(
             catalog::large_objects(source.leader(), &source.server),
             catalog::large_objects(target.leader(), &target.server),
         )?;
-        Some(compare_large_objects(&s, &d))
+        Some(compare_large_objects(&s, &d, opts.ignore_owners))
     } else {
         None
     };
@@ -576,6 +580,7 @@ fn compare_sequences(
 fn compare_large_objects(
     src: &BTreeMap<u32, catalog::LargeObjectDigest>,
     dst: &BTreeMap<u32, catalog::LargeObjectDigest>,
+    ignore_owners: bool,
 ) -> LargeObjectReport {
     let oids: BTreeSet<u32> = src.keys().chain(dst.keys()).copied().collect();
     let mut differences = Vec::new();
@@ -591,7 +596,7 @@ fn compare_large_objects(
                         s.md5, t.md5
                     ));
                 }
-                if s.owner != t.owner {
+                if s.owner != t.owner && !ignore_owners {
                     why.push(format!(
                         "owner differs ({} on source, {} on target)",
                         s.owner, t.owner
