@@ -4,6 +4,8 @@
 #
 # Workloads (a backlog is built on the source while no consumer runs, then drained):
 #   pgbench  pgbench -i -s 10, then pgbench -c 4 -N-less TPC-B for TXNS transactions
+#   pgbench_fk  the same with pgbench's foreign keys (-i --foreign-keys): in the ordered
+#            apply mode every table is then related to the others, so they keep source order
 #   bulk     1,000,000 rows inserted in 1,000-row transactions
 # Each backlog ends with one marker row; a consumer is done when the marker is on the target.
 #   pgferry: `clone --follow` run until streaming, stopped (slot kept), backlog, then
@@ -78,8 +80,9 @@ uri_d() { echo "postgres://${2:-postgres}@127.0.0.1:$DP/$1"; }
 prepare() { # workload db
   psql_s -d postgres -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2"
   case $1 in
-    pgbench)
-      "$PGBIN/pgbench" -q -i -s 10 -p "$SP" "$2" >/dev/null 2>&1
+    pgbench|pgbench_fk)
+      fk=; [ "$1" = pgbench_fk ] && fk=--foreign-keys
+      "$PGBIN/pgbench" -q -i -s 10 $fk -p "$SP" "$2" >/dev/null 2>&1
       # pgbench_history has no key; the same identity on both sides (only inserted to).
       psql_s -d "$2" -c "ALTER TABLE pgbench_history REPLICA IDENTITY FULL" ;;
     bulk)
@@ -90,7 +93,7 @@ prepare() { # workload db
 
 backlog() { # workload db
   case $1 in
-    pgbench) "$PGBIN/pgbench" -n -c 4 -j 2 -t $((TXNS / 4)) -p "$SP" "$2" >/dev/null 2>&1 ;;
+    pgbench|pgbench_fk) "$PGBIN/pgbench" -n -c 4 -j 2 -t $((TXNS / 4)) -p "$SP" "$2" >/dev/null 2>&1 ;;
     bulk) psql_s -d "$2" -c "DO \$\$ BEGIN FOR t IN 0..999 LOOP
             INSERT INTO bulk SELECT g, md5(g::text), g % 1000, now()
               FROM generate_series(t * 1000 + 1, t * 1000 + 1000) g;
@@ -107,7 +110,7 @@ wait_marker() { # db
 
 changes() { # workload db: row changes in the backlog (for the rate)
   case $1 in
-    pgbench) psql_s -d "$2" -Atc "SELECT 4 * count(*) FROM pgbench_history" ;;
+    pgbench|pgbench_fk) psql_s -d "$2" -Atc "SELECT 4 * count(*) FROM pgbench_history" ;;
     bulk) echo 1000000 ;;
   esac
 }
