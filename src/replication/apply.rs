@@ -73,6 +73,9 @@ impl Default for BatchLimits {
     }
 }
 
+/// Messages replayed from a spool file between two yields to the other tasks of the thread.
+const REPLAY_YIELD_EVERY: usize = 1024;
+
 /// Statements sent but not yet answered.
 const MAX_IN_FLIGHT: usize = 512;
 
@@ -717,11 +720,18 @@ impl Applier {
                     end_lsn: commit.end_lsn,
                     commit_time: commit.commit_time,
                 });
-                for m in std::iter::once(begin)
+                for (i, m) in std::iter::once(begin)
                     .chain(messages)
                     .chain(std::iter::once(end))
+                    .enumerate()
                 {
                     Box::pin(self.message(m)).await?;
+                    if i % REPLAY_YIELD_EVERY == REPLAY_YIELD_EVERY - 1 {
+                        // The stream shares this thread (a single-threaded runtime): a replay
+                        // of a million changes that never waits would keep it from answering
+                        // the server, which then drops the connection (wal_sender_timeout).
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Ok(())
             }
