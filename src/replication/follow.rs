@@ -546,7 +546,33 @@ async fn session(
         // `tx` is gone with the pump: the applier finishes what it has and returns.
         Ok::<_, FollowError>(ended)
     };
-    let apply_side = async { applier.run(&mut rx).await.map_err(FollowError::from) };
+    // The applier runs on a thread of its own: however long it works on a change (a spooled
+    // transaction of a million rows, a slow target), the stream's thread stays free to answer
+    // the server's keepalives, which wal_sender_timeout would otherwise end the connection on.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pgferry-apply".into())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(async move { applier.run(&mut rx).await }),
+                Err(e) => Err(ApplyError::Stream(format!(
+                    "could not start the apply thread's runtime: {e}"
+                ))),
+            };
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| FollowError::Runtime(format!("the apply thread: {e}")))?;
+    let apply_side = async {
+        match done_rx.await {
+            Ok(result) => result.map_err(FollowError::from),
+            Err(_) => Err(FollowError::Runtime(
+                "the apply thread ended without a result".into(),
+            )),
+        }
+    };
     let (ended, ()) = tokio::try_join!(stream_side, apply_side)?;
 
     let applied = *applied_tx.borrow();
