@@ -198,30 +198,6 @@ pub fn version_at_least(have: &str, need: &str) -> bool {
     true
 }
 
-/// Why the source cannot do logical replication at all (same for every database).
-fn cluster_replication_blockers(source: &ServerReport) -> Vec<String> {
-    let mut reasons = Vec::new();
-    if source.server_version_num < 100000 {
-        reasons.push(format!(
-            "the source runs PostgreSQL {}, logical replication needs 10 or newer",
-            source.server_version
-        ));
-    }
-    if source.wal_level != "logical" {
-        reasons.push(format!(
-            "wal_level is '{}' on the source (set wal_level = logical and restart the source)",
-            source.wal_level
-        ));
-    }
-    if !access::may_replicate(&source.user) {
-        reasons.push(format!(
-            "source {}",
-            access::replication_fix(&source.user.name)
-        ));
-    }
-    reasons
-}
-
 /// Runs every check. `state` holds what an earlier run of the same migration recorded (so its
 /// databases and slots count as ours).
 pub async fn run(
@@ -397,7 +373,10 @@ pub async fn run(
         ));
     }
 
-    let cluster_reasons = cluster_replication_blockers(&source);
+    let cluster_reasons: Vec<String> = access::cluster_replication_blockers(&source)
+        .into_iter()
+        .map(|r| format!("source: {r}"))
+        .collect();
     let existing_slots: Vec<String> = src_session
         .client
         .query(

@@ -43,6 +43,29 @@ pub fn may_replicate(user: &UserReport) -> bool {
             .any(|g| g == "rds_replication" || g == "rds_superuser")
 }
 
+/// Why this server cannot stream changes at all, whatever the database, each with what to do:
+/// its version, `wal_level`, and [`may_replicate`]. (Free slots and WAL senders are counted
+/// by the callers, per database.)
+pub fn cluster_replication_blockers(r: &super::ServerReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if r.server_version_num < 100000 {
+        out.push(format!(
+            "PostgreSQL {} has no logical replication (10 or newer needed); the snapshot copy can still be used",
+            r.server_version
+        ));
+    }
+    if r.wal_level != "logical" {
+        out.push(format!(
+            "wal_level is {} (logical needed): set wal_level = logical (on RDS: rds.logical_replication = 1) and restart the server",
+            r.wal_level
+        ));
+    }
+    if !may_replicate(&r.user) {
+        out.push(replication_fix(&r.user.name));
+    }
+    out
+}
+
 /// What to do when [`may_replicate`] says no.
 pub fn replication_fix(user: &str) -> String {
     format!(

@@ -172,22 +172,7 @@ pub async fn inspect(role: &str, cfg: &ConnConfig) -> Result<ServerReport, Check
 /// Reasons this server cannot be the source of a logical-replication migration, each with what
 /// to do about it. Empty means nothing known stands in the way.
 pub fn replication_blockers(r: &ServerReport) -> Vec<String> {
-    let mut out = Vec::new();
-    if r.server_version_num < 100000 {
-        out.push(format!(
-            "PostgreSQL {} has no logical replication (10 or newer needed); the snapshot copy can still be used",
-            r.server_version
-        ));
-    }
-    if r.wal_level != "logical" {
-        out.push(format!(
-            "wal_level is {} (logical needed): set wal_level = logical (on RDS: rds.logical_replication = 1) and restart the server",
-            r.wal_level
-        ));
-    }
-    if !access::may_replicate(&r.user) {
-        out.push(access::replication_fix(&r.user.name));
-    }
+    let mut out = access::cluster_replication_blockers(r);
     if i64::from(r.max_replication_slots) <= r.used_replication_slots {
         out.push(format!(
             "no free replication slot ({} of {} used): raise max_replication_slots (one per migrated database) or drop unused slots",
