@@ -283,7 +283,7 @@ fn load_upgrade_source(cluster: &Cluster, prefix: &str, with_pagila: bool) -> St
 fn assert_schema_like_native_upgrade(src: &Cluster, db: &str, dst: &Cluster, what: &str) {
     let oracle = fresh_db(dst, &format!("{what}_oracle"));
     let port = src.port().to_string();
-    let out = Command::new(dst.install().tool("pg_dump"))
+    let out = Command::new(support::tool(dst.install(), "pg_dump"))
         .args(["--schema-only", "-h", src.host(), "-p", &port])
         .args(["-U", src.superuser(), "-d", db])
         .output()
