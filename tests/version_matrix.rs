@@ -94,6 +94,32 @@ async fn fidelity(major: u32, name: &str, sql: &str) -> bool {
             return false;
         }
     }
+    if let Some((signature, bug)) = known_bug(major, name) {
+        // Strict: the round trip must still fail with this difference; once the bug is fixed
+        // this test fails too, saying to remove the entry from `known_bug`.
+        let (label, fixture_sql) = (format!("v{major}_{name}"), sql.clone());
+        let outcome = tokio::spawn(async move {
+            roundtrip_on(cluster, &label, &fixture_sql, &DumpOptions::default()).await
+        })
+        .await;
+        let message = match outcome {
+            Ok(_) => panic!("{test}: passes now: remove it from known_bug ({bug})"),
+            Err(e) => {
+                let payload = e.into_panic();
+                payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            }
+        };
+        assert!(
+            message.contains(signature),
+            "{test}: fails otherwise than the known bug ({bug}):\n{message}"
+        );
+        eprintln!("KNOWN BUG {test}: {bug}");
+        return true;
+    }
     let script = roundtrip_on(
         cluster,
         &format!("v{major}_{name}"),
@@ -109,9 +135,74 @@ async fn fidelity(major: u32, name: &str, sql: &str) -> bool {
     true
 }
 
+/// Round trips that fail on a major because of a bug in pgferry (src/, not the tests), with
+/// the text their failure must show and what is wrong.
+fn known_bug(major: u32, fixture: &str) -> Option<(&'static str, &'static str)> {
+    const PUBLIC_ACL: &str = "the public schema's ACL is compared with PostgreSQL 15's \
+        initial one ({pg_database_owner=UC, =U}; src/catalog/read.rs read_schemas), but on 14 \
+        and older a new database's public schema starts with =UC for PUBLIC, so the script \
+        revokes and re-grants privileges the source never changed";
+    match (major, fixture) {
+        (..=14, "privileges") => Some(("GRANT ALL ON SCHEMA public TO PUBLIC", PUBLIC_ACL)),
+        (..=14, "recreated_public") => {
+            Some(("GRANT CREATE ON SCHEMA public TO PUBLIC", PUBLIC_ACL))
+        }
+        (..=12, "routines") => Some((
+            "ALTER TABLE app.ledger_2024 DISABLE TRIGGER ledger_audit",
+            "a partition's copy of a partitioned table's trigger, disabled on the partition, \
+             comes back enabled: src/catalog/read.rs read_triggers replays a clone's changed \
+             enabled state only from 13 on (through pg_trigger.tgparentid); on 12 the clones \
+             (found through pg_depend) are left out, with their state",
+        )),
+        _ => None,
+    }
+}
+
 async fn fixture_fidelity(major: u32, file: &str) {
     let name = file.trim_end_matches(".sql");
-    fidelity(major, name, &fixture(file)).await;
+    fidelity(major, name, &for_major(&fixture(file), major)).await;
+}
+
+/// The fixture as PostgreSQL `major` can load it: the lines between `-- since PostgreSQL N`
+/// and `-- end since` (syntax or objects that first appeared in N) are left out below N, and
+/// a line `--beforeN: <sql>` becomes `<sql>` below N (what older majors load instead).
+/// To the other tests these markers are plain comments.
+fn for_major(sql: &str, major: u32) -> String {
+    let mut out = String::new();
+    let mut since: Option<u32> = None;
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if let Some((n, instead)) = trimmed
+            .strip_prefix("--before")
+            .and_then(|rest| rest.split_once(": "))
+        {
+            let n: u32 = n.parse().unwrap_or_else(|_| panic!("bad marker: {line}"));
+            if major < n && since.is_none_or(|s| major >= s) {
+                out.push_str(instead);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(n) = trimmed.strip_prefix("-- since PostgreSQL ") {
+            assert!(since.is_none(), "nested `-- since` marker: {line}");
+            since = Some(
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad marker: {line}")),
+            );
+            continue;
+        }
+        if trimmed == "-- end since" {
+            assert!(since.take().is_some(), "`-- end since` without `-- since`");
+            continue;
+        }
+        if since.is_none_or(|n| major >= n) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(since.is_none(), "`-- since` marker without `-- end since`");
+    out
 }
 
 async fn pagila_fidelity(major: u32) {
@@ -184,6 +275,13 @@ fidelity_tests!(14, pg14);
 fidelity_tests!(16, pg16);
 fidelity_tests!(17, pg17);
 fidelity_tests!(18, pg18);
+
+#[test]
+fn since_markers_leave_out_newer_statements_only_on_older_majors() {
+    let sql = "A;\n-- since PostgreSQL 15\nB;\n-- end since\n--before15: B0;\nC;\n";
+    assert_eq!(for_major(sql, 14), "A;\nB0;\nC;\n");
+    assert_eq!(for_major(sql, 15), "A;\nB;\nC;\n");
+}
 
 #[test]
 fn extension_names_are_read_from_fixtures() {
