@@ -323,7 +323,10 @@ CREATE TABLE up.things (
     n numeric(20, 6), f float8, r real, t text, b bytea, j jsonb, js json,
     ts timestamptz, d date, iv interval, u uuid, ip inet, arr integer[], tarr text[],
     m up.mood, p up.pair, rng int4range, bits varbit, money_v money,
+-- since PostgreSQL 12
     doubled numeric GENERATED ALWAYS AS (n * 2) STORED
+-- end since
+--before12:     doubled numeric
 );
 INSERT INTO up.things (n, f, r, t, b, j, js, ts, d, iv, u, ip, arr, tarr, m, p, rng, bits, money_v)
 SELECT i * 1.5, i / 7.0, i / 3.0, 'row ' || i || E' \t"quoted"\n', decode(md5(i::text), 'hex'),
@@ -336,9 +339,14 @@ SELECT i * 1.5, i / 7.0, i / 3.0, 'row ' || i || E' \t"quoted"\n', decode(md5(i:
 FROM generate_series(1, 3000) AS i;
 CREATE TABLE up.orders (id serial PRIMARY KEY, thing bigint REFERENCES up.things, at date NOT NULL);
 INSERT INTO up.orders (thing, at) SELECT 1 + i % 3000, date '2024-01-01' + i % 700 FROM generate_series(1, 5000) i;
+-- since PostgreSQL 11
 CREATE TABLE up.events (id integer, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
 CREATE TABLE up.events_2024 PARTITION OF up.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE TABLE up.events_2025 PARTITION OF up.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+-- end since
+--before11: CREATE TABLE up.events (id integer, at date, v text) PARTITION BY RANGE (at);
+--before11: CREATE TABLE up.events_2024 PARTITION OF up.events (PRIMARY KEY (id, at)) FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+--before11: CREATE TABLE up.events_2025 PARTITION OF up.events (PRIMARY KEY (id, at)) FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 INSERT INTO up.events SELECT i, date '2024-01-01' + i % 700, 'e' || i FROM generate_series(1, 2000) i;
 CREATE SEQUENCE up.tickets START 1000 INCREMENT 7;
 SELECT nextval('up.tickets') FROM generate_series(1, 5);
@@ -377,7 +385,8 @@ fn load_upgrade_source(cluster: &Cluster, prefix: &str, with_pagila: bool) -> St
             );
         }
     }
-    psql_apply(cluster, &db, UPGRADE_DATA, true).unwrap_or_else(|e| panic!("upgrade data: {e}"));
+    let data = for_major(UPGRADE_DATA, cluster.major());
+    psql_apply(cluster, &db, &data, true).unwrap_or_else(|e| panic!("upgrade data: {e}"));
     db
 }
 
@@ -912,6 +921,22 @@ macro_rules! migrate_tests {
             }
         )*
     };
+}
+
+/// PostgreSQL 10 and 11 as sources: not supported yet, and not refused either (README,
+/// "Version matrix"). These fail today (10: the partitioned parent has no primary key, so the
+/// database falls back to the snapshot method; 11: floats streamed with 11's default
+/// extra_float_digits arrive rounded). Run them with
+/// `eval "$(scripts/fetch-pg.sh 10 11)"; cargo test --test version_matrix -- --ignored`.
+#[test]
+#[ignore = "PostgreSQL 10 is neither supported nor refused yet (README, Version matrix)"]
+fn upgrade_10_to_18_migrate() {
+    migrate_upgrade(10, 18);
+}
+#[test]
+#[ignore = "PostgreSQL 11 is neither supported nor refused yet (README, Version matrix)"]
+fn upgrade_11_to_18_migrate() {
+    migrate_upgrade(11, 18);
 }
 
 migrate_tests! {
