@@ -494,7 +494,8 @@ async fn snapshot_upgrade(from: u32, to: u32) {
         "{:?}",
         summary.schema_warnings
     );
-    assert!(summary.tables.len() >= 5);
+    // The upgrade data alone has four tables with rows (pagila adds more when the corpus is here).
+    assert!(summary.tables.len() >= 4, "{:?}", summary.tables);
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     let reason = format!("source is PostgreSQL {from}, target is PostgreSQL {to}");
     assert!(
@@ -540,7 +541,7 @@ async fn same_major_snapshot(major: u32) {
         "{:?}",
         summary.schema_warnings
     );
-    assert!(summary.tables.len() >= 5, "{:?}", summary.tables);
+    assert!(summary.tables.len() >= 4, "{:?}", summary.tables);
     // Text only where a column's type has no portable binary form (up.things: a composite
     // type, whose binary form carries type OIDs), and the log says which column; never
     // because of the version.
@@ -558,7 +559,7 @@ async fn same_major_snapshot(major: u32) {
         "{test}: no column reason for up.things:\n{logs}"
     );
     let binary = summary.tables.len() - text.len();
-    assert!(binary >= 4, "{test}: only {binary} tables copied as binary");
+    assert!(binary >= 3, "{test}: only {binary} tables copied as binary");
     assert_verified(src, &dst, &db, &test).await;
     assert_schema_like_native_upgrade(src, &db, &dst, &test);
 }
