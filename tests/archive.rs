@@ -191,7 +191,7 @@ fn pagila_round_trips() {
 fn pgbench_scale_10_round_trips() {
     let src = shared_cluster();
     let db = fresh_db(src, "pgbench10");
-    let out = Command::new(support::install().tool("pgbench"))
+    let out = Command::new(support::tool(&support::install(), "pgbench"))
         .args([
             "-i",
             "-s",

@@ -141,7 +141,7 @@ fn common_env(cmd: &mut Command, home: &Path, extra: &[(&str, &str)]) {
 
 fn run_libpq(conninfo: &str, env: &[(&str, &str)]) -> Outcome {
     let f = fixture();
-    let mut cmd = Command::new(support::install().tool("psql"));
+    let mut cmd = Command::new(support::tool(&support::install(), "psql"));
     cmd.args(["-X", "-At", "-c", "SELECT 1", "-d", conninfo]);
     common_env(&mut cmd, f.home.path(), env);
     let start = Instant::now();

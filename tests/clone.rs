@@ -34,7 +34,7 @@ fn text(out: &Output) -> String {
 }
 
 fn pg_dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
-    let out = Command::new(support::install().tool("pg_dump"))
+    let out = Command::new(support::tool(&support::install(), "pg_dump"))
         .args([
             "-s",
             "-h",

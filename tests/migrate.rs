@@ -107,7 +107,7 @@ fn dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
 /// Roles, attributes, memberships and settings as pg_dumpall prints them, minus the lines
 /// about the bootstrap superuser (initdb's, different on each side by design).
 fn dump_roles(cluster: &Cluster) -> Vec<String> {
-    let out = Command::new(support::install().tool("pg_dumpall"))
+    let out = Command::new(support::tool(&support::install(), "pg_dumpall"))
         .args([
             "--roles-only",
             "-h",

@@ -79,7 +79,7 @@ async fn connect_as(cluster: &Cluster, user: &str, db: &str) -> Client {
 /// `pg_dumpall --roles-only`, without what legitimately differs: comments, `\restrict` keys,
 /// SET lines and the bootstrap superuser; sorted.
 fn dumpall_roles(cluster: &Cluster) -> Vec<String> {
-    let out = Command::new(install().tool("pg_dumpall"))
+    let out = Command::new(support::tool(&install(), "pg_dumpall"))
         .args([
             "--roles-only",
             "-h",

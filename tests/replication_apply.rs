@@ -939,7 +939,7 @@ async fn applier_skips_transactions_before_the_stored_position() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_during_copy_and_streaming() {
     let db = support::fresh_db(source(), "follow_pgbench");
-    let pgbench = support::install().tool("pgbench");
+    let pgbench = support::tool(&support::install(), "pgbench");
     let port = source().port().to_string();
     let base = [
         "-h",

@@ -94,6 +94,32 @@ async fn fidelity(major: u32, name: &str, sql: &str) -> bool {
             return false;
         }
     }
+    if let Some((signature, bug)) = known_bug(major, name) {
+        // Strict: the round trip must still fail with this difference; once the bug is fixed
+        // this test fails too, saying to remove the entry from `known_bug`.
+        let (label, fixture_sql) = (format!("v{major}_{name}"), sql.clone());
+        let outcome = tokio::spawn(async move {
+            roundtrip_on(cluster, &label, &fixture_sql, &DumpOptions::default()).await
+        })
+        .await;
+        let message = match outcome {
+            Ok(_) => panic!("{test}: passes now: remove it from known_bug ({bug})"),
+            Err(e) => {
+                let payload = e.into_panic();
+                payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            }
+        };
+        assert!(
+            message.contains(signature),
+            "{test}: fails otherwise than the known bug ({bug}):\n{message}"
+        );
+        eprintln!("KNOWN BUG {test}: {bug}");
+        return true;
+    }
     let script = roundtrip_on(
         cluster,
         &format!("v{major}_{name}"),
@@ -109,9 +135,74 @@ async fn fidelity(major: u32, name: &str, sql: &str) -> bool {
     true
 }
 
+/// Round trips that fail on a major because of a bug in pgferry (src/, not the tests), with
+/// the text their failure must show and what is wrong.
+fn known_bug(major: u32, fixture: &str) -> Option<(&'static str, &'static str)> {
+    const PUBLIC_ACL: &str = "the public schema's ACL is compared with PostgreSQL 15's \
+        initial one ({pg_database_owner=UC, =U}; src/catalog/read.rs read_schemas), but on 14 \
+        and older a new database's public schema starts with =UC for PUBLIC, so the script \
+        revokes and re-grants privileges the source never changed";
+    match (major, fixture) {
+        (..=14, "privileges") => Some(("GRANT ALL ON SCHEMA public TO PUBLIC", PUBLIC_ACL)),
+        (..=14, "recreated_public") => {
+            Some(("GRANT CREATE ON SCHEMA public TO PUBLIC", PUBLIC_ACL))
+        }
+        (..=12, "routines") => Some((
+            "ALTER TABLE app.ledger_2024 DISABLE TRIGGER ledger_audit",
+            "a partition's copy of a partitioned table's trigger, disabled on the partition, \
+             comes back enabled: src/catalog/read.rs read_triggers replays a clone's changed \
+             enabled state only from 13 on (through pg_trigger.tgparentid); on 12 the clones \
+             (found through pg_depend) are left out, with their state",
+        )),
+        _ => None,
+    }
+}
+
 async fn fixture_fidelity(major: u32, file: &str) {
     let name = file.trim_end_matches(".sql");
-    fidelity(major, name, &fixture(file)).await;
+    fidelity(major, name, &for_major(&fixture(file), major)).await;
+}
+
+/// The fixture as PostgreSQL `major` can load it: the lines between `-- since PostgreSQL N`
+/// and `-- end since` (syntax or objects that first appeared in N) are left out below N, and
+/// a line `--beforeN: <sql>` becomes `<sql>` below N (what older majors load instead).
+/// To the other tests these markers are plain comments.
+fn for_major(sql: &str, major: u32) -> String {
+    let mut out = String::new();
+    let mut since: Option<u32> = None;
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if let Some((n, instead)) = trimmed
+            .strip_prefix("--before")
+            .and_then(|rest| rest.split_once(": "))
+        {
+            let n: u32 = n.parse().unwrap_or_else(|_| panic!("bad marker: {line}"));
+            if major < n && since.is_none_or(|s| major >= s) {
+                out.push_str(instead);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(n) = trimmed.strip_prefix("-- since PostgreSQL ") {
+            assert!(since.is_none(), "nested `-- since` marker: {line}");
+            since = Some(
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad marker: {line}")),
+            );
+            continue;
+        }
+        if trimmed == "-- end since" {
+            assert!(since.take().is_some(), "`-- end since` without `-- since`");
+            continue;
+        }
+        if since.is_none_or(|n| major >= n) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(since.is_none(), "`-- since` marker without `-- end since`");
+    out
 }
 
 async fn pagila_fidelity(major: u32) {
@@ -178,8 +269,19 @@ macro_rules! fidelity_tests {
     };
 }
 
+fidelity_tests!(12, pg12);
+fidelity_tests!(13, pg13);
+fidelity_tests!(14, pg14);
 fidelity_tests!(16, pg16);
+fidelity_tests!(17, pg17);
 fidelity_tests!(18, pg18);
+
+#[test]
+fn since_markers_leave_out_newer_statements_only_on_older_majors() {
+    let sql = "A;\n-- since PostgreSQL 15\nB;\n-- end since\n--before15: B0;\nC;\n";
+    assert_eq!(for_major(sql, 14), "A;\nB0;\nC;\n");
+    assert_eq!(for_major(sql, 15), "A;\nB;\nC;\n");
+}
 
 #[test]
 fn extension_names_are_read_from_fixtures() {
@@ -194,6 +296,7 @@ fn extension_names_are_read_from_fixtures() {
 
 use pgferry::clone::{clone_database, CloneError, CloneOptions};
 use pgferry::conn::ConnConfig;
+use pgferry::copy::CopyFormat;
 use pgferry::progress::Bars;
 use pgferry::replication::{follow_database, FollowEvent, FollowOptions, FollowOutcome};
 use pgferry::verify::{verify, VerifyOptions};
@@ -220,7 +323,10 @@ CREATE TABLE up.things (
     n numeric(20, 6), f float8, r real, t text, b bytea, j jsonb, js json,
     ts timestamptz, d date, iv interval, u uuid, ip inet, arr integer[], tarr text[],
     m up.mood, p up.pair, rng int4range, bits varbit, money_v money,
+-- since PostgreSQL 12
     doubled numeric GENERATED ALWAYS AS (n * 2) STORED
+-- end since
+--before12:     doubled numeric
 );
 INSERT INTO up.things (n, f, r, t, b, j, js, ts, d, iv, u, ip, arr, tarr, m, p, rng, bits, money_v)
 SELECT i * 1.5, i / 7.0, i / 3.0, 'row ' || i || E' \t"quoted"\n', decode(md5(i::text), 'hex'),
@@ -233,9 +339,14 @@ SELECT i * 1.5, i / 7.0, i / 3.0, 'row ' || i || E' \t"quoted"\n', decode(md5(i:
 FROM generate_series(1, 3000) AS i;
 CREATE TABLE up.orders (id serial PRIMARY KEY, thing bigint REFERENCES up.things, at date NOT NULL);
 INSERT INTO up.orders (thing, at) SELECT 1 + i % 3000, date '2024-01-01' + i % 700 FROM generate_series(1, 5000) i;
+-- since PostgreSQL 11
 CREATE TABLE up.events (id integer, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
 CREATE TABLE up.events_2024 PARTITION OF up.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 CREATE TABLE up.events_2025 PARTITION OF up.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+-- end since
+--before11: CREATE TABLE up.events (id integer, at date, v text) PARTITION BY RANGE (at);
+--before11: CREATE TABLE up.events_2024 PARTITION OF up.events (PRIMARY KEY (id, at)) FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+--before11: CREATE TABLE up.events_2025 PARTITION OF up.events (PRIMARY KEY (id, at)) FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 INSERT INTO up.events SELECT i, date '2024-01-01' + i % 700, 'e' || i FROM generate_series(1, 2000) i;
 CREATE SEQUENCE up.tickets START 1000 INCREMENT 7;
 SELECT nextval('up.tickets') FROM generate_series(1, 5);
@@ -274,7 +385,8 @@ fn load_upgrade_source(cluster: &Cluster, prefix: &str, with_pagila: bool) -> St
             );
         }
     }
-    psql_apply(cluster, &db, UPGRADE_DATA, true).unwrap_or_else(|e| panic!("upgrade data: {e}"));
+    let data = for_major(UPGRADE_DATA, cluster.major());
+    psql_apply(cluster, &db, &data, true).unwrap_or_else(|e| panic!("upgrade data: {e}"));
     db
 }
 
@@ -283,7 +395,7 @@ fn load_upgrade_source(cluster: &Cluster, prefix: &str, with_pagila: bool) -> St
 fn assert_schema_like_native_upgrade(src: &Cluster, db: &str, dst: &Cluster, what: &str) {
     let oracle = fresh_db(dst, &format!("{what}_oracle"));
     let port = src.port().to_string();
-    let out = Command::new(dst.install().tool("pg_dump"))
+    let out = Command::new(support::tool(dst.install(), "pg_dump"))
         .args(["--schema-only", "-h", src.host(), "-p", &port])
         .args(["-U", src.superuser(), "-d", db])
         .output()
@@ -293,7 +405,19 @@ fn assert_schema_like_native_upgrade(src: &Cluster, db: &str, dst: &Cluster, wha
         "pg_dump: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    psql_apply(dst, &oracle, &String::from_utf8_lossy(&out.stdout), false)
+    let dump = String::from_utf8_lossy(&out.stdout);
+    // A server build without client tools is judged by the newest pg_dump (support::tool),
+    // whose scripts start with `SET transaction_timeout = 0;`, a setting that exists from 17
+    // on: the only line such a dump of an older source cannot restore on an older target.
+    let dump: String = if dst.major() < 17 {
+        dump.lines()
+            .filter(|l| l.trim() != "SET transaction_timeout = 0;")
+            .map(|l| format!("{l}\n"))
+            .collect()
+    } else {
+        dump.into_owned()
+    };
+    psql_apply(dst, &oracle, &dump, false)
         .unwrap_or_else(|e| panic!("{what}: the native dump does not restore: {e}"));
     let native = pg_dump_schema(dst, &oracle);
     let ours = pg_dump_schema(dst, db);
@@ -370,7 +494,8 @@ async fn snapshot_upgrade(from: u32, to: u32) {
         "{:?}",
         summary.schema_warnings
     );
-    assert!(summary.tables.len() >= 5);
+    // The upgrade data alone has four tables with rows (pagila adds more when the corpus is here).
+    assert!(summary.tables.len() >= 4, "{:?}", summary.tables);
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     let reason = format!("source is PostgreSQL {from}, target is PostgreSQL {to}");
     assert!(
@@ -379,6 +504,85 @@ async fn snapshot_upgrade(from: u32, to: u32) {
     );
     assert_verified(src, dst, &db, &test).await;
     assert_schema_like_native_upgrade(src, &db, dst, &test);
+}
+
+/// Snapshot clone between two servers of the same major: every table travels as binary COPY
+/// (the debug log gives no text reason), data verified, schema as pg_dump | psql makes it.
+async fn same_major_snapshot(major: u32) {
+    let test = format!("clone_{major}_to_{major}_snapshot");
+    let Some(src) = major_cluster(major, &test) else {
+        return;
+    };
+    let Some(dst) = support::start_major(major, &test, Default::default()) else {
+        return;
+    };
+    let db = load_upgrade_source(src, &format!("same{major}_snap"), true);
+    let logs = LogBuf::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let summary = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        clone_database(
+            &cfg(src, &db),
+            &cfg(&dst, &db),
+            &CloneOptions::default(),
+            &Bars::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{test}: clone failed: {e}"))
+    };
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        summary.schema_warnings.is_empty(),
+        "{:?}",
+        summary.schema_warnings
+    );
+    assert!(summary.tables.len() >= 4, "{:?}", summary.tables);
+    // Text only where a column's type has no portable binary form (up.things: a composite
+    // type, whose binary form carries type OIDs), and the log says which column; never
+    // because of the version.
+    assert!(!logs.contains("source is PostgreSQL"), "{test}:\n{logs}");
+    let text: Vec<&str> = summary
+        .tables
+        .iter()
+        .filter(|t| t.format != CopyFormat::Binary)
+        .map(|t| t.table.as_str())
+        .collect();
+    assert_eq!(text, ["up.things"], "{test}: copied as text");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("up.things") && l.contains("text format: column p")),
+        "{test}: no column reason for up.things:\n{logs}"
+    );
+    let binary = summary.tables.len() - text.len();
+    assert!(binary >= 3, "{test}: only {binary} tables copied as binary");
+    assert_verified(src, &dst, &db, &test).await;
+    assert_schema_like_native_upgrade(src, &db, &dst, &test);
+}
+
+macro_rules! same_major_snapshot_tests {
+    ($($name:ident: $major:literal,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                same_major_snapshot($major).await;
+            }
+        )*
+    };
+}
+
+same_major_snapshot_tests! {
+    clone_12_to_12_snapshot: 12,
+    clone_13_to_13_snapshot: 13,
+    clone_14_to_14_snapshot: 14,
+    clone_15_to_15_snapshot: 15,
+    clone_16_to_16_snapshot: 16,
+    clone_17_to_17_snapshot: 17,
+    clone_18_to_18_snapshot: 18,
 }
 
 /// Live: clone under the slot's snapshot, stream a few writes of every kind, cut over;
@@ -591,9 +795,27 @@ fn db_status(status: &serde_json::Value, db: &str) -> Option<(String, String)> {
 }
 
 fn migrate_upgrade(from: u32, to: u32) {
-    let test = format!("upgrade_{from}_to_{to}_migrate");
-    let (Some(src), Some(dst)) = (major_cluster(from, &test), major_cluster(to, &test)) else {
+    let test = if from == to {
+        format!("clone_{from}_to_{to}_migrate")
+    } else {
+        format!("upgrade_{from}_to_{to}_migrate")
+    };
+    let Some(src) = major_cluster(from, &test) else {
         return;
+    };
+    // Same major: a second server of that major as the target (the shared one is the source).
+    let own_target;
+    let dst = if from == to {
+        let Some(cluster) = support::start_major(to, &test, Default::default()) else {
+            return;
+        };
+        own_target = cluster;
+        &own_target
+    } else {
+        let Some(cluster) = major_cluster(to, &test) else {
+            return;
+        };
+        cluster
     };
     let live = load_upgrade_source(src, &format!("mig{from}_{to}_live"), false);
     let plain = fresh_db(src, &format!("mig{from}_{to}_plain"));
@@ -646,10 +868,18 @@ fn migrate_upgrade(from: u32, to: u32) {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{test}: migrate failed:\n{log}");
     let reason = format!("source is PostgreSQL {from}, target is PostgreSQL {to}");
-    assert!(
-        log.contains("text format") && log.contains(&reason),
-        "{test}: the debug log does not say why rows travel as text:\n{log}"
-    );
+    if from == to {
+        // Same major: binary COPY, no table falls back to text for a version reason.
+        assert!(
+            !log.contains("source is PostgreSQL"),
+            "{test}: rows travel as text between servers of one major:\n{log}"
+        );
+    } else {
+        assert!(
+            log.contains("text format") && log.contains(&reason),
+            "{test}: the debug log does not say why rows travel as text:\n{log}"
+        );
+    }
     let st = migrate_status(&t).expect("status");
     assert_eq!(st["migration"]["status"], "done", "{st}");
     assert_eq!(
@@ -682,15 +912,53 @@ fn migrate_upgrade(from: u32, to: u32) {
     assert_schema_like_native_upgrade(src, &plain, dst, &format!("{test}_plain"));
 }
 
+/// One `#[test]` per (source, target) pair of `pgferry migrate`.
+macro_rules! migrate_tests {
+    ($($name:ident: $from:literal => $to:literal,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                migrate_upgrade($from, $to);
+            }
+        )*
+    };
+}
+
+/// PostgreSQL 10 and 11 as sources: not supported yet, and not refused either (README,
+/// "Version matrix"). These fail today (10: the partitioned parent has no primary key, so the
+/// database falls back to the snapshot method; 11: floats streamed with 11's default
+/// extra_float_digits arrive rounded). Run them with
+/// `eval "$(scripts/fetch-pg.sh 10 11)"; cargo test --test version_matrix -- --ignored`.
 #[test]
-fn upgrade_15_to_16_migrate() {
-    migrate_upgrade(15, 16);
+#[ignore = "PostgreSQL 10 is neither supported nor refused yet (README, Version matrix)"]
+fn upgrade_10_to_18_migrate() {
+    migrate_upgrade(10, 18);
 }
 #[test]
-fn upgrade_15_to_18_migrate() {
-    migrate_upgrade(15, 18);
+#[ignore = "PostgreSQL 11 is neither supported nor refused yet (README, Version matrix)"]
+fn upgrade_11_to_18_migrate() {
+    migrate_upgrade(11, 18);
 }
-#[test]
-fn upgrade_16_to_18_migrate() {
-    migrate_upgrade(16, 18);
+
+migrate_tests! {
+    // Every source major into the newest.
+    upgrade_12_to_18_migrate: 12 => 18,
+    upgrade_13_to_18_migrate: 13 => 18,
+    upgrade_14_to_18_migrate: 14 => 18,
+    upgrade_15_to_18_migrate: 15 => 18,
+    upgrade_16_to_18_migrate: 16 => 18,
+    upgrade_17_to_18_migrate: 17 => 18,
+    // Older targets.
+    upgrade_12_to_17_migrate: 12 => 17,
+    upgrade_13_to_16_migrate: 13 => 16,
+    upgrade_14_to_15_migrate: 14 => 15,
+    upgrade_15_to_16_migrate: 15 => 16,
+    // Same major: a binary clone into a second server of that major.
+    clone_12_to_12_migrate: 12 => 12,
+    clone_13_to_13_migrate: 13 => 13,
+    clone_14_to_14_migrate: 14 => 14,
+    clone_15_to_15_migrate: 15 => 15,
+    clone_16_to_16_migrate: 16 => 16,
+    clone_17_to_17_migrate: 17 => 17,
+    clone_18_to_18_migrate: 18 => 18,
 }

