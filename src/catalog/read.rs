@@ -488,7 +488,8 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
                 CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
                 {compression} AS compression,
                 COALESCE(a.attstattarget::int, -1) AS stattarget,
-                COALESCE(a.attoptions, '{{}}') AS options,
+                ARRAY(SELECT o FROM unnest(a.attoptions) o
+                      WHERE split_part(o, '=', 1) IN ('n_distinct', 'n_distinct_inherited')) AS options,
                 COALESCE(a.attfdwoptions, '{{}}') AS fdwoptions,
                 a.attacl::text[] AS acl,
                 pg_catalog.col_description(a.attrelid, a.attnum) AS comment
