@@ -18,12 +18,12 @@ use pgferry::verify::{verify, VerifyOptions};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use support::psql;
+use support::{output_text as text, pgferry, psql};
 
 fn start_cluster() -> Cluster {
     Cluster::start(&support::install(), ClusterOptions::default()).unwrap_or_else(|e| panic!("{e}"))
@@ -31,22 +31,6 @@ fn start_cluster() -> Cluster {
 
 fn as_user(uri: &str, user: &str) -> String {
     uri.replace("postgres://postgres@", &format!("postgres://{user}@"))
-}
-
-fn pgferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .output()
-        .expect("run pgferry")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The application: one session on the source running its statements in a loop (`{id}` is
