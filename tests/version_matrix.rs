@@ -94,32 +94,6 @@ async fn fidelity(major: u32, name: &str, sql: &str) -> bool {
             return false;
         }
     }
-    if let Some((signature, bug)) = known_bug(major, name) {
-        // Strict: the round trip must still fail with this difference; once the bug is fixed
-        // this test fails too, saying to remove the entry from `known_bug`.
-        let (label, fixture_sql) = (format!("v{major}_{name}"), sql.clone());
-        let outcome = tokio::spawn(async move {
-            roundtrip_on(cluster, &label, &fixture_sql, &DumpOptions::default()).await
-        })
-        .await;
-        let message = match outcome {
-            Ok(_) => panic!("{test}: passes now: remove it from known_bug ({bug})"),
-            Err(e) => {
-                let payload = e.into_panic();
-                payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            }
-        };
-        assert!(
-            message.contains(signature),
-            "{test}: fails otherwise than the known bug ({bug}):\n{message}"
-        );
-        eprintln!("KNOWN BUG {test}: {bug}");
-        return true;
-    }
     let script = roundtrip_on(
         cluster,
         &format!("v{major}_{name}"),
@@ -133,29 +107,6 @@ async fn fidelity(major: u32, name: &str, sql: &str) -> bool {
         script.warnings
     );
     true
-}
-
-/// Round trips that fail on a major because of a bug in pgferry (src/, not the tests), with
-/// the text their failure must show and what is wrong.
-fn known_bug(major: u32, fixture: &str) -> Option<(&'static str, &'static str)> {
-    const PUBLIC_ACL: &str = "the public schema's ACL is compared with PostgreSQL 15's \
-        initial one ({pg_database_owner=UC, =U}; src/catalog/read.rs read_schemas), but on 14 \
-        and older a new database's public schema starts with =UC for PUBLIC, so the script \
-        revokes and re-grants privileges the source never changed";
-    match (major, fixture) {
-        (..=14, "privileges") => Some(("GRANT ALL ON SCHEMA public TO PUBLIC", PUBLIC_ACL)),
-        (..=14, "recreated_public") => {
-            Some(("GRANT CREATE ON SCHEMA public TO PUBLIC", PUBLIC_ACL))
-        }
-        (..=12, "routines") => Some((
-            "ALTER TABLE app.ledger_2024 DISABLE TRIGGER ledger_audit",
-            "a partition's copy of a partitioned table's trigger, disabled on the partition, \
-             comes back enabled: src/catalog/read.rs read_triggers replays a clone's changed \
-             enabled state only from 13 on (through pg_trigger.tgparentid); on 12 the clones \
-             (found through pg_depend) are left out, with their state",
-        )),
-        _ => None,
-    }
 }
 
 async fn fixture_fidelity(major: u32, file: &str) {

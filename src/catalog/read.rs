@@ -195,7 +195,7 @@ async fn read_schemas(client: &Client) -> Result<Vec<Schema>, CatalogError> {
             // dropped and re-created), so the state to compare with is the target's initial
             // one: `{pg_database_owner=UC, =U}` on PostgreSQL 15+, which our ALTER SCHEMA …
             // OWNER rewrites to the owner. (A target of 14 or older starts with `=UC` for
-            // PUBLIC instead and would keep that.)
+            // PUBLIC instead: the renderer adjusts this baseline to the target's major.)
             acl.baseline = vec![
                 AclItem {
                     grantee: owner.clone(),
@@ -808,19 +808,25 @@ async fn read_triggers(client: &Client, g: &Gate) -> Result<Vec<Trigger>, Catalo
             comment: get(&r, W, "comment")?,
         });
     }
-    if g.v >= 130000 {
+    if g.v >= 110000 {
         // Clones come with their parent's CREATE TRIGGER; only a changed enabled state
-        // (ALTER TABLE partition DISABLE TRIGGER …) must be replayed.
+        // (ALTER TABLE partition DISABLE TRIGGER …) must be replayed. The parent is
+        // tgparentid from 13, the trigger the clone depends on before.
         const C: &str = "cloned triggers";
-        for r in query(
-            client,
-            C,
+        let sql = if g.v >= 130000 {
             "SELECT t.oid, t.tgrelid, t.tgname, t.tgenabled::text AS enabled, t.tgparentid
              FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger p ON p.oid = t.tgparentid
-             WHERE t.tgrelid >= 16384 AND t.tgenabled <> p.tgenabled",
-        )
-        .await?
-        {
+             WHERE t.tgrelid >= 16384 AND t.tgenabled <> p.tgenabled"
+        } else {
+            "SELECT t.oid, t.tgrelid, t.tgname, t.tgenabled::text AS enabled, p.oid AS tgparentid
+             FROM pg_catalog.pg_trigger t
+             JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+              AND d.objid = t.oid AND d.refclassid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+              AND d.deptype IN ('P', 'i')
+             JOIN pg_catalog.pg_trigger p ON p.oid = d.refobjid
+             WHERE t.tgrelid >= 16384 AND t.tgenabled <> p.tgenabled"
+        };
+        for r in query(client, C, sql).await? {
             out.push(Trigger {
                 oid: get(&r, C, "oid")?,
                 relid: get(&r, C, "tgrelid")?,

@@ -387,6 +387,7 @@ async fn run(
         no_privileges: opts.no_privileges,
         owners_not_kept: opts.owners.refused(),
         grants_by_set_role: !me.superuser,
+        target_major: Some((dst_version / 10000) as u32),
         ..DumpOptions::default()
     };
     let script = dump_schema(&reader.client, &dump_opts).await?;

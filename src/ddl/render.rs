@@ -53,7 +53,7 @@ fn render_item(m: &Model, o: &Object, opts: &DumpOptions) -> String {
         return text;
     }
     match o.item {
-        Item::Schema(i) => schema(&c.schemas[i], opts),
+        Item::Schema(i) => schema(&c.schemas[i], c.server_version_num, opts),
         Item::Extension(i) => {
             let e = &c.extensions[i];
             let mut s = format!(
@@ -301,9 +301,31 @@ fn collate(c: &Option<(String, String)>) -> String {
     }
 }
 
-fn schema(s: &crate::catalog::Schema, opts: &DumpOptions) -> String {
+fn schema(s: &crate::catalog::Schema, source_version: i32, opts: &DumpOptions) -> String {
     let name = quote_ident(&s.name);
     let mut out = String::new();
+    // `public` exists in every new database; its initial ACL depends on the major the script
+    // runs on: PUBLIC has USAGE from 15, USAGE and CREATE up to 14 (the catalog reader
+    // assumed 15's).
+    let target_major = opts
+        .target_major
+        .unwrap_or((source_version / 10000).max(0) as u32);
+    let old_public;
+    let s = if s.builtin && target_major <= 14 {
+        let mut adjusted = s.clone();
+        for b in adjusted
+            .acl
+            .baseline
+            .iter_mut()
+            .filter(|b| b.grantee.is_empty())
+        {
+            b.privs = "UC".into();
+        }
+        old_public = adjusted;
+        &old_public
+    } else {
+        s
+    };
     if s.builtin {
         // Exists in every new database: only what differs from its initial state.
         if s.owner != "pg_database_owner" {

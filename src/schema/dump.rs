@@ -46,6 +46,9 @@ pub struct DumpOptions {
     /// Replay grants made by another role than the owner under `SET ROLE` instead of `SET
     /// SESSION AUTHORIZATION` (which needs a superuser): for a target user that is not one.
     pub grants_by_set_role: bool,
+    /// The major version the script will run on, where it changes what a new database starts
+    /// with (the `public` schema's privileges). `None`: the source's, as pg_dump assumes.
+    pub target_major: Option<u32>,
 }
 
 /// The generated DDL. Each part starts with the session settings it needs, so either can be
