@@ -363,6 +363,17 @@ pub struct MigrateArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArg,
+    /// The source: when given, status reads on it how much WAL each replication slot of the
+    /// migration retains now (without it, the figure is the running process's last report).
+    /// Read-only. Falls back to $SOURCE_SERVICE_URI.
+    #[arg(
+        short = 's',
+        long = "source",
+        value_name = "SRC",
+        env = "SOURCE_SERVICE_URI",
+        hide_env_values = true
+    )]
+    pub source: Option<String>,
     /// Print aiven-db-migrate's JSON status shape (with pgferry's extra fields).
     #[arg(long)]
     pub json: bool,

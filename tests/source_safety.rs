@@ -735,3 +735,185 @@ fn a_stalled_apply_past_max_slot_retained_drops_the_slot() {
     verify_equal(&src, &dst, "big", VerifyOptions::default());
     assert_eq!(source_footprint(&src, "big"), "0/0/0/0");
 }
+
+/// `pgferry status -s SRC` as a user with LOGIN only: reading the slots needs no privilege.
+fn status_with_source(src: &Cluster, dst: &Cluster, json: bool) -> std::process::Output {
+    let s = as_user(&src.uri("postgres"), "watcher");
+    let t = dst.uri("postgres");
+    let mut args = vec!["status", "-s", s.as_str(), "-t", t.as_str()];
+    if json {
+        args.push("--json");
+    }
+    pgferry(&args)
+}
+
+fn live_retained(src: &Cluster, dst: &Cluster, db: &str) -> i64 {
+    let out = status_with_source(src, dst, true);
+    assert!(out.status.success(), "{}", text(&out));
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["migration"]["running"], false, "{st}");
+    let d = db_detail(&st, db).unwrap();
+    assert_eq!(d["slot_retention_measured"], "now", "{d}");
+    d["slot_retained_bytes"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no retained WAL read now: {d}"))
+}
+
+/// While the copy runs, status shows how long its snapshot has been held on the source. Then
+/// pgferry is killed (-9) and not restarted: the slot keeps the source's WAL, and `status -s
+/// SRC` from another terminal reads it growing while nobody consumes; without `-s` it says
+/// the figure is the last report and how to read it now. The next `migrate` warns, with the
+/// size, before it resumes, and cuts over with data equal. `cleanup` reminds of a
+/// pgferry-named slot it does not own. The application's writes never fail.
+#[test]
+fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
+    let src = start_cluster();
+    let dst = start_cluster();
+    psql(
+        &src,
+        "postgres",
+        "CREATE ROLE watcher LOGIN; CREATE DATABASE kept",
+    );
+    psql(
+        &src,
+        "kept",
+        "CREATE TABLE t (id bigserial PRIMARY KEY, v text);
+         INSERT INTO t (v) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;",
+    );
+    let app = App::start(
+        &src.uri("kept"),
+        &[
+            "INSERT INTO t (v) VALUES ('app')",
+            "UPDATE t SET v = v || 'u' WHERE id = {id}",
+        ],
+    );
+    let (s, t) = (src.uri("postgres"), dst.uri("postgres"));
+    let mut ferry = Ferry::spawn(&[
+        "migrate",
+        "-s",
+        &s,
+        "-t",
+        &t,
+        "--databases",
+        "kept",
+        "-j",
+        "1",
+    ]);
+    let snapshot_ages = Mutex::new(Vec::<i64>::new());
+    let st = wait_status(&dst, &mut ferry, "kept syncing", |st| {
+        let Some(d) = db_detail(st, "kept") else {
+            return false;
+        };
+        if let Some(age) = d["snapshot_age_seconds"].as_i64() {
+            snapshot_ages.lock().unwrap().push(age);
+        }
+        d["status"] == "syncing"
+    });
+    let ages = snapshot_ages.into_inner().unwrap();
+    assert!(
+        !ages.is_empty() && ages.iter().all(|a| *a >= 0),
+        "status never showed the copy's snapshot age: {ages:?}"
+    );
+    assert!(
+        db_detail(&st, "kept").unwrap()["snapshot_age_seconds"].is_null(),
+        "no snapshot is held once streaming: {st}"
+    );
+
+    // Killed, not restarted.
+    ferry.child.kill().unwrap();
+    let _ = ferry.child.wait();
+    let first = live_retained(&src, &dst, "kept");
+    // 8000 rows of 1 kB of random hex (no compression): at least 8 MB of WAL.
+    psql(
+        &src,
+        "kept",
+        "INSERT INTO t (v) SELECT string_agg(md5(random()::text), '') \
+         FROM generate_series(1, 256000) g GROUP BY g % 8000",
+    );
+    let second = live_retained(&src, &dst, "kept");
+    assert!(
+        second >= first + (8 << 20),
+        "the retained WAL read by status did not grow with 8 MB of writes: {first} -> {second}"
+    );
+    let table = text(&status_with_source(&src, &dst, false));
+    assert!(table.contains("kept: the slot retains"), "{table}");
+    assert!(table.contains("(read now)"), "{table}");
+    let last_report = text(&pgferry(&["status", "-t", &t]));
+    assert!(
+        last_report.contains("at the last report")
+            && last_report
+                .contains("no pgferry process is running: these slots keep retaining WAL")
+            && last_report.contains("status -s SRC -t DST"),
+        "{last_report}"
+    );
+
+    // The next migrate warns before resuming, then cuts over.
+    let rerun = Ferry::spawn(&[
+        "migrate",
+        "-s",
+        &s,
+        "-t",
+        &t,
+        "--databases",
+        "kept",
+        "-j",
+        "1",
+        "--max-replication-lag",
+        "0",
+        "--stop-replication",
+    ]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (done, errors) = app.finish();
+    let (status, log) = rerun.wait(Duration::from_secs(240));
+    assert!(status.success(), "{log}");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARNING: resuming: the slot retains"))
+        .unwrap_or_else(|| panic!("no warning before resuming:\n{log}"));
+    assert!(
+        warning.contains("grew while no pgferry was streaming"),
+        "{warning}"
+    );
+    let resumed_at = log
+        .find("resuming streaming from")
+        .unwrap_or_else(|| panic!("not resumed:\n{log}"));
+    assert!(
+        log.find("WARNING: resuming").unwrap() < resumed_at,
+        "the warning comes before streaming resumes:\n{log}"
+    );
+    assert!(
+        errors.is_empty(),
+        "writes failed on the source: {errors:#?}"
+    );
+    assert!(done > 100, "{done}");
+    verify_equal(&src, &dst, "kept", VerifyOptions::default());
+    assert_eq!(source_footprint(&src, "kept"), "0/0/0/0");
+
+    // A pgferry-named slot of some other run: cleanup names it, with what it holds, and
+    // leaves it (it may be another migration's).
+    psql(
+        &src,
+        "postgres",
+        "SELECT 1 FROM pg_create_logical_replication_slot('pgferry_elsewhere_slot', 'pgoutput')",
+    );
+    let out = pgferry(&["cleanup", "-s", &s, "-t", &t]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("still on the source: replication slot pgferry_elsewhere_slot (database \"postgres\", nobody streams from it)"),
+        "{said}"
+    );
+    assert_eq!(
+        psql(
+            &src,
+            "postgres",
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_elsewhere_slot'"
+        ),
+        "1"
+    );
+    psql(
+        &src,
+        "postgres",
+        "SELECT pg_drop_replication_slot('pgferry_elsewhere_slot')",
+    );
+}

@@ -215,6 +215,13 @@ fn event_text(event: &FollowEvent) -> String {
             tables.join(", ")
         ),
         FollowEvent::SlotRetention(r) => r.describe(),
+        FollowEvent::RetainedWhileStopped(r) => format!(
+            "WARNING: resuming: {} (it grew while no pgferry was streaming)",
+            r.describe()
+        ),
+        FollowEvent::SnapshotHeld => {
+            "slot created: the copy holds its snapshot open on the source until it ends".into()
+        }
     }
 }
 

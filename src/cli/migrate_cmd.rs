@@ -306,12 +306,26 @@ pub async fn status(args: &StatusArgs) -> Result<u8, CliError> {
     let report = migrate::status::read(&session.client, &dst.dbname)
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
-    let Some(report) = report else {
+    let Some(mut report) = report else {
         return Err(CliError::failed(format!(
             "target database \"{}\" holds no pgferry migration: -t must name the bootstrap database migrate was given",
             dst.dbname
         )));
     };
+    if let Some(source) = &args.source {
+        // Status stays useful when the source cannot be read: say so, show the last report.
+        let src = conn_config("source", source)?;
+        match crate::conn::connect(&src).await {
+            Ok(s) => match migrate::status::read_live(&s.client, &report).await {
+                Ok(live) => report.live = Some(live),
+                Err(e) => eprintln!(
+                    "pgferry: source: reading the replication slots: {}; showing the last report",
+                    crate::copy::server_message(&e)
+                ),
+            },
+            Err(e) => eprintln!("pgferry: source: {e}; showing the last report"),
+        }
+    }
     if args.json {
         println!(
             "{}",
@@ -376,5 +390,37 @@ pub async fn cleanup(args: &CleanupArgs) -> Result<u8, CliError> {
             );
         }
     }
+    remind_left_slots(&src).await;
     Ok(exit::OK)
+}
+
+/// After a cleanup: pgferry-named slots still on the source (of another migration, another
+/// target, or an earlier run with other options) keep retaining WAL. Named with what they
+/// hold and how to remove them; never dropped here, since they may be another run's.
+async fn remind_left_slots(src: &crate::conn::ConnConfig) {
+    let Ok(source) = crate::conn::connect(src).await else {
+        return;
+    };
+    let Ok(left) = crate::replication::source_watch::pgferry_slots(&source.client).await else {
+        return;
+    };
+    for s in left {
+        println!(
+            "still on the source: replication slot {} (database \"{}\"{}) retains {} of WAL; \
+             it is not this migration's. If no pgferry uses it, remove it with `pgferry cleanup -s \
+             <source database {}> -t <its target>` or SELECT pg_drop_replication_slot('{}')",
+            s.slot,
+            s.database,
+            if s.active {
+                ", a process streams from it"
+            } else {
+                ", nobody streams from it"
+            },
+            s.retained_bytes
+                .map(crate::cli::size::format_size)
+                .unwrap_or_else(|| "no".into()),
+            s.database,
+            s.slot
+        );
+    }
 }

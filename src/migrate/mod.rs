@@ -568,12 +568,22 @@ impl Context<'_> {
         let clone_opts = self.clone_options(plan);
         let copy = clone_database(&src_db, &dst_db, &clone_opts, &reporter);
         let mut control = self.control.clone();
-        let summary = tokio::select! {
-            r = copy => r?,
+        // The copy exports a snapshot on the source and holds it until the data is copied.
+        self.send(Update::Snapshot {
+            db: db.to_owned(),
+            held: true,
+        });
+        let copied = tokio::select! {
+            r = copy => r.map_err(DbError::from),
             _ = wait_for(&mut control, |c| c == Control::Interrupt) => {
-                return Err(DbError::Other("interrupted during the copy; rerun to copy this database again".into()));
+                Err(DbError::Other("interrupted during the copy; rerun to copy this database again".into()))
             }
         };
+        self.send(Update::Snapshot {
+            db: db.to_owned(),
+            held: false,
+        });
+        let summary = copied?;
         self.out.message(
             Some(db),
             &format!(
@@ -767,6 +777,10 @@ impl Context<'_> {
             ),
             FollowEvent::Cloned(summary) => {
                 streaming.store(true, Ordering::SeqCst);
+                self.send(Update::Snapshot {
+                    db: db.to_owned(),
+                    held: false,
+                });
                 self.phase(db, "streaming", "syncing");
                 self.out.message(
                     Some(db),
@@ -818,6 +832,24 @@ impl Context<'_> {
                 self.out.detail(db, &format!("{n} sequences synced"))
             }
             FollowEvent::NotReplicated(tables) => self.on_not_replicated(db, tables),
+            FollowEvent::SnapshotHeld => self.send(Update::Snapshot {
+                db: db.to_owned(),
+                held: true,
+            }),
+            FollowEvent::RetainedWhileStopped(r) => {
+                self.out.message(
+                    Some(db),
+                    &format!(
+                        "WARNING: resuming: {} (it grew while no pgferry was streaming)",
+                        r.describe()
+                    ),
+                );
+                self.send(Update::Retention {
+                    db: db.to_owned(),
+                    bytes: r.retained_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+                    wal_status: r.wal_status,
+                });
+            }
             FollowEvent::SlotRetention(r) => {
                 self.out.detail(db, &r.describe());
                 self.send(Update::Retention {

@@ -6,9 +6,20 @@
 //! never `syncing` or `done` before its initial copy finished (the state is only moved there
 //! after the copy committed). When no pgferry process runs, a database left `running` is shown
 //! as `failed` with the reason, since nothing is moving it forward.
+//!
+//! **What the source pays.** A running copy holds a snapshot open on the source (its vacuum
+//! cannot remove rows deleted since): its age is shown while the copy runs. A replication
+//! slot makes the source keep WAL until pgferry consumes it, also while no pgferry runs (a
+//! killed or stopped migrate): the running process reports it every few seconds, and
+//! `status -s SRC` reads it on the source *now* ([`read_live`]), which is what matters when
+//! nobody is consuming. Each figure says when it was measured.
 
 use super::store::{DatabaseRow, MigrationRow, Store, StoreError};
+use crate::cli::size::format_size;
+use crate::replication::publication;
+use crate::replication::source_watch::{self, SlotRetention};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use tokio_postgres::Client;
 
 #[derive(Debug, Clone)]
@@ -17,6 +28,26 @@ pub struct StatusReport {
     pub databases: Vec<DatabaseRow>,
     /// A migrate process holds the run lock.
     pub running: bool,
+    /// The slots read on the source just now (`status -s SRC`); `None` when not read.
+    pub live: Option<LiveSlots>,
+}
+
+/// Per database using replication and not done: its slot's retention read now, `None` when
+/// the source has no such slot.
+pub type LiveSlots = BTreeMap<String, Option<SlotRetention>>;
+
+/// How one database's retained WAL is known.
+enum Retention<'a> {
+    /// Read on the source now.
+    Now(&'a SlotRetention),
+    /// Read now: the slot does not exist.
+    NoSlot,
+    /// Stored by the running (or last) process `age` seconds ago.
+    Reported {
+        bytes: i64,
+        wal_status: Option<&'a str>,
+        age: Option<f64>,
+    },
 }
 
 const INTERRUPTED: &str =
@@ -36,6 +67,32 @@ impl StatusReport {
                 d
             })
             .collect()
+    }
+
+    /// The slot retention to show for `d`, if any (replication databases not done).
+    fn retention<'a>(&'a self, d: &'a DatabaseRow) -> Option<Retention<'a>> {
+        if d.status == "done" || d.method != "replication" {
+            return None;
+        }
+        if let Some(live) = &self.live {
+            return match live.get(&d.dbname) {
+                Some(Some(r)) => Some(Retention::Now(r)),
+                Some(None) => Some(Retention::NoSlot),
+                None => None,
+            };
+        }
+        d.slot_retained_bytes.map(|bytes| Retention::Reported {
+            bytes,
+            wal_status: d.slot_wal_status.as_deref(),
+            age: d.reported_seconds_ago,
+        })
+    }
+
+    /// The snapshot age to show for `d`: only while a process runs its copy.
+    fn snapshot_age(&self, d: &DatabaseRow) -> Option<f64> {
+        (self.running && d.status == "running")
+            .then_some(d.snapshot_age_seconds)
+            .flatten()
     }
 
     /// The overall (status, error).
@@ -78,6 +135,26 @@ impl StatusReport {
             .effective_databases()
             .iter()
             .map(|d| {
+                let (retained, wal_status, measured, age) = match self.retention(d) {
+                    Some(Retention::Now(r)) => (
+                        r.retained_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+                        r.wal_status.clone(),
+                        Some("now"),
+                        Some(0.0),
+                    ),
+                    Some(Retention::NoSlot) => (None, None, Some("now: no slot"), Some(0.0)),
+                    Some(Retention::Reported {
+                        bytes,
+                        wal_status,
+                        age,
+                    }) => (
+                        Some(bytes),
+                        wal_status.map(str::to_owned),
+                        Some("last report"),
+                        age,
+                    ),
+                    None => (d.slot_retained_bytes, d.slot_wal_status.clone(), None, None),
+                };
                 json!({
                     "dbname": d.dbname,
                     "error": d.error,
@@ -89,8 +166,11 @@ impl StatusReport {
                     "tables_done": d.tables_done,
                     "tables_total": d.tables_total,
                     "not_replicated": d.not_replicated,
-                    "slot_retained_bytes": d.slot_retained_bytes,
-                    "slot_wal_status": d.slot_wal_status,
+                    "slot_retained_bytes": retained,
+                    "slot_wal_status": wal_status,
+                    "slot_retention_measured": measured,
+                    "slot_retention_age_seconds": age.map(|a| a.round() as i64),
+                    "snapshot_age_seconds": self.snapshot_age(d).map(|a| a.round() as i64),
                 })
             })
             .collect();
@@ -109,8 +189,19 @@ impl StatusReport {
 
     pub fn to_table(&self) -> String {
         let (status, error) = self.overall();
+        let dbs = self.effective_databases();
+        // The seed's JSON keeps the migration-level method empty; the table says which
+        // methods the databases use instead.
+        let mut methods: Vec<&str> = dbs.iter().map(|d| d.method.as_str()).collect();
+        methods.sort_unstable();
+        methods.dedup();
+        let methods = if methods.is_empty() {
+            "-".to_owned()
+        } else {
+            methods.join(",")
+        };
         let mut out = format!(
-            "migration {} from {} ({})\n\nSTATUS   METHOD  ERROR\n{:<8} {:<7} {}\n\n",
+            "migration {} from {} ({})\n\nSTATUS   {:<w$}  ERROR\n{:<8} {:<w$}  {}\n\n",
             self.migration.id,
             self.migration.source,
             if self.running {
@@ -118,11 +209,12 @@ impl StatusReport {
             } else {
                 "no pgferry process is running"
             },
+            "METHODS",
             status,
-            "",
-            error.unwrap_or_else(|| "-".into())
+            methods,
+            error.unwrap_or_else(|| "-".into()),
+            w = methods.len().max(7),
         );
-        let dbs = self.effective_databases();
         let width = dbs.iter().map(|d| d.dbname.len()).max().unwrap_or(8).max(8);
         out.push_str(&format!(
             "{:<width$}  {:<8} {:<11} {:<10} {:>8} {:>12}  ERROR\n",
@@ -142,24 +234,55 @@ impl StatusReport {
                 d.error.as_deref().unwrap_or("-")
             ));
         }
-        let retaining: Vec<&DatabaseRow> = dbs
+        let snapshots: Vec<String> = dbs
             .iter()
-            .filter(|d| d.slot_retained_bytes.is_some() && d.status != "done")
+            .filter_map(|d| {
+                self.snapshot_age(d)
+                    .map(|age| format!("  {}: {:.0}s\n", d.dbname, age))
+            })
+            .collect();
+        if !snapshots.is_empty() {
+            out.push_str(
+                "\nsnapshot held open on the source by the copy (the source's vacuum cannot remove \
+                 rows deleted since it was taken):\n",
+            );
+            out.push_str(&snapshots.concat());
+        }
+        let retaining: Vec<String> = dbs
+            .iter()
+            .filter_map(|d| {
+                let line = match self.retention(d)? {
+                    Retention::Now(r) => format!("{} (read now)", r.describe()),
+                    Retention::NoSlot => {
+                        "no replication slot on the source (nothing retained; a rerun copies \
+                         this database again)"
+                            .into()
+                    }
+                    Retention::Reported {
+                        bytes,
+                        wal_status,
+                        age,
+                    } => format!(
+                        "{} ({bytes} bytes){}, at the last report{}",
+                        format_size(bytes.max(0) as u64),
+                        wal_status
+                            .map(|s| format!(", wal_status {s}"))
+                            .unwrap_or_default(),
+                        age.map(|a| format!(", {a:.0}s ago")).unwrap_or_default()
+                    ),
+                };
+                Some(format!("  {}: {line}\n", d.dbname))
+            })
             .collect();
         if !retaining.is_empty() {
-            out.push_str(
-                "\nWAL retained on the source by the replication slot (at the last report):\n",
-            );
-            for d in retaining {
-                out.push_str(&format!(
-                    "  {}: {} bytes{}\n",
-                    d.dbname,
-                    d.slot_retained_bytes.unwrap_or(0),
-                    d.slot_wal_status
-                        .as_deref()
-                        .map(|s| format!(" (wal_status {s})"))
-                        .unwrap_or_default()
-                ));
+            out.push_str("\nWAL retained on the source by the replication slot:\n");
+            out.push_str(&retaining.concat());
+            if !self.running && self.live.is_none() {
+                out.push_str(
+                    "  no pgferry process is running: these slots keep retaining WAL on the \
+                     source until migrate is rerun (it resumes) or `pgferry cleanup` removes \
+                     them; `pgferry status -s SRC -t DST` reads the figure now\n",
+                );
             }
         }
         let missing: Vec<&DatabaseRow> = dbs
@@ -207,7 +330,31 @@ pub async fn read(client: &Client, database: &str) -> Result<Option<StatusReport
         migration,
         databases,
         running,
+        live: None,
     }))
+}
+
+/// Reads, on the source `source` is connected to (any database of the server), the WAL each
+/// replicating database's slot retains now.
+pub async fn read_live(
+    source: &Client,
+    report: &StatusReport,
+) -> Result<LiveSlots, tokio_postgres::Error> {
+    let mangle = report.migration.options["mangle"]
+        .as_bool()
+        .unwrap_or(false);
+    let mut live = LiveSlots::new();
+    for d in &report.databases {
+        if d.status == "done" || d.method != "replication" {
+            continue;
+        }
+        let slot = publication::names_for(&d.dbname, mangle).slot;
+        live.insert(
+            d.dbname.clone(),
+            source_watch::read_retention(source, &slot).await?,
+        );
+    }
+    Ok(live)
 }
 
 #[cfg(test)]
@@ -229,6 +376,8 @@ mod tests {
             not_replicated: Vec::new(),
             slot_retained_bytes: None,
             slot_wal_status: None,
+            snapshot_age_seconds: None,
+            reported_seconds_ago: None,
         }
     }
 
@@ -245,6 +394,7 @@ mod tests {
             },
             databases: dbs,
             running,
+            live: None,
         }
     }
 
@@ -265,6 +415,11 @@ mod tests {
         assert_eq!(v["migration_detail"][0]["method"], "pg_dump");
         assert_eq!(v["migration_detail"][1]["status"], "syncing");
         assert_eq!(v["migration_detail"][1]["tables_total"], 2);
+        let table = r.to_table();
+        assert!(
+            table.contains("STATUS   METHODS              ERROR\nsyncing  pg_dump,replication  -"),
+            "{table}"
+        );
     }
 
     #[test]
@@ -273,16 +428,68 @@ mod tests {
         b.not_replicated = vec!["public.late".into()];
         b.slot_retained_bytes = Some(123456);
         b.slot_wal_status = Some("reserved".into());
+        b.reported_seconds_ago = Some(4.2);
         let r = report(vec![db("a", "done", "pg_dump"), b], true);
         let v = r.to_json();
         assert_eq!(v["migration_detail"][1]["not_replicated"][0], "public.late");
         assert_eq!(v["migration_detail"][1]["slot_retained_bytes"], 123456);
+        assert_eq!(
+            v["migration_detail"][1]["slot_retention_measured"],
+            "last report"
+        );
+        assert_eq!(v["migration_detail"][1]["slot_retention_age_seconds"], 4);
         let table = r.to_table();
         assert!(table.contains("  b: public.late"), "{table}");
         assert!(
-            table.contains("  b: 123456 bytes (wal_status reserved)"),
+            table.contains("(123456 bytes), wal_status reserved, at the last report, 4s ago"),
             "{table}"
         );
+        assert!(!table.contains("no pgferry process is running: these slots"));
+    }
+
+    #[test]
+    fn live_retention_replaces_the_last_report_and_a_dead_run_is_told_to_read_it() {
+        let mut b = db("b", "syncing", "replication");
+        b.slot_retained_bytes = Some(1000);
+        let mut c = db("c", "syncing", "replication");
+        c.slot_retained_bytes = Some(5);
+        let dead = report(vec![b.clone(), c.clone()], false);
+        assert!(dead.to_table().contains("status -s SRC -t DST"));
+        let mut live = report(vec![b, c], false);
+        let mut slots = LiveSlots::new();
+        slots.insert(
+            "b".into(),
+            Some(SlotRetention {
+                retained_bytes: Some(50 << 20),
+                wal_status: Some("extended".into()),
+                safe_wal_size: None,
+                max_slot_wal_keep_size: None,
+            }),
+        );
+        slots.insert("c".into(), None);
+        live.live = Some(slots);
+        let v = live.to_json();
+        assert_eq!(v["migration_detail"][0]["slot_retained_bytes"], 50 << 20);
+        assert_eq!(v["migration_detail"][0]["slot_retention_measured"], "now");
+        assert!(v["migration_detail"][1]["slot_retained_bytes"].is_null());
+        let table = live.to_table();
+        assert!(table.contains("(read now)"), "{table}");
+        assert!(table.contains("c: no replication slot"), "{table}");
+        assert!(!table.contains("status -s SRC -t DST"), "{table}");
+    }
+
+    #[test]
+    fn snapshot_age_only_while_a_copy_runs() {
+        let mut a = db("a", "running", "replication");
+        a.snapshot_age_seconds = Some(12.4);
+        let running = report(vec![a.clone()], true);
+        assert_eq!(
+            running.to_json()["migration_detail"][0]["snapshot_age_seconds"],
+            12
+        );
+        assert!(running.to_table().contains("snapshot held open"));
+        let dead = report(vec![a], false);
+        assert!(dead.to_json()["migration_detail"][0]["snapshot_age_seconds"].is_null());
     }
 
     #[test]

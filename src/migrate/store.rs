@@ -6,7 +6,8 @@
 //! pgferry.migration        one row: id, source (never with a password), options, stop request
 //! pgferry.migration_db     per database: method and why, phase, status, error, lag, copy jobs
 //!                          done/total (a table split into ranges counts once per range),
-//!                          tables not replicated, WAL retained by the slot
+//!                          tables not replicated, WAL retained by the slot, since when the
+//!                          copy holds a snapshot open on the source
 //! pgferry.migration_table  per database and table: rows and bytes of the finished copy
 //! ```
 //!
@@ -57,7 +58,8 @@ CREATE TABLE IF NOT EXISTS pgferry.migration_table (
     FOREIGN KEY (migration_id, dbname) REFERENCES pgferry.migration_db ON DELETE CASCADE);
 ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS not_replicated text[] NOT NULL DEFAULT '{}';
 ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS slot_retained_bytes bigint;
-ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS slot_wal_status text;";
+ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS slot_wal_status text;
+ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS snapshot_since timestamptz;";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -123,6 +125,12 @@ pub struct DatabaseRow {
     pub slot_retained_bytes: Option<i64>,
     /// The slot's `wal_status` (PostgreSQL 13+), at the last report.
     pub slot_wal_status: Option<String>,
+    /// Seconds the copy has held its snapshot open on the source (the source's vacuum cannot
+    /// remove rows deleted since); `None` when no snapshot is held.
+    pub snapshot_age_seconds: Option<f64>,
+    /// Seconds since the row was last written (the age of `lag_bytes` and
+    /// `slot_retained_bytes`).
+    pub reported_seconds_ago: Option<f64>,
 }
 
 /// Access to the state through one client (connected to the bootstrap database).
@@ -290,36 +298,56 @@ impl<'a> Store<'a> {
         Ok(())
     }
 
+    /// The databases' rows. Read as JSON so that a state written by an older pgferry (without
+    /// the newer columns) is still shown: `status` must never fail on it, nor change it.
     pub async fn databases(&self, id: &str) -> Result<Vec<DatabaseRow>, StoreError> {
         let rows = self
             .client
             .query(
-                "SELECT dbname, method, method_reason, phase, status, error, lag_bytes, \
-                        tables_done, tables_total, created_db, not_replicated, \
-                        slot_retained_bytes, slot_wal_status \
-                 FROM pgferry.migration_db WHERE migration_id = $1 ORDER BY dbname",
+                "SELECT to_jsonb(d)::text, \
+                        extract(epoch FROM now() - (to_jsonb(d) ->> 'snapshot_since')::timestamptz)::float8, \
+                        extract(epoch FROM now() - d.updated_at)::float8 \
+                 FROM pgferry.migration_db d WHERE migration_id = $1 ORDER BY dbname",
                 &[&id],
             )
             .await
             .map_err(self.err("reading the databases' state"))?;
-        Ok(rows
-            .iter()
-            .map(|r| DatabaseRow {
-                dbname: r.get(0),
-                method: r.get(1),
-                method_reason: r.get(2),
-                phase: r.get(3),
-                status: r.get(4),
-                error: r.get(5),
-                lag_bytes: r.get(6),
-                tables_done: r.get(7),
-                tables_total: r.get(8),
-                created_db: r.get(9),
-                not_replicated: r.get(10),
-                slot_retained_bytes: r.get(11),
-                slot_wal_status: r.get(12),
+        rows.iter()
+            .map(|r| {
+                let row: serde_json::Value =
+                    serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| StoreError::Query {
+                        database: self.database.clone(),
+                        what: "reading the databases' state",
+                        message: e.to_string(),
+                    })?;
+                let text = |k: &str| row[k].as_str().map(str::to_owned);
+                let int = |k: &str| row[k].as_i64();
+                Ok(DatabaseRow {
+                    dbname: text("dbname").unwrap_or_default(),
+                    method: text("method").unwrap_or_default(),
+                    method_reason: text("method_reason"),
+                    phase: text("phase").unwrap_or_default(),
+                    status: text("status").unwrap_or_default(),
+                    error: text("error"),
+                    lag_bytes: int("lag_bytes"),
+                    tables_done: int("tables_done").unwrap_or(0) as i32,
+                    tables_total: int("tables_total").unwrap_or(0) as i32,
+                    created_db: row["created_db"].as_bool().unwrap_or(false),
+                    not_replicated: row["not_replicated"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    slot_retained_bytes: int("slot_retained_bytes"),
+                    slot_wal_status: text("slot_wal_status"),
+                    snapshot_age_seconds: r.get(1),
+                    reported_seconds_ago: r.get(2),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Inserts or resets a database's row for a (re)start of its migration.
@@ -336,7 +364,7 @@ impl<'a> Store<'a> {
                  VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (migration_id, dbname) DO UPDATE SET method = EXCLUDED.method, \
                    method_reason = EXCLUDED.method_reason, status = 'running', error = NULL, \
-                   updated_at = now()",
+                   snapshot_since = NULL, updated_at = now()",
                 &[&id, &db, &method, &reason],
             )
             .await
@@ -358,7 +386,8 @@ impl<'a> Store<'a> {
             Update::Failed { db, error } => {
                 self.client
                     .execute(
-                        "UPDATE pgferry.migration_db SET status = 'failed', error = $3, updated_at = now() \
+                        "UPDATE pgferry.migration_db SET status = 'failed', error = $3, \
+                                snapshot_since = NULL, updated_at = now() \
                          WHERE migration_id = $1 AND dbname = $2",
                         &[&id, db, error],
                     )
@@ -402,6 +431,17 @@ impl<'a> Store<'a> {
                         "UPDATE pgferry.migration_db SET tables_total = $3, tables_done = 0, updated_at = now() \
                          WHERE migration_id = $1 AND dbname = $2",
                         &[&id, db, tables],
+                    )
+                    .await
+            }
+            Update::Snapshot { db, held } => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration_db SET snapshot_since = \
+                                CASE WHEN $3 THEN coalesce(snapshot_since, now()) END, \
+                                updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db, held],
                     )
                     .await
             }
@@ -514,6 +554,11 @@ pub enum Update {
         db: String,
         bytes: Option<i64>,
         wal_status: Option<String>,
+    },
+    /// The copy opened (`held`) or closed its snapshot on the source.
+    Snapshot {
+        db: String,
+        held: bool,
     },
     CreatedDatabase {
         db: String,

@@ -100,6 +100,12 @@ pub enum FollowEvent {
     NotReplicated(Vec<String>),
     /// WAL the slot makes the source keep, every `lag_interval`.
     SlotRetention(super::source_watch::SlotRetention),
+    /// On resuming an existing slot: the WAL it made the source keep while no pgferry was
+    /// streaming (a stopped or killed run). Sent before streaming starts.
+    RetainedWhileStopped(super::source_watch::SlotRetention),
+    /// The slot was created with an exported snapshot: from now until [`FollowEvent::Cloned`]
+    /// the copy holds that snapshot open on the source.
+    SnapshotHeld,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,11 +226,11 @@ pub async fn follow_database(
     let stored = stored_position(dst, &names.slot).await?;
     match (slot_exists, stored) {
         (true, Some(from)) => {
+            warn_retained(&source.client, &names.slot, observer).await;
             observer(FollowEvent::Resuming {
                 slot: names.slot.clone(),
                 from,
             });
-            warn_retained(&source.client, &names.slot, observer).await;
         }
         (true, None) => {
             return Err(FollowError::SlotWithoutProgress {
@@ -244,7 +250,7 @@ pub async fn follow_database(
                 observer(FollowEvent::ReplicaIdentityFull(changed));
             }
             let summary = tokio::select! {
-                r = start_fresh(src, dst, &names, &source.client, opts, reporter) => r?,
+                r = start_fresh(src, dst, &names, &source.client, opts, reporter, observer) => r?,
                 true = wait_shutdown(&mut shutdown) => {
                     // The copy (rolled back with its sessions) cannot be resumed: remove the
                     // source objects so that nothing holds WAL for it.
@@ -313,7 +319,7 @@ async fn warn_retained(source: &tokio_postgres::Client, slot: &str, observer: Ob
             "resuming slot {slot}: {} (it grew while no pgferry was streaming)",
             r.describe()
         );
-        observer(FollowEvent::SlotRetention(r));
+        observer(FollowEvent::RetainedWhileStopped(r));
     }
 }
 
@@ -345,11 +351,13 @@ async fn start_fresh(
     source: &tokio_postgres::Client,
     opts: &FollowOptions,
     reporter: &dyn Reporter,
+    observer: Observer<'_>,
 ) -> Result<CloneSummary, FollowError> {
     publication::create_publication(source, &names.publication, &opts.clone.filter).await?;
     let result = async {
         let mut repl = ReplicationConnection::connect(src).await?;
         let created = repl.create_slot(&names.slot, false, true).await?;
+        observer(FollowEvent::SnapshotHeld);
         let clone_opts = CloneOptions {
             snapshot: created.snapshot_name.clone(),
             ..opts.clone.clone()

@@ -122,6 +122,41 @@ pub async fn read_retention(
     }))
 }
 
+/// A replication slot named like pgferry's on the source server, with what it retains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftSlot {
+    pub slot: String,
+    pub database: String,
+    /// `pg_current_wal_lsn() - restart_lsn`.
+    pub retained_bytes: Option<u64>,
+    /// A process streams from it now.
+    pub active: bool,
+}
+
+/// Every slot on the server `client` is connected to whose name pgferry would give
+/// (`pgferry_..._slot`): after a cleanup, what is still there keeps retaining WAL.
+pub async fn pgferry_slots(client: &Client) -> Result<Vec<LeftSlot>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT slot_name::text, coalesce(database::text, ''), \
+                    pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::int8, \
+                    active \
+             FROM pg_catalog.pg_replication_slots \
+             WHERE slot_name::text LIKE 'pgferry\\_%\\_slot' ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| LeftSlot {
+            slot: r.get(0),
+            database: r.get(1),
+            retained_bytes: r.get::<_, Option<i64>>(2).map(|b| b.max(0) as u64),
+            active: r.get(3),
+        })
+        .collect())
+}
+
 /// What a tick found that the caller reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tick {
