@@ -50,6 +50,13 @@ pub fn render_text(r: &ServerReport) -> String {
         (i64::from(r.max_wal_senders) - r.used_wal_senders).max(0),
         r.max_wal_senders
     );
+    if let Some(keep) = r.max_slot_wal_keep_size {
+        let _ = writeln!(
+            s,
+            "  max_slot_wal_keep_size {} (a slot further behind is invalidated)",
+            format_size(keep)
+        );
+    }
     let _ = writeln!(s, "  databases              {}", r.databases.len());
     for db in &r.databases {
         let size = match db.size_bytes {

@@ -776,6 +776,12 @@ fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
     );
     psql(
         &src,
+        "postgres",
+        "ALTER SYSTEM SET max_slot_wal_keep_size = '2GB'",
+    );
+    psql(&src, "postgres", "SELECT pg_reload_conf()");
+    psql(
+        &src,
         "kept",
         "CREATE TABLE t (id bigserial PRIMARY KEY, v text);
          INSERT INTO t (v) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;",
@@ -819,6 +825,14 @@ fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
         "no snapshot is held once streaming: {st}"
     );
 
+    assert!(
+        ferry
+            .log()
+            .contains("the source sets max_slot_wal_keep_size = 2.0 GB"),
+        "preflight reports the server's own limit:\n{}",
+        ferry.log()
+    );
+
     // Killed, not restarted.
     ferry.child.kill().unwrap();
     let _ = ferry.child.wait();
@@ -837,6 +851,10 @@ fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
     );
     let table = text(&status_with_source(&src, &dst, false));
     assert!(table.contains("kept: the slot retains"), "{table}");
+    assert!(
+        table.contains("left before max_slot_wal_keep_size"),
+        "{table}"
+    );
     assert!(table.contains("(read now)"), "{table}");
     let last_report = text(&pgferry(&["status", "-t", &t]));
     assert!(

@@ -634,6 +634,19 @@ pub async fn run(
         }
     }
 
+    // The server's own limit on what a slot may retain: past it the slot is invalidated and
+    // the database must be copied again. Said before starting, with pgferry's own limit.
+    if let Some(keep) = source.max_slot_wal_keep_size {
+        if databases.iter().any(|d| d.method == Method::Replication) {
+            warnings.push(format!(
+                "the source sets max_slot_wal_keep_size = {}: if streaming falls further behind \
+                 than that (pgferry stopped or slow), the server invalidates the slot and the \
+                 database must be copied again",
+                crate::cli::size::format_size(keep)
+            ));
+        }
+    }
+
     // Apply mode, when something streams.
     let apply_mode = if databases.iter().any(|d| d.method == Method::Replication) {
         let plan = access::predict_apply_mode(&dst_session.client, &me.name)

@@ -24,6 +24,9 @@ pub struct ServerReport {
     pub max_wal_senders: i32,
     pub used_wal_senders: i64,
     pub databases: Vec<DatabaseReport>,
+    /// `max_slot_wal_keep_size` in bytes when the server sets one (PostgreSQL 13+): past it,
+    /// the server itself invalidates a slot that falls behind.
+    pub max_slot_wal_keep_size: Option<u64>,
     /// Problems that would stop a live (logical replication) migration from this server.
     pub replication_blockers: Vec<String>,
 }
@@ -84,11 +87,16 @@ pub async fn inspect(role: &str, cfg: &ConnConfig) -> Result<ServerReport, Check
         .query_one(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int4, \
                     current_setting('wal_level'), current_setting('max_replication_slots')::int4, \
-                    current_setting('max_wal_senders')::int4",
+                    current_setting('max_wal_senders')::int4, \
+                    (SELECT setting::int8 FROM pg_settings WHERE name = 'max_slot_wal_keep_size')",
             &[],
         )
         .await
         .map_err(query_err("server settings"))?;
+    let max_slot_wal_keep_size = row
+        .get::<_, Option<i64>>(5)
+        .filter(|mb| *mb >= 0)
+        .map(|mb| (mb as u64).saturating_mul(1 << 20));
     let server_version: String = row.get(0);
     let server_version_num: i32 = row.get(1);
     let wal_level: String = row.get(2);
@@ -163,6 +171,7 @@ pub async fn inspect(role: &str, cfg: &ConnConfig) -> Result<ServerReport, Check
         max_wal_senders,
         used_wal_senders,
         databases,
+        max_slot_wal_keep_size,
         replication_blockers: Vec::new(),
     };
     report.replication_blockers = replication_blockers(&report);
