@@ -22,6 +22,7 @@ pub mod ddl;
 pub mod demo;
 pub mod localpg;
 pub mod migrate;
+pub mod pgerror;
 pub mod progress;
 pub mod replication;
 pub mod schema;

@@ -117,6 +117,22 @@ impl ConnectError {
     }
 
     /// The SQLSTATE when the server itself refused.
+    /// Whether trying again later may succeed: nothing answered, the session broke during
+    /// start-up, or the server said so (too many connections, starting up, shutting down).
+    /// A refused password, a missing database, a TLS or pg_hba refusal are permanent.
+    pub fn is_transient(&self) -> bool {
+        match self.kind {
+            ConnectErrorKind::Unreachable | ConnectErrorKind::Other => true,
+            ConnectErrorKind::Rejected => self
+                .code
+                .as_ref()
+                .is_some_and(|c| crate::pgerror::is_transient(Some(c))),
+            ConnectErrorKind::Setup | ConnectErrorKind::Tls | ConnectErrorKind::Authentication => {
+                false
+            }
+        }
+    }
+
     pub fn code(&self) -> Option<&SqlState> {
         self.code.as_ref()
     }

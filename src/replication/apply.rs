@@ -119,17 +119,15 @@ impl ApplyError {
         }
     }
 
-    /// Errors a reconnect cannot fix: the target's schema or data disagree with the stream.
+    /// Errors a reconnect cannot fix: the target's schema or data disagree with the stream, a
+    /// privilege is missing... ([`crate::pgerror::is_transient`] decides for server errors).
     pub fn is_permanent(&self) -> bool {
         match self {
             ApplyError::MissingTable { .. }
             | ApplyError::ColumnMismatch { .. }
             | ApplyError::Stream(_) => true,
             ApplyError::Spool(_) => false,
-            ApplyError::Target { code, .. } => code.as_deref().is_some_and(|c| {
-                // Integrity violations, syntax/undefined objects, data exceptions.
-                c.starts_with("23") || c.starts_with("42") || c.starts_with("22")
-            }),
+            ApplyError::Target { code, .. } => !crate::pgerror::is_transient_text(code.as_deref()),
         }
     }
 }

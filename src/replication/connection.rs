@@ -85,6 +85,29 @@ impl ReplicationError {
         }
     }
 
+    /// Whether reconnecting may help ([`crate::pgerror::is_transient`]): the connection broke,
+    /// or the server answered with a transient SQLSTATE. A slot in use by another process
+    /// (55006), an invalidated slot (55000), a refused privilege are permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReplicationError::Connect { kind, code, .. } => match kind {
+                ConnectErrorKind::Unreachable | ConnectErrorKind::Other => true,
+                ConnectErrorKind::Rejected => {
+                    code.is_some() && crate::pgerror::is_transient_text(code.as_deref())
+                }
+                _ => false,
+            },
+            ReplicationError::Server { error, .. } => {
+                crate::pgerror::is_transient_text(Some(&error.code))
+            }
+            ReplicationError::Io(_) | ReplicationError::Closed => true,
+            ReplicationError::Protocol(_)
+            | ReplicationError::Encode(_)
+            | ReplicationError::Command(_)
+            | ReplicationError::Unexpected { .. } => false,
+        }
+    }
+
     /// The slot named in the command does not exist (SQLSTATE 42704).
     pub fn is_missing_slot(&self) -> bool {
         self.code() == Some("42704")

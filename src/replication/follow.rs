@@ -21,6 +21,7 @@ use super::triggers;
 use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
 use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
 use crate::conn::{connect, ConnConfig, ConnectError};
+use crate::pgerror::{PgError, Side};
 use crate::progress::Reporter;
 use crate::server::access;
 use std::time::{Duration, Instant};
@@ -128,10 +129,10 @@ pub enum FollowError {
         #[source]
         source: ConnectError,
     },
+    #[error(transparent)]
+    Pg(#[from] PgError),
     #[error("source: {what}: {message}")]
-    Source { what: String, message: String },
-    #[error("target: {what}: {message}")]
-    Target { what: String, message: String },
+    Unexpected { what: String, message: String },
     #[error("replication: {0}")]
     Replication(#[from] ReplicationError),
     #[error("applying changes: {0}")]
@@ -158,6 +159,21 @@ pub enum FollowError {
     Interrupted,
     #[error("replication slot \"{0}\" disappeared from the source; the target cannot be kept in sync any more")]
     SlotGone(String),
+    #[error(
+        "replication slot \"{slot}\" was invalidated by the source server (wal_status lost: it \
+         fell further behind than max_slot_wal_keep_size allows, and the WAL it needed is \
+         removed): the changes since can no longer be read, so target database \"{database}\" \
+         cannot be kept in sync. Copy the database again: `pgferry cleanup` (or drop the slot), \
+         then rerun the same migrate command, or `clone --follow --drop-if-exists`; keep pgferry \
+         running, or raise max_slot_wal_keep_size on the source"
+    )]
+    SlotInvalidated { slot: String, database: String },
+    #[error(
+        "replication slot \"{slot}\" on the source is in use by another process ({holder}): \
+         another pgferry (a running migrate or clone --follow) streams this database. Stop that \
+         one first (`pgferry stop`, Ctrl-C), or leave it running; two cannot share a slot"
+    )]
+    SlotInUse { slot: String, holder: String },
     #[error("cannot start the streaming thread: {0}")]
     Runtime(String),
     #[error("gave up after retrying for {}s: {source}", .after.as_secs())]
@@ -170,32 +186,27 @@ pub enum FollowError {
 
 impl FollowError {
     fn source(what: &str, e: tokio_postgres::Error) -> FollowError {
-        FollowError::Source {
-            what: what.to_owned(),
-            message: crate::copy::server_message(&e),
-        }
+        FollowError::Pg(PgError::new(Side::Source, what, e))
     }
 
     fn target(what: &str, e: tokio_postgres::Error) -> FollowError {
-        FollowError::Target {
-            what: what.to_owned(),
-            message: crate::copy::server_message(&e),
-        }
+        FollowError::Pg(PgError::new(Side::Target, what, e))
     }
 
     /// Whether reconnecting may help (dropped connections, restarts) or not (schema, data,
     /// missing slot, refusals).
     pub fn is_retryable(&self) -> bool {
+        use super::source_watch::WatchError;
         match self {
-            FollowError::Connect { .. }
-            | FollowError::Source { .. }
-            | FollowError::Target { .. } => true,
+            FollowError::Connect { source, .. } => source.is_transient(),
+            FollowError::Pg(e) => e.is_transient(),
             FollowError::Replication(e) | FollowError::Pump(PumpError::Replication(e)) => {
-                !e.is_missing_slot()
+                e.is_transient()
             }
             FollowError::Pump(PumpError::Ended | PumpError::Silent(_)) => true,
             FollowError::Apply(e) => !e.is_permanent(),
-            FollowError::Watch(e) => !matches!(e, super::source_watch::WatchError::Exceeded(_)),
+            FollowError::Watch(WatchError::Query(e)) => crate::pgerror::is_transient(e.code()),
+            FollowError::Watch(WatchError::Guard(e)) => e.is_transient(),
             _ => false,
         }
     }
@@ -310,6 +321,83 @@ pub async fn follow_database(
             }
         }
     }
+}
+
+/// Waits until no process streams from `slot`. The walsender of our own previous session
+/// (a cut or silent connection) lets go of the slot once it notices, at the latest after
+/// `wal_sender_timeout`: worth waiting for. A live consumer keeps answering the walsender:
+/// when the slot's holder got an answer while we watched, it is another pgferry, refused at
+/// once ([`FollowError::SlotInUse`], permanent); so is a holder that outlasts the timeout.
+async fn wait_slot_free(source: &tokio_postgres::Client, slot: &str) -> Result<(), FollowError> {
+    const GRACE: Duration = Duration::from_secs(3);
+    let started = Instant::now();
+    let mut limit: Option<Duration> = None;
+    let mut told = false;
+    loop {
+        let row = source
+            .query_opt(
+                "SELECT s.active, s.active_pid, \
+                        extract(epoch FROM now() - r.reply_time)::float8, \
+                        r.application_name::text, r.client_addr::text, \
+                        current_setting('wal_sender_timeout') \
+                 FROM pg_catalog.pg_replication_slots s \
+                 LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid \
+                 WHERE s.slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| FollowError::source("looking at who uses the replication slot", e))?;
+        let Some(row) = row else {
+            return Ok(());
+        };
+        if !row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        let reply_age: Option<f64> = row.get(2);
+        let holder = || {
+            let pid: Option<i32> = row.get(1);
+            let app: Option<String> = row.get(3);
+            let addr: Option<String> = row.get(4);
+            format!(
+                "PID {}{}{}",
+                pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+                app.map(|a| format!(", application_name {a}"))
+                    .unwrap_or_default(),
+                addr.map(|a| format!(", from {a}")).unwrap_or_default()
+            )
+        };
+        let waited = started.elapsed();
+        let limit = *limit.get_or_insert_with(|| {
+            let timeout = parse_pg_duration_ms(&row.get::<_, String>(5)).unwrap_or(60_000);
+            Duration::from_millis(if timeout == 0 { 60_000 } else { timeout }) + GRACE
+        });
+        let answered_while_we_watched =
+            waited >= GRACE && reply_age.is_some_and(|a| a < GRACE.as_secs_f64());
+        if answered_while_we_watched || waited >= limit {
+            return Err(FollowError::SlotInUse {
+                slot: slot.to_owned(),
+                holder: holder(),
+            });
+        }
+        if !told {
+            told = true;
+            tracing::info!(
+                "replication slot {slot} is still held by {}; waiting for it to be released",
+                holder()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Whether the source invalidated the slot (`wal_status = 'lost'`, PostgreSQL 13+; older
+/// servers never invalidate slots).
+async fn slot_lost(source: &tokio_postgres::Client, slot: &str) -> Result<bool, FollowError> {
+    let lost = super::source_watch::read_retention(source, slot)
+        .await
+        .map_err(|e| FollowError::source("reading the replication slot's state", e))?
+        .is_some_and(|r| r.wal_status.as_deref() == Some("lost"));
+    Ok(lost)
 }
 
 /// Before resuming: says how much WAL the slot made the source keep while nobody consumed it.
@@ -484,6 +572,8 @@ async fn session(
             database: dst.dbname.clone(),
         })?;
     let source = open("source", src).await?;
+    // Before touching the target: is somebody else streaming from this slot?
+    wait_slot_free(&source.client, &names.slot).await?;
     // The replica role when this user may have it; otherwise the ordered apply.
     let mut applier = Applier::new(
         target.client,
@@ -514,6 +604,13 @@ async fn session(
     else {
         return Err(FollowError::SlotGone(names.slot.clone()));
     };
+    let invalidated = || FollowError::SlotInvalidated {
+        slot: names.slot.clone(),
+        database: dst.dbname.clone(),
+    };
+    if slot_lost(&source.client, &names.slot).await? {
+        return Err(invalidated());
+    }
     // The server would start at its confirmed position anyway; say so explicitly. What it
     // resends between there and `stored` is skipped by the applier.
     let start = stored.max(confirmed.unwrap_or(Lsn::INVALID));
@@ -534,7 +631,14 @@ async fn session(
         streaming,
         messages: false,
     };
-    let mut stream = repl.start_with(&names.slot, start, &options).await?;
+    let mut stream = match repl.start_with(&names.slot, start, &options).await {
+        Ok(stream) => stream,
+        // The server refuses to stream from a slot it invalidated meanwhile: say that.
+        Err(e) if !e.is_transient() && slot_lost(&source.client, &names.slot).await? => {
+            return Err(invalidated());
+        }
+        Err(e) => return Err(e.into()),
+    };
     observer(FollowEvent::Streaming {
         from: start,
         binary,
@@ -663,7 +767,7 @@ async fn monitor(
         let current: Lsn = row
             .get::<_, String>(0)
             .parse()
-            .map_err(|_| FollowError::Source {
+            .map_err(|_| FollowError::Unexpected {
                 what: "reading the current WAL position".into(),
                 message: "not an LSN".into(),
             })?;

@@ -46,6 +46,12 @@ pub struct GuardError {
     source: tokio_postgres::Error,
 }
 
+impl GuardError {
+    pub fn is_transient(&self) -> bool {
+        crate::pgerror::is_transient(self.source.code())
+    }
+}
+
 fn err(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> GuardError {
     move |source| GuardError { what, source }
 }
