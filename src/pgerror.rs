@@ -97,11 +97,15 @@ mod tests {
     #[test]
     fn the_rule() {
         assert!(is_transient(None));
-        for code in ["08006", "08001", "57P01", "57P02", "57P03", "40001", "40P01", "53300"] {
+        for code in [
+            "08006", "08001", "57P01", "57P02", "57P03", "40001", "40P01", "53300",
+        ] {
             assert!(is_transient_text(Some(code)), "{code}");
         }
         // Privileges, missing objects, data, an invalidated or busy slot, a full disk.
-        for code in ["42501", "42P01", "23505", "22P02", "55000", "55006", "53100", "XX000"] {
+        for code in [
+            "42501", "42P01", "23505", "22P02", "55000", "55006", "53100", "XX000",
+        ] {
             assert!(!is_transient_text(Some(code)), "{code}");
         }
     }

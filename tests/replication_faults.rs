@@ -656,3 +656,338 @@ async fn silent_source_is_detected() {
         .unwrap();
     assert_identical(&db).await;
 }
+
+/// Apply blocked on the target (a lock held on a table) for more than three times the
+/// source's `wal_sender_timeout` (3 s here) while the source keeps writing: the stream keeps
+/// answering the walsender, so it is never cut and never reconnects, and apply catches up
+/// once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_blocked_for_three_sender_timeouts_keeps_the_stream() {
+    let db = support::fresh_db(source(), "faults_blocked");
+    psql(source(), &db, SCHEMA);
+    let src = cfg_uri(&source().uri(&db));
+    let dst = cfg_uri(&target().uri(&db));
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ev = Arc::clone(&events);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (s2, d2) = (src.clone(), dst.clone());
+    let follower = tokio::spawn(async move {
+        let observer = move |event: FollowEvent| ev.lock().unwrap().push(format!("{event:?}"));
+        follow_database(
+            &s2,
+            &d2,
+            &FollowOptions::default(),
+            &Bars::new(),
+            &observer,
+            stop_rx,
+        )
+        .await
+    });
+    let count = |prefix: &'static str| {
+        let events = Arc::clone(&events);
+        move || {
+            events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.starts_with(prefix))
+                .count()
+        }
+    };
+    let (streaming, retrying) = (count("Streaming"), count("Retrying"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while streaming() < 1 {
+        assert!(Instant::now() < deadline, "{:?}", events.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let blocker = connect(&dst).await.unwrap();
+    blocker
+        .client
+        .batch_execute("BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = [
+        spawn_writer(&db, 23, Arc::clone(&stop)),
+        spawn_writer(&db, 29, Arc::clone(&stop)),
+    ];
+    // 3 × wal_sender_timeout and then some.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(
+        (streaming(), retrying()),
+        (1, 0),
+        "the stream was cut while apply waited: {:?}",
+        events.lock().unwrap()
+    );
+    blocker.client.batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let _ = stop_tx.send(true);
+    let outcome = tokio::time::timeout(Duration::from_secs(120), follower)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("follow failed: {e}"));
+    assert!(matches!(outcome, FollowOutcome::Stopped { .. }));
+    assert_eq!(
+        (streaming(), retrying()),
+        (1, 0),
+        "one session from start to end: {:?}",
+        events.lock().unwrap()
+    );
+    let (_, never) = watch::channel(false);
+    let opts = FollowOptions {
+        cutover_at_lag: Some(0),
+        ..FollowOptions::default()
+    };
+    follow_database(&src, &dst, &opts, &Bars::new(), &|_| {}, never)
+        .await
+        .unwrap_or_else(|e| panic!("cutover failed: {e}"));
+    assert_identical(&db).await;
+}
+
+/// `pgferry clone --follow` into a target user without superuser whose INSERT privilege on a
+/// table is revoked while it streams: the first change to that table stops it within 5 s
+/// (no retrying for --retry-for), with the server's message naming the privilege.
+#[test]
+fn a_refused_privilege_during_apply_stops_at_once() {
+    let db = support::fresh_db(source(), "faults_priv");
+    psql(
+        source(),
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');",
+    );
+    psql(
+        target(),
+        "postgres",
+        &format!(
+            "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'faults_admin') \
+             THEN CREATE ROLE faults_admin LOGIN CREATEDB; END IF; END$$; \
+             GRANT CREATE ON DATABASE postgres TO faults_admin"
+        ),
+    );
+    let dst = target()
+        .uri(&db)
+        .replace("postgres://postgres@", "postgres://faults_admin@");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(["clone", "--follow", "--retry-for", "10m", "-s"])
+        .arg(source().uri(&db))
+        .arg("-t")
+        .arg(&dst)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (tx, lines) = mpsc::channel();
+    {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("streaming from") => break,
+            Ok(_) => {}
+            Err(_) => panic!("not streaming: {}", log.lock().unwrap().join("\n")),
+        }
+    }
+    psql(target(), &db, "REVOKE INSERT ON t FROM faults_admin");
+    psql(source(), &db, "INSERT INTO t VALUES (2, 'b')");
+    let written = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if written.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!(
+                "still running 30 s after a refused INSERT:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = written.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    let log = log.lock().unwrap().join("\n");
+    assert!(!status.success(), "{log}");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} to stop on a permanent error:\n{log}"
+    );
+    assert!(log.contains("permission denied for table t"), "{log}");
+    assert!(
+        !log.contains("retrying in"),
+        "a refused privilege is not retried:\n{log}"
+    );
+    // Leave nothing behind on the shared source.
+    let names = object_names(&db);
+    psql(
+        source(),
+        &db,
+        &format!(
+            "SELECT pg_drop_replication_slot('{}'); DROP PUBLICATION IF EXISTS {}",
+            names.slot, names.publication
+        ),
+    );
+}
+
+/// A pgferry child process (any command) whose stderr lines are collected.
+fn spawn_pgferry(args: &[&str]) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log2.lock().unwrap().push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    Child { child, lines, log }
+}
+
+/// While `migrate` streams a database, `clone --follow` of the same pair is refused within
+/// seconds (not retried for --retry-for) and names the process holding the slot; the running
+/// migrate is not disturbed and cuts over.
+#[test]
+fn clone_follow_of_a_pair_a_running_migrate_holds_is_refused() {
+    let src = Cluster::start(&support::install(), ClusterOptions::default()).unwrap();
+    let dst = Cluster::start(&support::install(), ClusterOptions::default()).unwrap();
+    psql(&src, "postgres", "CREATE DATABASE held");
+    psql(
+        &src,
+        "held",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); \
+         INSERT INTO t SELECT g, 'v' FROM generate_series(1, 1000) g;",
+    );
+    let (s, t) = (src.uri("postgres"), dst.uri("postgres"));
+    let mut migrate = spawn_pgferry(&["migrate", "-s", &s, "-t", &t, "--databases", "held"]);
+    migrate.wait_for("streaming", Duration::from_secs(120));
+    // Changes keep the running stream answering its walsender.
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                psql(
+                    &src,
+                    "held",
+                    &format!("UPDATE t SET v = 'w{n}' WHERE id = {}", 1 + n % 1000),
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let started = Instant::now();
+        let (status, log) = spawn_pgferry(&[
+            "clone",
+            "--follow",
+            "-s",
+            &src.uri("held"),
+            "-t",
+            &dst.uri("held"),
+            "--retry-for",
+            "10m",
+        ])
+        .wait(Duration::from_secs(60));
+        stop.store(true, Ordering::SeqCst);
+        let took = started.elapsed();
+        assert!(!status.success(), "{log}");
+        assert!(log.contains("is in use by another process (PID"), "{log}");
+        assert!(took < Duration::from_secs(15), "took {took:?}:\n{log}");
+        assert!(!log.contains("retrying in"), "{log}");
+    });
+    let out = support::pgferry(&["stop", "-t", &t]);
+    assert!(out.status.success(), "{}", support::output_text(&out));
+    let (status, log) = migrate.wait(Duration::from_secs(120));
+    assert!(status.success(), "{log}");
+    let q = "SELECT md5(string_agg(id || v, ',' ORDER BY id)) FROM t";
+    assert_eq!(psql(&src, "held", q), psql(&dst, "held", q));
+}
+
+/// A slot the source invalidated (`max_slot_wal_keep_size` passed while pgferry was stopped):
+/// the next `clone --follow` says so at once, with what to do, instead of retrying.
+#[test]
+fn an_invalidated_slot_is_named_as_such() {
+    let src = Cluster::start(
+        &support::install(),
+        ClusterOptions {
+            settings: vec![("max_slot_wal_keep_size".into(), "1MB".into())],
+            ..ClusterOptions::default()
+        },
+    )
+    .unwrap();
+    if src.major() < 13 {
+        eprintln!("SKIPPED: slots are invalidated from PostgreSQL 13 on");
+        return;
+    }
+    let dst = Cluster::start(&support::install(), ClusterOptions::default()).unwrap();
+    psql(&src, "postgres", "CREATE DATABASE lost");
+    psql(
+        &src,
+        "lost",
+        "CREATE TABLE t (id serial PRIMARY KEY, v text)",
+    );
+    let args = [
+        "clone",
+        "--follow",
+        "-s",
+        &src.uri("lost"),
+        "-t",
+        &dst.uri("lost"),
+        "--retry-for",
+        "10m",
+    ];
+    let mut first = spawn_pgferry(&args);
+    first.wait_for("streaming from", Duration::from_secs(120));
+    first.kill();
+    // Far more WAL than max_slot_wal_keep_size, then checkpoints: the server invalidates it.
+    for _ in 0..3 {
+        psql(
+            &src,
+            "lost",
+            "INSERT INTO t (v) SELECT string_agg(md5(random()::text), '') \
+             FROM generate_series(1, 64000) g GROUP BY g % 2000; \
+             SELECT pg_switch_wal(); CHECKPOINT;",
+        );
+    }
+    assert_eq!(
+        psql(
+            &src,
+            "lost",
+            "SELECT wal_status FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%'"
+        ),
+        "lost"
+    );
+    let started = Instant::now();
+    let (status, log) = spawn_pgferry(&args).wait(Duration::from_secs(60));
+    assert!(!status.success(), "{log}");
+    assert!(took_less(started, 10), "{log}");
+    assert!(
+        log.contains("was invalidated by the source server"),
+        "{log}"
+    );
+    assert!(log.contains("Copy the database again"), "{log}");
+    assert!(!log.contains("retrying in"), "{log}");
+}
+
+fn took_less(started: Instant, seconds: u64) -> bool {
+    started.elapsed() < Duration::from_secs(seconds)
+}

@@ -21,7 +21,7 @@ use super::triggers;
 use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
 use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
 use crate::conn::{connect, ConnConfig, ConnectError};
-use crate::pgerror::{PgError, Side};
+use crate::pgerror::{PgError, Side, SqlState};
 use crate::progress::Reporter;
 use crate::server::access;
 use std::time::{Duration, Instant};
@@ -637,6 +637,21 @@ async fn session(
         Err(e) if !e.is_transient() && slot_lost(&source.client, &names.slot).await? => {
             return Err(invalidated());
         }
+        // Another process started streaming from it since we looked.
+        Err(ReplicationError::Server { error, .. })
+            if error.code == SqlState::OBJECT_IN_USE.code() =>
+        {
+            let pid: String = error
+                .message
+                .split("PID ")
+                .nth(1)
+                .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+                .unwrap_or_else(|| "?".into());
+            return Err(FollowError::SlotInUse {
+                slot: names.slot.clone(),
+                holder: format!("PID {pid}"),
+            });
+        }
         Err(e) => return Err(e.into()),
     };
     observer(FollowEvent::Streaming {
@@ -764,13 +779,13 @@ async fn monitor(
             .query_one("SELECT pg_catalog.pg_current_wal_insert_lsn()::text", &[])
             .await
             .map_err(|e| FollowError::source("reading the current WAL position", e))?;
-        let current: Lsn = row
-            .get::<_, String>(0)
-            .parse()
-            .map_err(|_| FollowError::Unexpected {
-                what: "reading the current WAL position".into(),
-                message: "not an LSN".into(),
-            })?;
+        let current: Lsn =
+            row.get::<_, String>(0)
+                .parse()
+                .map_err(|_| FollowError::Unexpected {
+                    what: "reading the current WAL position".into(),
+                    message: "not an LSN".into(),
+                })?;
         let done = *applied.borrow();
         let lag = current.0.saturating_sub(done.0);
         if last_report.is_none_or(|t| t.elapsed() >= opts.lag_interval) {
