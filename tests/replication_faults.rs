@@ -763,11 +763,9 @@ fn a_refused_privilege_during_apply_stops_at_once() {
     psql(
         target(),
         "postgres",
-        &format!(
-            "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'faults_admin') \
-             THEN CREATE ROLE faults_admin LOGIN CREATEDB; END IF; END$$; \
-             GRANT CREATE ON DATABASE postgres TO faults_admin"
-        ),
+        "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'faults_admin') \
+         THEN CREATE ROLE faults_admin LOGIN CREATEDB; END IF; END$$; \
+         GRANT CREATE ON DATABASE postgres TO faults_admin",
     );
     let dst = target()
         .uri(&db)
