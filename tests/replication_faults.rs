@@ -16,10 +16,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use support::proxy::Proxy;
 use support::psql;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::task::JoinHandle;
 
 /// A short `wal_sender_timeout`: pgferry must keep talking, and its own silence detection
 /// (a multiple of its status interval, derived from this setting) fires within seconds.
@@ -280,101 +280,6 @@ async fn sigkill_under_load_then_cutover() {
     assert!(status.success(), "cutover failed ({status}):\n{log}");
     assert!(log.contains("cutover done"), "{log}");
     assert_identical(&db).await;
-}
-
-/// A TCP proxy in front of a cluster that can cut every connection through it, or freeze
-/// them (nothing forwarded, nothing closed: a silent network).
-struct Proxy {
-    port: u16,
-    connections: Arc<Mutex<Vec<AbortHandle>>>,
-    frozen: Arc<AtomicBool>,
-    accept: JoinHandle<()>,
-}
-
-/// Copies one direction, holding everything while `frozen`.
-async fn forward(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        while frozen.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
-impl Proxy {
-    async fn start(upstream: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let frozen = Arc::new(AtomicBool::new(false));
-        let list = Arc::clone(&connections);
-        let freeze = Arc::clone(&frozen);
-        let accept = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let freeze = Arc::clone(&freeze);
-                let task = tokio::spawn(async move {
-                    if let Ok(outbound) = TcpStream::connect(("127.0.0.1", upstream)).await {
-                        let (in_read, in_write) = inbound.into_split();
-                        let (out_read, out_write) = outbound.into_split();
-                        tokio::join!(
-                            forward(in_read, out_write, Arc::clone(&freeze)),
-                            forward(out_read, in_write, freeze),
-                        );
-                    }
-                });
-                let mut list = list.lock().unwrap();
-                list.retain(|h| !h.is_finished());
-                list.push(task.abort_handle());
-            }
-        });
-        Proxy {
-            port,
-            connections,
-            frozen,
-            accept,
-        }
-    }
-
-    /// Closes every connection through the proxy (new ones are still accepted).
-    fn cut(&self) -> usize {
-        let list: Vec<AbortHandle> = self.connections.lock().unwrap().drain(..).collect();
-        let n = list.iter().filter(|h| !h.is_finished()).count();
-        for h in list {
-            h.abort();
-        }
-        n
-    }
-
-    fn freeze(&self, on: bool) {
-        self.frozen.store(on, Ordering::SeqCst);
-    }
-
-    fn uri(&self, db: &str) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
-            self.port
-        )
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.cut();
-    }
 }
 
 /// Source and target connections cut repeatedly while writes run: pgferry reconnects, resumes
@@ -988,4 +893,87 @@ fn an_invalidated_slot_is_named_as_such() {
 
 fn took_less(started: Instant, seconds: u64) -> bool {
     started.elapsed() < Duration::from_secs(seconds)
+}
+
+/// A live `migrate` through TCP proxies on both sides that cut every connection every 6 s
+/// (source) and 7.5 s (target) for a minute, under writes. Every session comes back: the
+/// stream, and the bootstrap session with the run lock, state and stop requests. Afterwards
+/// `pgferry stop` reaches the running process, which cuts over and exits 0; data and
+/// sequences are identical, nothing is left on the source, and status counted the retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_survives_cuts_on_both_sides_and_stop_still_reaches_it() {
+    let db = support::fresh_db(source(), "faults_migrate");
+    psql(source(), &db, SCHEMA);
+    let src_proxy = Arc::new(Proxy::start(source().port()).await);
+    let dst_proxy = Arc::new(Proxy::start(target().port()).await);
+    let (s, t) = (src_proxy.uri("postgres"), dst_proxy.uri("postgres"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = [
+        spawn_writer(&db, 31, Arc::clone(&stop)),
+        spawn_writer(&db, 37, Arc::clone(&stop)),
+    ];
+    let args: Vec<String> = [
+        "migrate",
+        "-s",
+        &s,
+        "-t",
+        &t,
+        "--databases",
+        &db,
+        "--retry-for",
+        "5m",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let mut migrate = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = spawn_pgferry(&args);
+        child.wait_for("streaming the changes made since", Duration::from_secs(180));
+        child
+    })
+    .await
+    .unwrap();
+    let cuts = [
+        src_proxy.cut_every(Duration::from_millis(6000), Duration::from_secs(60)),
+        dst_proxy.cut_every(Duration::from_millis(7500), Duration::from_secs(60)),
+    ];
+    let mut total = 0;
+    for c in cuts {
+        total += c.await.unwrap();
+    }
+    assert!(total >= 10, "only {total} connections were cut");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    // Status through the target directly: the run holds its lock again and counted retries.
+    let direct = target().uri("postgres");
+    let status = support::pgferry(&["status", "-t", &direct, "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|e| panic!("status: {e}: {}", support::output_text(&status)));
+    assert_eq!(status["migration"]["running"], true, "{status}");
+    let detail = status["migration_detail"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["dbname"] == db.as_str()).cloned())
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(detail["retries"].as_i64().unwrap_or(0) >= 1, "{detail}");
+    assert!(detail["last_error"].is_string(), "{detail}");
+
+    let out = support::pgferry(&["stop", "-t", &direct, "--max-replication-lag", "0"]);
+    assert!(out.status.success(), "stop: {}", support::output_text(&out));
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        migrate.wait_for("cut over at", Duration::from_secs(180));
+        migrate.wait(Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{log}");
+    // The bootstrap session was lost (and, since stop reached the process, regained).
+    assert!(
+        log.contains("lost the connection to the target's bootstrap database"),
+        "{log}"
+    );
+    assert_identical(&db).await;
 }

@@ -216,7 +216,7 @@ fn event_text(event: &FollowEvent) -> String {
         ),
         FollowEvent::SlotRetention(r) => r.describe(),
         FollowEvent::RetainedWhileStopped(r) => format!(
-            "WARNING: resuming: {} (it grew while no pgferry was streaming)",
+            "WARNING: resuming: {} (kept since the slot was last read)",
             r.describe()
         ),
         FollowEvent::SnapshotHeld => {

@@ -14,6 +14,7 @@
 //! position, and a database whose copy was interrupted is emptied and copied again (tables
 //! copied under two different snapshots would not be consistent with each other).
 
+pub mod bootstrap;
 pub mod config;
 pub mod finish;
 pub mod globals;
@@ -96,6 +97,12 @@ pub enum MigrateError {
          `pgferry stop -t ...` to cut it over"
     )]
     AlreadyRunning { database: String },
+    #[error(
+        "another pgferry migrate took the run lock of target database \"{database}\" while this \
+         one's connection to it was down; this run stopped so that two do not run side by side \
+         (its streaming databases keep their slots). `pgferry status -t ...` shows the other run"
+    )]
+    LockLost { database: String },
     #[error("roles: {0}")]
     Globals(#[from] globals::GlobalsError),
 }
@@ -233,50 +240,17 @@ pub async fn run(
         outcomes
     };
 
-    // One writer for the state, so that updates keep their order.
-    let writer_session = open("target", dst).await?;
-    let (updates, mut rx) = mpsc::unbounded_channel::<Update>();
-    let writer_id = id.clone();
-    let writer_db = dst.dbname.clone();
-    let writer = tokio::spawn(async move {
-        let store = Store::new(&writer_session.client, &writer_db);
-        while let Some(update) = rx.recv().await {
-            if let Err(e) = store.apply(&writer_id, &update).await {
-                tracing::warn!("could not record progress: {e}");
-            }
-        }
-    });
-
-    // `pgferry stop` from another terminal writes a stop request; turn it into CutOver.
+    // One task keeps the bootstrap session from here on: the run lock, the state updates in
+    // order, `pgferry stop`'s requests turned into CutOver; it reconnects when it breaks.
     let (control_tx, control_rx) = watch::channel(*control.borrow());
-    let poller = {
-        let dst = dst.clone();
-        let id = id.clone();
-        let mut control = control.clone();
-        let control_tx = control_tx.clone();
-        tokio::spawn(async move {
-            let session = connect(&dst).await.ok();
-            loop {
-                tokio::select! {
-                    changed = control.changed() => {
-                        if changed.is_err() { break; }
-                        let value = *control.borrow();
-                        let _ = control_tx.send(value);
-                    }
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                        if let Some(s) = &session {
-                            let store = Store::new(&s.client, &dst.dbname);
-                            if let Ok(Some(lag)) = store.stop_requested(&id).await {
-                                if *control_tx.borrow() == Control::Run {
-                                    let _ = control_tx.send(Control::CutOver(lag.max(0) as u64));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        })
-    };
+    let (updates, keeper) = bootstrap::Keeper {
+        dst: dst.clone(),
+        id: id.clone(),
+        session: lock_session,
+        control_in: control.clone(),
+        control_tx,
+    }
+    .spawn();
 
     let ctx = Context {
         src,
@@ -300,10 +274,9 @@ pub async fn run(
             }
         }))
         .await;
-    poller.abort();
     drop(ctx);
     drop(updates);
-    let _ = writer.await;
+    let exit = keeper.await.unwrap_or(bootstrap::Exit::Unreachable);
 
     let mut databases = results;
     databases.sort_by(|a, b| a.0.cmp(&b.0));
@@ -332,7 +305,20 @@ pub async fn run(
     } else {
         ("done", None)
     };
-    store.finish(&id, status, error.as_deref()).await?;
+    match exit {
+        bootstrap::Exit::Finished(session) => {
+            Store::new(&session.client, &dst.dbname)
+                .finish(&id, status, error.as_deref())
+                .await?;
+        }
+        bootstrap::Exit::LockLost => {
+            return Err(MigrateError::LockLost {
+                database: dst.dbname.clone(),
+            })
+        }
+        // Logged by the keeper; the outcome below is still this run's.
+        bootstrap::Exit::Unreachable => {}
+    }
     Ok(MigrationReport {
         id,
         preflight: checks,
@@ -814,13 +800,19 @@ impl Context<'_> {
                 attempt,
                 error,
                 wait,
-            } => self.out.message(
-                Some(db),
-                &format!(
-                    "attempt {attempt} failed: {error}; retrying in {:.1}s",
-                    wait.as_secs_f64()
-                ),
-            ),
+            } => {
+                self.out.message(
+                    Some(db),
+                    &format!(
+                        "attempt {attempt} failed: {error}; retrying in {:.1}s",
+                        wait.as_secs_f64()
+                    ),
+                );
+                self.send(Update::Retry {
+                    db: db.to_owned(),
+                    error,
+                });
+            }
             FollowEvent::CutoverStarted { lag } => {
                 self.phase(db, "cutover", "syncing");
                 self.out.message(
@@ -840,7 +832,7 @@ impl Context<'_> {
                 self.out.message(
                     Some(db),
                     &format!(
-                        "WARNING: resuming: {} (it grew while no pgferry was streaming)",
+                        "WARNING: resuming: {} (kept since the slot was last read)",
                         r.describe()
                     ),
                 );

@@ -171,6 +171,8 @@ impl StatusReport {
                     "slot_retention_measured": measured,
                     "slot_retention_age_seconds": age.map(|a| a.round() as i64),
                     "snapshot_age_seconds": self.snapshot_age(d).map(|a| a.round() as i64),
+                    "retries": d.retries,
+                    "last_error": d.last_error,
                 })
             })
             .collect();
@@ -285,6 +287,23 @@ impl StatusReport {
                 );
             }
         }
+        let retried: Vec<String> = dbs
+            .iter()
+            .filter(|d| d.retries > 0)
+            .map(|d| {
+                format!(
+                    "  {}: {} retr{}, the last after: {}\n",
+                    d.dbname,
+                    d.retries,
+                    if d.retries == 1 { "y" } else { "ies" },
+                    d.last_error.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        if !retried.is_empty() {
+            out.push_str("\nstreaming retried after transient errors:\n");
+            out.push_str(&retried.concat());
+        }
         let missing: Vec<&DatabaseRow> = dbs
             .iter()
             .filter(|d| !d.not_replicated.is_empty())
@@ -378,6 +397,8 @@ mod tests {
             slot_wal_status: None,
             snapshot_age_seconds: None,
             reported_seconds_ago: None,
+            retries: 0,
+            last_error: None,
         }
     }
 
@@ -429,6 +450,8 @@ mod tests {
         b.slot_retained_bytes = Some(123456);
         b.slot_wal_status = Some("reserved".into());
         b.reported_seconds_ago = Some(4.2);
+        b.retries = 2;
+        b.last_error = Some("source: connection closed".into());
         let r = report(vec![db("a", "done", "pg_dump"), b], true);
         let v = r.to_json();
         assert_eq!(v["migration_detail"][1]["not_replicated"][0], "public.late");
@@ -440,6 +463,11 @@ mod tests {
         assert_eq!(v["migration_detail"][1]["slot_retention_age_seconds"], 4);
         let table = r.to_table();
         assert!(table.contains("  b: public.late"), "{table}");
+        assert_eq!(v["migration_detail"][1]["retries"], 2);
+        assert!(
+            table.contains("  b: 2 retries, the last after: source: connection closed"),
+            "{table}"
+        );
         assert!(
             table.contains("(123456 bytes), wal_status reserved, at the last report, 4s ago"),
             "{table}"

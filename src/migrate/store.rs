@@ -7,7 +7,8 @@
 //! pgferry.migration_db     per database: method and why, phase, status, error, lag, copy jobs
 //!                          done/total (a table split into ranges counts once per range),
 //!                          tables not replicated, WAL retained by the slot, since when the
-//!                          copy holds a snapshot open on the source
+//!                          copy holds a snapshot open on the source, retries and the last
+//!                          error retried
 //! pgferry.migration_table  per database and table: rows and bytes of the finished copy
 //! ```
 //!
@@ -59,7 +60,9 @@ CREATE TABLE IF NOT EXISTS pgferry.migration_table (
 ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS not_replicated text[] NOT NULL DEFAULT '{}';
 ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS slot_retained_bytes bigint;
 ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS slot_wal_status text;
-ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS snapshot_since timestamptz;";
+ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS snapshot_since timestamptz;
+ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS retries integer NOT NULL DEFAULT 0;
+ALTER TABLE pgferry.migration_db ADD COLUMN IF NOT EXISTS last_error text;";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -128,6 +131,10 @@ pub struct DatabaseRow {
     /// Seconds the copy has held its snapshot open on the source (the source's vacuum cannot
     /// remove rows deleted since); `None` when no snapshot is held.
     pub snapshot_age_seconds: Option<f64>,
+    /// Attempts of the stream that failed with a transient error and were retried.
+    pub retries: i32,
+    /// The error of the last retried attempt.
+    pub last_error: Option<String>,
     /// Seconds since the row was last written (the age of `lag_bytes` and
     /// `slot_retained_bytes`).
     pub reported_seconds_ago: Option<f64>,
@@ -343,6 +350,8 @@ impl<'a> Store<'a> {
                         .unwrap_or_default(),
                     slot_retained_bytes: int("slot_retained_bytes"),
                     slot_wal_status: text("slot_wal_status"),
+                    retries: int("retries").unwrap_or(0) as i32,
+                    last_error: text("last_error"),
                     snapshot_age_seconds: r.get(1),
                     reported_seconds_ago: r.get(2),
                 })
@@ -364,7 +373,7 @@ impl<'a> Store<'a> {
                  VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (migration_id, dbname) DO UPDATE SET method = EXCLUDED.method, \
                    method_reason = EXCLUDED.method_reason, status = 'running', error = NULL, \
-                   snapshot_since = NULL, updated_at = now()",
+                   snapshot_since = NULL, retries = 0, last_error = NULL, updated_at = now()",
                 &[&id, &db, &method, &reason],
             )
             .await
@@ -431,6 +440,16 @@ impl<'a> Store<'a> {
                         "UPDATE pgferry.migration_db SET tables_total = $3, tables_done = 0, updated_at = now() \
                          WHERE migration_id = $1 AND dbname = $2",
                         &[&id, db, tables],
+                    )
+                    .await
+            }
+            Update::Retry { db, error } => {
+                self.client
+                    .execute(
+                        "UPDATE pgferry.migration_db SET retries = retries + 1, last_error = $3, \
+                                updated_at = now() \
+                         WHERE migration_id = $1 AND dbname = $2",
+                        &[&id, db, error],
                     )
                     .await
             }
@@ -554,6 +573,11 @@ pub enum Update {
         db: String,
         bytes: Option<i64>,
         wal_status: Option<String>,
+    },
+    /// The stream failed with a transient error and is retried.
+    Retry {
+        db: String,
+        error: String,
     },
     /// The copy opened (`held`) or closed its snapshot on the source.
     Snapshot {

@@ -403,8 +403,8 @@ async fn slot_lost(source: &tokio_postgres::Client, slot: &str) -> Result<bool, 
 /// Before resuming: says how much WAL the slot made the source keep while nobody consumed it.
 async fn warn_retained(source: &tokio_postgres::Client, slot: &str, observer: Observer<'_>) {
     if let Ok(Some(r)) = super::source_watch::read_retention(source, slot).await {
-        tracing::warn!(
-            "resuming slot {slot}: {} (it grew while no pgferry was streaming)",
+        tracing::info!(
+            "resuming slot {slot}: {} (kept since the slot was last read)",
             r.describe()
         );
         observer(FollowEvent::RetainedWhileStopped(r));

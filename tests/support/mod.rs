@@ -6,6 +6,7 @@
 
 pub mod aiven;
 pub mod fidelity;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::io::Write;
