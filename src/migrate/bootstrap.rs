@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 pub enum Exit {
     /// The update channel closed; everything sent was written (or logged as refused). The
     /// session still holds the run lock.
-    Finished(Session),
+    Finished(Box<Session>),
     /// Another process holds the run lock; this run was asked to stop.
     LockLost,
     /// The run ended while the bootstrap database could not be reached for
@@ -121,8 +121,8 @@ impl Keeper {
                 if Instant::now() < next_attempt {
                     continue;
                 }
-                match reconnect(&self.dst).await {
-                    Some(s) => {
+                if let Some(s) = reconnect(&self.dst).await {
+                    {
                         let store = Store::new(&s.client, &self.dst.dbname);
                         match store.try_lock().await {
                             Ok(true) => {
@@ -149,7 +149,6 @@ impl Keeper {
                             Err(_) => {}
                         }
                     }
-                    None => {}
                 }
                 if session.is_none() {
                     next_attempt = Instant::now() + backoff;
@@ -183,7 +182,7 @@ impl Keeper {
             }
             if closed && pending.is_empty() {
                 if let Some(s) = session.take() {
-                    return Exit::Finished(s);
+                    return Exit::Finished(Box::new(s));
                 }
             }
         }
