@@ -52,6 +52,9 @@ pub struct Keeper {
 const POLL: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long one statement on the bootstrap session may take before the session counts as
+/// lost (a silent network never errors).
+const STATEMENT_LIMIT: Duration = Duration::from_secs(30);
 /// Once the run is over, how long to keep trying to write its last updates.
 pub const GIVE_UP_AT_END: Duration = Duration::from_secs(60);
 
@@ -63,6 +66,11 @@ impl Keeper {
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Update>) -> Exit {
+        // Our backend on the target: after a silent cut it may live on, holding the lock.
+        let mut our_pid = Store::new(&self.session.client, &self.dst.dbname)
+            .backend_pid()
+            .await
+            .ok();
         let mut session = Some(self.session);
         let mut pending: VecDeque<Update> = VecDeque::new();
         let mut closed = false;
@@ -124,7 +132,7 @@ impl Keeper {
                 if let Some(s) = reconnect(&self.dst).await {
                     {
                         let store = Store::new(&s.client, &self.dst.dbname);
-                        match store.try_lock().await {
+                        match take_lock_back(&store, our_pid).await {
                             Ok(true) => {
                                 tracing::info!(
                                     "reconnected to the bootstrap database \"{}\" after {:.0}s; \
@@ -132,6 +140,7 @@ impl Keeper {
                                     self.dst.dbname,
                                     since.elapsed().as_secs_f64()
                                 );
+                                our_pid = store.backend_pid().await.ok();
                                 session = Some(s);
                                 down_since = None;
                                 backoff = FIRST_BACKOFF;
@@ -158,27 +167,48 @@ impl Keeper {
             }
             let Some(s) = &session else { continue };
             let store = Store::new(&s.client, &self.dst.dbname);
+            // A silent network leaves a query waiting forever: past STATEMENT_LIMIT the
+            // session counts as lost (dropping it ends its socket task).
+            let mut stuck = false;
             while let Some(update) = pending.front() {
-                match store.apply(&self.id, update).await {
-                    Ok(()) => {
+                match tokio::time::timeout(STATEMENT_LIMIT, store.apply(&self.id, update)).await {
+                    Err(_) => {
+                        stuck = true;
+                        break;
+                    }
+                    Ok(Ok(())) => {
                         pending.pop_front();
                     }
-                    Err(_) if s.client.is_closed() => break,
-                    Err(e) => {
+                    Ok(Err(_)) if s.client.is_closed() => break,
+                    Ok(Err(e)) => {
                         tracing::warn!("could not record progress: {e}");
                         pending.pop_front();
                     }
                 }
             }
-            if s.client.is_closed() {
+            if !stuck && poll_now && !s.client.is_closed() {
+                match tokio::time::timeout(STATEMENT_LIMIT, store.stop_requested(&self.id)).await {
+                    Err(_) => stuck = true,
+                    Ok(Ok(Some(lag))) => {
+                        if *self.control_tx.borrow() == Control::Run {
+                            let _ = self.control_tx.send(Control::CutOver(lag.max(0) as u64));
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
+            if stuck {
+                tracing::warn!(
+                    "the target's bootstrap database \"{}\" has not answered for {}s: \
+                     reconnecting",
+                    self.dst.dbname,
+                    STATEMENT_LIMIT.as_secs()
+                );
+                session = None;
                 continue;
             }
-            if poll_now {
-                if let Ok(Some(lag)) = store.stop_requested(&self.id).await {
-                    if *self.control_tx.borrow() == Control::Run {
-                        let _ = self.control_tx.send(Control::CutOver(lag.max(0) as u64));
-                    }
-                }
+            if s.client.is_closed() {
+                continue;
             }
             if closed && pending.is_empty() {
                 if let Some(s) = session.take() {
@@ -187,6 +217,34 @@ impl Keeper {
             }
         }
     }
+}
+
+/// Takes the run lock on a new session. When the holder is our own earlier backend (the
+/// connection was cut without the server noticing), that backend is ended first: it is
+/// ours, and nothing else could stop it from holding the lock for hours.
+async fn take_lock_back(
+    store: &Store<'_>,
+    our_pid: Option<i32>,
+) -> Result<bool, super::store::StoreError> {
+    if store.try_lock().await? {
+        return Ok(true);
+    }
+    let holder = store.lock_holder().await?;
+    if holder.is_none() || holder != our_pid {
+        // Released meanwhile, or another process: one more try decides.
+        return store.try_lock().await;
+    }
+    if let Some(pid) = our_pid {
+        tracing::info!("ending our own earlier session (PID {pid}) that still holds the run lock");
+        store.end_backend(pid).await?;
+    }
+    for _ in 0..20 {
+        if store.try_lock().await? {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
 }
 
 async fn reconnect(dst: &ConnConfig) -> Option<Session> {

@@ -211,6 +211,43 @@ impl<'a> Store<'a> {
         Ok(row.get(0))
     }
 
+    /// The backend holding the run lock, if any.
+    pub async fn lock_holder(&self) -> Result<Option<i32>, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT pid FROM pg_catalog.pg_locks \
+                 WHERE locktype = 'advisory' AND granted \
+                   AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
+                   AND classid = (($1::bigint >> 32) & 4294967295)::oid \
+                   AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1 LIMIT 1",
+                &[&RUN_LOCK_KEY],
+            )
+            .await
+            .map_err(self.err("looking for the holder of the run lock"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Ends the backend `pid` (our own earlier session, cut off from us but still holding
+    /// the lock). Allowed for a backend of the same role.
+    pub async fn end_backend(&self, pid: i32) -> Result<bool, StoreError> {
+        let row = self
+            .client
+            .query_one("SELECT pg_catalog.pg_terminate_backend($1)", &[&pid])
+            .await
+            .map_err(self.err("ending our own earlier session"))?;
+        Ok(row.get(0))
+    }
+
+    pub async fn backend_pid(&self) -> Result<i32, StoreError> {
+        let row = self
+            .client
+            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+            .await
+            .map_err(self.err("reading the session's process id"))?;
+        Ok(row.get(0))
+    }
+
     pub async fn migration(&self) -> Result<Option<MigrationRow>, StoreError> {
         if !self.exists().await? {
             return Ok(None);
