@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README's test command (and what .ci/run runs after fmt and clippy): sets up what the tests
-# need on this machine, saying what it does, then runs `cargo test --all-targets`:
+# need on this machine, saying what it does, then runs `cargo test --all-targets --features failpoints`:
 #   - PostgreSQL server binaries and, as root, the `postgres` OS user (as scripts/demo.sh);
 #   - PostGIS for each Debian PostgreSQL major, when packages can be installed (the
 #     extension-configuration-table tests say SKIPPED without it);
@@ -34,5 +34,6 @@ else
   say "WARNING: could not fetch the other PostgreSQL majors: their version-matrix tests will be SKIPPED"
 fi
 
-say "running: cargo test --all-targets $*"
-exec cargo test --all-targets "$@"
+# The failpoints feature compiles crash points into the test build only (src/failpoint.rs).
+say "running: cargo test --all-targets --features failpoints $*"
+exec cargo test --all-targets --features failpoints "$@"

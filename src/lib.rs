@@ -20,6 +20,7 @@ pub mod conn;
 pub mod copy;
 pub mod ddl;
 pub mod demo;
+pub mod failpoint;
 pub mod localpg;
 pub mod migrate;
 pub mod pgerror;

@@ -189,6 +189,10 @@ impl Keeper {
             if !stuck && poll_now && !s.client.is_closed() {
                 match tokio::time::timeout(STATEMENT_LIMIT, store.stop_requested(&self.id)).await {
                     Err(_) => stuck = true,
+                    Ok(Ok(Some(_))) if crate::failpoint::armed("bootstrap.drop_at_stop") => {
+                        // As if the connection broke just as the request was read.
+                        stuck = true;
+                    }
                     Ok(Ok(Some(lag))) => {
                         if *self.control_tx.borrow() == Control::Run {
                             let _ = self.control_tx.send(Control::CutOver(lag.max(0) as u64));

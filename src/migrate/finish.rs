@@ -76,6 +76,10 @@ pub async fn stop(
             ),
         );
         let mut shown = Vec::new();
+        // The running process may be between two sessions with the bootstrap database (it
+        // reconnects with a backoff of up to 10 s): only a lock missing for longer than that
+        // means the process is gone.
+        let mut absent_since: Option<std::time::Instant> = None;
         loop {
             tokio::time::sleep(poll).await;
             let dbs = store.databases(&migration.id).await?;
@@ -84,7 +88,15 @@ pub async fn stop(
                 .filter(|d| d.status == "syncing" || d.status == "running")
                 .map(|d| d.dbname.as_str())
                 .collect();
-            let running = store.is_running().await?;
+            let running = if store.is_running().await? {
+                absent_since = None;
+                true
+            } else {
+                absent_since
+                    .get_or_insert_with(std::time::Instant::now)
+                    .elapsed()
+                    < LOCK_GAP_TOLERATED
+            };
             if pending.is_empty() || !running {
                 let failed: Vec<String> = dbs
                     .iter()
@@ -199,6 +211,10 @@ impl Reporter for Quiet {
     fn planned(&self, _: usize, _: u64) {}
     fn stage(&self, _: &str) {}
 }
+
+/// How long `stop` waits for the run lock to come back before it concludes that the running
+/// migrate ended ([`super::bootstrap`] reconnects within this).
+const LOCK_GAP_TOLERATED: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What cleanup removed.
 #[derive(Debug, Default)]

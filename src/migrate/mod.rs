@@ -999,6 +999,8 @@ impl ProgressSink for DbProgress<'_> {
     fn bytes_copied(&self, _job: &TableJob, _bytes: u64) {}
 
     fn job_finished(&self, job: &TableJob, stats: &CopyStats) {
+        // The table's copy committed on the target; its progress row is not recorded yet.
+        crate::failpoint::crash_at("copy.table_committed");
         self.ctx.send(Update::TableDone {
             db: self.db.clone(),
             table: crate::ddl::qualified(&job.schema, &job.table),

@@ -1359,6 +1359,8 @@ impl Applier {
                 .map_err(ApplyError::target("storing the applied position"))?;
         }
         self.execute_now("COMMIT").await?;
+        // Committed with its position on the target; the slot does not know yet.
+        crate::failpoint::crash_at("apply.after_commit");
         self.stats.target_commits += 1;
         if let Some(end) = batch.last_end {
             self.stored = self.stored.max(end);

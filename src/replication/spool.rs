@@ -125,6 +125,8 @@ impl Spool {
             .and_then(|()| file.writer.write_all(&bytes))
             .map_err(|e| io_error(&file.path, e))?;
         file.len += 4 + u64::from(len);
+        // In the middle of a streamed transaction's spool file.
+        crate::failpoint::crash_at("spool.append");
         Ok(())
     }
 
