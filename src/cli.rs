@@ -292,6 +292,26 @@ pub enum CopyFormat {
     Text,
 }
 
+/// One `--force-method` value: a method for every database, or for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForceMethod {
+    pub database: Option<String>,
+    pub method: Method,
+}
+
+/// `dump`, `replication`, or `DB=dump` / `DB=replication` (the last `=` splits, so a
+/// database name may hold one).
+pub fn parse_force_method(text: &str) -> Result<ForceMethod, String> {
+    let (database, method) = match text.rsplit_once('=') {
+        Some((db, m)) if !db.is_empty() => (Some(db.to_owned()), m),
+        Some((_, _)) => return Err(format!("\"{text}\": the database name before = is empty")),
+        None => (None, text),
+    };
+    let method = Method::from_str(method.trim(), true)
+        .map_err(|_| format!("\"{method}\" is not a method: use dump or replication"))?;
+    Ok(ForceMethod { database, method })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
     /// One-shot snapshot copy (reported as `pg_dump` in status, like aiven-db-migrate).
@@ -368,12 +388,13 @@ pub struct MigrateArgs {
     #[arg(long = "validate")]
     pub validate: bool,
 
-    /// Use this method for every database instead of choosing per database; with
+    /// Use this method (`dump` or `replication`) for every database, or with DB=METHOD for
+    /// database DB only (repeatable, comma-separated), instead of choosing per database. With
     /// `replication`, a database that cannot replicate fails instead of falling back; with
     /// `dump`, tables without a replica identity need no --replica-identity-full (nothing
     /// streams).
-    #[arg(long = "force-method", value_enum, value_name = "METHOD")]
-    pub force_method: Option<Method>,
+    #[arg(long = "force-method", value_name = "[DB=]METHOD", value_delimiter = ',', value_parser = parse_force_method)]
+    pub force_method: Vec<ForceMethod>,
 
     /// Copy only these tables (`table`, `schema.table` or `db.schema.table`; a db-qualified
     /// name applies to that database only). Repeatable or comma-separated.
@@ -1183,5 +1204,40 @@ mod tests {
         assert_eq!(event["type"], "error");
         assert_eq!(event["data"]["exit_code"], 130);
         assert!(json_error(JsonOutput::Off, &err).is_none());
+    }
+
+    #[test]
+    fn force_method_for_all_or_one_database() {
+        assert_eq!(
+            parse_force_method("dump"),
+            Ok(ForceMethod {
+                database: None,
+                method: Method::Dump
+            })
+        );
+        assert_eq!(
+            parse_force_method("crm=replication"),
+            Ok(ForceMethod {
+                database: Some("crm".into()),
+                method: Method::Replication
+            })
+        );
+        assert!(parse_force_method("=dump").is_err());
+        assert!(parse_force_method("crm=copy").is_err());
+        let cli = parse(&[
+            "pgferry",
+            "migrate",
+            "-s",
+            "x=1",
+            "-t",
+            "x=1",
+            "--force-method",
+            "a=dump,replication",
+        ])
+        .unwrap();
+        let Command::Migrate(m) = cli.command else {
+            panic!("not migrate")
+        };
+        assert_eq!(m.force_method.len(), 2);
     }
 }

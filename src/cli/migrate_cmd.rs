@@ -89,6 +89,13 @@ fn source_conn_str(args: &MigrateArgs) -> Result<(String, Vec<String>), CliError
     }
 }
 
+fn method(m: CliMethod) -> Method {
+    match m {
+        CliMethod::Dump => Method::Dump,
+        CliMethod::Replication => Method::Replication,
+    }
+}
+
 fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions, CliError> {
     let mut filtered = args.filtered_db.clone();
     filtered.extend(ignore_dbs);
@@ -118,7 +125,10 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
         "skip_table": args.skip_table,
         "excluded_roles": args.excluded_roles,
         "excluded_extensions": args.excluded_extensions,
-        "force_method": args.force_method.map(|m| format!("{m:?}").to_lowercase()),
+        "force_method": args.force_method.iter().map(|f| match &f.database {
+            Some(db) => format!("{db}={}", format!("{:?}", f.method).to_lowercase()),
+            None => format!("{:?}", f.method).to_lowercase(),
+        }).collect::<Vec<_>>(),
         "mangle": args.mangle,
         "replica_identity_full": args.replica_identity_full,
         "jobs": jobs,
@@ -134,10 +144,17 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
             skip_tables,
             excluded_extensions: args.excluded_extensions.clone(),
             excluded_roles: args.excluded_roles.clone(),
-            force_method: args.force_method.map(|m| match m {
-                CliMethod::Dump => Method::Dump,
-                CliMethod::Replication => Method::Replication,
-            }),
+            force_method: args
+                .force_method
+                .iter()
+                .filter(|f| f.database.is_none())
+                .map(|f| method(f.method))
+                .next_back(),
+            force_method_for: args
+                .force_method
+                .iter()
+                .filter_map(|f| Some((f.database.clone()?, method(f.method))))
+                .collect(),
             no_createdb: args.no_createdb,
             replica_identity_full: args.replica_identity_full,
             skip_db_version_check: args.skip_db_version_check,

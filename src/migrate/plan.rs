@@ -21,6 +21,9 @@ pub enum PlanError {
         missing: Vec<String>,
         available: Vec<String>,
     },
+    /// Per-database values (`--force-method DB=...`) naming a database not migrated.
+    #[error("{} {} none of the databases to migrate ({})", .0.join(", "), if .0.len() == 1 { "names" } else { "name" }, .1.join(", "))]
+    UnmatchedDatabases(Vec<String>, Vec<String>),
     /// Table filter values that match no table of the databases they apply to.
     #[error("{} {} no table of the databases to migrate ({}); nothing was created or changed", .0.join(", "), if .0.len() == 1 { "matches" } else { "match" }, .1.join(", "))]
     UnmatchedTables(Vec<String>, Vec<String>),

@@ -47,6 +47,14 @@ impl Method {
         }
     }
 
+    /// The name on the command line (`--force-method`).
+    pub fn as_cli(self) -> &'static str {
+        match self {
+            Method::Dump => "dump",
+            Method::Replication => "replication",
+        }
+    }
+
     pub fn from_status(text: &str) -> Option<Method> {
         match text {
             "pg_dump" => Some(Method::Dump),
@@ -65,7 +73,10 @@ pub struct PreflightOptions {
     pub skip_tables: Vec<TableSpec>,
     pub excluded_extensions: Vec<String>,
     pub excluded_roles: Vec<String>,
+    /// `--force-method METHOD`: every database.
     pub force_method: Option<Method>,
+    /// `--force-method DB=METHOD`: one database (wins over [`Self::force_method`]).
+    pub force_method_for: Vec<(String, Method)>,
     pub no_createdb: bool,
     pub replica_identity_full: bool,
     pub skip_db_version_check: bool,
@@ -73,6 +84,18 @@ pub struct PreflightOptions {
     pub mangle: bool,
     /// `--no-owner`: objects belong to the target user; no membership is needed.
     pub no_owner: bool,
+}
+
+impl PreflightOptions {
+    /// The method the user forced for database `db`, if any.
+    pub fn forced(&self, db: &str) -> Option<Method> {
+        self.force_method_for
+            .iter()
+            .rev()
+            .find(|(name, _)| name == db)
+            .map(|(_, m)| *m)
+            .or(self.force_method)
+    }
 }
 
 /// One database's plan.
@@ -269,6 +292,15 @@ pub async fn run(
         .collect();
     let existing: Vec<String> = source.databases.iter().map(|d| d.name.clone()).collect();
     let names = select_databases(&available, &existing, &opts.databases, &opts.filtered)?;
+    let unknown_forced: Vec<String> = opts
+        .force_method_for
+        .iter()
+        .filter(|(db, _)| !names.contains(db))
+        .map(|(db, m)| format!("--force-method {db}={}", m.as_cli()))
+        .collect();
+    if !unknown_forced.is_empty() {
+        return Err(super::plan::PlanError::UnmatchedDatabases(unknown_forced, names).into());
+    }
     if names.is_empty() {
         blockers.push("no database to migrate (check -f/--filtered-db and --databases)".into());
     }
@@ -555,20 +587,23 @@ pub async fn run(
         // Replication, database by database: the server's conditions first (falling back is
         // all one can do about them here), then the tables (which the user can fix).
         let mut reasons = cluster_reasons.clone();
-        if reasons.is_empty() && opts.force_method != Some(Method::Dump) {
+        let forced = opts.forced(name);
+        if reasons.is_empty() && forced != Some(Method::Dump) {
             reasons.extend(
                 access::publish_blockers(client, &source.user.name, name)
                     .await
                     .map_err(query_err("source", name, "checking publication rights"))?,
             );
-            if reasons.is_empty() && !opts.replica_identity_full {
+            // A database an earlier run finished is skipped: nothing will be published.
+            let done = ours.is_some_and(|r| r.status == "done");
+            if reasons.is_empty() && !opts.replica_identity_full && !done {
                 if let Some(problem) = identity_problem(client, name, &plan.filter).await? {
                     plan.problems.push(problem);
                 }
             }
         }
         drop(db_src);
-        match (reasons.is_empty(), opts.force_method) {
+        match (reasons.is_empty(), forced) {
             (_, Some(Method::Dump)) => {
                 plan.method = Method::Dump;
                 plan.reason = Some("--force-method dump".into());
@@ -629,7 +664,7 @@ pub async fn run(
                 source.max_wal_senders, source.used_wal_senders
             ));
         }
-        match (reason, opts.force_method) {
+        match (reason, opts.forced(&plan.name)) {
             (None, _) => {
                 if !has_slot {
                     free_slots -= 1;
@@ -794,6 +829,24 @@ mod tests {
         assert!(version_at_least("3.4.0", "3.3.4"));
         assert!(!version_at_least("1.0", "1.1"));
         assert!(version_at_least("2.0beta2", "2.0beta1"));
+    }
+
+    #[test]
+    fn forced_method_per_database_wins() {
+        let opts = PreflightOptions {
+            force_method: Some(Method::Replication),
+            force_method_for: vec![("crm".into(), Method::Dump)],
+            ..PreflightOptions::default()
+        };
+        assert_eq!(opts.forced("crm"), Some(Method::Dump));
+        assert_eq!(opts.forced("shop"), Some(Method::Replication));
+        assert_eq!(PreflightOptions::default().forced("x"), None);
+    }
+
+    #[test]
+    fn methods_serialize_as_status_names() {
+        assert_eq!(serde_json::json!(Method::Dump), "pg_dump");
+        assert_eq!(serde_json::json!(Method::Replication), "replication");
     }
 
     #[test]
