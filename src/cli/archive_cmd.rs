@@ -218,9 +218,19 @@ pub async fn restore(args: &RestoreArgs) -> Result<u8, CliError> {
         }
     };
     progress.finish();
-    let summary = outcome.map_err(|e| match e {
-        e @ ArchiveError::TargetNotEmpty(_) => CliError::refused(e.to_string()),
-        e => CliError::failed(e.to_string()),
+    fn not_empty(e: &ArchiveError) -> bool {
+        match e {
+            ArchiveError::TargetNotEmpty(_) => true,
+            ArchiveError::During { source, .. } => not_empty(source),
+            _ => false,
+        }
+    }
+    let summary = outcome.map_err(|e| {
+        if not_empty(&e) {
+            CliError::refused(e.to_string())
+        } else {
+            CliError::failed(e.to_string())
+        }
     })?;
     match &progress.events {
         Some(events) => events.emit(

@@ -81,9 +81,17 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
 /// A refusal to touch a non-empty target database is exit 3, as for `restore` and `migrate`;
 /// every other error is a failure (1).
 fn clone_error(e: CloneError) -> CliError {
-    match e {
-        e @ CloneError::TargetNotEmpty { .. } => CliError::refused(e.to_string()),
-        other => CliError::failed(other.to_string()),
+    fn not_empty(e: &CloneError) -> bool {
+        match e {
+            CloneError::TargetNotEmpty { .. } => true,
+            CloneError::During { source, .. } => not_empty(source),
+            _ => false,
+        }
+    }
+    if not_empty(&e) {
+        CliError::refused(e.to_string())
+    } else {
+        CliError::failed(e.to_string())
     }
 }
 
