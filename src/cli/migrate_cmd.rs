@@ -313,7 +313,7 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
     }
     if interrupted {
         Err(CliError::interrupted(format!(
-            "interrupted: migration {} stopped before it finished; streaming databases keep their \
+            "interrupted: migration {} stopped; streaming databases keep their \
              slot: rerun the same command to resume (`pgferry status -t ...` shows where each is)",
             report.id
         )))
