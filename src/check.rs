@@ -77,19 +77,38 @@ pub fn render_text(r: &ServerReport) -> String {
 }
 
 /// `pgferry check`: inspects the source and, when given, the target. Exit 1 (with a one-line
-/// reason naming the server) when a server cannot be reached or read.
+/// reason naming the server) when a server cannot be reached or read; the servers that could
+/// be read are still reported (with --json, in the error document's `servers`).
 pub async fn run_cli(args: &CheckArgs) -> Result<u8, CliError> {
-    let mut servers = vec![("source", crate::cli::conn_config("source", &args.source)?)];
-    if let Some(target) = &args.target {
+    let mut servers = vec![(
+        "source",
+        crate::cli::conn_config("source", &args.source.source)?,
+    )];
+    if let Some(target) = &args.target.target {
         servers.push(("target", crate::cli::conn_config("target", target)?));
     }
     let mut reports = Vec::new();
+    let mut failure = None;
     for (role, cfg) in &servers {
-        let report = inspect(role, cfg).await.map_err(|err| match err {
-            CheckError::Connect(e) => CliError::failed(format!("{role}: {e}")),
-            other => CliError::failed(other.to_string()),
-        })?;
-        reports.push(report);
+        match inspect(role, cfg).await {
+            Ok(report) => reports.push(report),
+            Err(err) => {
+                failure = Some(match err {
+                    CheckError::Connect(e) => CliError::failed(format!("{role}: {e}")),
+                    other => CliError::failed(other.to_string()),
+                });
+                break;
+            }
+        }
+    }
+    if let Some(err) = failure {
+        if args.json {
+            return Err(err.with_json(serde_json::json!({ "servers": reports })));
+        }
+        for r in &reports {
+            print!("{}", render_text(r));
+        }
+        return Err(err);
     }
     if args.json {
         let doc = serde_json::json!({ "servers": reports });

@@ -1,15 +1,22 @@
 //! The command line. Every flag is defined once, here, with the help text users read; the rest of
-//! the crate receives typed values. This is also the only place where errors become exit codes:
+//! the crate receives typed values. This is also the only place where errors become exit codes
+//! ([`exit`], listed in every `--help`):
 //!
 //! | code | meaning |
 //! |------|---------|
-//! | 0 | done (or replication syncing, when that is what was asked) |
-//! | 1 | the operation failed (a database, a connection, a check) |
-//! | 2 | usage or configuration error (bad flag, bad connection string, bad config file) |
-//! | 3 | preflight refused: the migration could not proceed as asked |
+//! | 0 | done |
+//! | 1 | the operation failed (a server unreachable, a database, a check, differences found) |
+//! | 2 | usage or configuration error (bad flag, bad connection string, bad config file, a name that matches nothing) |
+//! | 3 | refused before starting: preflight or validation failed, the target database is not empty |
+//! | 130 | interrupted (Ctrl-C or SIGTERM) |
+//!
+//! With `--json`, stdout holds JSON whatever happens: one document (`check`, `status`,
+//! `verify`, `migrate --validate`), or JSON Lines events (`migrate`, `clone`, `dump`,
+//! `restore`). On failure the document is `{"error": {"exit_code": N, "message": "..."}}` and
+//! the event stream ends with `{"type": "error", "data": {"exit_code": N, "message": "..."}}`.
 
 use crate::conn::{ConnConfig, Env, ProcessEnv};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,12 +28,32 @@ mod schema_cmd;
 pub mod size;
 mod verify_cmd;
 
-/// Exit codes, see the module documentation.
+/// Exit codes, see the module documentation. The same for every command.
 pub mod exit {
+    /// Done.
     pub const OK: u8 = 0;
+    /// The operation failed: a server unreachable, a database failed, `verify` found
+    /// differences.
     pub const FAILED: u8 = 1;
+    /// Usage or configuration error: a bad flag, connection string or config file, a database
+    /// or table filter that matches nothing.
     pub const USAGE: u8 = 2;
+    /// Refused before anything was changed: preflight (or `--validate`) found the migration
+    /// cannot proceed as asked, or the target database is not empty.
     pub const PREFLIGHT: u8 = 3;
+    /// Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
+
+    /// The table printed at the end of every `--help`.
+    pub const HELP: &str = "\
+Exit codes (the same for every command):
+  0    done
+  1    failed: a server unreachable, a database failed, verify found differences
+  2    usage error: bad flag, connection string or config file; a database or table name that matches nothing
+  3    refused before starting: preflight/--validate failed, the target database is not empty
+  130  interrupted (Ctrl-C or SIGTERM)
+With --json, stdout always holds JSON, also on failure: {\"error\": {\"exit_code\": N, \"message\": ...}}
+(event streams end with {\"type\": \"error\", \"data\": {...}}).";
 }
 
 /// Move PostgreSQL databases between servers with near-zero downtime.
@@ -116,9 +143,7 @@ pub enum Command {
 /// The source server. `SOURCE_SERVICE_URI` is used when the flag is absent (as aiven-db-migrate).
 #[derive(Debug, Args, Clone)]
 pub struct SourceArg {
-    /// Source connection string (URI or key=value). For whole-cluster commands the database part
-    /// names the database used to list the others (default: the user's). Falls back to
-    /// $SOURCE_SERVICE_URI.
+    /// Source connection string (URI or key=value). Falls back to $SOURCE_SERVICE_URI.
     #[arg(
         short = 's',
         long = "source",
@@ -129,12 +154,26 @@ pub struct SourceArg {
     pub source: String,
 }
 
+/// The source server where it may be absent (`migrate` takes it from --config instead, `stop`
+/// needs it only without a running `migrate`). Same flag as [`SourceArg`].
+#[derive(Debug, Args, Clone)]
+pub struct OptionalSourceArg {
+    /// Source connection string (URI or key=value). Falls back to $SOURCE_SERVICE_URI.
+    #[arg(
+        short = 's',
+        long = "source",
+        value_name = "SRC",
+        env = "SOURCE_SERVICE_URI",
+        hide_env_values = true
+    )]
+    pub source: Option<String>,
+}
+
 /// The target server. `TARGET_SERVICE_URI` is used when the flag is absent (as aiven-db-migrate).
+/// `migrate`, `status` and `stop` replace the help with [`BOOTSTRAP_TARGET_HELP`].
 #[derive(Debug, Args, Clone)]
 pub struct TargetArg {
-    /// Target connection string (URI or key=value). For `migrate`, `status` and `stop` its
-    /// database is the bootstrap database, where pgferry keeps the migration state (schema
-    /// `pgferry`). Falls back to $TARGET_SERVICE_URI.
+    /// Target connection string (URI or key=value). Falls back to $TARGET_SERVICE_URI.
     #[arg(
         short = 't',
         long = "target",
@@ -145,17 +184,80 @@ pub struct TargetArg {
     pub target: String,
 }
 
+/// The help of `-t` for the commands that keep a migration's state in the target.
+const BOOTSTRAP_TARGET_HELP: &str = "Target connection string (URI or key=value). Its \
+database is the bootstrap database, where pgferry keeps the migration state (schema pgferry). \
+Falls back to $TARGET_SERVICE_URI.";
+
+/// The target where it may be absent (`check` inspects it only when given, `restore --list`
+/// needs none). Same flag as [`TargetArg`].
+#[derive(Debug, Args, Clone)]
+pub struct OptionalTargetArg {
+    /// Target connection string (URI or key=value). Falls back to $TARGET_SERVICE_URI.
+    #[arg(
+        short = 't',
+        long = "target",
+        value_name = "DST",
+        env = "TARGET_SERVICE_URI",
+        hide_env_values = true
+    )]
+    pub target: Option<String>,
+}
+
+/// `-j/--jobs`, for every command that works in parallel; each command says what its jobs do
+/// (the help is replaced per command, the flag and its parser are these).
+#[derive(Debug, Args, Clone, Default)]
+pub struct JobsArg {
+    /// Parallel workers (at least 1). Default: the number of CPU cores, at least 2.
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = parse_count)]
+    pub jobs: Option<usize>,
+}
+
+impl JobsArg {
+    /// The value given, or `default`.
+    pub fn or(&self, default: usize) -> usize {
+        self.jobs.unwrap_or(default).max(1)
+    }
+}
+
+/// `--max-replication-lag`, for `migrate`, `stop` and `clone --follow`: one parser (sizes
+/// with PostgreSQL's units, or plain bytes).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReplicationLagArg {
+    /// The replication lag (source WAL not yet applied on the target) at which to cut over,
+    /// with --stop-replication (`stop`: default 0, fully caught up). SIZE: bytes, or with a
+    /// unit: kB, MB, GB, TB (e.g. 1MB).
+    #[arg(
+        long = "max-replication-lag",
+        value_name = "SIZE",
+        value_parser = size::parse_size,
+        allow_negative_numbers = true
+    )]
+    pub max_replication_lag: Option<u64>,
+}
+
+/// A count of workers: a positive integer.
+pub fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("\"{text}\" is not a positive integer")),
+    }
+}
+
 /// Parallelism of the copy engine, shared by every command that copies data.
 #[derive(Debug, Args, Clone)]
+#[command(mut_arg("jobs", |a| a.help(
+    "Table copy workers: one job per table (largest first) and per range of a split table. \
+     Default: the number of CPU cores, at least 2."
+)))]
 pub struct CopyJobsArgs {
-    /// Table copy workers: one job per table (largest first) and per range of a split table.
-    /// Default: the number of CPU cores, at least 2.
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: JobsArg,
 
     /// Workers building indexes and constraints after the data is in (within and across tables).
     /// Default: the same as --jobs.
-    #[arg(long = "index-jobs", value_name = "N")]
+    #[arg(long = "index-jobs", value_name = "N", value_parser = parse_count)]
     pub index_jobs: Option<usize>,
 
     /// Tables whose heap + TOAST size exceeds SIZE are copied as several ranges in parallel
@@ -190,6 +292,26 @@ pub enum CopyFormat {
     Text,
 }
 
+/// One `--force-method` value: a method for every database, or for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForceMethod {
+    pub database: Option<String>,
+    pub method: Method,
+}
+
+/// `dump`, `replication`, or `DB=dump` / `DB=replication` (the last `=` splits, so a
+/// database name may hold one).
+pub fn parse_force_method(text: &str) -> Result<ForceMethod, String> {
+    let (database, method) = match text.rsplit_once('=') {
+        Some((db, m)) if !db.is_empty() => (Some(db.to_owned()), m),
+        Some((_, _)) => return Err(format!("\"{text}\": the database name before = is empty")),
+        None => (None, text),
+    };
+    let method = Method::from_str(method.trim(), true)
+        .map_err(|_| format!("\"{method}\" is not a method: use dump or replication"))?;
+    Ok(ForceMethod { database, method })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
     /// One-shot snapshot copy (reported as `pg_dump` in status, like aiven-db-migrate).
@@ -199,17 +321,14 @@ pub enum Method {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("source", |a| a.help(
+    "Source server (URI or key=value); its database part names the database used to list the \
+     others. Falls back to $SOURCE_SERVICE_URI, or to --config."
+)))]
+#[command(mut_arg("target", |a| a.help(BOOTSTRAP_TARGET_HELP)))]
 pub struct MigrateArgs {
-    /// Source server (URI or key=value); its database part names the database used to list
-    /// the others. Falls back to $SOURCE_SERVICE_URI, or to --config.
-    #[arg(
-        short = 's',
-        long = "source",
-        value_name = "SRC",
-        env = "SOURCE_SERVICE_URI",
-        hide_env_values = true
-    )]
-    pub source: Option<String>,
+    #[command(flatten)]
+    pub source: OptionalSourceArg,
     #[command(flatten)]
     pub target: TargetArg,
 
@@ -253,10 +372,8 @@ pub struct MigrateArgs {
     #[arg(short = 'm', long = "mangle")]
     pub mangle: bool,
 
-    /// Replication lag in bytes to wait for before cutting over (with --stop-replication).
-    /// Without it pgferry does not wait.
-    #[arg(long = "max-replication-lag", value_name = "BYTES")]
-    pub max_replication_lag: Option<u64>,
+    #[command(flatten)]
+    pub lag: ReplicationLagArg,
 
     /// Cut over once every table is copied and the lag is at most --max-replication-lag: sync
     /// sequences, drop the slot and publication, mark the database done. Without this flag
@@ -265,14 +382,19 @@ pub struct MigrateArgs {
     pub stop_replication: bool,
 
     /// Run every check and print, per database, the method that would be used and why; create
-    /// and change nothing on either server. Exit 0 when the migration could proceed, 3 otherwise.
+    /// and change nothing on either server. Exit 0 when the migration could proceed, 3 when it
+    /// could not, 2 for a database or table name that matches nothing, 1 when a server cannot be
+    /// reached or read.
     #[arg(long = "validate")]
     pub validate: bool,
 
-    /// Use this method for every database instead of choosing per database; with
-    /// `replication`, a database that cannot replicate fails instead of falling back.
-    #[arg(long = "force-method", value_enum, value_name = "METHOD")]
-    pub force_method: Option<Method>,
+    /// Use this method (`dump` or `replication`) for every database, or with DB=METHOD for
+    /// database DB only (repeatable, comma-separated), instead of choosing per database. With
+    /// `replication`, a database that cannot replicate fails instead of falling back; with
+    /// `dump`, tables without a replica identity need no --replica-identity-full (nothing
+    /// streams).
+    #[arg(long = "force-method", value_name = "[DB=]METHOD", value_delimiter = ',', value_parser = parse_force_method)]
+    pub force_method: Vec<ForceMethod>,
 
     /// Copy only these tables (`table`, `schema.table` or `db.schema.table`; a db-qualified
     /// name applies to that database only). Repeatable or comma-separated.
@@ -318,7 +440,7 @@ pub struct MigrateArgs {
     pub pgbin: Option<PathBuf>,
 
     /// Databases migrated at the same time.
-    #[arg(long = "db-jobs", value_name = "N", default_value_t = 2)]
+    #[arg(long = "db-jobs", value_name = "N", default_value = "2", value_parser = parse_count)]
     pub db_jobs: usize,
 
     #[command(flatten)]
@@ -334,7 +456,8 @@ pub struct MigrateArgs {
 
     /// Tables without a primary key or replica identity would make the source application's
     /// UPDATE/DELETE fail once published: set REPLICA IDENTITY FULL on them (changes the source;
-    /// logged). Without this flag such tables are refused with their list.
+    /// logged). Without this flag preflight refuses such tables with their list (or leave them
+    /// out with --skip-table, or copy once with --force-method dump).
     #[arg(long = "replica-identity-full")]
     pub replica_identity_full: bool,
 
@@ -360,6 +483,7 @@ pub struct MigrateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("target", |a| a.help(BOOTSTRAP_TARGET_HELP)))]
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArg,
@@ -380,22 +504,18 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("target", |a| a.help(BOOTSTRAP_TARGET_HELP)))]
+#[command(mut_arg("source", |a| a.help(
+    "The source, needed only when no `migrate` process is running (stop then resumes each \
+     syncing database's stream itself to cut it over). Falls back to $SOURCE_SERVICE_URI."
+)))]
 pub struct StopArgs {
     #[command(flatten)]
     pub target: TargetArg,
-    /// Wait until the lag is at most BYTES before cutting over (default 0: fully caught up).
-    #[arg(long = "max-replication-lag", value_name = "BYTES")]
-    pub max_replication_lag: Option<u64>,
-    /// The source, needed only when no `migrate` process is running (stop then resumes each
-    /// syncing database's stream itself to cut it over). Falls back to $SOURCE_SERVICE_URI.
-    #[arg(
-        short = 's',
-        long = "source",
-        value_name = "SRC",
-        env = "SOURCE_SERVICE_URI",
-        hide_env_values = true
-    )]
-    pub source: Option<String>,
+    #[command(flatten)]
+    pub lag: ReplicationLagArg,
+    #[command(flatten)]
+    pub source: OptionalSourceArg,
 }
 
 #[derive(Debug, Args)]
@@ -430,6 +550,7 @@ pub struct SchemaArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("max_replication_lag", |a| a.requires("follow")))]
 pub struct CloneArgs {
     #[command(flatten)]
     pub source: SourceArg,
@@ -453,10 +574,8 @@ pub struct CloneArgs {
     /// slot and the target's progress row exist.
     #[arg(long)]
     pub follow: bool,
-    /// With --follow: the lag (source WAL bytes not yet applied) at which to cut over. SIZE
-    /// accepts kB, MB, GB, TB.
-    #[arg(long = "max-replication-lag", value_name = "BYTES", requires = "follow", value_parser = size::parse_size)]
-    pub max_replication_lag: Option<u64>,
+    #[command(flatten)]
+    pub lag: ReplicationLagArg,
     /// With --follow: once the lag is at most --max-replication-lag, sync sequences, drop the
     /// slot and publication on the source and exit.
     #[arg(long = "stop-replication", requires = "max_replication_lag")]
@@ -491,15 +610,17 @@ pub enum Compression {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("jobs", |a| a.help(
+    "Parallel table readers (one source session each). Default: the number of CPU cores, at least 2."
+)))]
 pub struct DumpArgs {
     #[command(flatten)]
     pub source: SourceArg,
     /// Archive directory to create.
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: PathBuf,
-    /// Parallel table readers.
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: JobsArg,
     /// Compression of data files.
     #[arg(long, value_enum, default_value = "zstd")]
     pub compress: Compression,
@@ -537,23 +658,20 @@ pub enum RestoreSection {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("target", |a| a
+    .help("Target database (URI or key=value; required unless --list). Falls back to $TARGET_SERVICE_URI.")
+    .required_unless_present("list")))]
+#[command(mut_arg("jobs", |a| a.help(
+    "Parallel loaders (one target session each). Default: the number of CPU cores, at least 2."
+)))]
 pub struct RestoreArgs {
     /// Archive directory written by `pgferry dump`.
     #[arg(short = 'i', long = "input", value_name = "DIR")]
     pub input: PathBuf,
-    /// Target database (required unless --list).
-    #[arg(
-        short = 't',
-        long = "target",
-        value_name = "DST",
-        env = "TARGET_SERVICE_URI",
-        hide_env_values = true,
-        required_unless_present = "list"
-    )]
-    pub target: Option<String>,
-    /// Parallel loaders.
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub target: OptionalTargetArg,
+    #[command(flatten)]
+    pub jobs: JobsArg,
     /// Which parts of the archive to load (comma-separated or repeated). With data but no
     /// pre-data, rows are appended to the target's existing tables.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
@@ -574,6 +692,7 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("jobs", |a| a.help("Checksum sessions per side. Default: 2.")))]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub source: SourceArg,
@@ -582,9 +701,8 @@ pub struct VerifyArgs {
     /// Only these tables (`schema.table`, comma-separated).
     #[arg(long = "tables", value_name = "TABLE,...", value_delimiter = ',')]
     pub tables: Vec<String>,
-    /// Checksum workers per side (default 2).
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: JobsArg,
     /// Leave large objects' owners out of the comparison (after a migration with --no-owner).
     #[arg(long = "no-owner")]
     pub no_owner: bool,
@@ -594,6 +712,9 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("jobs", |a| a.help(
+    "Measure 1..=N parallel pipes. Default: the number of CPU cores, at least 2."
+)))]
 pub struct BenchArgs {
     #[command(flatten)]
     pub source: SourceArg,
@@ -601,11 +722,10 @@ pub struct BenchArgs {
     pub target: TargetArg,
     /// Size of the generated table (created in schema pgferry_bench on both servers and
     /// dropped at the end).
-    #[arg(long, value_name = "SIZE", default_value = "1GB", value_parser = size::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1GB", value_parser = size::parse_nonzero_size)]
     pub size: u64,
-    /// Measure 1..=N parallel pipes.
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: JobsArg,
 }
 
 #[derive(Debug, Args)]
@@ -616,25 +736,14 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("target", |a| a.help(
+    "A second server to inspect, usually the target. Falls back to $TARGET_SERVICE_URI."
+)))]
 pub struct CheckArgs {
-    /// Server to inspect (URI or key=value). Falls back to $SOURCE_SERVICE_URI.
-    #[arg(
-        short = 's',
-        long = "source",
-        value_name = "SRC",
-        env = "SOURCE_SERVICE_URI",
-        hide_env_values = true
-    )]
-    pub source: String,
-    /// A second server to inspect, usually the target. Falls back to $TARGET_SERVICE_URI.
-    #[arg(
-        short = 't',
-        long = "target",
-        value_name = "DST",
-        env = "TARGET_SERVICE_URI",
-        hide_env_values = true
-    )]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArg,
+    #[command(flatten)]
+    pub target: OptionalTargetArg,
     /// Print a JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -657,36 +766,130 @@ pub fn normalize_args(args: Vec<OsString>) -> Vec<OsString> {
     out
 }
 
+/// The command definition as users see it: every `--help` ends with the exit codes.
+pub fn command() -> clap::Command {
+    Cli::command()
+        .after_help(exit::HELP)
+        .mut_subcommands(|sub| sub.after_help(exit::HELP))
+}
+
+/// Parses `args` (after [`normalize_args`]) with [`command`].
+pub fn parse_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(normalize_args(args))?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
 /// Entry point of the binary: parse, run, map the outcome to an exit code.
 pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(normalize_args(args)) {
+    // Before `--`, as clap reads it: a usage error still owes a --json caller its document.
+    let asked_json = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
+    let cli = match parse_args(args) {
         Ok(cli) => cli,
         Err(err) => {
             // clap prints help/version to stdout with exit 0 and usage errors with exit 2.
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
+            if !err.use_stderr() {
+                return ExitCode::from(exit::OK);
+            }
+            if asked_json {
+                let rendered = err.render().to_string();
+                let first = rendered.lines().next().unwrap_or("invalid arguments");
+                let message = first.strip_prefix("error: ").unwrap_or(first);
+                print_json_error(JsonOutput::Document, &CliError::usage(message));
+            }
+            return ExitCode::from(exit::USAGE);
         }
     };
     init_logging(&cli.global);
+    let json = cli.command.json_output();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(err) => {
-            eprintln!("pgferry: cannot start the async runtime: {err}");
-            return ExitCode::from(exit::FAILED);
+            let err = CliError::failed(format!("cannot start the async runtime: {err}"));
+            eprintln!("pgferry: {}", err.message);
+            print_json_error(json, &err);
+            return ExitCode::from(err.code);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("pgferry: {}", err.message);
+            print_json_error(json, &err);
             ExitCode::from(err.code)
+        }
+    }
+}
+
+/// What `--json` makes a command print on stdout, and so what shape its error takes there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonOutput {
+    /// No --json: errors go to stderr only.
+    Off,
+    /// One JSON document; on failure `{"error": {"exit_code": N, "message": "..."}}` (plus
+    /// what the command could still report, e.g. `check`'s servers).
+    Document,
+    /// JSON Lines events; on failure a last `{"type": "error", "data": {"exit_code": N,
+    /// "message": "..."}}`.
+    Events,
+}
+
+impl Command {
+    /// See [`JsonOutput`].
+    pub fn json_output(&self) -> JsonOutput {
+        let (json, events) = match self {
+            Command::Migrate(a) => (a.json, !a.validate),
+            Command::Status(a) => (a.json, false),
+            Command::Check(a) => (a.json, false),
+            Command::Verify(a) => (a.json, false),
+            Command::Clone(a) => (a.json, true),
+            Command::Dump(a) => (a.json, true),
+            Command::Restore(a) => (a.json, !a.list),
+            _ => (false, false),
+        };
+        match (json, events) {
+            (false, _) => JsonOutput::Off,
+            (true, false) => JsonOutput::Document,
+            (true, true) => JsonOutput::Events,
+        }
+    }
+}
+
+/// The JSON form of `err` on stdout (nothing when `mode` is [`JsonOutput::Off`]).
+pub fn print_json_error(mode: JsonOutput, err: &CliError) {
+    if let Some(doc) = json_error(mode, err) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{doc}").and_then(|_| out.flush());
+    }
+}
+
+/// See [`print_json_error`].
+pub fn json_error(mode: JsonOutput, err: &CliError) -> Option<serde_json::Value> {
+    let mut error = serde_json::Map::new();
+    error.insert("exit_code".into(), err.code.into());
+    error.insert("message".into(), err.message.clone().into());
+    let mut doc = match &err.json {
+        Some(serde_json::Value::Object(extra)) => extra.clone(),
+        _ => serde_json::Map::new(),
+    };
+    match mode {
+        JsonOutput::Off => None,
+        JsonOutput::Document => {
+            doc.insert("error".into(), error.into());
+            Some(doc.into())
+        }
+        JsonOutput::Events => {
+            error.extend(doc);
+            Some(serde_json::json!({"type": "error", "data": error}))
         }
     }
 }
@@ -696,21 +899,42 @@ pub fn main_with_args(args: Vec<OsString>) -> ExitCode {
 pub struct CliError {
     pub message: String,
     pub code: u8,
+    /// With --json: what the command can still report, as fields of the error document (a
+    /// JSON object), e.g. the reports of the servers `check` could read.
+    pub json: Option<serde_json::Value>,
 }
 
 impl CliError {
-    pub fn usage(message: impl Into<String>) -> CliError {
+    pub fn new(code: u8, message: impl Into<String>) -> CliError {
         CliError {
             message: message.into(),
-            code: exit::USAGE,
+            code,
+            json: None,
         }
     }
 
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError::new(exit::USAGE, message)
+    }
+
     pub fn failed(message: impl Into<String>) -> CliError {
-        CliError {
-            message: message.into(),
-            code: exit::FAILED,
-        }
+        CliError::new(exit::FAILED, message)
+    }
+
+    /// Exit 3: refused before anything was changed.
+    pub fn refused(message: impl Into<String>) -> CliError {
+        CliError::new(exit::PREFLIGHT, message)
+    }
+
+    /// Exit 130: Ctrl-C or SIGTERM.
+    pub fn interrupted(message: impl Into<String>) -> CliError {
+        CliError::new(exit::INTERRUPTED, message)
+    }
+
+    /// Adds fields to the --json error document.
+    pub fn with_json(mut self, fields: serde_json::Value) -> CliError {
+        self.json = Some(fields);
+        self
     }
 }
 
@@ -763,11 +987,9 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Bench(args) => {
             let src = conn_config("source", &args.source.source)?;
             let dst = conn_config("target", &args.target.target)?;
-            let jobs = args.jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2)
-            });
+            let jobs = args.jobs.or(std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2));
             let rates = crate::bench::run(&src, &dst, args.size, jobs)
                 .await
                 .map_err(|e| CliError::failed(e.to_string()))?;
@@ -784,15 +1006,14 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(normalize_args(args.iter().map(OsString::from).collect()))
+        parse_args(args.iter().map(OsString::from).collect())
     }
 
     #[test]
     fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
@@ -817,7 +1038,7 @@ mod tests {
             panic!("not migrate")
         };
         assert_eq!(m.filtered_db, vec!["rdsadmin", "postgres"]);
-        assert_eq!(m.max_replication_lag, Some(1));
+        assert_eq!(m.lag.max_replication_lag, Some(1));
         assert!(m.stop_replication);
     }
 
@@ -882,5 +1103,152 @@ mod tests {
             panic!("not clone")
         };
         assert_eq!(c.copy.split_tables_larger_than, 512 * 1024 * 1024);
+    }
+
+    #[test]
+    fn one_lag_parser_for_migrate_stop_and_clone() {
+        let lag = |cli: Cli| match cli.command {
+            Command::Migrate(m) => m.lag.max_replication_lag,
+            Command::Stop(s) => s.lag.max_replication_lag,
+            Command::Clone(c) => c.lag.max_replication_lag,
+            _ => panic!("unexpected command"),
+        };
+        for (args, want) in [
+            (
+                vec![
+                    "migrate",
+                    "-s",
+                    "x=1",
+                    "-t",
+                    "x=1",
+                    "--max-replication-lag",
+                    "1kB",
+                ],
+                1024,
+            ),
+            (
+                vec!["stop", "-t", "x=1", "--max-replication-lag", "1kB"],
+                1024,
+            ),
+            (
+                vec![
+                    "clone",
+                    "-s",
+                    "x=1",
+                    "-t",
+                    "x=1",
+                    "--follow",
+                    "--max-replication-lag",
+                    "1kB",
+                ],
+                1024,
+            ),
+            (
+                vec![
+                    "migrate",
+                    "-s",
+                    "x=1",
+                    "-t",
+                    "x=1",
+                    "--max-replication-lag",
+                    "0",
+                ],
+                0,
+            ),
+            (
+                vec!["stop", "-t", "x=1", "--max-replication-lag", "4096"],
+                4096,
+            ),
+        ] {
+            let mut argv = vec!["pgferry"];
+            argv.extend(&args);
+            let cli = parse(&argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(lag(cli), Some(want), "{args:?}");
+        }
+        for cmd in [
+            vec!["migrate", "-s", "x=1", "-t", "x=1"],
+            vec!["stop", "-t", "x=1"],
+            vec!["clone", "-s", "x=1", "-t", "x=1", "--follow"],
+        ] {
+            let mut argv = vec!["pgferry"];
+            argv.extend(&cmd);
+            argv.extend(["--max-replication-lag", "-5"]);
+            let err = parse(&argv).unwrap_err().to_string();
+            assert!(err.contains("is not a size"), "{cmd:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn zero_workers_and_zero_bench_size_are_refused() {
+        for cmd in [
+            vec!["migrate", "-s", "x=1", "-t", "x=1"],
+            vec!["clone", "-s", "x=1", "-t", "x=1"],
+            vec!["dump", "-s", "x=1", "-o", "d"],
+            vec!["restore", "-i", "d", "-t", "x=1"],
+            vec!["verify", "-s", "x=1", "-t", "x=1"],
+            vec!["bench", "-s", "x=1", "-t", "x=1"],
+        ] {
+            let mut argv = vec!["pgferry"];
+            argv.extend(&cmd);
+            let ok = parse(&[argv.clone(), vec!["-j", "3"]].concat());
+            assert!(ok.is_ok(), "{cmd:?} -j 3: {:?}", ok.err());
+            let err = parse(&[argv, vec!["-j", "0"]].concat()).unwrap_err();
+            assert!(err.to_string().contains("at least 1"), "{cmd:?}: {err}");
+        }
+        for flag in ["--index-jobs", "--db-jobs"] {
+            let err = parse(&["pgferry", "migrate", "-s", "x=1", "-t", "x=1", flag, "0"]);
+            assert!(err.is_err(), "{flag} 0 accepted");
+        }
+        let err =
+            parse(&["pgferry", "bench", "-s", "x=1", "-t", "x=1", "--size", "0"]).unwrap_err();
+        assert!(err.to_string().contains("more than 0"), "{err}");
+    }
+
+    #[test]
+    fn json_errors_have_one_shape_per_output_kind() {
+        let err = CliError::refused("no").with_json(serde_json::json!({"servers": []}));
+        let doc = json_error(JsonOutput::Document, &err).unwrap();
+        assert_eq!(doc["error"]["exit_code"], 3);
+        assert_eq!(doc["error"]["message"], "no");
+        assert!(doc["servers"].is_array());
+        let event = json_error(JsonOutput::Events, &CliError::interrupted("stop")).unwrap();
+        assert_eq!(event["type"], "error");
+        assert_eq!(event["data"]["exit_code"], 130);
+        assert!(json_error(JsonOutput::Off, &err).is_none());
+    }
+
+    #[test]
+    fn force_method_for_all_or_one_database() {
+        assert_eq!(
+            parse_force_method("dump"),
+            Ok(ForceMethod {
+                database: None,
+                method: Method::Dump
+            })
+        );
+        assert_eq!(
+            parse_force_method("crm=replication"),
+            Ok(ForceMethod {
+                database: Some("crm".into()),
+                method: Method::Replication
+            })
+        );
+        assert!(parse_force_method("=dump").is_err());
+        assert!(parse_force_method("crm=copy").is_err());
+        let cli = parse(&[
+            "pgferry",
+            "migrate",
+            "-s",
+            "x=1",
+            "-t",
+            "x=1",
+            "--force-method",
+            "a=dump,replication",
+        ])
+        .unwrap();
+        let Command::Migrate(m) = cli.command else {
+            panic!("not migrate")
+        };
+        assert_eq!(m.force_method.len(), 2);
     }
 }

@@ -10,7 +10,7 @@
 use crate::conn::ConnConfig;
 use crate::localpg::{Cluster, ClusterOptions, PgInstall};
 use crate::migrate::globals::RoleOutcome;
-use crate::migrate::preflight::PreflightOptions;
+use crate::migrate::preflight::{Method, PreflightOptions};
 use crate::migrate::store::Store;
 use crate::migrate::{status, Control, MigrateOptions, Output};
 use crate::verify::{render_text, verify, VerifyOptions};
@@ -152,7 +152,8 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
     );
 
     // A second, small database whose log table has no primary key: it cannot be published
-    // without breaking the source's UPDATEs, so migrate copies it with the snapshot method.
+    // without breaking the source's UPDATEs, so the demo asks migrate to copy it once with the
+    // snapshot method (`--force-method reports=dump`; without a choice preflight refuses it).
     for sql in [
         "CREATE ROLE shop_owner NOLOGIN",
         "ALTER DATABASE shop OWNER TO shop_owner",
@@ -180,7 +181,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
     let src_cluster = config(&source, "postgres")?;
     let dst_boot = config(&target, "postgres")?;
     println!(
-        "\n$ pgferry migrate -s {} -t {} -f postgres   (while an application writes to the source)",
+        "\n$ pgferry migrate -s {} -t {} -f postgres --force-method reports=dump   (while an application writes to the source)",
         src_cluster.display_target(),
         dst_boot.display_target()
     );
@@ -195,6 +196,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         // As the seed's docs do with -f: the empty maintenance database stays behind.
         preflight: PreflightOptions {
             filtered: vec!["postgres".into()],
+            force_method_for: vec![("reports".into(), Method::Dump)],
             ..PreflightOptions::default()
         },
         clone: crate::clone::CloneOptions::default(),

@@ -463,10 +463,11 @@ fn existing_targets_sections_and_refusals() {
     let dir = workdir();
     let (db, archive) = small_archive(dir.path(), "sections", "zstd");
     let a = archive.to_str().unwrap();
-    // A dump never overwrites.
+    // A dump never overwrites, and says so without claiming the archive does not exist.
     let out = pgferry(&["dump", "-s", &shared_cluster().uri(&db), "-o", a]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("already exists"), "{}", text(&out));
+    assert!(!text(&out).contains("does not exist"), "{}", text(&out));
 
     // Pre-data, then data, then post-data, as three runs.
     for section in ["pre-data", "data", "post-data"] {
@@ -475,9 +476,9 @@ fn existing_targets_sections_and_refusals() {
     }
     assert_same("sections", &db);
 
-    // The target is not empty now: refused, then replaced with --clean.
+    // The target is not empty now: refused (exit 3, as clone), then replaced with --clean.
     let out = restore(&archive, &db, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("--clean"), "{}", text(&out));
     psql(target_cluster(), &db, "INSERT INTO u VALUES (-1)");
     let out = restore(&archive, &db, &["--clean"]);

@@ -311,8 +311,9 @@ fn a_non_empty_target_is_refused_unless_asked() {
     );
     let (s, t) = (src.uri(&db), dst.uri(&db));
 
+    // Refused before anything changed: exit 3, as restore and migrate do.
     let out = pgferry(&["clone", "-s", &s, "-t", &t]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         text(&out).contains("not empty") && text(&out).contains("--drop-if-exists"),
         "{}",

@@ -242,8 +242,32 @@ fn whole_cluster_migration_end_to_end() {
     }
     let target_roles_before = dump_roles(&dst);
 
-    // --validate: the method per database and why; nothing created on either side.
+    // A live migration of crm, whose notes have no replica identity, is refused, listing the
+    // table and the ways out; a one-shot copy would lose the writes made after it.
     let out = pgferry(&["migrate", "-s", &s, "-t", &t, "-f", "skipme", "--validate"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert!(
+        report.contains("public.notes")
+            && report.contains("--replica-identity-full")
+            && report.contains("--force-method dump"),
+        "{report}"
+    );
+
+    // --validate: the method per database and why; nothing created on either side. crm is
+    // copied once, as the user chose for it.
+    let out = pgferry(&[
+        "migrate",
+        "-s",
+        &s,
+        "-t",
+        &t,
+        "-f",
+        "skipme",
+        "--force-method",
+        "crm=dump",
+        "--validate",
+    ]);
     let report = text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(
@@ -251,8 +275,8 @@ fn whole_cluster_migration_end_to_end() {
         "{report}"
     );
     assert!(
-        report.contains("public.notes") && report.contains("pg_dump"),
-        "crm falls back because of notes (no replica identity): {report}"
+        report.contains("crm") && report.contains("pg_dump"),
+        "crm is copied once (--force-method crm=dump): {report}"
     );
     assert!(!report.contains("skipme"), "{report}");
     assert_eq!(dump_roles(&dst), target_roles_before);
@@ -290,7 +314,18 @@ fn whole_cluster_migration_end_to_end() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 
     // The live migration: runs until stopped; writes continue meanwhile.
-    let mut child = spawn_pgferry(&["pg", "-s", &s, "-t", &t, "-f", "skipme", "-v"]);
+    let mut child = spawn_pgferry(&[
+        "pg",
+        "-s",
+        &s,
+        "-t",
+        &t,
+        "-f",
+        "skipme",
+        "--force-method",
+        "crm=dump",
+        "-v",
+    ]);
     let syncing = wait_status(&dst, &mut child, "Shop-2 syncing", |s| {
         detail(s, "Shop-2").is_some_and(|d| d["status"] == "syncing")
     });
@@ -316,7 +351,7 @@ fn whole_cluster_migration_end_to_end() {
     assert!(detail(&everything_settled, "crm").unwrap()["method_reason"]
         .as_str()
         .unwrap()
-        .contains("notes"));
+        .contains("--force-method dump"));
     assert_eq!(source_footprint(&src, "Shop-2"), "1/1");
 
     let out = pgferry(&["stop", "-t", &t]);
@@ -461,6 +496,9 @@ fn killed_run_resumes_to_the_same_result() {
         &t,
         "--databases",
         "big,plain",
+        // plain's log has no replica identity: copied once, as chosen here.
+        "--force-method",
+        "plain=dump",
         "-j",
         "1",
     ];
@@ -606,8 +644,9 @@ fn seed_command_line_with_config_file_stops_by_itself() {
     );
 }
 
-/// SIGTERM stops a live migration and keeps its slot; `pgferry stop` then cuts over by
-/// itself (no migrate process running), and needs the source for that.
+/// SIGTERM stops a live migration and keeps its slot, exiting with the interrupted code (130)
+/// and without calling the migration finished; `pgferry stop` then cuts over by itself (no
+/// migrate process running), and needs the source for that.
 #[test]
 fn sigterm_keeps_the_slot_and_stop_cuts_over_alone() {
     let src = start_cluster();
@@ -629,8 +668,10 @@ fn sigterm_keeps_the_slot_and_stop_cuts_over_alone() {
         .unwrap();
     assert!(term.success());
     let run = child.wait_with_output().unwrap();
-    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(run.status.code(), Some(130), "{}", text(&run));
     assert!(text(&run).contains("syncing"), "{}", text(&run));
+    assert!(text(&run).contains("interrupted"), "{}", text(&run));
+    assert!(!text(&run).contains("finished"), "{}", text(&run));
     assert_eq!(
         source_footprint(&src, "live"),
         "1/1",

@@ -781,8 +781,21 @@ fn migrate_upgrade(from: u32, to: u32) {
     let boot = fresh_db(dst, &format!("boot{from}_{to}"));
     let (s, t) = (src.uri("postgres"), dst.uri(&boot));
     let dbs = format!("{live},{plain}");
+    // plain's logs has no replica identity: copied once, as chosen here.
+    let plain_dump = format!("{plain}=dump");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(["migrate", "-s", &s, "-t", &t, "--databases", &dbs, "-d"])
+        .args([
+            "migrate",
+            "-s",
+            &s,
+            "-t",
+            &t,
+            "--databases",
+            &dbs,
+            "--force-method",
+            &plain_dump,
+            "-d",
+        ])
         .env_remove("PGPASSWORD")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -72,10 +72,23 @@ pub struct Stored {
     pub sha256: String,
 }
 
+/// Creates `path` (which must not exist) for writing, readable by the owner only (0600): an
+/// archive's files hold a database's data.
+pub fn owner_only_file(path: &Path) -> io::Result<File> {
+    let mut options = File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 impl DataFileWriter {
-    /// Creates `path` (which must not exist).
+    /// Creates `path` (which must not exist), readable by the owner only.
     pub fn create(path: &Path, compression: Compression) -> io::Result<DataFileWriter> {
-        let file = File::options().write(true).create_new(true).open(path)?;
+        let file = owner_only_file(path)?;
         let hashing = Hashing {
             inner: BufWriter::with_capacity(CHUNK, file),
             hasher: Sha256::new(),

@@ -1,7 +1,7 @@
 //! `pgferry restore --list`: what an archive holds, as people read it.
 
 use super::manifest::Manifest;
-use crate::cli::size::format_size;
+use crate::cli::size::{count, format_size};
 use std::fmt::Write;
 
 /// The archive's header, then its schema objects, data files, sequences and large objects.
@@ -22,7 +22,7 @@ pub fn render(m: &Manifest) -> String {
     let raw: u64 = m.tables.iter().map(|t| t.raw_bytes).sum();
     let _ = writeln!(
         out,
-        "; contents: {}{}; compression {:?}; {} data files, {} rows, {} of COPY data stored in {}",
+        "; contents: {}{}; compression {:?}; {}, {}, {} of COPY data stored in {}",
         if m.contents.schema { "schema" } else { "" },
         match (m.contents.schema, m.contents.data) {
             (true, true) => " and data",
@@ -30,8 +30,8 @@ pub fn render(m: &Manifest) -> String {
             _ => " only",
         },
         m.compression,
-        m.tables.len(),
-        m.tables.iter().map(|t| t.rows).sum::<u64>(),
+        count(m.tables.len() as u64, "data file"),
+        count(m.tables.iter().map(|t| t.rows).sum::<u64>(), "row"),
         format_size(raw),
         format_size(stored)
     );

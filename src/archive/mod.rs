@@ -60,6 +60,12 @@ pub enum ArchiveError {
         "{0} already exists: pgferry dump writes a new directory; remove it or choose another name"
     )]
     Exists(PathBuf),
+    /// `restore -i DIR` where DIR is missing or holds no manifest.
+    #[error("{dir} is not a pgferry archive ({why}): give -i the directory that `pgferry dump -o` created")]
+    NotAnArchive { dir: PathBuf, why: String },
+    /// A file the manifest lists is not in the archive.
+    #[error("archive file {path} ({what}) is missing: the archive is incomplete; copy it again in full, or dump again")]
+    MissingFile { path: PathBuf, what: String },
     #[error("target database \"{0}\" exists and is not empty: use --clean to drop and recreate it from the archive, or restore into a new database")]
     TargetNotEmpty(String),
     /// The archive cannot be restored as asked (missing section, different major version...).

@@ -29,6 +29,7 @@ use super::manifest::{
     Compression, DataFormat, FileEntry, Manifest, TableEntry, MANIFEST_FILE, MAX_MANIFEST_BYTES,
 };
 use super::ArchiveError;
+use crate::cli::size::count;
 use crate::clone::database::{self, DatabaseProps};
 use crate::clone::large_objects::{metadata_sql, LargeObject};
 use crate::clone::sequences::{self, SequenceValue};
@@ -76,7 +77,25 @@ pub struct Archive {
 /// Reads and checks an archive directory (see the module docs); touches no database.
 pub fn open_archive(dir: &Path) -> Result<Archive, ArchiveError> {
     let path = dir.join(MANIFEST_FILE);
-    let meta = std::fs::metadata(&path).map_err(|e| ArchiveError::io(&path, e))?;
+    let not_an_archive = |why: String| ArchiveError::NotAnArchive {
+        dir: dir.to_path_buf(),
+        why,
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(not_an_archive("a file, not a directory".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(not_an_archive("no such directory".into()))
+        }
+        Err(e) => return Err(ArchiveError::io(dir, e)),
+    }
+    let meta = match std::fs::metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(not_an_archive(format!("it has no {MANIFEST_FILE}")))
+        }
+        Err(e) => return Err(ArchiveError::io(&path, e)),
+    };
     if meta.len() > MAX_MANIFEST_BYTES {
         return Err(ArchiveError::Manifest {
             dir: dir.to_path_buf(),
@@ -93,9 +112,16 @@ pub fn open_archive(dir: &Path) -> Result<Archive, ArchiveError> {
     })?;
     for f in manifest.files() {
         let p = dir.join(&f.path);
-        let len = std::fs::metadata(&p)
-            .map_err(|e| ArchiveError::io(&p, e))?
-            .len();
+        let len = match std::fs::metadata(&p) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ArchiveError::MissingFile {
+                    path: p,
+                    what: "listed in the manifest".into(),
+                })
+            }
+            Err(e) => return Err(ArchiveError::io(&p, e)),
+        };
         if len != f.bytes {
             return Err(ArchiveError::DataFile {
                 path: p,
@@ -306,9 +332,9 @@ async fn run(
         loads.sort_by_key(|(t, _)| std::cmp::Reverse(t.raw_bytes));
         progress.planned(loads.len(), loads.iter().map(|(t, _)| t.raw_bytes).sum());
         progress.stage(&format!(
-            "loading {} data files with {} workers",
-            loads.len(),
-            opts.jobs
+            "loading {} with {}",
+            count(loads.len() as u64, "data file"),
+            count(opts.jobs as u64, "worker")
         ));
         summary.tables = load_tables(archive, dst, loads, opts.jobs, progress).await?;
         *stage = Stage::Finishing;
@@ -325,7 +351,10 @@ async fn run(
         sequences::apply(&target.client, &values).await?;
         summary.sequences = values.len();
         if !m.large_objects.is_empty() {
-            progress.stage(&format!("loading {} large objects", m.large_objects.len()));
+            progress.stage(&format!(
+                "loading {}",
+                count(m.large_objects.len() as u64, "large object")
+            ));
             summary.large_objects = load_large_objects(archive, dst, opts.jobs).await?;
         }
     }

@@ -26,6 +26,7 @@ use super::manifest::{
     SequenceEntry, SourceInfo, TableEntry, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE,
 };
 use super::{file_stem, ArchiveError};
+use crate::cli::size::count;
 use crate::clone::large_objects::LargeObject;
 use crate::clone::{database, large_objects, sequences, CloneError};
 use crate::conn::{connect, ConnConfig, Session};
@@ -67,6 +68,19 @@ pub struct DumpSummary {
     pub elapsed: Duration,
 }
 
+/// Creates `dir` (and missing parents) readable by the owner only (0700, as pg_dump -Fd does):
+/// an archive holds all the data of a database.
+fn owner_only_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 /// Where a dump to `output` builds its archive before the final rename.
 pub fn partial_dir(output: &Path) -> PathBuf {
     let name = output
@@ -92,7 +106,7 @@ pub async fn dump_database(
     }
     let tmp = partial_dir(&opts.output);
     for dir in [tmp.clone(), tmp.join("data"), tmp.join("blobs")] {
-        std::fs::create_dir_all(&dir).map_err(|e| ArchiveError::io(&dir, e))?;
+        owner_only_dir(&dir).map_err(|e| ArchiveError::io(&dir, e))?;
     }
     match run(src, opts, &tmp, progress).await {
         Ok(mut summary) => {
@@ -227,13 +241,16 @@ async fn run(
         let los = large_objects::list(&reader.client).await?;
         progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
         progress.stage(&format!(
-            "dumping {} tables with {} workers",
-            jobs.len(),
-            opts.jobs
+            "dumping {} with {}",
+            count(jobs.len() as u64, "table"),
+            count(opts.jobs as u64, "worker")
         ));
         tables = dump_tables(src, exported.name(), dir, jobs, opts, progress).await?;
         if !los.is_empty() {
-            progress.stage(&format!("dumping {} large objects", los.len()));
+            progress.stage(&format!(
+                "dumping {}",
+                count(los.len() as u64, "large object")
+            ));
             blobs = dump_large_objects(src, exported.name(), dir, los, opts).await?;
         }
     }
@@ -287,7 +304,7 @@ async fn run(
     let json = manifest.to_json();
     let write = || -> std::io::Result<()> {
         use std::io::Write;
-        let mut f = std::fs::File::create(&path)?;
+        let mut f = super::datafile::owner_only_file(&path)?;
         f.write_all(&json)?;
         f.sync_all()
     };

@@ -3,9 +3,11 @@
 
 use super::{conn_config, exit, CliError, CloneArgs, CopyFormat};
 use crate::clone::database::ExistingTarget;
-use crate::clone::{clone_database, render_summary, CloneOptions, CloneSummary, FormatChoice};
+use crate::clone::{
+    clone_database, render_summary, CloneError, CloneOptions, CloneSummary, FormatChoice,
+};
 use crate::progress::{Bars, JsonEvents, Reporter};
-use crate::replication::{follow_database, FollowEvent, FollowOptions, FollowOutcome};
+use crate::replication::{follow_database, FollowError, FollowEvent, FollowOptions, FollowOutcome};
 use serde_json::json;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
     let src = conn_config("source", &args.source.source)?;
     let dst = conn_config("target", &args.target.target)?;
     let defaults = CloneOptions::default();
-    let jobs = args.copy.jobs.unwrap_or(defaults.jobs).max(1);
+    let jobs = args.copy.jobs.or(defaults.jobs);
     let opts = CloneOptions {
         jobs,
         index_jobs: args.copy.index_jobs.unwrap_or(jobs).max(1),
@@ -54,15 +56,18 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
 
     let outcome = tokio::select! {
         r = clone_database(&src, &dst, &opts, reporter) => r,
-        _ = tokio::signal::ctrl_c() => {
-            return Err(CliError::failed(format!(
+        _ = wait_for_signal() => {
+            if let Some(bars) = &bars {
+                bars.finish();
+            }
+            return Err(CliError::interrupted(format!(
                 "interrupted: target database \"{}\" is incomplete (the copy in progress was rolled back); \
                  rerun with --drop-if-exists to start over",
                 dst.dbname
             )));
         }
     };
-    let summary = outcome.map_err(|e| CliError::failed(e.to_string()))?;
+    let summary = outcome.map_err(clone_error)?;
     if let Some(events) = &events {
         events.emit("summary", summary_json(&summary));
     }
@@ -71,6 +76,23 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
         print!("{}", render_summary(&summary));
     }
     Ok(exit::OK)
+}
+
+/// A refusal to touch a non-empty target database is exit 3, as for `restore` and `migrate`;
+/// every other error is a failure (1).
+fn clone_error(e: CloneError) -> CliError {
+    fn not_empty(e: &CloneError) -> bool {
+        match e {
+            CloneError::TargetNotEmpty { .. } => true,
+            CloneError::During { source, .. } => not_empty(source),
+            _ => false,
+        }
+    }
+    if not_empty(&e) {
+        CliError::refused(e.to_string())
+    } else {
+        CliError::failed(e.to_string())
+    }
 }
 
 fn summary_json(s: &CloneSummary) -> serde_json::Value {
@@ -102,7 +124,7 @@ async fn follow(
         clone,
         cutover_at_lag: args
             .stop_replication
-            .then_some(args.max_replication_lag)
+            .then_some(args.lag.max_replication_lag)
             .flatten(),
         replica_identity_full: args.replica_identity_full,
         retry_for: args.retry_for,
@@ -133,17 +155,17 @@ async fn follow(
             }
             Ok(exit::OK)
         }
+        // Only a signal stops a follow without a cutover.
         Ok(FollowOutcome::Stopped { applied }) => {
-            let text = format!(
-                "stopped at {applied}; the slot and publication are kept on the source: rerun the same \
-                 command to resume streaming"
-            );
-            match events {
-                Some(events) => events.emit("stopped", json!({"applied_lsn": applied.to_string()})),
-                None => eprintln!("pgferry: {text}"),
+            if let Some(events) = events {
+                events.emit("stopped", json!({"applied_lsn": applied.to_string()}));
             }
-            Ok(exit::OK)
+            Err(CliError::interrupted(format!(
+                "interrupted: streaming stopped at {applied}; the slot and publication are kept on \
+                 the source: rerun the same command to resume streaming"
+            )))
         }
+        Err(FollowError::Clone(e)) => Err(clone_error(e)),
         Err(e) => Err(CliError::failed(e.to_string())),
     }
 }
@@ -178,8 +200,8 @@ fn event_text(event: &FollowEvent) -> String {
             tables.join(", ")
         ),
         FollowEvent::Cloned(summary) => format!(
-            "copy done ({} tables in {:.1}s); streaming the changes made since",
-            summary.tables.len(),
+            "copy done ({} in {:.1}s); streaming the changes made since",
+            super::size::count(summary.tables.len() as u64, "table"),
             summary.elapsed.as_secs_f64()
         ),
         FollowEvent::Resuming { slot, from } => {
@@ -205,7 +227,9 @@ fn event_text(event: &FollowEvent) -> String {
                 "lag {lag} bytes: cutting over (syncing sequences, dropping slot and publication)"
             )
         }
-        FollowEvent::SequencesSynced(n) => format!("{n} sequences synced"),
+        FollowEvent::SequencesSynced(n) => {
+            format!("{} synced", super::size::count(*n as u64, "sequence"))
+        }
         FollowEvent::NotReplicated(tables) if tables.is_empty() => {
             "every user table is replicated".into()
         }

@@ -7,7 +7,7 @@ use super::{
 use crate::clone::CloneOptions;
 use crate::migrate::globals::{RoleOutcome, RoleStatus};
 use crate::migrate::plan::parse_table_specs;
-use crate::migrate::preflight::{Method, Preflight, PreflightOptions};
+use crate::migrate::preflight::{Method, Preflight, PreflightError, PreflightOptions};
 use crate::migrate::{self, Control, DatabaseOutcome, MigrateError, MigrateOptions, Output};
 use crate::progress::JsonEvents;
 use serde_json::json;
@@ -74,7 +74,7 @@ impl Output for Printer {
 }
 
 fn source_conn_str(args: &MigrateArgs) -> Result<(String, Vec<String>), CliError> {
-    match (&args.source, &args.config) {
+    match (&args.source.source, &args.config) {
         (Some(_), Some(_)) => Err(CliError::usage(
             "give the source either with -s/--source (or $SOURCE_SERVICE_URI) or with --config, not both",
         )),
@@ -89,6 +89,13 @@ fn source_conn_str(args: &MigrateArgs) -> Result<(String, Vec<String>), CliError
     }
 }
 
+fn method(m: CliMethod) -> Method {
+    match m {
+        CliMethod::Dump => Method::Dump,
+        CliMethod::Replication => Method::Replication,
+    }
+}
+
 fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions, CliError> {
     let mut filtered = args.filtered_db.clone();
     filtered.extend(ignore_dbs);
@@ -98,7 +105,7 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
     let skip_tables =
         parse_table_specs(&args.skip_table).map_err(|e| CliError::usage(e.to_string()))?;
     let defaults = CloneOptions::default();
-    let jobs = args.copy.jobs.unwrap_or(defaults.jobs).max(1);
+    let jobs = args.copy.jobs.or(defaults.jobs);
     let clone = CloneOptions {
         jobs,
         index_jobs: args.copy.index_jobs.unwrap_or(jobs).max(1),
@@ -118,7 +125,10 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
         "skip_table": args.skip_table,
         "excluded_roles": args.excluded_roles,
         "excluded_extensions": args.excluded_extensions,
-        "force_method": args.force_method.map(|m| format!("{m:?}").to_lowercase()),
+        "force_method": args.force_method.iter().map(|f| match &f.database {
+            Some(db) => format!("{db}={}", format!("{:?}", f.method).to_lowercase()),
+            None => format!("{:?}", f.method).to_lowercase(),
+        }).collect::<Vec<_>>(),
         "mangle": args.mangle,
         "replica_identity_full": args.replica_identity_full,
         "jobs": jobs,
@@ -134,10 +144,17 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
             skip_tables,
             excluded_extensions: args.excluded_extensions.clone(),
             excluded_roles: args.excluded_roles.clone(),
-            force_method: args.force_method.map(|m| match m {
-                CliMethod::Dump => Method::Dump,
-                CliMethod::Replication => Method::Replication,
-            }),
+            force_method: args
+                .force_method
+                .iter()
+                .filter(|f| f.database.is_none())
+                .map(|f| method(f.method))
+                .next_back(),
+            force_method_for: args
+                .force_method
+                .iter()
+                .filter_map(|f| Some((f.database.clone()?, method(f.method))))
+                .collect(),
             no_createdb: args.no_createdb,
             replica_identity_full: args.replica_identity_full,
             skip_db_version_check: args.skip_db_version_check,
@@ -149,7 +166,7 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
         db_jobs: args.db_jobs.max(1),
         cutover_at_lag: args
             .stop_replication
-            .then_some(args.max_replication_lag)
+            .then_some(args.lag.max_replication_lag)
             .flatten(),
         migration_id: args.migration_id.clone(),
         show_passwords: args.show_passwords,
@@ -231,7 +248,7 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
     if args.validate {
         let report = migrate::validate(&src, &dst, &opts)
             .await
-            .map_err(|e| CliError::failed(e.to_string()))?;
+            .map_err(migrate_error)?;
         if args.json {
             println!(
                 "{}",
@@ -252,8 +269,11 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
         verbose: global.verbose || global.debug,
     };
     let (control_tx, control_rx) = tokio::sync::watch::channel(Control::Run);
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = interrupted.clone();
     let signals = tokio::spawn(async move {
         super::clone_cmd::wait_for_signal().await;
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!(
             "pgferry: interrupted: stopping (streaming databases keep their slot; rerun to resume)"
         );
@@ -261,16 +281,20 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
     });
     let result = migrate::run(&src, &dst, &opts, &printer, control_rx).await;
     signals.abort();
+    let interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
     let report = match result {
         Ok(report) => report,
         Err(MigrateError::PreflightFailed(p)) => {
             eprint!("{}", render_preflight(&p));
-            return Err(CliError {
-                message: "preflight failed: nothing was created or changed on either server".into(),
-                code: exit::PREFLIGHT,
-            });
+            return Err(CliError::refused(
+                "preflight failed: nothing was created or changed on either server",
+            )
+            .with_json(json!({ "preflight": p })));
         }
-        Err(e) => return Err(CliError::failed(e.to_string())),
+        Err(e) if interrupted => {
+            return Err(CliError::interrupted(format!("interrupted: {e}")));
+        }
+        Err(e) => return Err(migrate_error(e)),
     };
     let mut failed = false;
     for (db, outcome) in &report.databases {
@@ -287,7 +311,13 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
         };
         printer.message(Some(db), &format!("result: {text}"));
     }
-    if failed {
+    if interrupted {
+        Err(CliError::interrupted(format!(
+            "interrupted: migration {} stopped; streaming databases keep their \
+             slot: rerun the same command to resume (`pgferry status -t ...` shows where each is)",
+            report.id
+        )))
+    } else if failed {
         Err(CliError::failed(format!(
             "migration {} finished with failed databases (see above, or `pgferry status -t ...`)",
             report.id
@@ -295,6 +325,19 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
     } else {
         printer.message(None, &format!("migration {} finished", report.id));
         Ok(exit::OK)
+    }
+}
+
+/// The exit code a migration error implies: a name that matches nothing is a usage error (2),
+/// everything else a failure (1). Preflight refusals are handled by the caller (3).
+fn migrate_error(e: MigrateError) -> CliError {
+    match e {
+        MigrateError::Preflight(PreflightError::Plan(plan)) => CliError::usage(plan.to_string()),
+        MigrateError::PreflightFailed(p) => {
+            CliError::refused("preflight failed: nothing was created or changed on either server")
+                .with_json(json!({ "preflight": p }))
+        }
+        other => CliError::failed(other.to_string()),
     }
 }
 
@@ -339,7 +382,7 @@ pub async fn status(args: &StatusArgs) -> Result<u8, CliError> {
 
 pub async fn stop(args: &StopArgs) -> Result<u8, CliError> {
     let dst = conn_config("target", &args.target.target)?;
-    let src = match &args.source {
+    let src = match &args.source.source {
         Some(s) => Some(conn_config("source", s)?),
         None => None,
     };
@@ -350,7 +393,7 @@ pub async fn stop(args: &StopArgs) -> Result<u8, CliError> {
     let done = migrate::finish::stop(
         src.as_ref(),
         &dst,
-        args.max_replication_lag.unwrap_or(0),
+        args.lag.max_replication_lag.unwrap_or(0),
         &printer,
         Duration::from_secs(1),
     )

@@ -1,5 +1,6 @@
 //! Human sizes on the command line (`1GB`, `512MB`, `1048576`), with PostgreSQL's units:
-//! kB, MB, GB, TB are powers of 1024, as in postgresql.conf.
+//! kB, MB, GB, TB are powers of 1024, as in postgresql.conf; and counts as people write them
+//! ("1 table", "2 tables").
 
 /// Parses a byte count with an optional unit (`B`, `kB`, `MB`, `GB`, `TB`; case-insensitive,
 /// optional space). A plain number is bytes, as aiven-db-migrate's byte-valued flags expect.
@@ -30,6 +31,24 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(multiplier)
         .ok_or_else(|| format!("\"{text}\" is too large"))
+}
+
+/// `n` and the noun, plural unless `n` is 1: `count(1, "table")` is "1 table". Every noun
+/// pgferry counts takes an "s".
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// [`parse_size`] for sizes that must not be zero (`bench --size`).
+pub fn parse_nonzero_size(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("must be more than 0 bytes".into()),
+        n => Ok(n),
+    }
 }
 
 /// Formats bytes the way people read them (`1.5 GB`), for progress lines and reports.
@@ -81,6 +100,20 @@ mod tests {
         ] {
             assert!(parse_size(text).is_err(), "{text} should be refused");
         }
+    }
+
+    #[test]
+    fn zero_is_refused_where_it_means_nothing() {
+        assert!(parse_nonzero_size("0").is_err());
+        assert!(parse_nonzero_size("0MB").is_err());
+        assert_eq!(parse_nonzero_size("1kB"), Ok(1024));
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(1, "table"), "1 table");
+        assert_eq!(count(0, "large object"), "0 large objects");
+        assert_eq!(count(2, "row"), "2 rows");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `pgferry verify`: compare source and target; exit 1 when anything differs.
 
 use super::{conn_config, exit, CliError, VerifyArgs};
-use crate::verify::{render_text, verify, VerifyOptions};
+use crate::verify::{render_text, verify, VerifyError, VerifyOptions};
 
 pub async fn run(args: &VerifyArgs) -> Result<u8, CliError> {
     let src = conn_config("source", &args.source.source)?;
@@ -11,12 +11,12 @@ pub async fn run(args: &VerifyArgs) -> Result<u8, CliError> {
         ignore_owners: args.no_owner,
         ..VerifyOptions::default()
     };
-    if let Some(jobs) = args.jobs {
-        opts.jobs = jobs.max(1);
-    }
-    let report = verify(&src, &dst, &opts)
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    opts.jobs = args.jobs.or(opts.jobs);
+    let report = verify(&src, &dst, &opts).await.map_err(|e| match e {
+        // A name that matches nothing is a usage error, as for migrate and dump.
+        e @ VerifyError::UnknownTables(_) => CliError::usage(e.to_string()),
+        e => CliError::failed(e.to_string()),
+    })?;
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| CliError::failed(format!("cannot render the report as JSON: {e}")))?;

@@ -509,9 +509,9 @@ async fn run(
     *stage = Stage::Data;
     progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
     progress.stage(&format!(
-        "copying {} tables with {} workers",
-        analyze_targets.len(),
-        opts.jobs
+        "copying {} with {}",
+        crate::cli::size::count(analyze_targets.len() as u64, "table"),
+        crate::cli::size::count(opts.jobs as u64, "worker")
     ));
     // The copy and the post-data build run together: a table's indexes start as soon as its
     // data is committed (see postdata).
@@ -522,7 +522,10 @@ async fn run(
         let stats = copy_all(src, dst, snapshot.name(), jobs, opts.jobs, &sink).await?;
         ready.all_done();
         if !large_objects.is_empty() {
-            progress.stage(&format!("copying {} large objects", large_objects.len()));
+            progress.stage(&format!(
+                "copying {}",
+                crate::cli::size::count(large_objects.len() as u64, "large object")
+            ));
             if keep_schema {
                 // --truncate reloads all data, large objects included.
                 target

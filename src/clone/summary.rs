@@ -1,7 +1,7 @@
 //! The end-of-run table people read after a clone.
 
 use super::CloneSummary;
-use crate::cli::size::format_size;
+use crate::cli::size::{count, format_size};
 
 /// The end-of-run table: one row per copy job, slowest first, then totals.
 pub fn render_summary(s: &CloneSummary) -> String {
@@ -44,17 +44,24 @@ pub fn render_summary(s: &CloneSummary) -> String {
     let secs = s.elapsed.as_secs_f64();
     let _ = writeln!(
         out,
-        "copied {} tables, {} rows, {} in {:.1} s ({:.1} MB/s overall); {} post-data statements, {} sequences, {} large objects{}",
-        tables.len(),
-        rows,
+        "copied {}, {}, {} in {:.1} s ({:.1} MB/s overall); {}, {}, {}{}",
+        count(tables.len() as u64, "table"),
+        count(rows, "row"),
         format_size(bytes),
         secs,
-        if secs > 0.0 { bytes as f64 / secs / 1_048_576.0 } else { 0.0 },
-        s.post_data_statements,
-        s.sequences,
-        s.large_objects,
+        if secs > 0.0 {
+            bytes as f64 / secs / 1_048_576.0
+        } else {
+            0.0
+        },
+        count(s.post_data_statements as u64, "post-data statement"),
+        count(s.sequences as u64, "sequence"),
+        count(s.large_objects as u64, "large object"),
         if s.materialized_views_refreshed > 0 {
-            format!(", {} materialized views refreshed", s.materialized_views_refreshed)
+            format!(
+                ", {} refreshed",
+                count(s.materialized_views_refreshed as u64, "materialized view")
+            )
         } else {
             String::new()
         }

@@ -165,8 +165,10 @@ pub enum ParseError {
     /// An unknown keyword right after an unquoted password value: not echoed, it may be part of
     /// the password.
     #[error(
-        "invalid connection option after the {0} value (not shown): a value that contains \
-         spaces must be quoted ({0}='...')"
+        "invalid connection option right after the {0} value (neither is shown: the option may \
+         be the end of a {0} with a space): check the option's name (see \"Parameter Key \
+         Words\" in the PostgreSQL documentation), or quote the {0} if it contains spaces \
+         ({0}='...')"
     )]
     UnknownKeywordAfterSecret(&'static str),
     #[error("invalid value \"{value}\" for connection option \"{key}\": expected {expected}")]

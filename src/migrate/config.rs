@@ -77,16 +77,21 @@ fn conninfo_value(value: &str) -> String {
 }
 
 pub fn parse(text: &str, path: &str) -> Result<SourceConfig, ConfigError> {
-    let file: File = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-        path: path.to_owned(),
-        // toml's messages quote the offending line, which may hold the password: keep only
-        // the first line (the reason and position).
-        message: e
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_owned(),
+    let file: File = toml::from_str(text).map_err(|e| {
+        // toml's full messages quote the offending line, which may hold the password: keep
+        // the reason's first line, and say where (line and column, 1-based).
+        let reason = e.message().lines().next().unwrap_or("invalid TOML");
+        let message = match e.span() {
+            Some(span) => {
+                let (line, column) = line_and_column(text, span.start);
+                format!("line {line}, column {column}: {reason}")
+            }
+            None => reason.to_owned(),
+        };
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        }
     })?;
     let m = file.migration;
     let mut parts = vec![format!("host={}", conninfo_value(&m.host))];
@@ -121,6 +126,14 @@ pub fn parse(text: &str, path: &str) -> Result<SourceConfig, ConfigError> {
         conn_str: parts.join(" "),
         ignore_dbs,
     })
+}
+
+/// The 1-based line and column (in characters) of byte offset `at` of `text`.
+fn line_and_column(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
 }
 
 pub fn load(path: &Path) -> Result<SourceConfig, ConfigError> {
@@ -176,11 +189,13 @@ mod tests {
         assert_eq!(c.ignore_dbs, vec!["x"]);
         let err = parse("[migration]\nhots = \"h\"\n", "m.toml").unwrap_err();
         assert!(err.to_string().contains("m.toml"), "{err}");
+        assert!(err.to_string().contains("line 2, column 1"), "{err}");
         let err = parse(
             "[migration]\nhost = \"h\"\npassword = \"secret\" junk\n",
             "m.toml",
         )
         .unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(err.to_string().contains("line 3,"), "{err}");
     }
 }

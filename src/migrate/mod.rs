@@ -23,6 +23,7 @@ pub mod preflight;
 pub mod status;
 pub mod store;
 
+use crate::cli::size::count;
 use crate::clone::database;
 use crate::clone::{clone_database, CloneError, CloneOptions};
 use crate::conn::{connect, ConnConfig, ConnectError, Session};
@@ -573,9 +574,9 @@ impl Context<'_> {
         self.out.message(
             Some(db),
             &format!(
-                "copied {} tables ({} rows) in {:.1}s",
-                summary.tables.len(),
-                summary.tables.iter().map(|t| t.rows).sum::<u64>(),
+                "copied {} ({}) in {:.1}s",
+                count(summary.tables.len() as u64, "table"),
+                count(summary.tables.iter().map(|t| t.rows).sum::<u64>(), "row"),
                 summary.elapsed.as_secs_f64()
             ),
         );
@@ -771,9 +772,9 @@ impl Context<'_> {
                 self.out.message(
                     Some(db),
                     &format!(
-                        "copied {} tables ({} rows) in {:.1}s; streaming the changes made since",
-                        summary.tables.len(),
-                        summary.tables.iter().map(|t| t.rows).sum::<u64>(),
+                        "copied {} ({}) in {:.1}s; streaming the changes made since",
+                        count(summary.tables.len() as u64, "table"),
+                        count(summary.tables.iter().map(|t| t.rows).sum::<u64>(), "row"),
                         summary.elapsed.as_secs_f64()
                     ),
                 );
@@ -820,9 +821,9 @@ impl Context<'_> {
                     &format!("lag {lag} bytes: cutting over (sequences, slot, publication)"),
                 );
             }
-            FollowEvent::SequencesSynced(n) => {
-                self.out.detail(db, &format!("{n} sequences synced"))
-            }
+            FollowEvent::SequencesSynced(n) => self
+                .out
+                .detail(db, &format!("{} synced", count(n as u64, "sequence"))),
             FollowEvent::NotReplicated(tables) => self.on_not_replicated(db, tables),
             FollowEvent::SnapshotHeld => self.send(Update::Snapshot {
                 db: db.to_owned(),

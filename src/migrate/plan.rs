@@ -1,6 +1,8 @@
 //! Which databases and which tables a migration covers: `-f/--filtered-db`, `--databases`,
 //! `--with-table` / `--skip-table` in the seed tool's three spellings (`table`,
-//! `schema.table`, `db.schema.table`). Pure functions, no I/O.
+//! `schema.table`, `db.schema.table`). Every name given must match something: a typo refuses
+//! the run before it starts instead of silently copying another set. Pure functions, plus
+//! [`user_tables`], the one catalog read the filters are checked against.
 
 use crate::copy::TableFilter;
 use thiserror::Error;
@@ -14,6 +16,17 @@ pub enum PlanError {
         missing: Vec<String>,
         available: Vec<String>,
     },
+    #[error("-f/--filtered-db names {} which the source does not have; source databases: {}", .missing.join(", "), .available.join(", "))]
+    UnknownFilteredDatabases {
+        missing: Vec<String>,
+        available: Vec<String>,
+    },
+    /// Per-database values (`--force-method DB=...`) naming a database not migrated.
+    #[error("{} {} none of the databases to migrate ({})", .0.join(", "), if .0.len() == 1 { "names" } else { "name" }, .1.join(", "))]
+    UnmatchedDatabases(Vec<String>, Vec<String>),
+    /// Table filter values that match no table of the databases they apply to.
+    #[error("{} {} no table of the databases to migrate ({}); nothing was created or changed", .0.join(", "), if .0.len() == 1 { "matches" } else { "match" }, .1.join(", "))]
+    UnmatchedTables(Vec<String>, Vec<String>),
 }
 
 /// One `--with-table`/`--skip-table` value, split and unquoted.
@@ -118,14 +131,56 @@ pub fn filter_for_database(db: &str, with: &[TableSpec], skip: &[TableSpec]) -> 
     }
 }
 
+/// Does `spec` name table `schema.table` of database `db`? (`schema.*` names every table of
+/// the schema.)
+pub fn spec_matches(spec: &TableSpec, db: &str, schema: &str, table: &str) -> bool {
+    spec.database.as_deref().is_none_or(|d| d == db)
+        && spec.schema.as_deref().is_none_or(|s| s == schema)
+        && (spec.table == "*" || spec.table == table)
+}
+
+/// The user tables of the connected database as (schema, name): ordinary and partitioned
+/// tables outside the system schemas, what table filters can name.
+pub async fn user_tables(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname !~ '^pg_toast'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
 /// The databases to migrate, in the source's order: `only` (when given) or every database,
-/// minus `filtered` (`-f`). Names in `filtered` that the source lacks are ignored, as the
-/// seed tool does; names in `only` that it lacks are an error.
+/// minus `filtered` (`-f`). `available` are the databases the source user may connect to,
+/// `existing` every database of the source. A name in `only` that is not available, or in
+/// `filtered` that does not exist (template0/1 always do), is an error: most likely a typo.
 pub fn select_databases(
     available: &[String],
+    existing: &[String],
     only: &[String],
     filtered: &[String],
 ) -> Result<Vec<String>, PlanError> {
+    let unknown_filtered: Vec<String> = filtered
+        .iter()
+        .filter(|d| !d.is_empty() && !existing.contains(d))
+        .filter(|d| !matches!(d.as_str(), "template0" | "template1"))
+        .cloned()
+        .collect();
+    if !unknown_filtered.is_empty() {
+        return Err(PlanError::UnknownFilteredDatabases {
+            missing: unknown_filtered,
+            available: existing.to_vec(),
+        });
+    }
     let only: Vec<&String> = only.iter().filter(|d| !d.is_empty()).collect();
     let missing: Vec<String> = only
         .iter()
@@ -218,19 +273,44 @@ mod tests {
     }
 
     #[test]
+    fn specs_match_their_database_schema_and_table() {
+        let spec = |t: &str| parse_table_spec(t).unwrap();
+        assert!(spec_matches(&spec("t"), "db", "any", "t"));
+        assert!(!spec_matches(&spec("t"), "db", "any", "u"));
+        assert!(spec_matches(&spec("s.t"), "db", "s", "t"));
+        assert!(!spec_matches(&spec("s.t"), "db", "x", "t"));
+        assert!(spec_matches(&spec("db.s.t"), "db", "s", "t"));
+        assert!(!spec_matches(&spec("db.s.t"), "other", "s", "t"));
+        assert!(spec_matches(&spec("s.*"), "db", "s", "anything"));
+    }
+
+    #[test]
     fn database_selection() {
         let all: Vec<String> = ["defaultdb", "Shop-2", "rdsadmin", "x"]
             .map(String::from)
             .to_vec();
         assert_eq!(
-            select_databases(&all, &[], &["rdsadmin".into(), "nope".into()]).unwrap(),
+            select_databases(&all, &all, &[], &["rdsadmin".into(), "template1".into()]).unwrap(),
             vec!["defaultdb", "Shop-2", "x"]
         );
         assert_eq!(
-            select_databases(&all, &["Shop-2".into(), "x".into()], &["x".into()]).unwrap(),
+            select_databases(&all, &all, &["Shop-2".into(), "x".into()], &["x".into()]).unwrap(),
             vec!["Shop-2"]
         );
-        let err = select_databases(&all, &["missing".into()], &[]).unwrap_err();
+        let err = select_databases(&all, &all, &["missing".into()], &[]).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
+        // -f with a name the source lacks: refused, naming it.
+        let err =
+            select_databases(&all, &all, &[], &["rdsadmin".into(), "nope".into()]).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::UnknownFilteredDatabases { missing, .. } if missing == &["nope"]),
+            "{err}"
+        );
+        // A database the user may not connect to can still be filtered out.
+        let connectable: Vec<String> = ["defaultdb", "x"].map(String::from).to_vec();
+        assert_eq!(
+            select_databases(&connectable, &all, &[], &["rdsadmin".into()]).unwrap(),
+            vec!["defaultdb", "x"]
+        );
     }
 }

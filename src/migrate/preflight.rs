@@ -5,10 +5,18 @@
 //! REPLICATION (or superuser, or RDS's `rds_replication`), a free replication slot and WAL
 //! sender per database, the right to publish the tables (superuser, or CREATE on the database
 //! and ownership of the tables), and a replica identity on every published table (or
-//! `--replica-identity-full`). A database that misses one of these falls back to the snapshot
-//! copy (`pg_dump` in status) with the reason, unless `--force-method replication`.
+//! `--replica-identity-full`). A database that misses one of the server's conditions (version,
+//! wal_level, privileges, slots, senders: nothing the command line can change) falls back to
+//! the snapshot copy (`pg_dump` in status) with the reason, unless `--force-method replication`.
+//! Tables without a replica identity do not make a database fall back: the user asked for a
+//! live migration and a one-shot copy would lose every write made after it, so preflight
+//! refuses and lists them, unless the user picks `--replica-identity-full`, `--skip-table` or
+//! `--force-method dump`.
+//!
+//! Every database and table name of the filters must match something (else
+//! [`PlanError`](super::plan::PlanError), a usage error).
 
-use super::plan::{filter_for_database, select_databases, TableSpec};
+use super::plan::{filter_for_database, select_databases, spec_matches, user_tables, TableSpec};
 use super::store::DatabaseRow;
 use crate::conn::{connect, ConnConfig, ConnectError};
 use crate::copy::TableFilter;
@@ -19,12 +27,14 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio_postgres::Client;
 
-/// How a database is migrated.
+/// How a database is migrated. Serialized with its status name (`pg_dump`, `replication`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Method {
     /// One-shot snapshot copy; named `pg_dump` in status, like the seed tool.
+    #[serde(rename = "pg_dump")]
     Dump,
     /// Snapshot copy under a replication slot, then streaming until cutover.
+    #[serde(rename = "replication")]
     Replication,
 }
 
@@ -33,6 +43,14 @@ impl Method {
     pub fn as_status(self) -> &'static str {
         match self {
             Method::Dump => "pg_dump",
+            Method::Replication => "replication",
+        }
+    }
+
+    /// The name on the command line (`--force-method`).
+    pub fn as_cli(self) -> &'static str {
+        match self {
+            Method::Dump => "dump",
             Method::Replication => "replication",
         }
     }
@@ -55,7 +73,10 @@ pub struct PreflightOptions {
     pub skip_tables: Vec<TableSpec>,
     pub excluded_extensions: Vec<String>,
     pub excluded_roles: Vec<String>,
+    /// `--force-method METHOD`: every database.
     pub force_method: Option<Method>,
+    /// `--force-method DB=METHOD`: one database (wins over [`Self::force_method`]).
+    pub force_method_for: Vec<(String, Method)>,
     pub no_createdb: bool,
     pub replica_identity_full: bool,
     pub skip_db_version_check: bool,
@@ -63,6 +84,18 @@ pub struct PreflightOptions {
     pub mangle: bool,
     /// `--no-owner`: objects belong to the target user; no membership is needed.
     pub no_owner: bool,
+}
+
+impl PreflightOptions {
+    /// The method the user forced for database `db`, if any.
+    pub fn forced(&self, db: &str) -> Option<Method> {
+        self.force_method_for
+            .iter()
+            .rev()
+            .find(|(name, _)| name == db)
+            .map(|(_, m)| *m)
+            .or(self.force_method)
+    }
 }
 
 /// One database's plan.
@@ -206,8 +239,14 @@ pub async fn run(
     opts: &PreflightOptions,
     state: &[DatabaseRow],
 ) -> Result<Preflight, PreflightError> {
-    let source = inspect("source", src).await?;
-    let target = inspect("target", dst).await?;
+    let with_role = |role: &'static str| {
+        move |e: CheckError| match e {
+            CheckError::Connect(source) => PreflightError::Connect { role, source },
+            other => PreflightError::Check(other),
+        }
+    };
+    let source = inspect("source", src).await.map_err(with_role("source"))?;
+    let target = inspect("target", dst).await.map_err(with_role("target"))?;
     let src_session = open("source", src).await?;
     let dst_session = open("target", dst).await?;
     let source_fingerprint = fingerprint(&src_session.client).await;
@@ -251,7 +290,17 @@ pub async fn run(
         .filter(|d| d.can_connect)
         .map(|d| d.name.clone())
         .collect();
-    let names = select_databases(&available, &opts.databases, &opts.filtered)?;
+    let existing: Vec<String> = source.databases.iter().map(|d| d.name.clone()).collect();
+    let names = select_databases(&available, &existing, &opts.databases, &opts.filtered)?;
+    let unknown_forced: Vec<String> = opts
+        .force_method_for
+        .iter()
+        .filter(|(db, _)| !names.contains(db))
+        .map(|(db, m)| format!("--force-method {db}={}", m.as_cli()))
+        .collect();
+    if !unknown_forced.is_empty() {
+        return Err(super::plan::PlanError::UnmatchedDatabases(unknown_forced, names).into());
+    }
     if names.is_empty() {
         blockers.push("no database to migrate (check -f/--filtered-db and --databases)".into());
     }
@@ -417,6 +466,14 @@ pub async fn run(
 
     let mut databases = Vec::new();
     let mut owners: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    // Which --with-table/--skip-table values matched a table somewhere.
+    let specs: Vec<(&str, &TableSpec)> = opts
+        .with_tables
+        .iter()
+        .map(|s| ("--with-table", s))
+        .chain(opts.skip_tables.iter().map(|s| ("--skip-table", s)))
+        .collect();
+    let mut spec_matched = vec![false; specs.len()];
     for name in &names {
         let filter = filter_for_database(name, &opts.with_tables, &opts.skip_tables);
         let ours = state.iter().find(|s| &s.dbname == name);
@@ -437,6 +494,17 @@ pub async fn run(
         };
         let db_src = open("source", &src.with_dbname(name)).await?;
         let client = &db_src.client;
+        if !specs.is_empty() {
+            let tables =
+                user_tables(client)
+                    .await
+                    .map_err(query_err("source", name, "listing tables"))?;
+            for (i, (_, spec)) in specs.iter().enumerate() {
+                spec_matched[i] |= tables
+                    .iter()
+                    .any(|(schema, table)| spec_matches(spec, name, schema, table));
+            }
+        }
 
         // Who owns what: the target user must be able to act as each owner.
         if !opts.no_owner {
@@ -516,15 +584,26 @@ pub async fn run(
             ));
         }
 
-        // Replication, database by database.
+        // Replication, database by database: the server's conditions first (falling back is
+        // all one can do about them here), then the tables (which the user can fix).
         let mut reasons = cluster_reasons.clone();
-        if reasons.is_empty() {
+        let forced = opts.forced(name);
+        if reasons.is_empty() && forced != Some(Method::Dump) {
             reasons.extend(
-                database_replication_blockers(client, name, &source, &plan.filter, opts).await?,
+                access::publish_blockers(client, &source.user.name, name)
+                    .await
+                    .map_err(query_err("source", name, "checking publication rights"))?,
             );
+            // A database an earlier run finished is skipped: nothing will be published.
+            let done = ours.is_some_and(|r| r.status == "done");
+            if reasons.is_empty() && !opts.replica_identity_full && !done {
+                if let Some(problem) = identity_problem(client, name, &plan.filter).await? {
+                    plan.problems.push(problem);
+                }
+            }
         }
         drop(db_src);
-        match (reasons.is_empty(), opts.force_method) {
+        match (reasons.is_empty(), forced) {
             (_, Some(Method::Dump)) => {
                 plan.method = Method::Dump;
                 plan.reason = Some("--force-method dump".into());
@@ -552,6 +631,16 @@ pub async fn run(
         databases.push(plan);
     }
 
+    let unmatched: Vec<String> = specs
+        .iter()
+        .zip(&spec_matched)
+        .filter(|(_, matched)| !**matched)
+        .map(|((flag, spec), _)| format!("{flag} {}", spec_text(spec)))
+        .collect();
+    if !unmatched.is_empty() {
+        return Err(super::plan::PlanError::UnmatchedTables(unmatched, names.clone()).into());
+    }
+
     // Slots and WAL senders: one each per replicating database (an existing slot of ours is
     // reused). Databases beyond what is free fall back.
     let mut free_slots =
@@ -575,7 +664,7 @@ pub async fn run(
                 source.max_wal_senders, source.used_wal_senders
             ));
         }
-        match (reason, opts.force_method) {
+        match (reason, opts.forced(&plan.name)) {
             (None, _) => {
                 if !has_slot {
                     free_slots -= 1;
@@ -686,35 +775,59 @@ pub async fn run(
     })
 }
 
-/// Per-database reasons replication cannot be used: publication rights and replica identity.
-async fn database_replication_blockers(
+/// The spec as the user may have written it (quoted where needed).
+fn spec_text(spec: &TableSpec) -> String {
+    let quote = |part: &str| {
+        if part == "*"
+            || part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            part.to_owned()
+        } else {
+            format!("\"{}\"", part.replace('"', "\"\""))
+        }
+    };
+    [
+        spec.database.as_deref(),
+        spec.schema.as_deref(),
+        Some(&spec.table),
+    ]
+    .into_iter()
+    .flatten()
+    .map(quote)
+    .collect::<Vec<_>>()
+    .join(".")
+}
+
+/// Tables that would be published without a usable replica identity, as a problem that stops
+/// the migration: replication would make their UPDATE/DELETE fail on the source, and a silent
+/// one-shot copy would lose every write made after it.
+async fn identity_problem(
     client: &Client,
     name: &str,
-    source: &ServerReport,
     filter: &TableFilter,
-    opts: &PreflightOptions,
-) -> Result<Vec<String>, PreflightError> {
-    let mut reasons = access::publish_blockers(client, &source.user.name, name)
+) -> Result<Option<String>, PreflightError> {
+    let tables = publication::tables_without_identity(client, filter)
         .await
-        .map_err(query_err("source", name, "checking publication rights"))?;
-    if !opts.replica_identity_full {
-        let tables = publication::tables_without_identity(client, filter)
-            .await
-            .map_err(|e| PreflightError::Query {
-                role: "source",
-                database: name.to_owned(),
-                what: "looking for tables without a replica identity",
-                message: e.to_string(),
-            })?;
-        if !tables.is_empty() {
-            reasons.push(format!(
-                "tables without primary key or replica identity (publishing them would make UPDATE/DELETE fail on the source): {}; \
-                 add a primary key, pass --replica-identity-full, or skip them with --skip-table",
-                tables.join(", ")
-            ));
-        }
+        .map_err(|e| PreflightError::Query {
+            role: "source",
+            database: name.to_owned(),
+            what: "looking for tables without a replica identity",
+            message: e.to_string(),
+        })?;
+    if tables.is_empty() {
+        return Ok(None);
     }
-    Ok(reasons)
+    Ok(Some(format!(
+        "{} without primary key or usable replica identity: {}; logical replication cannot \
+         carry their UPDATE/DELETE (publishing them would make those fail on the source) and a \
+         one-shot copy would lose every write made after it. Add a primary key, pass \
+         --replica-identity-full (sets REPLICA IDENTITY FULL on them, on the source), leave them \
+         out with --skip-table, or copy the database once with --force-method dump",
+        crate::cli::size::count(tables.len() as u64, "table"),
+        tables.join(", ")
+    )))
 }
 
 #[cfg(test)]
@@ -729,6 +842,24 @@ mod tests {
         assert!(version_at_least("3.4.0", "3.3.4"));
         assert!(!version_at_least("1.0", "1.1"));
         assert!(version_at_least("2.0beta2", "2.0beta1"));
+    }
+
+    #[test]
+    fn forced_method_per_database_wins() {
+        let opts = PreflightOptions {
+            force_method: Some(Method::Replication),
+            force_method_for: vec![("crm".into(), Method::Dump)],
+            ..PreflightOptions::default()
+        };
+        assert_eq!(opts.forced("crm"), Some(Method::Dump));
+        assert_eq!(opts.forced("shop"), Some(Method::Replication));
+        assert_eq!(PreflightOptions::default().forced("x"), None);
+    }
+
+    #[test]
+    fn methods_serialize_as_status_names() {
+        assert_eq!(serde_json::json!(Method::Dump), "pg_dump");
+        assert_eq!(serde_json::json!(Method::Replication), "replication");
     }
 
     #[test]
