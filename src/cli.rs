@@ -484,20 +484,16 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Args)]
 #[command(mut_arg("target", |a| a.help(BOOTSTRAP_TARGET_HELP)))]
+#[command(mut_arg("source", |a| a.help(
+    "The source: when given, status reads on it how much WAL each replication slot of the \
+     migration retains now (without it, the figure is the running process's last report). \
+     Read-only. Falls back to $SOURCE_SERVICE_URI."
+)))]
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArg,
-    /// The source: when given, status reads on it how much WAL each replication slot of the
-    /// migration retains now (without it, the figure is the running process's last report).
-    /// Read-only. Falls back to $SOURCE_SERVICE_URI.
-    #[arg(
-        short = 's',
-        long = "source",
-        value_name = "SRC",
-        env = "SOURCE_SERVICE_URI",
-        hide_env_values = true
-    )]
-    pub source: Option<String>,
+    #[command(flatten)]
+    pub source: OptionalSourceArg,
     /// Print aiven-db-migrate's JSON status shape (with pgferry's extra fields).
     #[arg(long)]
     pub json: bool,

@@ -355,7 +355,7 @@ pub async fn status(args: &StatusArgs) -> Result<u8, CliError> {
             dst.dbname
         )));
     };
-    if let Some(source) = &args.source {
+    if let Some(source) = &args.source.source {
         // Status stays useful when the source cannot be read: say so, show the last report.
         let src = conn_config("source", source)?;
         match crate::conn::connect(&src).await {
