@@ -10,6 +10,7 @@ use super::store::{Store, Update};
 use super::{MigrateError, Output};
 use crate::clone::CloneOptions;
 use crate::conn::{connect, ConnConfig};
+use crate::pgerror::SqlState;
 use crate::progress::Reporter;
 use crate::replication::{
     follow_database, publication, state as apply_state, FollowOptions, FollowOutcome,
@@ -231,7 +232,12 @@ pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<Option<Cleane
     let session = match connect(dst).await {
         Ok(s) => s,
         // No such database on the target: it holds no state (the caller cleans the pair).
-        Err(e) if e.code().is_some_and(|c| c.code() == "3D000") => return Ok(None),
+        Err(e)
+            if e.code()
+                .is_some_and(|c| *c == SqlState::INVALID_CATALOG_NAME) =>
+        {
+            return Ok(None)
+        }
         Err(source) => {
             return Err(MigrateError::Connect {
                 role: "target",
@@ -265,14 +271,18 @@ pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<Option<Cleane
                     .push(format!("{name}: {}, {}", names.slot, names.publication));
             }
             // The database is gone from the source: nothing of ours can be left there.
-            Err(e) if e.code().is_some_and(|c| c.code() == "3D000") => {}
+            Err(e)
+                if e.code()
+                    .is_some_and(|c| *c == SqlState::INVALID_CATALOG_NAME) => {}
             Err(e) => return Err(db_err(&name)(format!("source: {e}"))),
         }
         match connect(&dst.with_dbname(&name)).await {
             Ok(target) => {
                 forget_progress(&target.client, &names.slot, name == dst.dbname).await;
             }
-            Err(e) if e.code().is_some_and(|c| c.code() == "3D000") => {}
+            Err(e)
+                if e.code()
+                    .is_some_and(|c| *c == SqlState::INVALID_CATALOG_NAME) => {}
             Err(e) => return Err(db_err(&name)(format!("target: {e}"))),
         }
     }

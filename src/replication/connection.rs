@@ -25,6 +25,7 @@ use super::protocol::{
 use super::slot::{self, CommandError, CreatedSlot, StartOptions, SystemInfo};
 use crate::conn::connect::{ConnectErrorKind, DEFAULT_APPLICATION_NAME};
 use crate::conn::{tls, ChannelBinding, ConnConfig, Host, SslMode};
+use crate::pgerror::SqlState;
 use bytes::{Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::{md5_hash, sasl};
@@ -110,7 +111,7 @@ impl ReplicationError {
 
     /// The slot named in the command does not exist (SQLSTATE 42704).
     pub fn is_missing_slot(&self) -> bool {
-        self.code() == Some("42704")
+        self.code() == Some(SqlState::UNDEFINED_OBJECT.code())
     }
 
     fn unexpected(command: &str, what: impl Into<String>) -> ReplicationError {
@@ -200,9 +201,10 @@ impl Failure {
     }
 
     fn from_server(error: ServerMessage) -> Failure {
-        let kind = match error.code.as_str() {
-            "28P01" => ConnectErrorKind::Authentication,
-            _ => ConnectErrorKind::Rejected,
+        let kind = if error.code == SqlState::INVALID_PASSWORD.code() {
+            ConnectErrorKind::Authentication
+        } else {
+            ConnectErrorKind::Rejected
         };
         let mut reason = error.message.clone();
         if let Some(detail) = &error.detail {

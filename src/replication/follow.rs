@@ -417,7 +417,12 @@ async fn stored_position(dst: &ConnConfig, slot: &str) -> Result<Option<Lsn>, Fo
     let target = match connect(dst).await {
         Ok(t) => t,
         // 3D000: the database does not exist (yet).
-        Err(e) if e.code().is_some_and(|c| c.code() == "3D000") => return Ok(None),
+        Err(e)
+            if e.code()
+                .is_some_and(|c| *c == SqlState::INVALID_CATALOG_NAME) =>
+        {
+            return Ok(None)
+        }
         Err(source) => {
             return Err(FollowError::Connect {
                 role: "target",
@@ -896,7 +901,12 @@ pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig, mangle: bool) -> Result
         Ok(target) => state::forget(&target.client, &names.slot)
             .await
             .map_err(|e| FollowError::target("removing the progress row", e)),
-        Err(e) if e.code().is_some_and(|c| c.code() == "3D000") => Ok(()),
+        Err(e)
+            if e.code()
+                .is_some_and(|c| *c == SqlState::INVALID_CATALOG_NAME) =>
+        {
+            Ok(())
+        }
         Err(source) => Err(FollowError::Connect {
             role: "target",
             source,

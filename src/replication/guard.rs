@@ -34,6 +34,7 @@
 use super::identity::{identity_gap_sql, TREE_CTE};
 use crate::copy::TableFilter;
 use crate::ddl::{qualified, quote_ident, quote_literal};
+use crate::pgerror::SqlState;
 use md5::{Digest, Md5};
 use thiserror::Error;
 use tokio_postgres::Client;
@@ -214,7 +215,10 @@ pub async fn enforce(client: &Client, publication: &str) -> Result<Enforced, Gua
                 );
                 out.removed.push(what);
             }
-            Err(e) if e.code().is_some_and(|c| c.code() == "42501") => {
+            Err(e)
+                if e.code()
+                    .is_some_and(|c| *c == SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
                 tracing::warn!(
                     "{what} has no usable replica identity but is in publication {publication}, \
                      which this user may not alter: UPDATE and DELETE on it fail on the source. \

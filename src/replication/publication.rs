@@ -18,6 +18,7 @@ use super::identity::{
 };
 use crate::copy::TableFilter;
 use crate::ddl::{qualified, quote_ident, quote_literal};
+use crate::pgerror::SqlState;
 use md5::{Digest, Md5};
 use thiserror::Error;
 use tokio_postgres::Client;
@@ -347,7 +348,10 @@ pub async fn drop_publication(client: &Client, name: &str) -> Result<(), Publica
         .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
         .await;
     match result {
-        Err(e) if e.code().is_some_and(|c| c.code() == "42501") => {
+        Err(e)
+            if e.code()
+                .is_some_and(|c| *c == SqlState::INSUFFICIENT_PRIVILEGE) =>
+        {
             tracing::warn!(
                 "publication {name} could not be dropped by this user (it belongs to another \
                  role, e.g. created through aiven_extras): it holds no WAL, but drop it as its \
@@ -386,7 +390,7 @@ pub async fn drop_slot(client: &Client, name: &str) -> Result<(), PublicationErr
         match result {
             Ok(()) => return Ok(()),
             // 55006: still active (the terminated session is on its way out).
-            Err(e) if e.code().is_some_and(|c| c.code() == "55006") && tries < 50 => {
+            Err(e) if e.code().is_some_and(|c| *c == SqlState::OBJECT_IN_USE) && tries < 50 => {
                 tries += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
