@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod archive_cmd;
+mod bench_cmd;
 mod clone_cmd;
 mod migrate_cmd;
 mod schema_cmd;
@@ -716,12 +717,33 @@ pub struct BenchArgs {
     pub source: SourceArg,
     #[command(flatten)]
     pub target: TargetArg,
-    /// Size of the generated table (created in schema pgferry_bench on both servers and
-    /// dropped at the end).
+    /// Bytes of the binary COPY stream to move (the generated table is sized to it; created
+    /// in schema pgferry_bench on both servers and dropped at the end).
     #[arg(long, value_name = "SIZE", default_value = "1GB", value_parser = size::parse_nonzero_size)]
     pub size: u64,
+    /// The rows generated: mixed columns, narrow rows, wide rows, TOASTed text, numerics.
+    #[arg(long, value_enum, default_value = "mixed")]
+    pub shape: crate::bench::Shape,
     #[command(flatten)]
     pub jobs: JobsArg,
+    /// Project the time of `pgferry clone -j N` of the source database (-s names it) from
+    /// samples of its largest tables copied into scratch tables on the target; read-only on
+    /// the source.
+    #[arg(long)]
+    pub plan: bool,
+    /// With --plan: bytes sampled per table at most.
+    #[arg(long, value_name = "SIZE", default_value = "64MB", value_parser = size::parse_nonzero_size, requires = "plan")]
+    pub sample_size: u64,
+    /// With --plan: WAL the application writes on the source per second (e.g. 2MB), for the
+    /// catch-up estimate.
+    #[arg(long, value_name = "SIZE", value_parser = size::parse_nonzero_size, requires = "plan")]
+    pub change_rate: Option<u64>,
+    /// Write the jobs sweep (and the plan's phases) as an SVG chart to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<std::path::PathBuf>,
+    /// Print one JSON document with the numbers.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -846,6 +868,7 @@ impl Command {
             Command::Status(a) => (a.json, false),
             Command::Check(a) => (a.json, false),
             Command::Verify(a) => (a.json, false),
+            Command::Bench(a) => (a.json, false),
             Command::Clone(a) => (a.json, true),
             Command::Dump(a) => (a.json, true),
             Command::Restore(a) => (a.json, !a.list),
@@ -980,18 +1003,7 @@ async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Dump(args) => archive_cmd::dump(&args).await,
         Command::Restore(args) => archive_cmd::restore(&args).await,
         Command::Verify(args) => verify_cmd::run(&args).await,
-        Command::Bench(args) => {
-            let src = conn_config("source", &args.source.source)?;
-            let dst = conn_config("target", &args.target.target)?;
-            let jobs = args.jobs.or(std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2));
-            let rates = crate::bench::run(&src, &dst, args.size, jobs)
-                .await
-                .map_err(|e| CliError::failed(e.to_string()))?;
-            print!("{}", crate::bench::render(&rates));
-            Ok(exit::OK)
-        }
+        Command::Bench(args) => bench_cmd::run(&args).await,
         Command::Demo(args) => crate::demo::run(args.rows)
             .await
             .map(|()| exit::OK)
