@@ -41,38 +41,14 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 FLOOR=${FLOOR:-$PWD/target/release/examples/stream_floor}
 [ -x "$FLOOR" ] || cargo build --release --example stream_floor
 
-WORK=$(mktemp -d /tmp/pgferry-drain.XXXXXX)
-chmod 755 "$WORK"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 PGF_PID=
-cleanup() {
-  [ -n "$PGF_PID" ] && kill "$PGF_PID" 2>/dev/null || true
-  for c in src dst; do [ -d "$WORK/$c" ] && as_pg "$PGBIN/pg_ctl" -D "$WORK/$c" -m immediate stop >/dev/null 2>&1 || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_cluster() { # name port
-  [ "$(id -u)" = 0 ] && chown postgres "$WORK"
-  as_pg "$PGBIN/initdb" -D "$WORK/$1" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-  as_pg "$PGBIN/pg_ctl" -D "$WORK/$1" -l "$WORK/$1.log" -w -o "-p $2 -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
-    -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_logical_replication_workers=8 \
-    -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-    -c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30min" start >/dev/null
-}
-SP=$(free_port); start_cluster src "$SP"
-DP=$(free_port); start_cluster dst "$DP"
+BENCH_ON_EXIT='[ -n "$PGF_PID" ] && kill "$PGF_PID" 2>/dev/null'
+source benches/lib.sh
+bench_pair drain "-c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_logical_replication_workers=8"
 if [[ " ${MODE_LIST[*]} " == *" aiven "* ]]; then
   ext="$("$PGBIN/pg_config" --sharedir)/extension"
   cp tests/fixtures/aiven_extras/aiven_extras.control tests/fixtures/aiven_extras/aiven_extras--1.0.sql "$ext/"
 fi
-export PGHOST=127.0.0.1 PGUSER=postgres PGOPTIONS="-c client_min_messages=warning"
-psql_s() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$SP" "$@"; }
-psql_d() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$DP" "$@"; }
-now() { date +%s.%N; }
-median() { python3 -c 'import sys,statistics; print("%.2f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-uri_s() { echo "postgres://postgres@127.0.0.1:$SP/$1"; }
 uri_d() { echo "postgres://${2:-postgres}@127.0.0.1:$DP/$1"; }
 "$PGBIN/psql" -X -q -p "$DP" -d postgres -c "CREATE ROLE avnadmin LOGIN CREATEDB CREATEROLE" >/dev/null
 
