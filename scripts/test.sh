@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # README's test command (and what .ci/run runs after fmt and clippy): sets up what the tests
-# need on this machine, saying what it does, then runs `cargo test --all-targets --features failpoints`:
+# need on this machine, saying what it does, then runs `cargo test --all-targets --features failpoints`
+# (or only the targets the arguments name, e.g. `--test version_matrix`):
 #   - PostgreSQL server binaries and, as root, the `postgres` OS user (as scripts/demo.sh);
 #   - PostGIS for each Debian PostgreSQL major, when packages can be installed (the
 #     extension-configuration-table tests say SKIPPED without it);
-#   - the other majors (12 to 18) and PostgreSQL 18's client tools for tests/version_matrix.rs,
+#   - the other majors (10 to 18) and PostgreSQL 18's client tools for tests/version_matrix.rs,
 #     through scripts/fetch-pg.sh (cached; the tests of a missing major say SKIPPED).
 # On a machine that has everything it only checks (a few seconds). Arguments go to cargo test
 # (e.g. `scripts/test.sh --test version_matrix -- --nocapture`).
@@ -34,6 +35,16 @@ else
   say "WARNING: could not fetch the other PostgreSQL majors: their version-matrix tests will be SKIPPED"
 fi
 
-# The failpoints feature compiles crash points into the test build only (src/failpoint.rs).
-say "running: cargo test --all-targets --features failpoints $*"
-exec cargo test --all-targets --features failpoints "$@"
+# --all-targets unless the arguments (before `--`) choose targets themselves, so that
+# `scripts/test.sh --test version_matrix` runs that test binary only. The failpoints feature
+# compiles crash points into the test build only (src/failpoint.rs).
+targets=(--all-targets)
+for arg in "$@"; do
+  case "$arg" in
+    --) break ;;
+    --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --benches | --bench \
+      | --bench=* | --examples | --example | --example=* | --doc | --all-targets) targets=() ;;
+  esac
+done
+say "running: cargo test ${targets[*]} --features failpoints $*"
+exec cargo test "${targets[@]}" --features failpoints "$@"
