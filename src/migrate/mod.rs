@@ -1002,7 +1002,8 @@ impl Reporter for DbProgress<'_> {
         self.ctx.out.detail(
             &self.db,
             &format!(
-                "{jobs} copy jobs, about {}",
+                "{}, about {}",
+                count(jobs as u64, "copy job"),
                 crate::cli::size::format_size(bytes)
             ),
         );
