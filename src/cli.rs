@@ -978,7 +978,7 @@ fn init_logging(global: &GlobalArgs) {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::live::LogWriter)
         .with_target(false)
         .with_ansi(terminal);
     let _ = if terminal {

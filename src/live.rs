@@ -469,6 +469,30 @@ impl Mode {
     }
 }
 
+/// The redrawn lines on the terminal now, if any: log lines written by [`LogWriter`] clear
+/// them first and let them be redrawn below.
+static ACTIVE: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// stderr for the log (tracing) lines: on a terminal with live lines, each log line is written
+/// with the live lines suspended, so neither tears the other.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let active = ACTIVE.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match active {
+            Some(multi) => multi.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Shows a [`Board`] while a run goes on; log lines go through [`Renderer::println`] so that
 /// they do not tear the redrawn lines.
 pub struct Renderer {
@@ -488,6 +512,9 @@ impl Renderer {
         let interval = interval.max(Duration::from_millis(100));
         let multi = (mode == Mode::Terminal)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        if let Some(multi) = &multi {
+            *ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) = Some(multi.clone());
+        }
         let task = {
             let multi = multi.clone();
             tokio::spawn(async move {
@@ -565,6 +592,7 @@ impl Renderer {
             task.abort();
         }
         if let Some(multi) = &self.multi {
+            ACTIVE.lock().unwrap_or_else(|p| p.into_inner()).take();
             let _ = multi.clear();
         }
     }

@@ -463,3 +463,98 @@ fn live_lines_redraw_in_place_on_a_terminal() {
         "{out}"
     );
 }
+
+#[test]
+fn clone_follow_has_the_same_live_view_and_metrics() {
+    let (db, _) = setup("live_clone", 3_000);
+    let (s, t) = (shared_cluster().uri(&db), target().uri(&db));
+
+    // A one-shot clone is not a long run: no metrics endpoint.
+    let out = pgferry(&[
+        "clone",
+        "-s",
+        &s,
+        "-t",
+        &t,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--follow"), "{}", text(&out));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
+        .args([
+            "clone",
+            "--follow",
+            "-s",
+            &s,
+            "-t",
+            &t,
+            "--json",
+            "--progress-interval",
+            "300ms",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("PGPASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pgferry");
+    let (rx, reader) = lines_of(child.stdout.take().expect("stdout"));
+    let (_, err_reader) = lines_of(child.stderr.take().expect("stderr"));
+    let metrics = wait_line(&mut child, &rx, "the metrics event", |l| {
+        json_line(l).is_some_and(|v| v["type"] == "metrics")
+    });
+    let url = json_line(&metrics).expect("json")["data"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let streaming = wait_line(&mut child, &rx, "a streaming progress event", |l| {
+        json_line(l).is_some_and(|v| {
+            v["type"] == "progress"
+                && v["data"]["phase"] == "streaming"
+                && v["data"]["lag_bytes"].is_u64()
+        })
+    });
+    let event = json_line(&streaming).expect("json");
+    assert_eq!(event["data"]["database"], db.as_str(), "{event}");
+    assert_eq!(event["data"]["rows"], 3_000, "{event}");
+
+    let (status, body) = http_get(&addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    for want in [
+        format!("pgferry_database_phase{{database=\"{db}\",phase=\"streaming\"}} 1"),
+        format!("pgferry_rows_copied_total{{database=\"{db}\"}} 3000"),
+        format!("pgferry_replication_lag_bytes{{database=\"{db}\"}} "),
+        format!("pgferry_applied_lsn{{database=\"{db}\"}} "),
+    ] {
+        assert!(body.contains(&want), "{want} missing in:\n{body}");
+    }
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let status = child.wait().expect("wait");
+    let out = reader.join().expect("stdout");
+    let err = err_reader.join().expect("stderr");
+    assert_eq!(status.code(), Some(130), "{out}{err}");
+    // The summary says where it stopped: still syncing, no cutover.
+    let summary = out
+        .lines()
+        .filter_map(json_line)
+        .find(|v| v["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in {out}"));
+    let dbs = &summary["data"]["databases"];
+    assert_eq!(dbs[0]["status"], "syncing", "{summary}");
+    assert_eq!(dbs[0]["rows"], 3_000, "{summary}");
+    assert!(dbs[0]["cutover_lsn"].is_null(), "{summary}");
+    let out = pgferry(&["cleanup", "-s", &s, "-t", &t]);
+    assert!(out.status.success(), "{}", text(&out));
+}
