@@ -473,6 +473,9 @@ pub struct MigrateArgs {
     #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
     pub retry_for: std::time::Duration,
 
+    #[command(flatten)]
+    pub live: LiveArgs,
+
     /// Skip ANALYZE of the copied tables.
     #[arg(long = "skip-analyze")]
     pub skip_analyze: bool,
@@ -592,12 +595,38 @@ pub struct CloneArgs {
     /// With --follow: how long to keep reconnecting after connections drop (e.g. 30s, 10m, 1h).
     #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
     pub retry_for: std::time::Duration,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// Skip ANALYZE of the copied tables.
     #[arg(long = "skip-analyze")]
     pub skip_analyze: bool,
     /// Progress as JSON events on stdout instead of bars.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The live view and the metrics endpoint of a long run (`migrate`, `clone --follow`).
+#[derive(Debug, Clone, Args)]
+pub struct LiveArgs {
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics while the run lasts:
+    /// per database its phase, rows and bytes copied, replication lag, applied LSN, apply rate,
+    /// retries and errors. E.g. 127.0.0.1:9187; port 0 takes a free port (printed at start).
+    /// `clone`: with --follow only.
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// When stderr is not a terminal: print the live line of each database this often (on a
+    /// terminal the lines are redrawn in place every second). With --json: how often each
+    /// database's `progress` event is written.
+    #[arg(long = "progress-interval", value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+    pub progress_interval: std::time::Duration,
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    match clone_cmd::parse_duration(text)? {
+        d if d < std::time::Duration::from_millis(100) => Err("must be at least 100ms".into()),
+        d => Ok(d),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -967,11 +996,19 @@ fn init_logging(global: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGFERRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("pgferry={level},warn")));
-    let _ = tracing_subscriber::fmt()
+    // Colours and timestamps are for people at a terminal; a log file or a pipe gets plain
+    // lines (its reader, journald or the CI, stamps them itself).
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::live::LogWriter)
         .with_target(false)
-        .try_init();
+        .with_ansi(terminal);
+    let _ = if terminal {
+        builder.try_init()
+    } else {
+        builder.without_time().try_init()
+    };
 }
 
 /// Parses a connection string given for `role` ("source", "target") with the process

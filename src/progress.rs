@@ -5,8 +5,9 @@
 //! types `job_started` (table, estimated_bytes, format), `job_finished` (table, rows, bytes,
 //! seconds), and `summary` (written by the command at the end). Fields may be added over time.
 
+use crate::cli::size::format_size;
 use crate::copy::{CopyStats, ProgressSink, TableJob};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;
@@ -21,34 +22,63 @@ pub trait Reporter: ProgressSink {
 }
 
 /// Terminal bars. Hidden automatically when stderr is not a terminal.
+///
+/// The total bar appears once the copy plan is known (a run with nothing to copy, e.g. a
+/// resumed one, shows none), grows its length when the copy turns out larger than the
+/// estimate, and ends at 100% when the last job finished. Sizes are written like every other
+/// size pgferry prints ([`crate::cli::size::format_size`]: kB, MB, GB as powers of 1024).
 pub struct Bars {
     multi: MultiProgress,
-    total: ProgressBar,
+    total: Mutex<Option<ProgressBar>>,
     jobs: Mutex<HashMap<String, ProgressBar>>,
+    /// Jobs planned and jobs finished, to end the total bar with the copy.
+    counts: Mutex<(usize, usize)>,
+}
+
+/// `{size}`, `{total_size}`, `{size_rate}`: bytes in pgferry's units.
+fn sized(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("size", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&format_size(s.pos()));
+        })
+        .with_key(
+            "total_size",
+            |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&format_size(s.len().unwrap_or(0)));
+            },
+        )
+        .with_key(
+            "size_rate",
+            |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", format_size(s.per_sec() as u64));
+            },
+        )
 }
 
 impl Bars {
     pub fn new() -> Bars {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let total = multi.add(ProgressBar::new(0));
-        total.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>8} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        total.set_prefix("total");
+        Bars::with_target(ProgressDrawTarget::stderr())
+    }
+
+    pub fn with_target(target: ProgressDrawTarget) -> Bars {
         Bars {
-            multi,
-            total,
+            multi: MultiProgress::with_draw_target(target),
+            total: Mutex::new(None),
             jobs: Mutex::new(HashMap::new()),
+            counts: Mutex::new((0, 0)),
         }
+    }
+
+    fn total(&self) -> Option<ProgressBar> {
+        self.total.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Removes the bars (before printing the summary).
     pub fn finish(&self) {
-        self.total.finish_and_clear();
+        if let Some(total) = self.total() {
+            total.finish_and_clear();
+        }
         let _ = self.multi.clear();
     }
 }
@@ -60,9 +90,24 @@ impl Default for Bars {
 }
 
 impl Reporter for Bars {
-    fn planned(&self, _jobs: usize, bytes: u64) {
-        self.total.set_length(bytes.max(1));
-        self.total.reset_eta();
+    fn planned(&self, jobs: usize, bytes: u64) {
+        *self.counts.lock().unwrap_or_else(|p| p.into_inner()) = (jobs, 0);
+        if jobs == 0 {
+            return;
+        }
+        let mut total = self.total.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = total.get_or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new(bytes.max(1)));
+            bar.set_style(
+                sized("{prefix:>8} [{bar:40}] {size}/{total_size} {size_rate} ETA {eta}")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix("total");
+            bar
+        });
+        bar.set_length(bytes.max(1));
+        bar.set_position(0);
+        bar.reset_eta();
     }
 
     fn stage(&self, what: &str) {
@@ -72,13 +117,12 @@ impl Reporter for Bars {
 
 impl ProgressSink for Bars {
     fn job_started(&self, job: &TableJob) {
-        let bar = self
-            .multi
-            .insert_before(&self.total, ProgressBar::new(job.estimated_bytes.max(1)));
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>8} {msg:40!} {bytes:>10} {bytes_per_sec:>12}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        let bar = ProgressBar::new(job.estimated_bytes.max(1));
+        let bar = match self.total() {
+            Some(total) => self.multi.insert_before(&total, bar),
+            None => self.multi.add(bar),
+        };
+        bar.set_style(sized("{prefix:>8} {msg:40!} {size:>10} {size_rate:>12}"));
         bar.set_prefix("copy");
         bar.set_message(job.display_name());
         self.jobs
@@ -88,7 +132,13 @@ impl ProgressSink for Bars {
     }
 
     fn bytes_copied(&self, job: &TableJob, bytes: u64) {
-        self.total.inc(bytes);
+        if let Some(total) = self.total() {
+            total.inc(bytes);
+            // The plan's estimate was low: the bar grows instead of overflowing.
+            if total.length().is_some_and(|len| total.position() > len) {
+                total.set_length(total.position());
+            }
+        }
         if let Some(bar) = self
             .jobs
             .lock()
@@ -108,6 +158,16 @@ impl ProgressSink for Bars {
         {
             bar.finish_and_clear();
             self.multi.remove(&bar);
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.1 += 1;
+        if counts.1 >= counts.0 {
+            // The copy is over: the bar says so, whatever the estimate was.
+            if let Some(total) = self.total() {
+                total.set_length(total.position().max(1));
+                total.set_position(total.position().max(1));
+                total.finish();
+            }
         }
     }
 }
@@ -157,5 +217,101 @@ impl ProgressSink for JsonEvents {
                 "seconds": stats.elapsed.as_secs_f64(),
             }),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copy::{CopyFormat, TableJob};
+
+    fn job(name: &str, bytes: u64) -> TableJob {
+        TableJob {
+            schema: "public".into(),
+            table: name.into(),
+            columns: vec!["id".into()],
+            range: None,
+            format: CopyFormat::Binary,
+            truncate_first: true,
+            estimated_bytes: bytes,
+            text_reason: None,
+            row_filter: None,
+        }
+    }
+
+    fn stats() -> CopyStats {
+        CopyStats {
+            table: String::new(),
+            format: CopyFormat::Binary,
+            rows: 0,
+            bytes: 0,
+            elapsed: std::time::Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn no_total_bar_before_a_plan_and_none_for_an_empty_one() {
+        let bars = Bars::with_target(ProgressDrawTarget::hidden());
+        assert!(bars.total().is_none());
+        bars.planned(0, 0);
+        assert!(
+            bars.total().is_none(),
+            "a resumed run copies nothing: no bar"
+        );
+        bars.finish();
+    }
+
+    #[test]
+    fn total_bar_starts_empty_and_ends_full_whatever_the_estimate() {
+        let bars = Bars::with_target(ProgressDrawTarget::hidden());
+        bars.planned(2, 1000);
+        let total = bars.total().expect("a bar once planned");
+        assert_eq!((total.position(), total.length()), (0, Some(1000)));
+        let (a, b) = (job("a", 600), job("b", 400));
+        bars.job_started(&a);
+        bars.job_started(&b);
+        bars.bytes_copied(&a, 500);
+        bars.job_finished(&a, &stats());
+        bars.bytes_copied(&b, 330);
+        assert!(!total.is_finished());
+        bars.job_finished(&b, &stats());
+        // 830 of the estimated 1000 bytes came: 100%, not 83%.
+        assert!(total.is_finished());
+        assert_eq!((total.position(), total.length()), (830, Some(830)));
+
+        // An estimate that is too low grows the bar.
+        let bars = Bars::with_target(ProgressDrawTarget::hidden());
+        bars.planned(1, 10);
+        let c = job("c", 10);
+        bars.job_started(&c);
+        bars.bytes_copied(&c, 25);
+        let total = bars.total().expect("bar");
+        assert_eq!(total.length(), Some(25));
+    }
+
+    #[test]
+    fn bars_write_sizes_in_pgferry_units() {
+        let term = indicatif::InMemoryTerm::new(4, 120);
+        let bars = Bars::with_target(ProgressDrawTarget::term_like(Box::new(term.clone())));
+        bars.planned(1, 3 << 20);
+        if let Some(total) = bars.total() {
+            total.tick();
+        }
+        let screen = term.contents();
+        // It starts empty, not full.
+        assert!(
+            screen.contains(&format!("[{}] 0 B/3.0 MB", " ".repeat(40))),
+            "{screen}"
+        );
+        let a = job("a", 3 << 20);
+        bars.job_started(&a);
+        bars.bytes_copied(&a, 1536 * 1024);
+        if let Some(total) = bars.total() {
+            total.tick();
+        }
+        let screen = term.contents();
+        // MB as powers of 1024, as in summaries, never indicatif's MiB.
+        assert!(screen.contains("1.5 MB/3.0 MB"), "{screen}");
+        assert!(!screen.contains("MiB"), "{screen}");
     }
 }

@@ -6,9 +6,12 @@ use crate::clone::database::ExistingTarget;
 use crate::clone::{
     clone_database, render_summary, CloneError, CloneOptions, CloneSummary, FormatChoice,
 };
+use crate::copy::{CopyStats, ProgressSink, TableJob};
+use crate::live::{Board, Mode, Renderer};
 use crate::progress::{Bars, JsonEvents, Reporter};
 use crate::replication::{follow_database, FollowError, FollowEvent, FollowOptions, FollowOutcome};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
@@ -38,6 +41,15 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
         ..defaults
     };
 
+    if args.follow {
+        return follow(args, &src, &dst, opts).await;
+    }
+    if args.live.metrics_listen.is_some() {
+        return Err(CliError::usage(
+            "--metrics-listen is for a long run: give it with --follow (or use migrate)",
+        ));
+    }
+
     let events = args.json.then(JsonEvents::default);
     let bars = (!args.json).then(Bars::new);
     let reporter: &dyn Reporter = match (&events, &bars) {
@@ -45,14 +57,6 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
         (None, Some(bars)) => bars,
         (None, None) => unreachable!("one of the two reporters is always built"),
     };
-
-    if args.follow {
-        let code = follow(args, &src, &dst, opts, reporter, events.as_ref()).await;
-        if let Some(bars) = &bars {
-            bars.finish();
-        }
-        return code;
-    }
 
     let outcome = tokio::select! {
         r = clone_database(&src, &dst, &opts, reporter) => r,
@@ -111,15 +115,122 @@ fn summary_json(s: &CloneSummary) -> serde_json::Value {
     })
 }
 
-/// `--follow`: clone under a slot's snapshot (or resume), stream, and cut over when asked.
+/// The copy's progress of `clone --follow` into the live view; JSON events as `clone` writes
+/// them with --json.
+struct LiveReporter<'a> {
+    board: &'a Board,
+    db: &'a str,
+    events: Option<&'a JsonEvents>,
+    live: &'a Renderer,
+}
+
+impl Reporter for LiveReporter<'_> {
+    fn planned(&self, jobs: usize, bytes: u64) {
+        self.board.planned(self.db, jobs as u64, bytes);
+        if let Some(events) = self.events {
+            events.planned(jobs, bytes);
+        }
+    }
+
+    fn stage(&self, what: &str) {
+        let phase = if what.starts_with("creating the schema") {
+            Some("schema")
+        } else if what.starts_with("copying") {
+            Some("copy")
+        } else if what.starts_with("building") {
+            Some("post-data")
+        } else if what.starts_with("setting sequences") {
+            Some("finishing")
+        } else {
+            None
+        };
+        if let Some(phase) = phase {
+            self.board.phase(self.db, phase);
+        }
+        match self.events {
+            Some(events) => events.stage(what),
+            None => self.live.println(&format!("pgferry: {what}")),
+        }
+    }
+}
+
+impl ProgressSink for LiveReporter<'_> {
+    fn job_started(&self, job: &TableJob) {
+        if let Some(events) = self.events {
+            events.job_started(job);
+        }
+    }
+
+    fn bytes_copied(&self, _job: &TableJob, bytes: u64) {
+        self.board.bytes_copied(self.db, bytes);
+    }
+
+    fn job_finished(&self, job: &TableJob, stats: &CopyStats) {
+        self.board.job_finished(self.db, stats.rows);
+        if let Some(events) = self.events {
+            events.job_finished(job, stats);
+        }
+    }
+}
+
+/// `--follow`: clone under a slot's snapshot (or resume), stream, and cut over when asked;
+/// a live line while it runs and a summary at the end.
 async fn follow(
     args: &CloneArgs,
     src: &crate::conn::ConnConfig,
     dst: &crate::conn::ConnConfig,
     clone: CloneOptions,
-    reporter: &dyn Reporter,
-    events: Option<&JsonEvents>,
 ) -> Result<u8, CliError> {
+    let json = args.json.then(|| Arc::new(JsonEvents::default()));
+    let board = Arc::new(Board::new());
+    let db = src.dbname.clone();
+    board.method(&db, "replication");
+    let metrics = super::migrate_cmd::start_metrics(&args.live, &board, json.as_deref()).await?;
+    let mut live = Renderer::start(
+        board.clone(),
+        Mode::detect(args.json),
+        args.live.progress_interval,
+        json.clone(),
+    );
+    let events = json.as_deref();
+    let result = follow_live(args, src, dst, clone, &board, &db, events, &live).await;
+    live.finish();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    match &result {
+        Ok(_) => board.phase(&db, "done"),
+        Err(e) if e.code == exit::INTERRUPTED => board.phase(&db, "syncing"),
+        Err(e) => board.failed(&db, &e.message),
+    }
+    let views = board.views();
+    match events {
+        Some(events) => events.emit(
+            "summary",
+            json!({"databases": crate::live::summary_json(&views)}),
+        ),
+        None => print!("{}", crate::live::render_summary(&views)),
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn follow_live(
+    args: &CloneArgs,
+    src: &crate::conn::ConnConfig,
+    dst: &crate::conn::ConnConfig,
+    clone: CloneOptions,
+    board: &Board,
+    db: &str,
+    events: Option<&JsonEvents>,
+    live: &Renderer,
+) -> Result<u8, CliError> {
+    let reporter = LiveReporter {
+        board,
+        db,
+        events,
+        live,
+    };
     let opts = FollowOptions {
         clone,
         cutover_at_lag: args
@@ -136,14 +247,27 @@ async fn follow(
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
-    let observer = |event: FollowEvent| match events {
-        Some(events) => events.emit("replication", event_json(&event)),
-        None => eprintln!("pgferry: {}", event_text(&event)),
+    let observer = |event: FollowEvent| {
+        board.follow_event(db, &event);
+        match events {
+            Some(events) => events.emit("replication", event_json(&event)),
+            // The live line shows the lag.
+            None if matches!(event, FollowEvent::Lag { .. }) => {}
+            None => {
+                live.println(&format!("pgferry: {}", event_text(&event)));
+                if let FollowEvent::Cloned(summary) = &event {
+                    for w in summary.schema_warnings.iter().chain(&summary.warnings) {
+                        live.println(&format!("pgferry: warning: {w}"));
+                    }
+                }
+            }
+        }
     };
-    let result = follow_database(src, dst, &opts, reporter, &observer, stop_rx).await;
+    let result = follow_database(src, dst, &opts, &reporter, &observer, stop_rx).await;
     signals.abort();
     match result {
         Ok(FollowOutcome::CutOver { applied }) => {
+            board.cut_over(db, applied);
             let text = format!(
                 "cutover done at {applied}: sequences synced, replication slot and publication dropped; \
                  \"{}\" can take the writes",
@@ -151,7 +275,7 @@ async fn follow(
             );
             match events {
                 Some(events) => events.emit("cutover", json!({"applied_lsn": applied.to_string()})),
-                None => eprintln!("pgferry: {text}"),
+                None => live.println(&format!("pgferry: {text}")),
             }
             Ok(exit::OK)
         }
@@ -211,9 +335,15 @@ fn event_text(event: &FollowEvent) -> String {
             "streaming from {from} ({} values)",
             if *binary { "binary" } else { "text" }
         ),
-        FollowEvent::Lag { bytes, applied } => {
-            format!("replication lag {bytes} bytes (applied up to {applied})")
-        }
+        FollowEvent::Lag {
+            bytes,
+            applied,
+            seconds,
+            ..
+        } => match seconds {
+            Some(s) => format!("replication lag {bytes} bytes, {s:.1}s (applied up to {applied})"),
+            None => format!("replication lag {bytes} bytes (applied up to {applied})"),
+        },
         FollowEvent::Retrying {
             attempt,
             error,
@@ -251,8 +381,14 @@ fn event_text(event: &FollowEvent) -> String {
 
 fn event_json(event: &FollowEvent) -> serde_json::Value {
     match event {
-        FollowEvent::Lag { bytes, applied } => {
-            json!({"event": "lag", "lag_bytes": bytes, "applied_lsn": applied.to_string()})
+        FollowEvent::Lag {
+            bytes,
+            applied,
+            seconds,
+            transactions,
+        } => {
+            json!({"event": "lag", "lag_bytes": bytes, "lag_seconds": seconds,
+                   "applied_lsn": applied.to_string(), "transactions": transactions})
         }
         FollowEvent::Retrying {
             attempt,

@@ -5,35 +5,53 @@ use super::{
     StatusArgs, StopArgs,
 };
 use crate::clone::CloneOptions;
+use crate::live::{Board, Renderer};
 use crate::migrate::globals::{RoleOutcome, RoleStatus};
 use crate::migrate::plan::parse_table_specs;
 use crate::migrate::preflight::{Method, Preflight, PreflightError, PreflightOptions};
 use crate::migrate::{self, Control, DatabaseOutcome, MigrateError, MigrateOptions, Output};
 use crate::progress::JsonEvents;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Human lines on stderr, or JSON events on stdout.
+/// Human lines on stderr, or JSON events on stdout; the live view of each database when
+/// `live` is set.
 struct Printer {
-    json: Option<JsonEvents>,
+    json: Option<Arc<JsonEvents>>,
     verbose: bool,
+    board: Option<Arc<Board>>,
+    live: Option<Renderer>,
+}
+
+impl Printer {
+    fn line(&self, text: &str) {
+        match &self.live {
+            Some(live) => live.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
 }
 
 impl Output for Printer {
     fn message(&self, db: Option<&str>, text: &str) {
         match (&self.json, db) {
             (Some(events), _) => events.emit("log", json!({"database": db, "message": text})),
-            (None, Some(db)) => eprintln!("pgferry: [{db}] {text}"),
-            (None, None) => eprintln!("pgferry: {text}"),
+            (None, Some(db)) => self.line(&format!("pgferry: [{db}] {text}")),
+            (None, None) => self.line(&format!("pgferry: {text}")),
         }
     }
 
     fn detail(&self, db: &str, text: &str) {
         match &self.json {
             Some(events) => events.emit("detail", json!({"database": db, "message": text})),
-            None if self.verbose => eprintln!("pgferry: [{db}] {text}"),
+            None if self.verbose => self.line(&format!("pgferry: [{db}] {text}")),
             None => {}
         }
+    }
+
+    fn board(&self) -> Option<&Board> {
+        self.board.as_deref()
     }
 
     fn roles(&self, outcomes: &[RoleOutcome], show_passwords: bool) {
@@ -63,9 +81,9 @@ impl Output for Printer {
                     if let Some(p) = password {
                         line.push_str(&format!("; password: {p}"));
                     }
-                    eprintln!("{line}");
+                    self.line(&line);
                     for w in &o.warnings {
-                        eprintln!("pgferry: role {}: warning: {w}", o.name);
+                        self.line(&format!("pgferry: role {}: warning: {w}", o.name));
                     }
                 }
             }
@@ -264,9 +282,20 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
         });
     }
 
-    let printer = Printer {
-        json: args.json.then(JsonEvents::default),
+    let json = args.json.then(|| Arc::new(JsonEvents::default()));
+    let board = Arc::new(Board::new());
+    let metrics = start_metrics(&args.live, &board, json.as_deref()).await?;
+    let live = Renderer::start(
+        board.clone(),
+        crate::live::Mode::detect(args.json),
+        args.live.progress_interval,
+        json.clone(),
+    );
+    let mut printer = Printer {
+        json,
         verbose: global.verbose || global.debug,
+        board: Some(board.clone()),
+        live: Some(live),
     };
     let (control_tx, control_rx) = tokio::sync::watch::channel(Control::Run);
     let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -281,6 +310,13 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
     });
     let result = migrate::run(&src, &dst, &opts, &printer, control_rx).await;
     signals.abort();
+    if let Some(live) = &mut printer.live {
+        live.finish();
+    }
+    printer.live = None;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     let interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
     let report = match result {
         Ok(report) => report,
@@ -311,6 +347,18 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
         };
         printer.message(Some(db), &format!("result: {text}"));
     }
+    let views: Vec<_> = board
+        .views()
+        .into_iter()
+        .filter(|v| report.databases.iter().any(|(db, _)| *db == v.database))
+        .collect();
+    match &printer.json {
+        Some(events) => events.emit(
+            "summary",
+            json!({"migration": report.id, "databases": crate::live::summary_json(&views)}),
+        ),
+        None => print!("{}", crate::live::render_summary(&views)),
+    }
     if interrupted {
         Err(CliError::interrupted(format!(
             "interrupted: migration {} stopped; streaming databases keep their \
@@ -326,6 +374,29 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
         printer.message(None, &format!("migration {} finished", report.id));
         Ok(exit::OK)
     }
+}
+
+/// `--metrics-listen`: binds before the run starts (a taken port is an error at once) and
+/// says where the metrics are.
+pub(super) async fn start_metrics(
+    live: &super::LiveArgs,
+    board: &Arc<Board>,
+    json: Option<&JsonEvents>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
+    let Some(addr) = live.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = crate::metrics::bind(addr)
+        .await
+        .map_err(|e| CliError::failed(format!("--metrics-listen {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| CliError::failed(format!("--metrics-listen {addr}: {e}")))?;
+    match json {
+        Some(events) => events.emit("metrics", json!({"url": format!("http://{bound}/metrics")})),
+        None => eprintln!("pgferry: metrics at http://{bound}/metrics"),
+    }
+    Ok(Some(crate::metrics::serve(listener, board.clone())))
 }
 
 /// The exit code a migration error implies: a name that matches nothing is a usage error (2),
@@ -389,6 +460,8 @@ pub async fn stop(args: &StopArgs) -> Result<u8, CliError> {
     let printer = Printer {
         json: None,
         verbose: true,
+        board: None,
+        live: None,
     };
     let done = migrate::finish::stop(
         src.as_ref(),

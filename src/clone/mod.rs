@@ -290,9 +290,10 @@ async fn run(
         .await
         .map_err(|e| CloneError::target_failed("arranging the owners of objects", e))?;
     for (role, why) in &arranged.newly_refused {
-        let w = crate::server::access::owner_warning(role, &me.name, why);
-        tracing::warn!("{w}");
-        summary.warnings.push(w);
+        // Reported once, with the summary's warnings.
+        summary
+            .warnings
+            .push(crate::server::access::owner_warning(role, &me.name, why));
     }
     for role in &arranged.newly_granted {
         tracing::info!(
@@ -326,10 +327,8 @@ async fn run(
                 !me.superuser,
             )
             .await?;
-            for w in refused {
-                tracing::warn!("{w}");
-                summary.warnings.push(w);
-            }
+            // Reported once, with the summary's warnings.
+            summary.warnings.extend(refused);
         }
     }
     let keep_schema = match (exists, opts.existing) {
@@ -391,10 +390,8 @@ async fn run(
         ..DumpOptions::default()
     };
     let script = dump_schema(&reader.client, &dump_opts).await?;
+    // Reported once, with the summary (by clone's table, migrate's log, the JSON events).
     summary.schema_warnings = script.warnings.clone();
-    for w in &script.warnings {
-        tracing::warn!("{w}");
-    }
 
     let target = open("target", dst).await?;
     // Into an older major (--skip-db-version-check), the schema is created statement by
@@ -639,9 +636,6 @@ async fn run(
             Ok(()) => summary.materialized_views_refreshed += 1,
             Err(e) => {
                 let message = crate::copy::server_message(&e);
-                tracing::warn!(
-                    "{stmt}: {message}; the materialized view stays unpopulated on the target"
-                );
                 summary
                     .warnings
                     .push(format!("{stmt}: {message} (left unpopulated)"));
@@ -675,9 +669,11 @@ async fn apply_one_by_one(
             Err(e) => {
                 let first_line = stmt.lines().next().unwrap_or("").trim();
                 let shown: String = first_line.chars().take(120).collect();
-                let warning = format!("{why}: `{shown}`: {}", crate::copy::server_message(&e));
-                tracing::warn!("{warning}");
-                warnings.push(warning);
+                // Reported once, with the summary's warnings.
+                warnings.push(format!(
+                    "{why}: `{shown}`: {}",
+                    crate::copy::server_message(&e)
+                ));
             }
         }
     }

@@ -66,7 +66,7 @@ pub fn render_summary(s: &CloneSummary) -> String {
             String::new()
         }
     );
-    for w in &s.warnings {
+    for w in s.schema_warnings.iter().chain(&s.warnings) {
         let _ = writeln!(out, "warning: {w}");
     }
     out

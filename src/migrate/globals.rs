@@ -754,10 +754,7 @@ pub async fn apply_roles(
         } else {
             create_role(target, role, &me).await?
         };
-        tracing::info!(role = %role.name, status = outcome.status.as_str(), "role");
-        for w in &outcome.warnings {
-            tracing::warn!(role = %role.name, "{w}");
-        }
+        // Reported once, by the caller's Output::roles (status and warnings).
         outcomes.push(outcome);
     }
 
@@ -787,9 +784,10 @@ async fn grant_parameter_privileges(
         };
         if let Some(why) = refused {
             let w = format!("`{sql}` not reproduced: {why}");
-            tracing::warn!(role = %grantee, "{w}");
-            if let Some(o) = outcomes.iter_mut().find(|o| o.name == grantee) {
-                o.warnings.push(w);
+            // With its role's outcome when there is one (reported by the caller), else logged.
+            match outcomes.iter_mut().find(|o| o.name == grantee) {
+                Some(o) => o.warnings.push(w),
+                None => tracing::warn!(role = %grantee, "{w}"),
             }
         }
     }
@@ -964,9 +962,10 @@ async fn grant_memberships(
         }
     }
     for (member, w) in warnings {
-        tracing::warn!(role = %member, "{w}");
-        if let Some(o) = outcomes.iter_mut().find(|o| o.name == member) {
-            o.warnings.push(w);
+        // With its role's outcome when there is one (reported by the caller), else logged.
+        match outcomes.iter_mut().find(|o| o.name == member) {
+            Some(o) => o.warnings.push(w),
+            None => tracing::warn!(role = %member, "{w}"),
         }
     }
     Ok(())

@@ -76,6 +76,11 @@ pub trait Output: Send + Sync {
     /// Progress of one database (a table finished...): shown only in verbose mode.
     fn detail(&self, db: &str, text: &str);
     fn roles(&self, outcomes: &[globals::RoleOutcome], show_passwords: bool);
+    /// Where the live state of each database goes (the live view, the metrics endpoint);
+    /// `None` when nobody watches.
+    fn board(&self) -> Option<&crate::live::Board> {
+        None
+    }
 }
 
 #[derive(Debug, Error)]
@@ -253,6 +258,12 @@ pub async fn run(
     }
     .spawn();
 
+    if let Some(board) = out.board() {
+        for plan in &checks.databases {
+            board.add(&plan.name);
+            board.method(&plan.name, plan.method.as_status());
+        }
+    }
     let ctx = Context {
         src,
         dst,
@@ -358,7 +369,15 @@ impl Context<'_> {
         let _ = self.updates.send(update);
     }
 
+    /// The live view's state, when somebody watches.
+    fn live(&self, f: impl FnOnce(&crate::live::Board)) {
+        if let Some(board) = self.out.board() {
+            f(board);
+        }
+    }
+
     fn phase(&self, db: &str, phase: &str, status: &str) {
+        self.live(|b| b.phase(db, phase));
         self.send(Update::Phase {
             db: db.to_owned(),
             phase: phase.to_owned(),
@@ -375,6 +394,7 @@ impl Context<'_> {
         if prior.as_ref().is_some_and(|p| p.status == "done") {
             self.out
                 .message(Some(db), "done by an earlier run; skipped");
+            self.live(|b| b.phase(db, "done"));
             return DatabaseOutcome::AlreadyDone;
         }
         if *self.control.borrow() == Control::Interrupt {
@@ -415,16 +435,20 @@ impl Context<'_> {
                         self.phase(db, "done", "done");
                         self.out.message(Some(db), "done");
                     }
-                    DatabaseOutcome::Syncing => self.out.message(
-                        Some(db),
-                        "still syncing: streaming stopped, the slot is kept; rerun the same command to resume, or `pgferry stop` to cut over",
-                    ),
+                    DatabaseOutcome::Syncing => {
+                        self.live(|b| b.phase(db, "syncing"));
+                        self.out.message(
+                            Some(db),
+                            "still syncing: streaming stopped, the slot is kept; rerun the same command to resume, or `pgferry stop` to cut over",
+                        )
+                    }
                     _ => {}
                 }
                 outcome
             }
             Err(e) => {
                 let message = e.to_string();
+                self.live(|b| b.failed(db, &message));
                 self.send(Update::Failed {
                     db: db.to_owned(),
                     error: message.clone(),
@@ -571,6 +595,13 @@ impl Context<'_> {
             held: false,
         });
         let summary = copied?;
+        self.live(|b| {
+            b.copied(
+                db,
+                summary.tables.iter().map(|t| t.rows).sum(),
+                summary.tables.iter().map(|t| t.bytes).sum(),
+            )
+        });
         self.out.message(
             Some(db),
             &format!(
@@ -720,6 +751,7 @@ impl Context<'_> {
             watcher.abort();
             match result? {
                 FollowOutcome::CutOver { applied } => {
+                    self.live(|b| b.cut_over(db, applied));
                     self.send(Update::Lag {
                         db: db.to_owned(),
                         bytes: 0,
@@ -754,6 +786,7 @@ impl Context<'_> {
     }
 
     fn on_follow_event(&self, db: &str, streaming: &AtomicBool, event: FollowEvent) {
+        self.live(|b| b.follow_event(db, &event));
         match event {
             FollowEvent::ReplicaIdentityFull(tables) => self.out.message(
                 Some(db),
@@ -789,13 +822,12 @@ impl Context<'_> {
                     .message(Some(db), &format!("resuming streaming from {from}"));
             }
             FollowEvent::Streaming { .. } => {}
-            FollowEvent::Lag { bytes, applied } => {
+            // Shown by the live view.
+            FollowEvent::Lag { bytes, .. } => {
                 self.send(Update::Lag {
                     db: db.to_owned(),
                     bytes: bytes.min(i64::MAX as u64) as i64,
                 });
-                self.out
-                    .detail(db, &format!("lag {bytes} bytes (applied up to {applied})"));
             }
             FollowEvent::Retrying {
                 attempt,
@@ -962,6 +994,7 @@ impl<'a> DbProgress<'a> {
 
 impl Reporter for DbProgress<'_> {
     fn planned(&self, jobs: usize, bytes: u64) {
+        self.ctx.live(|b| b.planned(&self.db, jobs as u64, bytes));
         self.ctx.send(Update::Planned {
             db: self.db.clone(),
             tables: jobs.min(i32::MAX as usize) as i32,
@@ -969,7 +1002,8 @@ impl Reporter for DbProgress<'_> {
         self.ctx.out.detail(
             &self.db,
             &format!(
-                "{jobs} copy jobs, about {}",
+                "{}, about {}",
+                count(jobs as u64, "copy job"),
                 crate::cli::size::format_size(bytes)
             ),
         );
@@ -997,9 +1031,12 @@ impl Reporter for DbProgress<'_> {
 impl ProgressSink for DbProgress<'_> {
     fn job_started(&self, _job: &TableJob) {}
 
-    fn bytes_copied(&self, _job: &TableJob, _bytes: u64) {}
+    fn bytes_copied(&self, _job: &TableJob, bytes: u64) {
+        self.ctx.live(|b| b.bytes_copied(&self.db, bytes));
+    }
 
     fn job_finished(&self, job: &TableJob, stats: &CopyStats) {
+        self.ctx.live(|b| b.job_finished(&self.db, stats.rows));
         // The table's copy committed on the target; its progress row is not recorded yet.
         crate::failpoint::crash_at("copy.table_committed");
         self.ctx.send(Update::TableDone {

@@ -35,6 +35,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use futures::SinkExt;
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -454,12 +455,17 @@ pub struct Applier {
     spool: Option<Spool>,
     /// Totals, for progress logs and tests.
     pub stats: ApplyStats,
+    /// Source transactions whose changes the target has committed, shared with whoever
+    /// reports the apply rate (the lag monitor, which runs on another thread).
+    committed_transactions: Arc<AtomicU64>,
 }
 
 struct Batch {
     started: Instant,
     changes: usize,
     last_end: Option<Lsn>,
+    /// Source transactions in this target transaction.
+    transactions: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -530,7 +536,14 @@ impl Applier {
             stream_xid: None,
             spool: None,
             stats: ApplyStats::default(),
+            committed_transactions: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Counts the source transactions committed on the target into `counter` (added to
+    /// what it holds), for an apply rate in transactions per second.
+    pub fn count_transactions_into(&mut self, counter: Arc<AtomicU64>) {
+        self.committed_transactions = counter;
     }
 
     /// How changes are applied (decided when the applier was made).
@@ -636,6 +649,7 @@ impl Applier {
                         started: Instant::now(),
                         changes: 0,
                         last_end: None,
+                        transactions: 0,
                     });
                 }
                 Ok(())
@@ -649,6 +663,7 @@ impl Applier {
                     self.stats.transactions += 1;
                     if let Some(batch) = &mut self.batch {
                         batch.last_end = Some(Lsn(commit.end_lsn));
+                        batch.transactions += 1;
                     }
                 }
                 Ok(())
@@ -1362,6 +1377,8 @@ impl Applier {
         // Committed with its position on the target; the slot does not know yet.
         crate::failpoint::crash_at("apply.after_commit");
         self.stats.target_commits += 1;
+        self.committed_transactions
+            .fetch_add(batch.transactions, Ordering::Relaxed);
         if let Some(end) = batch.last_end {
             self.stored = self.stored.max(end);
             self.advance(end);

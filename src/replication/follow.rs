@@ -24,6 +24,8 @@ use crate::conn::{connect, ConnConfig, ConnectError};
 use crate::pgerror::{PgError, Side, SqlState};
 use crate::progress::Reporter;
 use crate::server::access;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
@@ -83,9 +85,17 @@ pub enum FollowEvent {
         from: Lsn,
         binary: bool,
     },
+    /// Every `lag_interval` while streaming.
     Lag {
+        /// Source WAL insert position − applied position.
         bytes: u64,
         applied: Lsn,
+        /// The source's `replay_lag` of our walsender (time between a source commit and our
+        /// confirmation of it); 0 when caught up, `None` when the server does not know.
+        seconds: Option<f64>,
+        /// Source transactions committed on the target by this process so far (all
+        /// sessions of this follow), for an apply rate.
+        transactions: u64,
     },
     Retrying {
         attempt: u32,
@@ -276,20 +286,17 @@ pub async fn follow_database(
     drop(source);
 
     let (applied_tx, applied_rx) = watch::channel(Lsn::INVALID);
+    let applied = Applied {
+        lsn: applied_tx,
+        transactions: Arc::new(AtomicU64::new(0)),
+    };
     let mut failing_since: Option<Instant> = None;
     let mut attempt = 0u32;
     loop {
         let before = *applied_rx.borrow();
-        let result = session_on_own_thread(
-            src,
-            dst,
-            &names,
-            opts,
-            observer,
-            &applied_tx,
-            shutdown.clone(),
-        )
-        .await;
+        let result =
+            session_on_own_thread(src, dst, &names, opts, observer, &applied, shutdown.clone())
+                .await;
         let error = match result {
             Ok(outcome) => return Ok(outcome),
             Err(e) if !e.is_retryable() => return Err(e),
@@ -308,7 +315,6 @@ pub async fn follow_database(
         }
         attempt += 1;
         let wait = Duration::from_millis(500u64 << attempt.min(6)).min(Duration::from_secs(30));
-        tracing::warn!("replication: attempt {attempt} failed: {error}; retrying in {wait:?}");
         observer(FollowEvent::Retrying {
             attempt,
             error: error.to_string(),
@@ -403,10 +409,7 @@ async fn slot_lost(source: &tokio_postgres::Client, slot: &str) -> Result<bool, 
 /// Before resuming: says how much WAL the slot made the source keep while nobody consumed it.
 async fn warn_retained(source: &tokio_postgres::Client, slot: &str, observer: Observer<'_>) {
     if let Ok(Some(r)) = super::source_watch::read_retention(source, slot).await {
-        tracing::info!(
-            "resuming slot {slot}: {} (kept since the slot was last read)",
-            r.describe()
-        );
+        // Reported once, by the caller.
         observer(FollowEvent::RetainedWhileStopped(r));
     }
 }
@@ -491,13 +494,13 @@ async fn session_on_own_thread(
     names: &ObjectNames,
     opts: &FollowOptions,
     observer: Observer<'_>,
-    applied_tx: &watch::Sender<Lsn>,
+    applied: &Applied,
     shutdown: watch::Receiver<bool>,
 ) -> Result<FollowOutcome, FollowError> {
     let (events_tx, mut events) = mpsc::unbounded_channel::<FollowEvent>();
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let (src, dst, names, opts) = (src.clone(), dst.clone(), names.clone(), opts.clone());
-    let applied_tx = applied_tx.clone();
+    let applied = applied.clone();
     let spawned = std::thread::Builder::new()
         .name("pgferry-stream".into())
         .spawn(move || {
@@ -521,7 +524,7 @@ async fn session_on_own_thread(
                         let _ = events_tx.send(event);
                     };
                     let result =
-                        session(&src, &dst, &names, &opts, &relay, &applied_tx, stop_rx).await;
+                        session(&src, &dst, &names, &opts, &relay, &applied, stop_rx).await;
                     watcher.abort();
                     result
                 }),
@@ -548,6 +551,14 @@ async fn session_on_own_thread(
     }
 }
 
+/// How far apply got, shared by the streaming sessions of one follow: the applied position
+/// (what feedback may confirm) and the source transactions committed on the target.
+#[derive(Clone)]
+struct Applied {
+    lsn: watch::Sender<Lsn>,
+    transactions: Arc<AtomicU64>,
+}
+
 enum SessionEnd {
     Cutover { lag: u64 },
     Shutdown,
@@ -561,7 +572,7 @@ async fn session(
     names: &ObjectNames,
     opts: &FollowOptions,
     observer: Observer<'_>,
-    applied_tx: &watch::Sender<Lsn>,
+    applied: &Applied,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<FollowOutcome, FollowError> {
     let target = open("target", dst).await?;
@@ -585,10 +596,11 @@ async fn session(
         &names.slot,
         stored,
         opts.batch,
-        applied_tx.clone(),
+        applied.lsn.clone(),
         opts.create_aiven_extras,
     )
     .await?;
+    applier.count_transactions_into(applied.transactions.clone());
     let mode = applier.mode();
     tracing::info!("applying changes with {}", mode.describe());
     // Triggers and rules that would fire during apply stay off until the cutover.
@@ -665,7 +677,7 @@ async fn session(
     });
 
     let (tx, mut rx) = mpsc::channel::<Vec<ApplyItem>>(64);
-    let applied_rx = applied_tx.subscribe();
+    let applied_rx = applied.lsn.subscribe();
     let stream_side = async {
         let ended = tokio::select! {
             r = pump(&mut stream, tx, applied_rx.clone(), start, status_interval, options.proto_version) => {
@@ -673,7 +685,7 @@ async fn session(
                 // The applier hung up: its own error tells why.
                 SessionEnd::Shutdown
             }
-            end = monitor(&source.client, &applied_rx, opts, names, observer, &mut shutdown) => end?,
+            end = monitor(&source.client, &applied_rx, &applied.transactions, opts, names, observer, &mut shutdown) => end?,
         };
         // `tx` is gone with the pump: the applier finishes what it has and returns.
         Ok::<_, FollowError>(ended)
@@ -707,7 +719,7 @@ async fn session(
     };
     let (ended, ()) = tokio::try_join!(stream_side, apply_side)?;
 
-    let applied = *applied_tx.borrow();
+    let applied = *applied.lsn.borrow();
     // Tell the server where we are, then leave COPY mode.
     stream.send_status(applied, applied, applied, false).await?;
     let mut repl = stream.stop().await?;
@@ -756,6 +768,7 @@ async fn session(
 async fn monitor(
     source: &tokio_postgres::Client,
     applied: &watch::Receiver<Lsn>,
+    transactions: &AtomicU64,
     opts: &FollowOptions,
     names: &ObjectNames,
     observer: Observer<'_>,
@@ -781,9 +794,18 @@ async fn monitor(
             // The insert position, not pg_current_wal_lsn() (the write position): with
             // synchronous_commit = off a committed transaction may not be written yet, and a
             // cutover at "lag 0" would leave it behind.
-            .query_one("SELECT pg_catalog.pg_current_wal_insert_lsn()::text", &[])
+            // The lag in time as the server measures it for our walsender (PostgreSQL 10+).
+            .query_one(
+                "SELECT pg_catalog.pg_current_wal_insert_lsn()::text, \
+                        (SELECT extract(epoch FROM r.replay_lag)::float8 \
+                           FROM pg_catalog.pg_stat_replication r \
+                           JOIN pg_catalog.pg_replication_slots s ON s.active_pid = r.pid \
+                          WHERE s.slot_name = $1)",
+                &[&names.slot],
+            )
             .await
             .map_err(|e| FollowError::source("reading the current WAL position", e))?;
+        let replay_lag: Option<f64> = row.get(1);
         let current: Lsn =
             row.get::<_, String>(0)
                 .parse()
@@ -794,10 +816,12 @@ async fn monitor(
         let done = *applied.borrow();
         let lag = current.0.saturating_sub(done.0);
         if last_report.is_none_or(|t| t.elapsed() >= opts.lag_interval) {
-            tracing::info!("replication lag: {lag} bytes (applied {done})");
             observer(FollowEvent::Lag {
                 bytes: lag,
                 applied: done,
+                // The server shows no lag once the walsender caught up and idles.
+                seconds: replay_lag.or((lag == 0).then_some(0.0)),
+                transactions: transactions.load(std::sync::atomic::Ordering::Relaxed),
             });
             last_report = Some(Instant::now());
         }

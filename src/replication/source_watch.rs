@@ -208,13 +208,7 @@ impl SourceWatch {
         guard::enforce(client, &self.names.publication).await?;
         let missing = guard::not_published(client, &self.names.publication, &self.filter).await?;
         if self.not_replicated.as_ref() != Some(&missing) {
-            if !missing.is_empty() {
-                tracing::warn!(
-                    "not replicated (created on the source after the copy started, or removed \
-                     from the publication because they lost their replica identity): {}",
-                    missing.join(", ")
-                );
-            }
+            // Reported once, by the caller (FollowEvent::NotReplicated).
             tick.not_replicated = Some(missing.clone());
             self.not_replicated = Some(missing);
         }
