@@ -57,8 +57,8 @@ fn regress_dir(major: u32) -> Result<PathBuf, String> {
     // The suite must be the server's major: regress.so carries the major in its magic block
     // and the SQL uses what that major has.
     let header = dir.join("../../include/pg_config.h");
-    let text = std::fs::read_to_string(&header)
-        .map_err(|e| format!("{}: {e}", header.display()))?;
+    let text =
+        std::fs::read_to_string(&header).map_err(|e| format!("{}: {e}", header.display()))?;
     let want = format!("#define PG_MAJORVERSION \"{major}\"");
     if !text.lines().any(|l| l.trim() == want) {
         return Err(format!(
@@ -110,7 +110,10 @@ fn build_regression_database() -> Result<Cluster, String> {
         .arg(format!("--outputdir={}", out.display()))
         .arg(format!("--bindir={}", bindir.display()))
         .arg(format!("--dlpath={}", dir.display()))
-        .arg(format!("--schedule={}", dir.join("parallel_schedule").display()))
+        .arg(format!(
+            "--schedule={}",
+            dir.join("parallel_schedule").display()
+        ))
         .arg("--max-connections=1")
         .arg(format!("--host={}", cluster.host()))
         .arg(format!("--port={port}"))
@@ -216,7 +219,11 @@ fn schema_of_the_regression_database_restores_with_zero_diff() {
         return;
     };
     let out = pgferry(&["schema", "-s", &cluster.uri(REGRESSION)]);
-    assert!(out.status.success(), "pgferry schema: {}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "pgferry schema: {}",
+        output_text(&out)
+    );
     let script = String::from_utf8(out.stdout).expect("the script is UTF-8");
     let db = support::fresh_db(cluster, "regression_schema");
     if let Err(e) = psql_apply(cluster, &db, &script, true) {
@@ -241,5 +248,9 @@ fn regression_database_clones_and_verifies() {
     assert!(out.status.success(), "pgferry clone: {}", output_text(&out));
     assert_same_dump(cluster, "clone", &target);
     let out = pgferry(&["verify", "-s", &src, "-t", &dst]);
-    assert!(out.status.success(), "pgferry verify: {}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "pgferry verify: {}",
+        output_text(&out)
+    );
 }
