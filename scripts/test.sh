@@ -6,7 +6,9 @@
 #   - PostGIS for each Debian PostgreSQL major, when packages can be installed (the
 #     extension-configuration-table tests say SKIPPED without it);
 #   - the other majors (10 to 18) and PostgreSQL 18's client tools for tests/version_matrix.rs,
-#     through scripts/fetch-pg.sh (cached; the tests of a missing major say SKIPPED).
+#     through scripts/fetch-pg.sh (cached; the tests of a missing major say SKIPPED);
+#   - PostgreSQL's regression suite for tests/regression_db.rs, through
+#     scripts/fetch-regress.sh (cached; without it those tests say SKIPPED).
 # On a machine that has everything it only checks (a few seconds). Arguments go to cargo test
 # (e.g. `scripts/test.sh --test version_matrix -- --nocapture`).
 set -euo pipefail
@@ -33,6 +35,14 @@ if fetched="$(scripts/fetch-pg.sh)"; then
   export_fetched "$fetched"
 else
   say "WARNING: could not fetch the other PostgreSQL majors: their version-matrix tests will be SKIPPED"
+fi
+
+# PostgreSQL's own regression suite for tests/regression_db.rs (cached; built from the Debian
+# source package of the installed server, which it leaves untouched).
+if fetched="$(scripts/fetch-regress.sh)"; then
+  export "${fetched#export }"
+else
+  say "WARNING: could not fetch or build PostgreSQL's regression suite: tests/regression_db.rs will be SKIPPED"
 fi
 
 # --all-targets unless the arguments (before `--`) choose targets themselves, so that

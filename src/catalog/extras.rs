@@ -480,7 +480,8 @@ async fn acl_changes(client: &Client) -> Result<Vec<AclChange>, CatalogError> {
                pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
                pg_catalog.pg_get_userbyid(p.proowner) AS owner, ext.refobjid AS extension,
                p.proacl::text[] AS acl,
-               COALESCE(ip.initprivs, pg_catalog.acldefault('f', p.proowner))::text[] AS baseline
+               COALESCE(ip.initprivs, pg_catalog.acldefault('f', p.proowner))::text[] AS baseline,
+               NULL::name AS col
         FROM pg_catalog.pg_proc p
         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
         LEFT JOIN ext ON ext.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND ext.objid = p.oid
@@ -491,7 +492,8 @@ async fn acl_changes(client: &Client) -> Result<Vec<AclChange>, CatalogError> {
         UNION ALL
         SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname, NULL,
                pg_catalog.pg_get_userbyid(c.relowner), ext.refobjid, c.relacl::text[],
-               COALESCE(ip.initprivs, pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner))::text[]
+               COALESCE(ip.initprivs, pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner))::text[],
+               NULL
         FROM pg_catalog.pg_class c
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN ext ON ext.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ext.objid = c.oid
@@ -501,7 +503,19 @@ async fn acl_changes(client: &Client) -> Result<Vec<AclChange>, CatalogError> {
           AND c.relacl IS NOT NULL
           AND c.relacl IS DISTINCT FROM COALESCE(ip.initprivs,
               pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner))
-        ORDER BY 1, 2, 3, 4";
+        UNION ALL
+        SELECT 'TABLE', n.nspname, c.relname, NULL, pg_catalog.pg_get_userbyid(c.relowner), ext.refobjid,
+               a.attacl::text[], COALESCE(ip.initprivs, '{}')::text[], a.attname
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN ext ON ext.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ext.objid = c.oid
+        LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             AND ip.objoid = c.oid AND ip.objsubid = a.attnum
+        WHERE (ext.objid IS NOT NULL OR (c.oid < 16384 AND n.nspname = 'pg_catalog')) AND c.relkind IN ('r', 'v', 'm', 'f', 'p')
+          AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+          AND a.attacl IS DISTINCT FROM COALESCE(ip.initprivs, '{}')
+        ORDER BY 1, 2, 3, 4, 9";
     let mut out = Vec::new();
     for r in query(client, W, sql).await? {
         out.push(AclChange {
@@ -511,6 +525,7 @@ async fn acl_changes(client: &Client) -> Result<Vec<AclChange>, CatalogError> {
             args: get(&r, W, "args")?,
             owner: get(&r, W, "owner")?,
             extension: get(&r, W, "extension")?,
+            column: get(&r, W, "col")?,
             acl: acl(&r, W, "acl", "baseline")?,
         });
     }

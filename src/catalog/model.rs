@@ -774,5 +774,7 @@ pub struct AclChange {
     pub owner: String,
     /// The extension it belongs to, if any (its ACL can only be changed once it exists).
     pub extension: Option<u32>,
+    /// For column privileges (`GRANT SELECT(col) ON TABLE pg_catalog.pg_authid`): the column.
+    pub column: Option<String>,
     pub acl: Acl,
 }

@@ -337,8 +337,12 @@ pub fn render_extra(m: &Model, item: Item, opts: &DumpOptions) -> Option<String>
                         .collect()
                 })
                 .unwrap_or_default();
-            if let Some(st) = &k.storage {
-                items.push(format!("STORAGE {st}"));
+            match &k.storage {
+                Some(st) => items.push(format!("STORAGE {st}")),
+                // A class of no members still needs something after AS: its own type as
+                // storage is the same as none (the server drops it).
+                None if items.is_empty() => items.push(format!("STORAGE {}", k.input_type)),
+                None => {}
             }
             let default = if k.default { "DEFAULT " } else { "" };
             let fam = match family {
@@ -361,7 +365,24 @@ pub fn render_extra(m: &Model, item: Item, opts: &DumpOptions) -> Option<String>
                 Some(args) => format!("{}({args})", qualified(&a.schema, &a.name)),
                 None => qualified(&a.schema, &a.name),
             };
-            privileges(&a.kind, &name, &a.owner, &a.acl, opts)
+            match &a.column {
+                Some(col) if !opts.no_privileges => {
+                    let col = quote_ident(col);
+                    acl_statements(
+                        &Target {
+                            kind: &a.kind,
+                            name: &name,
+                            column: Some(&col),
+                            owner: &a.owner,
+                            prefix: "",
+                            set_role: opts.grants_by_set_role,
+                        },
+                        &a.acl,
+                    )
+                }
+                Some(_) => String::new(),
+                None => privileges(&a.kind, &name, &a.owner, &a.acl, opts),
+            }
         }
         _ => return None,
     })

@@ -617,7 +617,11 @@ fn with_options(r: &Relation) -> Vec<String> {
 fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
     let name = qualified(&r.schema, &r.name);
     let cols = columns(m, r.oid);
-    let inherits = !r.is_partition && !r.parents.is_empty();
+    let child = !r.is_partition && !r.parents.is_empty();
+    // A child whose columns are not in the order CREATE TABLE … INHERITS would give them is
+    // created on its own and attached with ALTER TABLE … INHERIT (which keeps its order).
+    let attach_later = child && inherit_keeps_order_only_attached(m, r, cols);
+    let inherits = child && !attach_later;
     let mut lines = Vec::new();
     let mut after = String::new();
     for c in cols {
@@ -655,7 +659,18 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
             super::extras::options_clause(&c.fdw_options),
             collate(&c.collation)
         );
-        if let Some(d) = &c.default {
+        // Before PostgreSQL 16 a child may not state the generation expression of a column
+        // it shares with a parent: it inherits the parent's.
+        let parent_generates = inherits
+            && c.inh_count > 0
+            && !c.generated.is_empty()
+            && m.catalog.server_version_num < 160000
+            && r.parents.iter().any(|p| {
+                columns(m, *p)
+                    .iter()
+                    .any(|pc| pc.name == c.name && !pc.generated.is_empty())
+            });
+        if let Some(d) = c.default.as_ref().filter(|_| !parent_generates) {
             match c.generated.as_str() {
                 "s" => l.push_str(&format!(" GENERATED ALWAYS AS ({d}) STORED")),
                 "v" => l.push_str(&format!(" GENERATED ALWAYS AS ({d}) VIRTUAL")),
@@ -720,46 +735,22 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
         out.push_str("\nWITH OIDS");
     }
     out.push_str(";\n");
-    out.push_str(&after);
-
-    for c in cols {
-        let col = quote_ident(&c.name);
-        if c.identity == "a" || c.identity == "d" {
-            out.push_str(&identity(m, r, c, opts));
-        }
-        if let Some(s) = &c.storage {
-            let st = match s.as_str() {
-                "p" => "PLAIN",
-                "e" => "EXTERNAL",
-                "m" => "MAIN",
-                _ => "EXTENDED",
-            };
+    if attach_later {
+        for p in &r.parents {
             out.push_str(&format!(
-                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET STORAGE {st};\n"
-            ));
-        }
-        if let Some(comp) = &c.compression {
-            let method = match comp.as_str() {
-                "p" => "pglz",
-                "l" => "lz4",
-                other => other,
-            };
-            out.push_str(&format!(
-                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET COMPRESSION {method};\n"
-            ));
-        }
-        if let Some(n) = c.stat_target {
-            out.push_str(&format!(
-                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET STATISTICS {n};\n"
-            ));
-        }
-        if !c.options.is_empty() {
-            out.push_str(&format!(
-                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET ({});\n",
-                c.options.join(", ")
+                "ALTER TABLE ONLY {name} INHERIT {};\n",
+                rel_name_by_oid(m, *p)
             ));
         }
     }
+    out.push_str(&after);
+
+    for c in cols {
+        if c.identity == "a" || c.identity == "d" {
+            out.push_str(&identity(m, r, c, opts));
+        }
+    }
+    out.push_str(&column_settings(&name, cols));
     // Foreign tables have no replica identity to set.
     match r.replident.as_str().chars().next().filter(|_| !foreign) {
         Some('f') => out.push_str(&format!("ALTER TABLE ONLY {name} REPLICA IDENTITY FULL;\n")),
@@ -798,6 +789,88 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
     out.push_str(&privileges("TABLE", &name, &r.owner, &r.acl, opts));
     out.push_str(&column_privileges(&name, &r.owner, cols, opts));
     out
+}
+
+/// Per-column settings after CREATE: storage, compression, statistics target and
+/// `n_distinct` options (tables and materialized views alike).
+fn column_settings(name: &str, cols: &[Column]) -> String {
+    let mut out = String::new();
+    for c in cols {
+        let col = quote_ident(&c.name);
+        if let Some(s) = &c.storage {
+            let st = match s.as_str() {
+                "p" => "PLAIN",
+                "e" => "EXTERNAL",
+                "m" => "MAIN",
+                _ => "EXTENDED",
+            };
+            out.push_str(&format!(
+                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET STORAGE {st};\n"
+            ));
+        }
+        if let Some(comp) = &c.compression {
+            let method = match comp.as_str() {
+                "p" => "pglz",
+                "l" => "lz4",
+                other => other,
+            };
+            out.push_str(&format!(
+                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET COMPRESSION {method};\n"
+            ));
+        }
+        if let Some(n) = c.stat_target {
+            out.push_str(&format!(
+                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET STATISTICS {n};\n"
+            ));
+        }
+        if !c.options.is_empty() {
+            out.push_str(&format!(
+                "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET ({});\n",
+                c.options.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// Whether an inheritance child must be created on its own and attached with ALTER TABLE …
+/// INHERIT: CREATE TABLE … INHERITS puts the parents' columns first (in their order, merging
+/// the child's own of the same name into them), then the child's other columns; a child
+/// that was attached to its parent later (or whose parent changed) can have another order.
+/// Attaching keeps the order but makes every column and CHECK constraint the child's own, so
+/// this is only done when they all are already (otherwise the order is given up, as pg_dump
+/// does).
+fn inherit_keeps_order_only_attached(m: &Model, r: &Relation, cols: &[Column]) -> bool {
+    if r.parents.iter().any(|p| !m.relations.contains_key(p)) {
+        return false;
+    }
+    let mut natural: Vec<&str> = Vec::new();
+    for p in &r.parents {
+        for pc in columns(m, *p) {
+            if !natural.contains(&pc.name.as_str()) {
+                natural.push(&pc.name);
+            }
+        }
+    }
+    for c in cols {
+        if !natural.contains(&c.name.as_str()) {
+            natural.push(&c.name);
+        }
+    }
+    let actual: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+    if natural == actual {
+        return false;
+    }
+    let all_local = cols.iter().all(|c| {
+        c.is_local
+            && c.not_null_constraint
+                .as_ref()
+                .map_or(true, |nn| nn.is_local)
+    });
+    let checks_local = table_constraints(m, r.oid)
+        .filter(|con| con.kind == "c")
+        .all(|con| con.is_local && con.validated && !m.separate_checks.contains(&con.oid));
+    all_local && checks_local
 }
 
 /// The NOT NULL of a column written in CREATE TABLE: ` NOT NULL`, or
@@ -911,11 +984,11 @@ fn identity(m: &Model, r: &Relation, c: &Column, opts: &DumpOptions) -> String {
         quote_ident(&c.name),
         options.join("\n    ")
     );
-    if srel.persistence == "u" && r.persistence != "u" {
-        out.push_str(&format!(
-            "ALTER SEQUENCE {} SET UNLOGGED;\n",
-            qualified(&srel.schema, &srel.name)
-        ));
+    // The sequence starts as persistent as its table; a different one is set afterwards.
+    match (srel.persistence.as_str(), r.persistence.as_str()) {
+        ("u", "p") => out.push_str(&format!("ALTER SEQUENCE {seq_name} SET UNLOGGED;\n")),
+        ("p", "u") => out.push_str(&format!("ALTER SEQUENCE {seq_name} SET LOGGED;\n")),
+        _ => {}
     }
     // The sequence is not an object of its own here, so its comment and grants come along.
     out.push_str(&comment("SEQUENCE", &seq_name, &srel.comment));
@@ -960,6 +1033,9 @@ fn view(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
         )
     };
     let cols = columns(m, r.oid);
+    if r.kind == RelKind::MatView {
+        out.push_str(&column_settings(&name, cols));
+    }
     if r.kind == RelKind::View {
         for c in cols {
             if let Some(d) = &c.default {
