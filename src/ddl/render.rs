@@ -865,7 +865,7 @@ fn inherit_keeps_order_only_attached(m: &Model, r: &Relation, cols: &[Column]) -
         c.is_local
             && c.not_null_constraint
                 .as_ref()
-                .map_or(true, |nn| nn.is_local)
+                .is_none_or(|nn| nn.is_local)
     });
     let checks_local = table_constraints(m, r.oid)
         .filter(|con| con.kind == "c")
