@@ -861,12 +861,9 @@ fn inherit_keeps_order_only_attached(m: &Model, r: &Relation, cols: &[Column]) -
     if natural == actual {
         return false;
     }
-    let all_local = cols.iter().all(|c| {
-        c.is_local
-            && c.not_null_constraint
-                .as_ref()
-                .is_none_or(|nn| nn.is_local)
-    });
+    let all_local = cols
+        .iter()
+        .all(|c| c.is_local && c.not_null_constraint.as_ref().is_none_or(|nn| nn.is_local));
     let checks_local = table_constraints(m, r.oid)
         .filter(|con| con.kind == "c")
         .all(|con| con.is_local && con.validated && !m.separate_checks.contains(&con.oid));
