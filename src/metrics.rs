@@ -168,7 +168,33 @@ pub fn render(views: &[DbView]) -> Result<String, std::fmt::Error> {
     }
     let mut out = String::new();
     encode(&mut out, &registry)?;
-    Ok(out)
+    Ok(sorted_samples(&out))
+}
+
+/// The crate's families keep their samples in a hash map: sorts the samples of each family
+/// (the lines between two `#` lines) so that the page reads the same from one scrape to the next.
+fn sorted_samples(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut samples: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            samples.sort_unstable();
+            for s in samples.drain(..) {
+                out.push_str(s);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+        } else {
+            samples.push(line);
+        }
+    }
+    samples.sort_unstable();
+    for s in samples {
+        out.push_str(s);
+        out.push('\n');
+    }
+    out
 }
 
 /// Binds `addr` (before the run starts, so that a taken port is reported at once).
@@ -300,5 +326,33 @@ mod tests {
         }
         // No streaming series for a database that does not stream yet.
         assert!(!text.contains("pgferry_replication_lag_bytes{database=\"shop\"}"));
+    }
+
+    #[test]
+    fn samples_are_sorted_within_each_family() {
+        let board = Board::new();
+        for db in ["zeta", "alpha", "mid"] {
+            board.phase(db, "copy");
+            board.copied(db, 1, 1);
+        }
+        let text = render(&board.views()).unwrap();
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("pgferry_rows_copied_total"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "pgferry_rows_copied_total{database=\"alpha\"} 1",
+                "pgferry_rows_copied_total{database=\"mid\"} 1",
+                "pgferry_rows_copied_total{database=\"zeta\"} 1",
+            ]
+        );
+        assert_eq!(
+            render(&board.views()).unwrap(),
+            text,
+            "two scrapes read the same"
+        );
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -787,6 +787,9 @@ impl Context<'_> {
 
     fn on_follow_event(&self, db: &str, streaming: &AtomicBool, event: FollowEvent) {
         self.live(|b| b.follow_event(db, &event));
+        // This process already streamed this database: a new follow session is the cutover
+        // request restarting it, not a resume after a stop — no warning about retained WAL.
+        let restarted = streaming.load(Ordering::SeqCst);
         match event {
             FollowEvent::ReplicaIdentityFull(tables) => self.out.message(
                 Some(db),
@@ -818,8 +821,12 @@ impl Context<'_> {
             FollowEvent::Resuming { from, .. } => {
                 streaming.store(true, Ordering::SeqCst);
                 self.phase(db, "streaming", "syncing");
-                self.out
-                    .message(Some(db), &format!("resuming streaming from {from}"));
+                if restarted {
+                    self.out.detail(db, &format!("streaming again from {from}"));
+                } else {
+                    self.out
+                        .message(Some(db), &format!("resuming streaming from {from}"));
+                }
             }
             FollowEvent::Streaming { .. } => {}
             // Shown by the live view.
@@ -862,13 +869,17 @@ impl Context<'_> {
                 held: true,
             }),
             FollowEvent::RetainedWhileStopped(r) => {
-                self.out.message(
-                    Some(db),
-                    &format!(
-                        "WARNING: resuming: {} (kept since the slot was last read)",
-                        r.describe()
-                    ),
-                );
+                if restarted {
+                    self.out.detail(db, &r.describe());
+                } else {
+                    self.out.message(
+                        Some(db),
+                        &format!(
+                            "WARNING: resuming: {} (kept since the slot was last read)",
+                            r.describe()
+                        ),
+                    );
+                }
                 self.send(Update::Retention {
                     db: db.to_owned(),
                     bytes: r.retained_bytes.map(|b| b.min(i64::MAX as u64) as i64),
