@@ -382,10 +382,11 @@ fn bench_measures_and_cleans_up() {
     assert!(out.status.success(), "{}", text(&out));
     let report = text(&out);
     for line in [
-        "COPY TO (source read)",
-        "COPY FROM (target write)",
-        "pipe, 1 job",
-        "pipe, 2 jobs",
+        "COPY TO, binary (source)",
+        "COPY FROM, binary (target)",
+        "pipe, binary, 1 job",
+        "pipe, binary, 2 jobs",
+        "recommended: -j ",
     ] {
         assert!(report.contains(line), "missing {line:?} in {report}");
     }
