@@ -3,6 +3,7 @@
 #
 #   PGBIN=...; source benches/lib.sh
 #   bench_pair NAME "-c wal_level=logical ..."   # → $WORK, $SP, $DP; psql_s, psql_d, uri_s, uri_d
+#   bench_single NAME "..."                      # → $WORK, $SP; psql_s, uri_s
 #   t0=$(now); ...; since "$t0"; median 1.2 1.4 1.3
 #
 # A script that starts processes of its own sets BENCH_ON_EXIT to a command run first on exit.
@@ -38,6 +39,21 @@ bench_pair() {
   SP=$(free_port); start_cluster src "$SP" "${2:-}"
   DP=$(free_port); start_cluster dst "$DP" "${2:-}"
   export PGHOST=127.0.0.1 PGUSER=postgres PGOPTIONS="-c client_min_messages=warning"
+}
+
+# bench_single NAME EXTRA-SETTINGS: one cluster (as the source: $SP, psql_s, uri_s) under a fresh $WORK.
+bench_single() {
+  WORK=$(mktemp -d "/tmp/pgferry-$1.XXXXXX")
+  chmod 755 "$WORK"
+  trap bench_cleanup EXIT
+  SP=$(free_port); start_cluster src "$SP" "${2:-}"
+  export PGHOST=127.0.0.1 PGUSER=postgres PGOPTIONS="-c client_min_messages=warning"
+}
+
+# peak_rss_kb COMMAND...: runs it (stdout and stderr as they are) and prints its peak RSS in
+# kB on the last line of stdout.
+peak_rss_kb() {
+  python3 -c 'import resource,subprocess,sys; subprocess.run(sys.argv[1:],check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
 }
 
 psql_s() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$SP" "$@"; }
