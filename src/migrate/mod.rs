@@ -688,7 +688,12 @@ impl Context<'_> {
 
         let streaming = Arc::new(AtomicBool::new(resume));
         let mut cutover_at = self.opts.cutover_at_lag;
+        // Follow sessions this process started for the database: the second one is the
+        // cutover request restarting the stream, not a resume after a stop.
+        let mut sessions = 0u32;
         loop {
+            let restarted = sessions > 0;
+            sessions += 1;
             if let Control::CutOver(lag) = *self.control.borrow() {
                 cutover_at = Some(lag);
             }
@@ -737,7 +742,7 @@ impl Context<'_> {
                         p.take();
                     }
                 }
-                self.on_follow_event(db, &streaming, event)
+                self.on_follow_event(db, &streaming, restarted, event)
             };
             let result = follow_database(
                 &src_db,
@@ -785,11 +790,16 @@ impl Context<'_> {
         }
     }
 
-    fn on_follow_event(&self, db: &str, streaming: &AtomicBool, event: FollowEvent) {
+    /// `restarted`: this process already streamed the database and the cutover request
+    /// restarted the session — not a resume after a stop, so no warning about retained WAL.
+    fn on_follow_event(
+        &self,
+        db: &str,
+        streaming: &AtomicBool,
+        restarted: bool,
+        event: FollowEvent,
+    ) {
         self.live(|b| b.follow_event(db, &event));
-        // This process already streamed this database: a new follow session is the cutover
-        // request restarting it, not a resume after a stop — no warning about retained WAL.
-        let restarted = streaming.load(Ordering::SeqCst);
         match event {
             FollowEvent::ReplicaIdentityFull(tables) => self.out.message(
                 Some(db),

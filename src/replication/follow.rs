@@ -184,6 +184,13 @@ pub enum FollowError {
          one first (`pgferry stop`, Ctrl-C), or leave it running; two cannot share a slot"
     )]
     SlotInUse { slot: String, holder: String },
+    #[error(
+        "another session still applies the changes of slot \"{slot}\" into target database \
+         \"{database}\" (its applier lock was held for {}s): another pgferry streams this \
+         database, or a previous session of this one is stuck; stop the other one first",
+        APPLIER_LOCK_WAIT.as_secs()
+    )]
+    ApplierBusy { slot: String, database: String },
     #[error("cannot start the streaming thread: {0}")]
     Runtime(String),
     #[error("gave up after retrying for {}s: {source}", .after.as_secs())]
@@ -221,6 +228,10 @@ impl FollowError {
         }
     }
 }
+
+/// How long a new streaming session waits for the previous applier of its slot to finish
+/// (its last commit, its connection closing) before giving up.
+const APPLIER_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// Reports events; the CLI prints them, tests ignore them.
 pub type Observer<'a> = &'a (dyn Fn(FollowEvent) + Send + Sync);
@@ -579,6 +590,17 @@ async fn session(
     let target_major = server_major(&target.client)
         .await
         .map_err(|e| FollowError::target("reading the server version", e))?;
+    // One applier per slot: a previous session's applier may still be committing its last
+    // batch; the position is read once it is gone (see state::lock_applier).
+    if !state::lock_applier(&target.client, &names.slot, APPLIER_LOCK_WAIT)
+        .await
+        .map_err(|e| FollowError::target("taking the applier lock", e))?
+    {
+        return Err(FollowError::ApplierBusy {
+            slot: names.slot.clone(),
+            database: dst.dbname.clone(),
+        });
+    }
     let stored = state::load(&target.client, &names.slot)
         .await
         .map_err(|e| FollowError::target("reading the applied position", e))?

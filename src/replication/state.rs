@@ -17,6 +17,39 @@ pub const STORE_SQL: &str = "INSERT INTO pgferry.apply_progress AS p (slot, lsn,
      VALUES ($1, $2::text::pg_lsn, now()) \
      ON CONFLICT (slot) DO UPDATE SET lsn = excluded.lsn, updated_at = excluded.updated_at";
 
+/// First key of the applier lock (two-key advisory locks are a key space of their own, apart
+/// from migrate's one-key run lock): "pgfa".
+const APPLIER_LOCK_CLASS: i32 = 0x7067_6661;
+
+/// Takes the session-level "one applier per slot" advisory lock on `client`'s target database,
+/// waiting up to `wait` for a previous holder to go. `Ok(false)`: still held after `wait`.
+///
+/// Why: a streaming session that ends (an error, an abandoned session) may still be
+/// committing its last batch on its own connection; a new session that read the stored
+/// position before that commit would apply those transactions again. Holding this lock from
+/// before reading the position until the applier's connection closes makes appliers of one
+/// slot take turns, so the position read is always the last one committed.
+pub async fn lock_applier(
+    client: &Client,
+    slot: &str,
+    wait: std::time::Duration,
+) -> Result<bool, tokio_postgres::Error> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let got: bool = client
+            .query_one(
+                "SELECT pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2))",
+                &[&APPLIER_LOCK_CLASS, &slot],
+            )
+            .await?
+            .get(0);
+        if got || std::time::Instant::now() >= deadline {
+            return Ok(got);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn ensure(client: &Client) -> Result<(), tokio_postgres::Error> {
     client.batch_execute(ENSURE_SQL).await
 }
