@@ -281,6 +281,18 @@ pub struct OwnershipArgs {
     /// Leave out GRANT/REVOKE (objects', columns', default and database privileges).
     #[arg(long = "no-privileges")]
     pub no_privileges: bool,
+    #[command(flatten)]
+    pub publications: PublicationsArg,
+}
+
+/// `--no-publications`, for every command that writes a schema or restores one.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct PublicationsArg {
+    /// Leave out the source's publications (as pg_dump --no-publications). Without it they
+    /// are created on the target after the data, as on the source (pgferry's own excepted);
+    /// one the target refuses is reported by name.
+    #[arg(long = "no-publications")]
+    pub no_publications: bool,
 }
 
 /// How rows travel: binary is fastest, text is what works across major versions.
@@ -712,6 +724,8 @@ pub struct RestoreArgs {
     /// Skip ANALYZE of the loaded tables.
     #[arg(long = "skip-analyze")]
     pub skip_analyze: bool,
+    #[command(flatten)]
+    pub publications: PublicationsArg,
     /// Progress as JSON events on stdout instead of bars.
     #[arg(long)]
     pub json: bool,

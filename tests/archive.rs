@@ -81,15 +81,12 @@ fn restore(archive: &Path, db: &str, extra: &[&str]) -> Output {
     pgferry(&args)
 }
 
-/// Schema identical (publications aside: the schema engine leaves them out on purpose) and
+/// Schema identical (the source's publications included: the archive keeps them) and
 /// `pgferry verify` clean.
 fn assert_same(name: &str, db: &str) {
     let src = shared_cluster();
     let dst = target_cluster();
-    let a: Vec<String> = pg_dump_schema(src, db)
-        .into_iter()
-        .filter(|l| !l.contains("PUBLICATION"))
-        .collect();
+    let a = pg_dump_schema(src, db);
     let b = pg_dump_schema(dst, db);
     if a != b {
         let diff: Vec<String> = a

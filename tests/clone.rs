@@ -101,20 +101,10 @@ fn clone_and_check(name: &str, sql: &str, extra: &[&str]) -> (String, String) {
         "clone of {name} failed: {}",
         text(&out)
     );
-    // Publications are left out on purpose (a migrated database must not start publishing
-    // as well); everything else must be identical.
-    let without_publications = |lines: Vec<String>| -> Vec<String> {
-        lines
-            .into_iter()
-            .filter(|l| !l.contains("PUBLICATION"))
-            .collect()
-    };
-    let a = without_publications(pg_dump_schema(src, &db));
+    // Everything identical, the source's own publications included (pgferry's own are
+    // never copied: clone_follow tests check that).
+    let a = pg_dump_schema(src, &db);
     let b = pg_dump_schema(dst, &db);
-    assert!(
-        !b.iter().any(|l| l.contains("PUBLICATION")),
-        "{name}: a publication reached the target"
-    );
     if a != b {
         let diff: Vec<String> = a
             .iter()
@@ -350,6 +340,83 @@ fn schema_command_output_applies_with_psql() {
     assert!(
         pre.contains("CREATE TABLE app.\"Order\"") && !pre.contains("CREATE INDEX"),
         "{pre}"
+    );
+}
+
+/// The source's publications are part of the schema (as in pg_dump -s), pgferry's own never
+/// is; `--no-publications` leaves them out; a target user who may not create one (FOR ALL
+/// TABLES needs a superuser) gets a warning naming it, and the rest of the clone goes on.
+#[test]
+fn publications_are_reproduced_but_never_pgferrys_own() {
+    let src = shared_cluster();
+    let db = fresh_db(src, "pubs");
+    psql(
+        src,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         CREATE PUBLICATION app_pub FOR TABLE t WITH (publish = 'insert');
+         CREATE PUBLICATION app_all FOR ALL TABLES;",
+    );
+    // pgferry's own publication for this database, as a running migration leaves it.
+    psql(
+        src,
+        &db,
+        &format!("CREATE PUBLICATION pgferry_{db}_pub FOR TABLE t"),
+    );
+    let out = pgferry(&["schema", "-s", &src.uri(&db)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        script.contains("CREATE PUBLICATION app_pub WITH (publish = 'insert')")
+            && script.contains("ALTER PUBLICATION app_pub ADD TABLE ONLY public.t;")
+            && script.contains("CREATE PUBLICATION app_all FOR ALL TABLES"),
+        "{script}"
+    );
+    assert!(!script.contains("pgferry_"), "{script}");
+    let out = pgferry(&["schema", "-s", &src.uri(&db), "--no-publications"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("PUBLICATION"));
+
+    // Into a database owned by a user who is not a superuser: FOR ALL TABLES is refused by
+    // the server and reported by name; app_pub is created.
+    let dst = target_cluster();
+    psql(
+        dst,
+        "postgres",
+        "DO $$BEGIN CREATE ROLE pub_owner LOGIN CREATEDB; EXCEPTION WHEN duplicate_object THEN NULL; END$$",
+    );
+    let target_db = format!("{db}_as_user");
+    let dst_uri = dst.uri(&target_db).replacen("postgres@", "pub_owner@", 1);
+    let out = pgferry(&["clone", "-s", &src.uri(&db), "-t", &dst_uri, "--no-owner"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = text(&out);
+    assert!(
+        log.contains("publication not reproduced: CREATE PUBLICATION app_all FOR ALL TABLES"),
+        "{log}"
+    );
+    assert_eq!(
+        psql(
+            dst,
+            &target_db,
+            "SELECT string_agg(pubname, ',' ORDER BY pubname) FROM pg_publication"
+        ),
+        "app_pub"
+    );
+    let out = pgferry(&[
+        "clone",
+        "-s",
+        &src.uri(&db),
+        "-t",
+        &dst.uri(&format!("{db}_nopub")),
+        "--no-publications",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        psql(
+            dst,
+            &format!("{db}_nopub"),
+            "SELECT count(*) FROM pg_publication"
+        ),
+        "0"
     );
 }
 

@@ -82,6 +82,10 @@ pub struct SchemaFiles {
     pub post_data: FileEntry,
     /// `REFRESH MATERIALIZED VIEW` for the views populated on the source.
     pub refresh_matviews: Option<FileEntry>,
+    /// The source's publications (pgferry's own excepted); absent in archives written before
+    /// pgferry stored them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publications: Option<FileEntry>,
 }
 
 /// One schema object, for `--list` and for people.
@@ -258,6 +262,7 @@ impl Manifest {
             out.push(&s.pre_data);
             out.push(&s.post_data);
             out.extend(s.refresh_matviews.as_ref());
+            out.extend(s.publications.as_ref());
         }
         out.extend(self.tables.iter().map(|t| &t.file));
         out.extend(self.large_objects.iter().map(|l| &l.file));
@@ -344,6 +349,7 @@ mod tests {
                 pre_data: file("pre-data.sql"),
                 post_data: file("post-data.sql"),
                 refresh_matviews: None,
+                publications: None,
             }),
             objects: vec![],
             tables: vec![TableEntry {

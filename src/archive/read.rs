@@ -62,6 +62,8 @@ pub struct RestoreOptions {
     /// Drop and recreate an existing target database.
     pub clean: bool,
     pub skip_analyze: bool,
+    /// Do not create the archive's publications.
+    pub no_publications: bool,
 }
 
 /// An archive whose manifest, file sizes and schema checksums were checked.
@@ -72,6 +74,7 @@ pub struct Archive {
     pub pre_data: String,
     pub post_data: String,
     pub refresh_matviews: String,
+    pub publications: String,
 }
 
 /// Reads and checks an archive directory (see the module docs); touches no database.
@@ -149,6 +152,7 @@ pub fn open_archive(dir: &Path) -> Result<Archive, ArchiveError> {
         pre_data: text(schema.map(|s| &s.pre_data))?,
         post_data: text(schema.map(|s| &s.post_data))?,
         refresh_matviews: text(schema.and_then(|s| s.refresh_matviews.as_ref()))?,
+        publications: text(schema.and_then(|s| s.publications.as_ref()))?,
         dir: dir.to_path_buf(),
         manifest,
     })
@@ -368,6 +372,10 @@ async fn run(
         // The views hold data only if the archive does (loaded now or in an earlier run).
         if m.contents.data {
             refresh_matviews(&target.client, &archive.refresh_matviews, &mut summary).await;
+        }
+        if !opts.no_publications {
+            crate::clone::create_publications(&target.client, &archive.publications, &mut summary)
+                .await;
         }
     }
     if data && !opts.skip_analyze {

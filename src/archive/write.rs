@@ -217,10 +217,16 @@ async fn run(
                 &script.refresh_matviews,
             )?)
         };
+        let publications = if script.publications.is_empty() {
+            None
+        } else {
+            Some(write_text(dir, "publications.sql", &script.publications)?)
+        };
         schema = Some(SchemaFiles {
             pre_data,
             post_data,
             refresh_matviews,
+            publications,
         });
     }
 

@@ -51,7 +51,24 @@ async fn read_extra_kinds(client: &Client, g: &Gate) -> Result<Extras, CatalogEr
         ts_templates: super::internals::ts_templates(client).await?,
         transforms: super::internals::transforms(client).await?,
         languages: super::internals::languages(client).await?,
+        subscriptions: subscriptions(client).await?,
     })
+}
+
+/// The subscriptions of the current database, by name (every user may read `subname`; the
+/// connection string is a superuser's only). pgferry does not create them: they are reported.
+async fn subscriptions(client: &Client) -> Result<Vec<String>, CatalogError> {
+    const W: &str = "subscriptions";
+    let rows = query(
+        client,
+        W,
+        "SELECT s.subname::text AS name FROM pg_catalog.pg_subscription s
+         WHERE s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d
+                            WHERE d.datname = pg_catalog.current_database())
+         ORDER BY 1",
+    )
+    .await?;
+    rows.iter().map(|r| get(r, W, "name")).collect()
 }
 
 async fn collations(client: &Client, g: &Gate) -> Result<Vec<Collation>, CatalogError> {
@@ -401,7 +418,12 @@ async fn publications(client: &Client, g: &Gate) -> Result<Vec<Publication>, Cat
                     CASE WHEN {truncate} THEN 'truncate' END) AS publish,
                 {via_root} AS via_root,
                 pg_catalog.obj_description(p.oid, 'pg_publication') AS comment
-         FROM pg_catalog.pg_publication p ORDER BY p.pubname"
+         FROM pg_catalog.pg_publication p
+         -- pgferry's own publication in this database (replication::publication::names_for,
+         -- plain or hashed name) belongs to a migration, not to the schema.
+         WHERE p.pubname NOT IN ('pgferry_' || pg_catalog.current_database() || '_pub',
+                                 'pgferry_' || pg_catalog.md5(pg_catalog.current_database()) || '_pub')
+         ORDER BY p.pubname"
     );
     let rows = query(client, W, &sql).await?;
     const T: &str = "publication tables";

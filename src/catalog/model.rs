@@ -631,6 +631,8 @@ pub struct Extras {
     pub ts_templates: Vec<TextSearchTemplate>,
     pub transforms: Vec<Transform>,
     pub languages: Vec<Language>,
+    /// Names of the subscriptions in this database: not reproduced, only reported.
+    pub subscriptions: Vec<String>,
 }
 
 /// A procedural language not created by an extension (`CREATE LANGUAGE … HANDLER …`);

@@ -204,6 +204,7 @@ pub async fn restore(args: &RestoreArgs) -> Result<u8, CliError> {
         sections,
         clean: args.clean,
         skip_analyze: args.skip_analyze,
+        no_publications: args.publications.no_publications,
     };
     let progress = Progress::new(args.json);
     let outcome = tokio::select! {

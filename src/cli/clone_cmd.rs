@@ -38,6 +38,7 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
         skip_analyze: args.skip_analyze,
         owners: std::sync::Arc::new(crate::server::access::Owners::new(args.ownership.no_owner)),
         no_privileges: args.ownership.no_privileges,
+        no_publications: args.ownership.publications.no_publications,
         ..defaults
     };
 
@@ -112,6 +113,7 @@ fn summary_json(s: &CloneSummary) -> serde_json::Value {
         "schema_kept": s.schema_kept,
         "warnings": s.schema_warnings.iter().chain(s.warnings.iter()).collect::<Vec<_>>(),
         "materialized_views_refreshed": s.materialized_views_refreshed,
+        "publications": s.publications,
     })
 }
 

@@ -134,6 +134,7 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
         allow_downgrade: args.skip_db_version_check,
         owners: std::sync::Arc::new(crate::server::access::Owners::new(args.ownership.no_owner)),
         no_privileges: args.ownership.no_privileges,
+        no_publications: args.ownership.publications.no_publications,
         ..defaults
     };
     let recorded = json!({
@@ -153,6 +154,7 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
         "db_jobs": args.db_jobs,
         "no_owner": args.ownership.no_owner,
         "no_privileges": args.ownership.no_privileges,
+        "no_publications": args.ownership.publications.no_publications,
     });
     Ok(MigrateOptions {
         preflight: PreflightOptions {

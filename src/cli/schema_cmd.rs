@@ -43,6 +43,13 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
         text.push_str("--\n-- pgferry schema: post-data\n--\n\n");
         text.push_str(&script.post_data);
     }
+    // pg_dump puts publications in post-data; pgferry's own are never in the script.
+    let publications =
+        args.section != Section::PreData && !args.ownership.publications.no_publications;
+    if publications && !script.publications.is_empty() {
+        text.push_str("--\n-- pgferry schema: publications\n--\n\n");
+        text.push_str(&script.publications);
+    }
     match &args.output {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?,

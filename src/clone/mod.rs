@@ -75,6 +75,8 @@ pub struct CloneOptions {
     pub owners: Arc<Owners>,
     /// `--no-privileges`: no GRANT/REVOKE on the objects or the database.
     pub no_privileges: bool,
+    /// `--no-publications`: the source's publications are not created on the target.
+    pub no_publications: bool,
 }
 
 /// Splitting a table costs its `COPY FREEZE` load and, it seems, the heap order its index
@@ -113,6 +115,7 @@ impl Default for CloneOptions {
             allow_downgrade: false,
             owners: Arc::new(Owners::default()),
             no_privileges: false,
+            no_publications: false,
         }
     }
 }
@@ -124,6 +127,8 @@ pub struct CloneSummary {
     pub sequences: usize,
     pub large_objects: usize,
     pub materialized_views_refreshed: usize,
+    /// The source's publications created on the target.
+    pub publications: usize,
     /// Things that did not go as on the source but lose no data (shown in the summary).
     pub warnings: Vec<String>,
     pub post_data_statements: usize,
@@ -642,7 +647,53 @@ async fn run(
             }
         }
     }
+    // After the data, so that they publish nothing of the copy.
+    if !opts.no_publications {
+        create_publications(&target.client, &script.publications, &mut summary).await;
+    }
     Ok(summary)
+}
+
+/// Creates the source's own publications (pgferry's are never in `script`) on the target,
+/// statement by statement. One the target refuses (FOR ALL TABLES needs a superuser) is
+/// reported by name in the summary's warnings; nothing else depends on it.
+pub async fn create_publications(
+    client: &tokio_postgres::Client,
+    script: &str,
+    summary: &mut CloneSummary,
+) {
+    let mut current: Option<String> = None;
+    for stmt in crate::sqlscript::split_statements(script) {
+        let upper = stmt.trim_start().to_ascii_uppercase();
+        if !upper.contains("PUBLICATION") {
+            // Session settings of the script's preamble.
+            let _ = client.batch_execute(&stmt).await;
+            continue;
+        }
+        let create = upper.starts_with("CREATE PUBLICATION");
+        if create {
+            current = Some(stmt.trim().to_owned());
+        }
+        match client.batch_execute(&stmt).await {
+            Ok(()) => summary.publications += usize::from(create),
+            Err(e) => {
+                let message = crate::copy::server_message(&e);
+                let what = if create {
+                    stmt.trim().to_owned()
+                } else {
+                    format!(
+                        "{} (of {})",
+                        stmt.trim(),
+                        current.as_deref().unwrap_or("a publication")
+                    )
+                };
+                tracing::warn!("publication not reproduced: {what}: {message}");
+                summary
+                    .warnings
+                    .push(format!("publication not reproduced: {what}: {message}"));
+            }
+        }
+    }
 }
 
 async fn relation_exists(client: &tokio_postgres::Client, name: &str) -> Result<bool, CloneError> {

@@ -64,6 +64,10 @@ pub fn render_summary(s: &CloneSummary) -> String {
             )
         } else {
             String::new()
+        } + &if s.publications > 0 {
+            format!(", {}", count(s.publications as u64, "publication"))
+        } else {
+            String::new()
         }
     );
     for w in s.schema_warnings.iter().chain(&s.warnings) {

@@ -181,6 +181,12 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
             )
         })
         .chain(tablespace_warnings)
+        .chain(model.catalog.extras.subscriptions.iter().map(|name| {
+            format!(
+                "subscription {name} is not reproduced (pgferry does not create subscriptions): \
+                 create it on the target yourself if the target must subscribe too"
+            )
+        }))
         .collect();
     SchemaScript {
         pre_data: if opts.section == SectionFilter::PostData {
