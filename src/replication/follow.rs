@@ -590,6 +590,10 @@ async fn session(
     let target_major = server_major(&target.client)
         .await
         .map_err(|e| FollowError::target("reading the server version", e))?;
+    let source = open("source", src).await?;
+    // Before touching the target: is somebody else streaming from this slot? (Refused at
+    // once when another live process does.)
+    wait_slot_free(&source.client, &names.slot).await?;
     // One applier per slot: a previous session's applier may still be committing its last
     // batch; the position is read once it is gone (see state::lock_applier).
     if !state::lock_applier(&target.client, &names.slot, APPLIER_LOCK_WAIT)
@@ -609,9 +613,6 @@ async fn session(
             publication: names.publication.clone(),
             database: dst.dbname.clone(),
         })?;
-    let source = open("source", src).await?;
-    // Before touching the target: is somebody else streaming from this slot?
-    wait_slot_free(&source.client, &names.slot).await?;
     // The replica role when this user may have it; otherwise the ordered apply.
     let mut applier = Applier::new(
         target.client,
