@@ -145,7 +145,7 @@ fn bars(svg: &mut String, phases: &[(String, f64)], top: f64) {
     let pw = W - LEFT - RIGHT;
     let _ = writeln!(
         svg,
-        r#"<text x="{LEFT}" y="{:.1}" font-size="13">projected time per phase (total {total:.0} s)</text>"#,
+        r#"<text x="{LEFT}" y="{:.1}" font-size="13">projected time per phase (total {total:.1} s)</text>"#,
         top + 10.0
     );
     for (n, (name, secs)) in phases.iter().enumerate() {

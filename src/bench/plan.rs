@@ -10,7 +10,9 @@
 //!    source's side alone). Its indexes are built on the sample and timed.
 //! 3. The projection, with `clone`'s own schedule in mind: the copy of all tables at the
 //!    measured rates divided by the speed-up; index builds overlap the copy except for the
-//!    last (largest) table's; plus a fixed cost per object for the schema.
+//!    last (largest) table's; plus the schema: the source's catalog read (timed: the same read
+//!    clone does), connections, the database's creation and a statement per object (timed on
+//!    the scratch tables).
 //!
 //! Build times grow as n·log n: a build timed on `r` sampled rows is scaled by
 //! `(R/r)·ln R/ln r` for `R` rows.
@@ -77,9 +79,32 @@ struct TableRow {
     indexes: Vec<String>,
 }
 
-/// Seconds for the schema: connecting, creating the database, one statement per object.
-const FIXED_SECONDS: f64 = 0.5;
-const SECONDS_PER_OBJECT: f64 = 0.004;
+/// What the schema phase of a clone costs, measured here rather than assumed: the source's
+/// catalog read (the same read clone does), a connection to the target, the target database's
+/// creation (template1's size at the measured pipe rate: CREATE DATABASE copies it) and one
+/// DDL statement per object (the scratch tables' CREATE TABLE, timed).
+#[derive(Debug, Default)]
+struct SchemaCost {
+    catalog_read: f64,
+    connect: f64,
+    template_bytes: f64,
+    ddl: Vec<f64>,
+}
+
+impl SchemaCost {
+    fn seconds(&self, objects: usize, write_rate: f64) -> f64 {
+        let per_object = if self.ddl.is_empty() {
+            0.0
+        } else {
+            self.ddl.iter().sum::<f64>() / self.ddl.len() as f64
+        };
+        // Clone connects to the source and to the target (twice: server, then the database).
+        self.catalog_read
+            + 3.0 * self.connect
+            + self.template_bytes / write_rate.max(1.0)
+            + per_object * objects as f64
+    }
+}
 
 pub async fn run(
     src: &ConnConfig,
@@ -96,7 +121,29 @@ pub async fn run(
 
 async fn plan(src: &ConnConfig, dst: &ConnConfig, opts: &PlanOptions) -> Result<Plan, BenchError> {
     let source = open("source", src).await?;
+    let connecting = Instant::now();
     let target = open("target", dst).await?;
+    let mut cost = SchemaCost {
+        connect: connecting.elapsed().as_secs_f64(),
+        ..SchemaCost::default()
+    };
+    let reading = Instant::now();
+    crate::catalog::read_catalog(&source.client, &crate::catalog::ReadOptions::default())
+        .await
+        .map_err(|e| BenchError::Plan(format!("source: reading the catalogs: {e}")))?;
+    cost.catalog_read = reading.elapsed().as_secs_f64();
+    // A user without CONNECT on template1 cannot size it: its creation is then left out.
+    cost.template_bytes = match target
+        .client
+        .query_one(
+            "SELECT pg_catalog.pg_database_size('template1')::float8",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => row.get(0),
+        Err(_) => 0.0,
+    };
     let same_major =
         major(&source.client, "source").await? == major(&target.client, "target").await?;
     let format = if same_major {
@@ -133,7 +180,9 @@ async fn plan(src: &ConnConfig, dst: &ConnConfig, opts: &PlanOptions) -> Result<
         }
         let share = (opts.sample_bytes as f64 / t.disk_bytes as f64).min(1.0);
         let scratch = format!("{SCHEMA}.s{i}");
+        let creating = Instant::now();
         let fmt = create_scratch(&target.client, &scratch, &t.columns, format).await?;
+        cost.ddl.push(creating.elapsed().as_secs_f64());
         let sample = Sample {
             table: t,
             share,
@@ -211,7 +260,7 @@ async fn plan(src: &ConnConfig, dst: &ConnConfig, opts: &PlanOptions) -> Result<
         .collect();
 
     let objects: usize = tables.iter().map(|t| 1 + t.indexes).sum();
-    let schema_seconds = FIXED_SECONDS + SECONDS_PER_OBJECT * objects as f64;
+    let schema_seconds = cost.seconds(objects, pipe_rate);
     let copy_seconds = tables.iter().map(|t| t.copy_seconds).sum::<f64>() / speedup;
     // Builds start per table when its data is committed; the largest table is copied first
     // but, split in ranges, finishes with the copy: its builds come after.
