@@ -2,7 +2,8 @@
 
 use super::{conn_config, exit, CliError, SchemaArgs, Section};
 use crate::conn::connect;
-use crate::schema::{dump_schema, DumpOptions, SectionFilter};
+use crate::conn::{ConnConfig, Session};
+use crate::schema::{dump_schema_parallel, DumpOptions, SectionFilter};
 
 pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
     let cfg = conn_config("source", &args.source.source)?;
@@ -26,10 +27,19 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
         post_data_units: false,
         ..DumpOptions::default()
     };
-    let script = dump_schema(&session.client, &opts)
+    // A second session on the same snapshot lets the server read half of the catalogs in
+    // parallel; without it (the export or the connection refused) one session reads it all.
+    let helper = second_reader(&session.client, &cfg).await;
+    let clients: Vec<&tokio_postgres::Client> = std::iter::once(&session.client)
+        .chain(helper.as_ref().map(|s| &s.client))
+        .collect();
+    let script = dump_schema_parallel(&clients, &opts)
         .await
         .map_err(|e| CliError::failed(format!("{label}: {e}")))?;
-    // Read-only transaction: ending it changes nothing.
+    // Read-only transactions: ending them changes nothing.
+    if let Some(h) = &helper {
+        let _ = h.client.batch_execute("COMMIT").await;
+    }
     let _ = session.client.batch_execute("COMMIT").await;
     for warning in &script.warnings {
         tracing::warn!("{warning}");
@@ -67,4 +77,30 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
         }
     }
     Ok(exit::OK)
+}
+
+/// A second session in the snapshot `primary`'s transaction exports; `None` (said in debug
+/// logs) when that cannot be had.
+async fn second_reader(primary: &tokio_postgres::Client, cfg: &ConnConfig) -> Option<Session> {
+    let snapshot = match crate::catalog::export_snapshot(primary).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("one session reads the catalogs: {e}");
+            return None;
+        }
+    };
+    let session = match connect(cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("one session reads the catalogs: a second connection failed: {e}");
+            return None;
+        }
+    };
+    match crate::catalog::begin_snapshot_read(&session.client, Some(&snapshot)).await {
+        Ok(()) => Some(session),
+        Err(e) => {
+            tracing::debug!("one session reads the catalogs: {e}");
+            None
+        }
+    }
 }

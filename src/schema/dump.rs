@@ -2,7 +2,7 @@
 
 use tokio_postgres::Client;
 
-use crate::catalog::{read_catalog, CatalogError, ReadOptions};
+use crate::catalog::{CatalogError, ReadOptions};
 use crate::ddl::render_object;
 
 use super::build::Model;
@@ -105,7 +105,16 @@ SET default_tablespace = '';
 /// transaction is open, each catalog query sees its own snapshot, which is only safe when
 /// no DDL runs concurrently.
 pub async fn dump_schema(client: &Client, opts: &DumpOptions) -> Result<SchemaScript, DumpError> {
-    let catalog = read_catalog(client, &ReadOptions::default()).await?;
+    dump_schema_parallel(&[client], opts).await
+}
+
+/// [`dump_schema`] reading over several sessions on one snapshot (see
+/// [`crate::catalog::read_catalog_parallel`]).
+pub async fn dump_schema_parallel(
+    clients: &[&Client],
+    opts: &DumpOptions,
+) -> Result<SchemaScript, DumpError> {
+    let catalog = crate::catalog::read_catalog_parallel(clients, &ReadOptions::default()).await?;
     Ok(render_script(Model::build(catalog), opts))
 }
 
