@@ -9,9 +9,10 @@
 #        scripts/fetch-regress.sh --cached   only report a build already cached (exit 1 if none)
 #
 # Which sources: the Debian source package of the installed server (postgresql-MAJOR at the
-# version dpkg has installed), from deb.debian.org's bookworm main pool through a private apt
-# configuration (no change to the system's apt sources; the security pool answers 404, so the
-# version is asked for explicitly). Nothing is installed: the tree is configured minimally and
+# version dpkg has installed), from deb.debian.org's main pool through a private apt
+# configuration (no change to the system's apt sources). When the archive no longer has that
+# version's source (a security update: the security pool answers 404 here), the newest source
+# of the same major is used instead, and said. Nothing is installed: the tree is configured minimally and
 # only src/test/regress (with src/port, src/common and contrib/spi) is built, against the
 # tree's own headers, so the installed server and its running clusters are never touched.
 # The SQL is test input read at test time; none of it is part of pgferry.
@@ -57,6 +58,9 @@ version="$(dpkg-query -W -f='${Version}' "postgresql-$major" 2>/dev/null || true
 
 dir="$cache/$version"
 upstream="${version%%-*}"
+# The source actually used (another minor of the same major when the archive no longer has
+# the installed one's source), recorded at download time.
+[ -f "$dir/.source-upstream" ] && upstream="$(cat "$dir/.source-upstream")"
 tree="$dir/postgresql-$upstream"
 regress="$tree/src/test/regress"
 if [ -f "$dir/.built" ]; then
@@ -90,9 +94,24 @@ EOF
   say "fetching the source index of Debian $codename (private apt configuration in $apt)"
   apt-get "${opts[@]}" -qq update >&2 || die "apt-get update of the source index failed"
   say "downloading the source package postgresql-$major=$version"
-  (cd "$dir" && apt-get "${opts[@]}" -qq source --download-only "postgresql-$major=$version" >&2) \
-    || die "apt-get source postgresql-$major=$version failed"
+  if ! (cd "$dir" && apt-get "${opts[@]}" -qq source --download-only "postgresql-$major=$version" >&2); then
+    # A security update's source may be gone from (or not yet in) the archive the machine
+    # reaches. The suite of another minor of the same major serves as well: regress.so needs
+    # only the major, and the regression SQL is test input whose results are not compared.
+    other="$(apt-cache "${opts[@]}" showsrc "postgresql-$major" 2>/dev/null \
+      | awk '/^Version:/ {print $2}' | sort -V | tail -1)"
+    [ -n "$other" ] && [ "$other" != "$version" ] \
+      || die "apt-get source postgresql-$major=$version failed (and no other version of the source package is available)"
+    say "the source of $version is not available; using postgresql-$major $other (same major)"
+    (cd "$dir" && apt-get "${opts[@]}" -qq source --download-only "postgresql-$major=$other" >&2) \
+      || die "apt-get source postgresql-$major=$other failed"
+    upstream="${other%%-*}"
+    tree="$dir/postgresql-$upstream"
+    regress="$tree/src/test/regress"
+    orig="$dir/postgresql-${major}_${upstream}.orig.tar.bz2"
+  fi
   [ -f "$orig" ] || die "the source package has no $(basename "$orig")"
+  echo "$upstream" >"$dir/.source-upstream"
 fi
 
 if [ ! -f "$tree/configure" ]; then
