@@ -115,7 +115,12 @@ pub async fn dump_schema_parallel(
     opts: &DumpOptions,
 ) -> Result<SchemaScript, DumpError> {
     let catalog = crate::catalog::read_catalog_parallel(clients, &ReadOptions::default()).await?;
-    Ok(render_script(Model::build(catalog), opts))
+    let started = std::time::Instant::now();
+    let model = Model::build(catalog);
+    tracing::debug!("schema model built in {:.2?}", started.elapsed());
+    let script = render_script(model, opts);
+    tracing::debug!("schema ordered and rendered in {:.2?}", started.elapsed());
+    Ok(script)
 }
 
 /// The pure half of [`dump_schema`]: model → ordered script.
