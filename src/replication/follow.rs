@@ -596,10 +596,20 @@ async fn session(
     wait_slot_free(&source.client, &names.slot).await?;
     // One applier per slot: a previous session's applier may still be committing its last
     // batch; the position is read once it is gone (see state::lock_applier).
-    if !state::lock_applier(&target.client, &names.slot, APPLIER_LOCK_WAIT)
+    let lock = |wait| state::lock_applier(&target.client, &names.slot, wait);
+    let mut locked = lock(Duration::from_secs(2))
         .await
-        .map_err(|e| FollowError::target("taking the applier lock", e))?
-    {
+        .map_err(|e| FollowError::target("taking the applier lock", e))?;
+    if !locked {
+        // Held: by another live process streaming this slot (whose walsender may have looked
+        // idle a moment ago: refused now, naming it), or by our own previous session's
+        // applier finishing its last batch (waited for).
+        wait_slot_free(&source.client, &names.slot).await?;
+        locked = lock(APPLIER_LOCK_WAIT)
+            .await
+            .map_err(|e| FollowError::target("taking the applier lock", e))?;
+    }
+    if !locked {
         return Err(FollowError::ApplierBusy {
             slot: names.slot.clone(),
             database: dst.dbname.clone(),
