@@ -559,6 +559,11 @@ pub struct SchemaArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub ownership: OwnershipArgs,
+    /// Leave out the source's subscriptions (as pg_dump --no-subscriptions). Without it they
+    /// are printed as pg_dump does, disabled (`connect = false`) with their connection string,
+    /// which only a superuser may read: for any other user each is named in a warning.
+    #[arg(long = "no-subscriptions")]
+    pub no_subscriptions: bool,
 }
 
 #[derive(Debug, Args)]

@@ -420,6 +420,54 @@ fn publications_are_reproduced_but_never_pgferrys_own() {
     );
 }
 
+/// Subscriptions: `schema` prints them as pg_dump does (disabled, `connect = false`) and
+/// `--no-subscriptions` leaves them out; `clone` never creates one (the target would pull
+/// the same changes as the source) and names each in a warning.
+#[test]
+fn subscriptions_are_scripted_by_schema_and_named_by_clone() {
+    let src = shared_cluster();
+    let db = fresh_db(src, "subs");
+    psql(
+        src,
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE SUBSCRIPTION app_sub CONNECTION 'host=192.0.2.1 dbname=app'
+             PUBLICATION app_pub WITH (connect = false, binary = true);",
+    );
+    let out = pgferry(&["schema", "-s", &src.uri(&db)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        script.contains(
+            "CREATE SUBSCRIPTION app_sub CONNECTION 'host=192.0.2.1 dbname=app' PUBLICATION app_pub WITH (connect = false, slot_name = 'app_sub', binary = true, streaming = off);"
+        ),
+        "{script}"
+    );
+    let out = pgferry(&["schema", "-s", &src.uri(&db), "--no-subscriptions"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("SUBSCRIPTION"));
+    assert!(!text(&out).contains("app_sub"), "{}", text(&out));
+
+    let dst = target_cluster();
+    let target_db = format!("{db}_copy");
+    let out = pgferry(&["clone", "-s", &src.uri(&db), "-t", &dst.uri(&target_db)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("subscription app_sub is not reproduced"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        psql(
+            dst,
+            &target_db,
+            "SELECT count(*) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid \
+             WHERE d.datname = current_database()"
+        ),
+        "0"
+    );
+}
+
 #[test]
 fn demo_runs_end_to_end() {
     let out = pgferry(&["demo", "--rows", "20000"]);

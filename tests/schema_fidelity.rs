@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command;
 
-use pgferry::schema::{dump_schema, DumpOptions, SchemaScript};
+use pgferry::schema::{dump_schema, DumpOptions, SchemaScript, SubscriptionMode};
 use support::fidelity::{connect, first_diff, fixture, pg_dump_schema, psql_apply, roundtrip_on};
 use support::{fresh_db, psql, shared_cluster};
 
@@ -408,4 +408,77 @@ async fn internals_roundtrip() {
     ] {
         assert!(pre.contains(needle), "missing {needle:?} in\n{pre}");
     }
+}
+
+/// The object kinds PostgreSQL's regression database caught, each in a fixture of our own:
+/// loose operator-family members, a STORAGE-only operator class, generated columns of
+/// inheritance children, a materialized view column's compression, identity sequences of an
+/// unlogged table, column privileges on a system catalog, publications with column lists,
+/// row filters and schemas, and subscriptions (scripted as pg_dump does; for a user who may
+/// not read their connection strings, named in a warning instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_kinds_the_regression_database_caught() {
+    let opts = DumpOptions {
+        subscriptions: SubscriptionMode::Script,
+        ..DumpOptions::default()
+    };
+    let script = roundtrip("regress_kinds", &fixture("regress_kinds.sql"), &opts).await;
+    assert!(script.warnings.is_empty(), "{:?}", script.warnings);
+    let pre = &script.pre_data;
+    let function = pre
+        .find("FUNCTION rk.zz_hash_noop(integer, bigint)")
+        .unwrap();
+    let member = pre
+        .find("ALTER OPERATOR FAMILY rk.aa_int4_hash USING hash ADD")
+        .unwrap();
+    assert!(function < member, "{pre}");
+    let subs = &script.subscriptions;
+    assert!(
+        subs.contains("CREATE SUBSCRIPTION rk_sub CONNECTION"),
+        "{subs}"
+    );
+    assert!(subs.contains("connect = false"), "{subs}");
+    assert!(subs.contains("slot_name = NONE"), "{subs}");
+    assert!(!script.post_data.contains("SUBSCRIPTION"));
+
+    // A user who is not a superuser reads everything but the connection strings: the
+    // subscriptions are named, not silently dropped.
+    let cluster = shared_cluster();
+    let src = fresh_db(cluster, "regress_kinds_user");
+    psql_apply(cluster, &src, &fixture("regress_kinds.sql"), true).unwrap();
+    let conn = format!(
+        "host={} port={} user=rk_reader dbname={src}",
+        cluster.host(),
+        cluster.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    pgferry::catalog::begin_snapshot_read(&client, None)
+        .await
+        .unwrap();
+    let script = dump_schema(&client, &opts).await.unwrap();
+    assert!(script.subscriptions.is_empty(), "{}", script.subscriptions);
+    for name in ["rk_sub", "rk_sub_noslot"] {
+        assert!(
+            script.warnings.iter().any(|w| w.contains(&format!(
+                "subscription {name} is not in the script: its connection string is readable only by a superuser"
+            ))),
+            "{:?}",
+            script.warnings
+        );
+    }
+    // --no-subscriptions: left out without a word.
+    let omit = DumpOptions {
+        subscriptions: SubscriptionMode::Omit,
+        ..DumpOptions::default()
+    };
+    let script = dump_schema(&client, &omit).await.unwrap();
+    assert!(script.subscriptions.is_empty());
+    assert!(
+        !script.warnings.iter().any(|w| w.contains("subscription")),
+        "{:?}",
+        script.warnings
+    );
 }

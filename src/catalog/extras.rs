@@ -51,24 +51,80 @@ async fn read_extra_kinds(client: &Client, g: &Gate) -> Result<Extras, CatalogEr
         ts_templates: super::internals::ts_templates(client).await?,
         transforms: super::internals::transforms(client).await?,
         languages: super::internals::languages(client).await?,
-        subscriptions: subscriptions(client).await?,
+        subscriptions: subscriptions(client, g).await?,
     })
 }
 
-/// The subscriptions of the current database, by name (every user may read `subname`; the
-/// connection string is a superuser's only). pgferry does not create them: they are reported.
-async fn subscriptions(client: &Client) -> Result<Vec<String>, CatalogError> {
+/// The subscriptions of the current database. Every user may read them but for the
+/// connection string, which PostgreSQL keeps for superusers: without it the subscription is
+/// read with `conninfo: None`, to be reported by name rather than scripted.
+async fn subscriptions(client: &Client, g: &Gate) -> Result<Vec<Subscription>, CatalogError> {
     const W: &str = "subscriptions";
-    let rows = query(
+    let readable: bool = match query(
         client,
         W,
-        "SELECT s.subname::text AS name FROM pg_catalog.pg_subscription s
+        "SELECT pg_catalog.has_column_privilege('pg_catalog.pg_subscription', 'subconninfo', 'SELECT') AS ok",
+    )
+    .await?
+    .first()
+    {
+        Some(r) => get(r, W, "ok")?,
+        None => false,
+    };
+    let conninfo = if readable {
+        "s.subconninfo"
+    } else {
+        "NULL::text"
+    };
+    let streaming = if g.v >= 160000 {
+        "s.substream::text"
+    } else if g.v >= 140000 {
+        "CASE WHEN s.substream THEN 't' ELSE 'f' END"
+    } else {
+        "NULL::text"
+    };
+    let sql = format!(
+        "SELECT s.subname::text AS name, pg_catalog.pg_get_userbyid(s.subowner) AS owner,
+                {conninfo} AS conninfo, s.subslotname::text AS slot,
+                s.subpublications::text[] AS publications, s.subsynccommit AS sync,
+                {binary} AS binary, {streaming} AS streaming, {two_phase} AS two_phase,
+                {disable} AS disable_on_error, {password} AS password_required,
+                {run_as_owner} AS run_as_owner, {origin}::text AS origin, {failover} AS failover,
+                pg_catalog.obj_description(s.oid, 'pg_subscription') AS comment
+         FROM pg_catalog.pg_subscription s
          WHERE s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d
                             WHERE d.datname = pg_catalog.current_database())
          ORDER BY 1",
-    )
-    .await?;
-    rows.iter().map(|r| get(r, W, "name")).collect()
+        binary = g.frag(140000, "s.subbinary", "false"),
+        two_phase = g.frag(150000, "s.subtwophasestate <> 'd'", "false"),
+        disable = g.frag(150000, "s.subdisableonerr", "false"),
+        password = g.frag(160000, "s.subpasswordrequired", "true"),
+        run_as_owner = g.frag(160000, "s.subrunasowner", "false"),
+        origin = g.frag(160000, "s.suborigin", "'any'"),
+        failover = g.frag(170000, "s.subfailover", "false"),
+    );
+    let mut out = Vec::new();
+    for r in query(client, W, &sql).await? {
+        let streaming: Option<String> = get(&r, W, "streaming")?;
+        out.push(Subscription {
+            name: get(&r, W, "name")?,
+            owner: get(&r, W, "owner")?,
+            conninfo: get(&r, W, "conninfo")?,
+            publications: get(&r, W, "publications")?,
+            slot_name: get(&r, W, "slot")?,
+            binary: get(&r, W, "binary")?,
+            streaming: streaming.and_then(|s| s.chars().next()),
+            two_phase: get(&r, W, "two_phase")?,
+            disable_on_error: get(&r, W, "disable_on_error")?,
+            password_required: get(&r, W, "password_required")?,
+            run_as_owner: get(&r, W, "run_as_owner")?,
+            origin: get(&r, W, "origin")?,
+            failover: get(&r, W, "failover")?,
+            synchronous_commit: get(&r, W, "sync")?,
+            comment: get(&r, W, "comment")?,
+        });
+    }
+    Ok(out)
 }
 
 async fn collations(client: &Client, g: &Gate) -> Result<Vec<Collation>, CatalogError> {

@@ -607,6 +607,31 @@ pub struct Publication {
     pub comment: Option<String>,
 }
 
+/// A subscription, with the options `CREATE SUBSCRIPTION` takes (defaults where the source
+/// is too old to have one).
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    pub name: String,
+    pub owner: String,
+    /// `None` when the reading user may not see it (PostgreSQL grants `subconninfo` to
+    /// superusers only): the subscription cannot be scripted then, and is reported.
+    pub conninfo: Option<String>,
+    pub publications: Vec<String>,
+    /// `None`: `slot_name = NONE`.
+    pub slot_name: Option<String>,
+    pub binary: bool,
+    /// `f` (off), `t` (on) or `p` (parallel); `None` before PostgreSQL 14 (no option).
+    pub streaming: Option<char>,
+    pub two_phase: bool,
+    pub disable_on_error: bool,
+    pub password_required: bool,
+    pub run_as_owner: bool,
+    pub origin: String,
+    pub failover: bool,
+    pub synchronous_commit: String,
+    pub comment: Option<String>,
+}
+
 /// The object kinds beyond the core ones, read in one query each as well.
 #[derive(Clone, Debug, Default)]
 pub struct Extras {
@@ -631,8 +656,9 @@ pub struct Extras {
     pub ts_templates: Vec<TextSearchTemplate>,
     pub transforms: Vec<Transform>,
     pub languages: Vec<Language>,
-    /// Names of the subscriptions in this database: not reproduced, only reported.
-    pub subscriptions: Vec<String>,
+    /// The subscriptions of this database: printed by `schema` (created disabled, as
+    /// pg_dump does), only reported by clone/migrate/restore.
+    pub subscriptions: Vec<Subscription>,
 }
 
 /// A procedural language not created by an extension (`CREATE LANGUAGE … HANDLER …`);

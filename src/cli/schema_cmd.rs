@@ -3,7 +3,7 @@
 use super::{conn_config, exit, CliError, SchemaArgs, Section};
 use crate::conn::connect;
 use crate::conn::{ConnConfig, Session};
-use crate::schema::{dump_schema_parallel, DumpOptions, SectionFilter};
+use crate::schema::{dump_schema_parallel, DumpOptions, SectionFilter, SubscriptionMode};
 
 pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
     let cfg = conn_config("source", &args.source.source)?;
@@ -25,6 +25,11 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
         target_tablespaces: None,
         excluded_extensions: Vec::new(),
         post_data_units: false,
+        subscriptions: if args.no_subscriptions {
+            SubscriptionMode::Omit
+        } else {
+            SubscriptionMode::Script
+        },
         ..DumpOptions::default()
     };
     // A second session on the same snapshot lets the server read half of the catalogs in
@@ -59,6 +64,10 @@ pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
     if publications && !script.publications.is_empty() {
         text.push_str("--\n-- pgferry schema: publications\n--\n\n");
         text.push_str(&script.publications);
+    }
+    if !script.subscriptions.is_empty() {
+        text.push_str("--\n-- pgferry schema: subscriptions\n--\n\n");
+        text.push_str(&script.subscriptions);
     }
     match &args.output {
         Some(path) => std::fs::write(path, text)

@@ -388,6 +388,65 @@ pub fn render_extra(m: &Model, item: Item, opts: &DumpOptions) -> Option<String>
     })
 }
 
+/// A subscription as pg_dump scripts it: `connect = false`, so it is created disabled and
+/// never reaches its publisher until the user enables it. `streaming` is always spelt out
+/// (its default changed in PostgreSQL 18); the other options only where they differ from
+/// their default. `None` when the connection string could not be read.
+pub fn subscription(sub: &crate::catalog::Subscription, opts: &DumpOptions) -> Option<String> {
+    let conninfo = sub.conninfo.as_deref()?;
+    let name = quote_ident(&sub.name);
+    let publications: Vec<String> = sub.publications.iter().map(|p| quote_ident(p)).collect();
+    let mut with = vec![
+        "connect = false".to_string(),
+        match &sub.slot_name {
+            Some(slot) => format!("slot_name = {}", quote_literal(slot)),
+            None => "slot_name = NONE".to_string(),
+        },
+    ];
+    if sub.binary {
+        with.push("binary = true".into());
+    }
+    match sub.streaming {
+        Some('t') => with.push("streaming = on".into()),
+        Some('p') => with.push("streaming = parallel".into()),
+        Some(_) => with.push("streaming = off".into()),
+        None => {}
+    }
+    if sub.two_phase {
+        with.push("two_phase = on".into());
+    }
+    if sub.disable_on_error {
+        with.push("disable_on_error = true".into());
+    }
+    if !sub.password_required {
+        with.push("password_required = false".into());
+    }
+    if sub.run_as_owner {
+        with.push("run_as_owner = true".into());
+    }
+    if sub.origin != "any" {
+        with.push(format!("origin = {}", quote_literal(&sub.origin)));
+    }
+    if sub.failover {
+        with.push("failover = true".into());
+    }
+    if sub.synchronous_commit != "off" {
+        with.push(format!(
+            "synchronous_commit = {}",
+            quote_literal(&sub.synchronous_commit)
+        ));
+    }
+    let mut s = format!(
+        "CREATE SUBSCRIPTION {name} CONNECTION {} PUBLICATION {} WITH ({});\n",
+        quote_literal(conninfo),
+        publications.join(", "),
+        with.join(", ")
+    );
+    s.push_str(&owner("SUBSCRIPTION", &name, &sub.owner, opts));
+    s.push_str(&comment("SUBSCRIPTION", &name, &sub.comment));
+    Some(s)
+}
+
 /// `SECURITY LABEL` statements. Kept apart from the other scripts because applying them
 /// needs the same label provider loaded on the target.
 pub fn security_labels(labels: &[crate::catalog::SecurityLabel]) -> String {

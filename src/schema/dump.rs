@@ -19,6 +19,20 @@ pub enum SectionFilter {
     PostData,
 }
 
+/// What to do with the source's subscriptions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SubscriptionMode {
+    /// Name each in [`SchemaScript::warnings`]: a clone, migrate or restore never creates
+    /// them (a second subscriber would pull the same changes).
+    #[default]
+    Report,
+    /// Script them in [`SchemaScript::subscriptions`] as pg_dump does (`schema`); one whose
+    /// connection string the user may not read is reported instead.
+    Script,
+    /// Leave them out without a word (`--no-subscriptions`).
+    Omit,
+}
+
 /// Options of `pgferry schema`.
 #[derive(Clone, Debug, Default)]
 pub struct DumpOptions {
@@ -49,6 +63,7 @@ pub struct DumpOptions {
     /// The major version the script will run on, where it changes what a new database starts
     /// with (the `public` schema's privileges). `None`: the source's, as pg_dump assumes.
     pub target_major: Option<u32>,
+    pub subscriptions: SubscriptionMode,
 }
 
 /// The generated DDL. Each part starts with the session settings it needs, so either can be
@@ -64,6 +79,9 @@ pub struct SchemaScript {
     /// its own, and copying the source's would make the target publish as well. Empty when
     /// there are none; it needs the post-data objects (and roles) to exist.
     pub publications: String,
+    /// The source's subscriptions, with [`SubscriptionMode::Script`] only (created disabled,
+    /// `connect = false`). Empty when there are none.
+    pub subscriptions: String,
     /// `REFRESH MATERIALIZED VIEW` for the materialized views the source has populated, in
     /// dependency order: pg_dump runs these after loading the data (they are created WITH
     /// NO DATA in pre-data). Empty when there are none.
@@ -183,6 +201,30 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
             "tablespace {ts} does not exist on the target: objects stored in it on the source are created in the database's default tablespace"
         )
     });
+    let mut subscriptions = String::new();
+    let mut subscription_warnings = Vec::new();
+    for sub in &model.catalog.extras.subscriptions {
+        match opts.subscriptions {
+            SubscriptionMode::Omit => {}
+            SubscriptionMode::Report => subscription_warnings.push(format!(
+                "subscription {} is not reproduced (pgferry does not create subscriptions): \
+                 create it on the target yourself if the target must subscribe too",
+                sub.name
+            )),
+            SubscriptionMode::Script => match crate::ddl::extras::subscription(sub, opts) {
+                Some(text) => {
+                    subscriptions.push_str(&text);
+                    subscriptions.push('\n');
+                }
+                None => subscription_warnings.push(format!(
+                    "subscription {} is not in the script: its connection string is readable \
+                     only by a superuser (connect as one, or leave subscriptions out with \
+                     --no-subscriptions)",
+                    sub.name
+                )),
+            },
+        }
+    }
     let warnings = forced
         .into_iter()
         .map(|i| {
@@ -195,12 +237,7 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
             )
         })
         .chain(tablespace_warnings)
-        .chain(model.catalog.extras.subscriptions.iter().map(|name| {
-            format!(
-                "subscription {name} is not reproduced (pgferry does not create subscriptions): \
-                 create it on the target yourself if the target must subscribe too"
-            )
-        }))
+        .chain(subscription_warnings)
         .collect();
     SchemaScript {
         pre_data: if opts.section == SectionFilter::PostData {
@@ -218,6 +255,11 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
             publications
         } else {
             format!("{PREAMBLE}{publications}")
+        },
+        subscriptions: if subscriptions.is_empty() || opts.section == SectionFilter::PreData {
+            String::new()
+        } else {
+            format!("{PREAMBLE}{subscriptions}")
         },
         security_labels: crate::ddl::extras::security_labels(&model.catalog.extras.security_labels),
         refresh_matviews: if refresh.is_empty() {

@@ -16,7 +16,7 @@ mod parallel;
 pub use build::Model;
 pub use dump::{
     dump_schema, dump_schema_parallel, render_script, DumpError, DumpOptions, SchemaScript,
-    SectionFilter, PREAMBLE as SESSION_SETTINGS,
+    SectionFilter, SubscriptionMode, PREAMBLE as SESSION_SETTINGS,
 };
 pub use object::{Item, Object, ObjectKind, Section};
 pub use order::order;

@@ -7,7 +7,7 @@
 //! and noting it, rather than failing.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BinaryHeap;
 
 use super::object::{Object, ObjectKind, Section};
 
@@ -27,8 +27,19 @@ fn key(objects: &[Object], i: usize) -> SortKey<'_> {
 
 /// The emission order: indexes into `objects`. The second value lists the objects emitted
 /// before some of their dependencies because of a cycle.
+///
+/// The tie-break keys are compared once, in one sort that gives each object its rank; the
+/// ready set is then a heap of ranks (integer compares), and a cycle is broken by taking the
+/// first object in rank order not yet emitted. On 100,000 tables (half a million objects)
+/// this is what keeps ordering from dominating the run.
 pub fn order(objects: &[Object]) -> (Vec<usize>, Vec<usize>) {
     let n = objects.len();
+    let mut by_rank: Vec<usize> = (0..n).collect();
+    by_rank.sort_unstable_by(|&a, &b| key(objects, a).cmp(&key(objects, b)));
+    let mut rank = vec![0usize; n];
+    for (r, &i) in by_rank.iter().enumerate() {
+        rank[i] = r;
+    }
     let mut waiting = vec![0usize; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, o) in objects.iter().enumerate() {
@@ -39,34 +50,36 @@ pub fn order(objects: &[Object]) -> (Vec<usize>, Vec<usize>) {
             }
         }
     }
-    let mut ready: BinaryHeap<Reverse<SortKey>> = BinaryHeap::new();
-    let mut remaining: BTreeSet<SortKey> = BTreeSet::new();
-    for (i, &w) in waiting.iter().enumerate() {
-        if w == 0 {
-            ready.push(Reverse(key(objects, i)));
-        } else {
-            remaining.insert(key(objects, i));
-        }
-    }
+    let mut ready: BinaryHeap<Reverse<usize>> = waiting
+        .iter()
+        .enumerate()
+        .filter(|(_, &w)| w == 0)
+        .map(|(i, _)| Reverse(rank[i]))
+        .collect();
     let mut done = vec![false; n];
+    // Every object before this rank is emitted: where a cycle is broken next.
+    let mut first_pending = 0;
     let mut out = Vec::with_capacity(n);
     let mut forced = Vec::new();
     while out.len() < n {
         let i = match ready.pop() {
-            Some(Reverse(k)) => k.5,
-            None => match remaining.iter().next() {
-                Some(k) => {
-                    forced.push(k.5);
-                    k.5
+            Some(Reverse(r)) => by_rank[r],
+            // Nothing is ready, so every object not yet emitted waits for another: a cycle.
+            None => {
+                while first_pending < n && done[by_rank[first_pending]] {
+                    first_pending += 1;
                 }
-                None => break,
-            },
+                let Some(&i) = by_rank.get(first_pending) else {
+                    break;
+                };
+                forced.push(i);
+                i
+            }
         };
         if done[i] {
             continue;
         }
         done[i] = true;
-        remaining.remove(&key(objects, i));
         out.push(i);
         for &j in &dependents[i] {
             if done[j] {
@@ -74,8 +87,7 @@ pub fn order(objects: &[Object]) -> (Vec<usize>, Vec<usize>) {
             }
             waiting[j] = waiting[j].saturating_sub(1);
             if waiting[j] == 0 {
-                remaining.remove(&key(objects, j));
-                ready.push(Reverse(key(objects, j)));
+                ready.push(Reverse(rank[j]));
             }
         }
     }

@@ -143,6 +143,7 @@ pub async fn roundtrip_on(
         ("pre-data", &script.pre_data),
         ("post-data", &script.post_data),
         ("publications", &script.publications),
+        ("subscriptions", &script.subscriptions),
     ];
     for (part, sql) in parts {
         if let Err(e) = psql_apply(cluster, &dst, sql, true) {
