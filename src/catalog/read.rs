@@ -109,37 +109,49 @@ pub(super) async fn read_all(
 ) -> Result<Catalog, CatalogError> {
     // Deparsed names must come back schema-qualified, which needs an empty search_path. It is
     // set for each session (a transaction-local setting would vanish when the caller runs us
-    // outside a transaction) and put back afterwards, whatever happened.
-    let mut saved = Vec::with_capacity(clients.len());
+    // outside a transaction) and put back afterwards, whatever happened. So are two planner
+    // settings for these few big queries: no JIT (compiling took longer than it saved), no
+    // parallel workers (the sessions already keep the server's cores busy; the workers only
+    // added processes and spilled sorts). Measured on 100,000 tables: 15% less server time.
+    let mut saved: Vec<Vec<(String, String)>> = Vec::with_capacity(clients.len());
     for client in clients {
         let rows = query(
             client,
-            "search_path",
-            "SELECT pg_catalog.current_setting('search_path') AS sp, \
-             pg_catalog.set_config('search_path', '', false)",
+            "session settings",
+            "SELECT v.name, pg_catalog.current_setting(v.name) AS old,
+                    pg_catalog.set_config(v.name, v.value, false)
+             FROM (VALUES ('search_path', ''), ('jit', 'off'),
+                          ('max_parallel_workers_per_gather', '0')) v(name, value)
+             JOIN pg_catalog.pg_settings s ON s.name = v.name",
         )
         .await?;
-        saved.push(match rows.first() {
-            Some(r) => get::<String>(r, "search_path", "sp")?,
-            None => String::new(),
-        });
+        let mut old = Vec::with_capacity(rows.len());
+        for r in &rows {
+            old.push((
+                get::<String>(r, "session settings", "name")?,
+                get::<String>(r, "session settings", "old")?,
+            ));
+        }
+        saved.push(old);
     }
     let result = read_with_empty_search_path(clients, opts).await;
     let mut restored = Ok(());
-    for (client, sp) in clients.iter().zip(&saved) {
-        let r = client
-            .query(
-                "SELECT pg_catalog.set_config('search_path', $1, false)",
-                &[sp],
-            )
-            .await;
-        if restored.is_ok() {
-            restored = r.map(drop);
+    for (client, settings) in clients.iter().zip(&saved) {
+        for (name, value) in settings {
+            let r = client
+                .query(
+                    "SELECT pg_catalog.set_config($1, $2, false)",
+                    &[name, value],
+                )
+                .await;
+            if restored.is_ok() {
+                restored = r.map(drop);
+            }
         }
     }
     let cat = result?;
     restored.map_err(|source| CatalogError::Query {
-        what: "search_path",
+        what: "session settings",
         source,
     })?;
     Ok(cat)
@@ -492,8 +504,7 @@ async fn read_relations(client: &Client, g: &Gate) -> Result<Vec<Relation>, Cata
                 COALESCE((SELECT ft.ftoptions FROM pg_catalog.pg_foreign_table ft WHERE ft.ftrelid = c.oid), '{{}}') AS foptions
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          {}
-         WHERE {USER_NS} AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {}
-         ORDER BY n.nspname, c.relname",
+         WHERE {USER_NS} AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {}",
         description_join("c.oid", "pg_class", "0"),
         not_ext("pg_class", "c.oid")
     );
@@ -547,6 +558,10 @@ async fn read_relations(client: &Client, g: &Gate) -> Result<Vec<Relation>, Cata
             foreign_options: get(&r, W, "foptions")?,
         });
     }
+    // Sorted here, not by the server: on 100,000 tables the server's sorts of these wide
+    // rows spilled to disk, and sorting here is cheap. `name` sorts in byte order (the C
+    // collation) as String does.
+    out.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
     Ok(out)
 }
 
@@ -596,8 +611,7 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
          LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation AND a.attcollation <> t.typcollation
          LEFT JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
          WHERE {USER_NS} AND c.oid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
-           AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
-         ORDER BY a.attrelid, a.attnum"
+           AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')"
     );
     let mut out = Vec::new();
     for r in query(client, W, &sql).await? {
@@ -638,6 +652,8 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
             not_null_constraint,
         });
     }
+    // Sorted here, not by the server (see read_relations).
+    out.sort_by_key(|c| (c.relid, c.num));
     Ok(out)
 }
 
@@ -694,8 +710,7 @@ async fn read_constraints(client: &Client, g: &Gate) -> Result<Vec<Constraint>, 
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          {comment_join}
          WHERE {USER_NS} AND c.oid >= 16384
-           AND (co.contype IN ('c', 'f', 'p', 'u', 'x') {invalid_not_null})
-         ORDER BY co.conrelid, co.conname"
+           AND (co.contype IN ('c', 'f', 'p', 'u', 'x') {invalid_not_null})"
     );
     let mut out = Vec::new();
     for r in query(client, W, &sql).await? {
@@ -713,6 +728,8 @@ async fn read_constraints(client: &Client, g: &Gate) -> Result<Vec<Constraint>, 
             comment: get(&r, W, "comment")?,
         });
     }
+    // Sorted here, not by the server (see read_relations).
+    out.sort_by(|a, b| (a.relid, &a.name).cmp(&(b.relid, &b.name)));
     Ok(out)
 }
 
@@ -758,8 +775,7 @@ async fn read_indexes(client: &Client, half: u8) -> Result<Vec<Index>, CatalogEr
                     WHERE COALESCE(a.attstattarget::int, -1) >= 0 AND a.attnum > 0
                     GROUP BY a.attrelid) st ON st.attrelid = i.indexrelid
          WHERE {USER_NS} AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'm')
-           AND pg_catalog.hashint8(i.indexrelid::pg_catalog.int8) & 1 = {half}
-         ORDER BY n.nspname, ic.relname"
+           AND pg_catalog.hashint8(i.indexrelid::pg_catalog.int8) & 1 = {half}"
     );
     let mut out = Vec::new();
     for r in query(client, W, &sql).await? {
@@ -1030,13 +1046,29 @@ async fn read_default_acls(client: &Client) -> Result<Vec<DefaultAcl>, CatalogEr
 
 async fn read_depends(client: &Client) -> Result<Vec<Depend>, CatalogError> {
     const W: &str = "dependencies";
+    // Catalogs travel as oids, named here from one small query: `::regclass::text` on each
+    // of 1.6 million rows (100,000 tables) costs the server seconds.
+    let mut catalogs: HashMap<u32, &'static str> = HashMap::new();
+    for r in query(
+        client,
+        "system catalogs",
+        "SELECT c.oid, c.relname::text AS name FROM pg_catalog.pg_class c
+         WHERE c.relnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.relkind = 'r'",
+    )
+    .await?
+    {
+        let name: String = get(&r, W, "name")?;
+        if let Some(known) = catalog_name(&name) {
+            catalogs.insert(get(&r, W, "oid")?, known);
+        }
+    }
     // Column defaults and view bodies are not objects of their own here: their dependencies
     // are reported as dependencies of the table or view they belong to.
-    let sql = "SELECT CASE WHEN ad.oid IS NOT NULL OR rw.oid IS NOT NULL THEN 'pg_catalog.pg_class'
-                           ELSE d.classid::pg_catalog.regclass::text END AS classid,
-                      COALESCE(ad.adrelid, rw.ev_class, d.objid) AS objid, d.objsubid,
-                      d.refclassid::pg_catalog.regclass::text AS refclassid, d.refobjid, d.refobjsubid,
-                      d.deptype::text AS deptype
+    let sql = "SELECT CASE WHEN ad.oid IS NOT NULL OR rw.oid IS NOT NULL
+                           THEN 'pg_catalog.pg_class'::pg_catalog.regclass::oid
+                           ELSE d.classid END AS classid,
+                      COALESCE(ad.adrelid, rw.ev_class, d.objid) AS objid,
+                      d.refclassid, d.refobjid, d.deptype = 'a' AS auto
                FROM pg_catalog.pg_depend d
                LEFT JOIN pg_catalog.pg_attrdef ad
                  ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND ad.oid = d.objid
@@ -1044,16 +1076,15 @@ async fn read_depends(client: &Client) -> Result<Vec<Depend>, CatalogError> {
                  ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND rw.oid = d.objid
                 AND rw.rulename = '_RETURN'
                WHERE d.deptype IN ('n', 'a', 'i') AND d.objid >= 16384 AND d.refobjid >= 16384";
-    let mut out = Vec::new();
-    for r in query(client, W, sql).await? {
+    let rows = query(client, W, sql).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
         out.push(Depend {
-            classid: get(&r, W, "classid")?,
+            class: catalogs.get(&get::<u32>(&r, W, "classid")?).copied(),
             objid: get(&r, W, "objid")?,
-            objsubid: get(&r, W, "objsubid")?,
-            refclassid: get(&r, W, "refclassid")?,
+            refclass: catalogs.get(&get::<u32>(&r, W, "refclassid")?).copied(),
             refobjid: get(&r, W, "refobjid")?,
-            refobjsubid: get(&r, W, "refobjsubid")?,
-            deptype: get(&r, W, "deptype")?,
+            auto: get(&r, W, "auto")?,
         });
     }
     Ok(out)

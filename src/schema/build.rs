@@ -71,12 +71,22 @@ impl Model {
             identities: HashMap::new(),
             shells: HashMap::new(),
         };
+        let t = std::time::Instant::now();
         m.index_catalog();
         let map = m.make_objects();
+        tracing::trace!(
+            "model: {} objects made in {:.2?}",
+            m.objects.len(),
+            t.elapsed()
+        );
+        let t = std::time::Instant::now();
         m.add_depends(&map);
+        tracing::trace!("model: dependencies added in {:.2?}", t.elapsed());
+        let t = std::time::Instant::now();
         m.merge_checks();
         m.stub_views_in_cycles(&map);
         m.promote_to_post_data();
+        tracing::trace!("model: checks, view stubs, sections in {:.2?}", t.elapsed());
         m
     }
 
@@ -544,7 +554,7 @@ impl Model {
         for (class, oid, ext) in &cat.extension_members {
             if let (Some(&e), Some(class)) = (
                 map.get(&("pg_catalog.pg_extension", *ext)),
-                static_class(class),
+                crate::catalog::catalog_name(class),
             ) {
                 map.entry((class, *oid)).or_insert(e);
             }
@@ -956,9 +966,7 @@ impl Model {
 
     fn add_depends(&mut self, map: &HashMap<Key, usize>) {
         for d in &self.catalog.depends {
-            let (Some(from_c), Some(to_c)) =
-                (static_class(&d.classid), static_class(&d.refclassid))
-            else {
+            let (Some(from_c), Some(to_c)) = (d.class, d.refclass) else {
                 continue;
             };
             let (Some(&from), Some(&to)) =
@@ -979,7 +987,7 @@ impl Model {
             let fk = self.objects[from].kind;
             let tk = self.objects[to].kind;
             // OWNED BY and partition membership are carried by their own link objects.
-            if d.deptype == "a"
+            if d.auto
                 && from_c == PG_CLASS
                 && to_c == PG_CLASS
                 && (fk == ObjectKind::Sequence
@@ -1025,41 +1033,4 @@ impl Model {
             }
         }
     }
-}
-
-/// Interns the catalog names we map, so keys can be `&'static str`.
-fn static_class(name: &str) -> Option<&'static str> {
-    // regclass output leaves out `pg_catalog.` (it is always on the search path); no
-    // allocation here, as this runs twice per pg_depend row.
-    let bare = name.strip_prefix("pg_catalog.").unwrap_or(name);
-    Some(match bare {
-        "pg_class" => PG_CLASS,
-        "pg_type" => PG_TYPE,
-        "pg_namespace" => "pg_catalog.pg_namespace",
-        "pg_extension" => "pg_catalog.pg_extension",
-        "pg_proc" => "pg_catalog.pg_proc",
-        "pg_constraint" => "pg_catalog.pg_constraint",
-        "pg_trigger" => "pg_catalog.pg_trigger",
-        "pg_rewrite" => "pg_catalog.pg_rewrite",
-        "pg_policy" => "pg_catalog.pg_policy",
-        "pg_collation" => "pg_catalog.pg_collation",
-        "pg_operator" => "pg_catalog.pg_operator",
-        "pg_cast" => "pg_catalog.pg_cast",
-        "pg_opfamily" => "pg_catalog.pg_opfamily",
-        "pg_opclass" => "pg_catalog.pg_opclass",
-        "pg_ts_dict" => "pg_catalog.pg_ts_dict",
-        "pg_ts_config" => "pg_catalog.pg_ts_config",
-        "pg_foreign_data_wrapper" => "pg_catalog.pg_foreign_data_wrapper",
-        "pg_foreign_server" => "pg_catalog.pg_foreign_server",
-        "pg_statistic_ext" => "pg_catalog.pg_statistic_ext",
-        "pg_publication" => "pg_catalog.pg_publication",
-        "pg_event_trigger" => "pg_catalog.pg_event_trigger",
-        "pg_am" => PG_AM,
-        "pg_conversion" => PG_CONVERSION,
-        "pg_ts_parser" => PG_TS_PARSER,
-        "pg_ts_template" => PG_TS_TEMPLATE,
-        "pg_transform" => PG_TRANSFORM,
-        "pg_language" => PG_LANGUAGE,
-        _ => return None,
-    })
 }
