@@ -19,7 +19,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use pgferry::localpg::{Cluster, ClusterOptions};
-use support::fidelity::{first_diff, pg_dump_schema, psql_apply};
+use support::fidelity::{
+    assert_index_defs_are_the_servers, first_diff, pg_dump_schema, psql_apply,
+};
 use support::{install, output_text, pgferry, psql, skip};
 
 /// The database pg_regress builds.
@@ -225,6 +227,11 @@ fn schema_of_the_regression_database_restores_with_zero_diff() {
         output_text(&out)
     );
     let script = String::from_utf8(out.stdout).expect("the script is UTF-8");
+    // Every index of the regression database, whoever wrote its definition, as the server
+    // prints it.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let compared = runtime.block_on(assert_index_defs_are_the_servers(cluster, REGRESSION));
+    eprintln!("{compared} index definitions are the server's text");
     let db = support::fresh_db(cluster, "regression_schema");
     if let Err(e) = psql_apply(cluster, &db, &script, true) {
         let dir = format!("{}/target/regression_db", env!("CARGO_MANIFEST_DIR"));

@@ -7,7 +7,10 @@ mod support;
 use std::process::Command;
 
 use pgferry::schema::{dump_schema, DumpOptions, SchemaScript, SubscriptionMode};
-use support::fidelity::{connect, first_diff, fixture, pg_dump_schema, psql_apply, roundtrip_on};
+use support::fidelity::{
+    assert_index_defs_are_the_servers, connect, first_diff, fixture, pg_dump_schema, psql_apply,
+    roundtrip_on,
+};
 use support::{fresh_db, psql, shared_cluster};
 
 /// [`roundtrip_on`] the shared (default-version) cluster.
@@ -481,4 +484,45 @@ async fn object_kinds_the_regression_database_caught() {
         "{:?}",
         script.warnings
     );
+}
+
+/// Index definitions pgferry writes itself (plain indexes, to spare the server a
+/// `pg_get_indexdef` call each) are the server's text exactly; the shapes it must leave to
+/// the server (another operator class or collation, DESC, INCLUDE, expressions, predicates,
+/// storage options, a type that borrows another's operator class) come back from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_definitions_are_the_servers_text() {
+    let cluster = shared_cluster();
+    let db = fresh_db(cluster, "index_defs");
+    let mut sql = fixture("tables.sql");
+    sql.push_str(&fixture("edge_cases.sql"));
+    sql.push_str(
+        r#"
+CREATE SCHEMA "Index Shapes";
+CREATE TABLE "Index Shapes"."Mixed Case" (
+    id bigint, "select" text, v varchar(20), c text COLLATE "C", n numeric, d date,
+    arr int[], part int NOT NULL
+);
+CREATE INDEX plain_multi ON "Index Shapes"."Mixed Case" (id, "select", d);
+CREATE UNIQUE INDEX "Unique One" ON "Index Shapes"."Mixed Case" (n);
+CREATE INDEX on_varchar ON "Index Shapes"."Mixed Case" (v);
+CREATE INDEX on_c ON "Index Shapes"."Mixed Case" (c);
+CREATE INDEX other_collation ON "Index Shapes"."Mixed Case" ("select" COLLATE "C");
+CREATE INDEX pattern ON "Index Shapes"."Mixed Case" ("select" text_pattern_ops);
+CREATE INDEX descending ON "Index Shapes"."Mixed Case" (id DESC, d NULLS FIRST);
+CREATE INDEX hashed ON "Index Shapes"."Mixed Case" USING hash (id);
+CREATE INDEX gin_arr ON "Index Shapes"."Mixed Case" USING gin (arr);
+CREATE INDEX covering ON "Index Shapes"."Mixed Case" (id) INCLUDE (n);
+CREATE INDEX partial ON "Index Shapes"."Mixed Case" (id) WHERE n > 0;
+CREATE INDEX expr ON "Index Shapes"."Mixed Case" (lower("select"));
+CREATE INDEX filled ON "Index Shapes"."Mixed Case" (d) WITH (fillfactor = 70);
+CREATE UNIQUE INDEX nnd ON "Index Shapes"."Mixed Case" (n, d) NULLS NOT DISTINCT;
+CREATE TABLE "Index Shapes".parted (id int, k int) PARTITION BY RANGE (k);
+CREATE TABLE "Index Shapes".parted_1 PARTITION OF "Index Shapes".parted FOR VALUES FROM (0) TO (10);
+CREATE INDEX parted_k ON "Index Shapes".parted (k, id);
+"#,
+    );
+    psql_apply(cluster, &db, &sql, true).unwrap();
+    let compared = assert_index_defs_are_the_servers(cluster, &db).await;
+    assert!(compared > 20, "{compared}");
 }

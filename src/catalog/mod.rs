@@ -11,6 +11,7 @@
 
 pub mod acl;
 mod extras;
+mod index_def;
 mod internals;
 pub mod model;
 mod read;

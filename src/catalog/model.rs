@@ -208,6 +208,9 @@ pub struct Column {
     /// `format_type(atttypid, atttypmod)`.
     pub type_name: String,
     pub type_oid: u32,
+    /// `attcollation` (0 for a type without collation).
+    pub collation_oid: u32,
+    /// The collation, when it is not the type's default.
     pub collation: Option<(String, String)>,
     pub not_null: bool,
     pub default: Option<String>,
@@ -284,7 +287,7 @@ pub struct Index {
     pub relid: u32,
     pub schema: String,
     pub name: String,
-    /// `pg_get_indexdef`.
+    /// `pg_get_indexdef`'s text (written by pgferry for plain indexes, see `index_def`).
     pub def: String,
     pub clustered: bool,
     pub replident: bool,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use tokio_postgres::{Client, Row};
 
 use super::acl::parse_acl;
+use super::index_def::{plain_condition, PlainIndex};
 use super::model::*;
 use super::{CatalogError, ReadOptions};
 
@@ -198,7 +199,7 @@ async fn read_with_empty_search_path(
         let r = Ok::<_, CatalogError>((
             read_schemas(a).await?,
             read_extensions(a).await?,
-            read_indexes(a, 0).await?,
+            read_indexes(a, &g, 0).await?,
             read_depends(a).await?,
             read_extension_members(a).await?,
             read_type_links(a, &g).await?,
@@ -209,7 +210,7 @@ async fn read_with_empty_search_path(
     };
     let second = async {
         let r = Ok::<_, CatalogError>((
-            read_indexes(b, 1).await?,
+            read_indexes(b, &g, 1).await?,
             read_types(b, &g).await?,
             read_relations(b, &g).await?,
             read_sequences(b).await?,
@@ -240,8 +241,10 @@ async fn read_with_empty_search_path(
             extras,
         ),
     ) = tokio::try_join!(first, second)?;
-    // As one query would have ordered them (names compare bytewise, as `name` does).
     indexes.extend(other_indexes);
+    super::index_def::complete(a, &mut indexes, &relations, &columns).await?;
+    let mut indexes: Vec<Index> = indexes.into_iter().map(|(index, _)| index).collect();
+    // As one query would have ordered them (names compare bytewise, as `name` does).
     indexes.sort_by(|x, y| (&x.schema, &x.name).cmp(&(&y.schema, &y.name)));
     Ok(Catalog {
         server_version_num: v,
@@ -588,7 +591,7 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
     let comment_join = description_join("a.attrelid", "pg_class", "a.attnum");
     let sql = format!(
         "SELECT a.attrelid, a.attnum, a.attname,
-                pg_catalog.format_type(a.atttypid, a.atttypmod) AS type_name, a.atttypid,
+                pg_catalog.format_type(a.atttypid, a.atttypmod) AS type_name, a.atttypid, a.attcollation,
                 cn.nspname AS coll_schema, co.collname AS coll_name,
                 a.attnotnull, {not_null} pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS def,
                 a.attidentity::text AS identity, {generated} AS generated,
@@ -635,6 +638,7 @@ async fn read_columns(client: &Client, g: &Gate) -> Result<Vec<Column>, CatalogE
             name: get(&r, W, "attname")?,
             type_name: get(&r, W, "type_name")?,
             type_oid: get(&r, W, "atttypid")?,
+            collation_oid: get(&r, W, "attcollation")?,
             collation: opt_qualified(&r, W, "coll_schema", "coll_name")?,
             not_null,
             default: get(&r, W, "def")?,
@@ -749,12 +753,19 @@ fn column_acl(row: &Row, what: &'static str) -> Result<Acl, CatalogError> {
 /// pg_get_constraintdef, so nothing here depends on the version.
 /// The indexes whose oid hashes to `half` (of two; oids alone come in runs of one parity) (`pg_get_indexdef` is the costliest call of the
 /// whole read: each session reads half of them); the caller merges and sorts.
-async fn read_indexes(client: &Client, half: u8) -> Result<Vec<Index>, CatalogError> {
+async fn read_indexes(
+    client: &Client,
+    g: &Gate,
+    half: u8,
+) -> Result<Vec<(Index, Option<PlainIndex>)>, CatalogError> {
     const W: &str = "indexes";
     let comment_join = description_join("i.indexrelid", "pg_class", "0");
     let sql = format!(
         "SELECT i.indexrelid, i.indrelid, n.nspname, ic.relname,
-                pg_catalog.pg_get_indexdef(i.indexrelid) AS def, i.indisclustered, i.indisreplident,
+                CASE WHEN {plain} THEN NULL ELSE pg_catalog.pg_get_indexdef(i.indexrelid) END AS def,
+                i.indisunique, am.amname::text AS am, ic.relam, i.indkey::pg_catalog.int2[] AS keys,
+                i.indclass::pg_catalog.oid[] AS opclasses, i.indcollation::pg_catalog.oid[] AS collations,
+                i.indisclustered, i.indisreplident,
                 ic.relkind = 'I' AS partitioned,
                 (SELECT co.oid FROM pg_catalog.pg_constraint co WHERE co.conindid = i.indexrelid
                    AND co.conrelid = i.indrelid AND co.contype IN ('p', 'u', 'x')) AS constraint_oid,
@@ -764,18 +775,28 @@ async fn read_indexes(client: &Client, half: u8) -> Result<Vec<Index>, CatalogEr
                 dsc.description AS comment
          FROM pg_catalog.pg_index i
          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+         JOIN pg_catalog.pg_am am ON am.oid = ic.relam
          JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          {comment_join}
-         -- Statistics targets set on index columns (rare): aggregated once, not per index.
+         -- Statistics targets and operator class options set on index columns (both rare):
+         -- aggregated once, not looked up per index.
          LEFT JOIN (SELECT a.attrelid,
-                           pg_catalog.array_agg(a.attnum::int ORDER BY a.attnum) AS stat_cols,
-                           pg_catalog.array_agg(a.attstattarget::int ORDER BY a.attnum) AS stat_vals
+                           pg_catalog.array_agg(a.attnum::int ORDER BY a.attnum)
+                               FILTER (WHERE COALESCE(a.attstattarget::int, -1) >= 0) AS stat_cols,
+                           pg_catalog.array_agg(a.attstattarget::int ORDER BY a.attnum)
+                               FILTER (WHERE COALESCE(a.attstattarget::int, -1) >= 0) AS stat_vals,
+                           pg_catalog.bool_or(a.attoptions IS NOT NULL) AS has_options
                     FROM pg_catalog.pg_attribute a
-                    WHERE COALESCE(a.attstattarget::int, -1) >= 0 AND a.attnum > 0
+                    WHERE (COALESCE(a.attstattarget::int, -1) >= 0 OR a.attoptions IS NOT NULL)
+                      AND a.attnum > 0
                     GROUP BY a.attrelid) st ON st.attrelid = i.indexrelid
          WHERE {USER_NS} AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'm')
-           AND pg_catalog.hashint8(i.indexrelid::pg_catalog.int8) & 1 = {half}"
+           AND pg_catalog.hashint8(i.indexrelid::pg_catalog.int8) & 1 = {half}",
+        plain = plain_condition(
+            g.frag(110000, "i.indnatts = i.indnkeyatts", "true"),
+            g.frag(150000, "NOT i.indnullsnotdistinct", "true"),
+        ),
     );
     let mut out = Vec::new();
     for r in query(client, W, &sql).await? {
@@ -787,12 +808,25 @@ async fn read_indexes(client: &Client, half: u8) -> Result<Vec<Index>, CatalogEr
             .zip(vals.unwrap_or_default())
             .filter_map(|(c, v)| i16::try_from(c).ok().map(|c| (c, v)))
             .collect();
-        out.push(Index {
+        let def: Option<String> = get(&r, W, "def")?;
+        let plain = match def {
+            Some(_) => None,
+            None => Some(PlainIndex {
+                unique: get(&r, W, "indisunique")?,
+                access_method: get(&r, W, "am")?,
+                access_method_oid: get(&r, W, "relam")?,
+                keys: get(&r, W, "keys")?,
+                opclasses: get(&r, W, "opclasses")?,
+                collations: get(&r, W, "collations")?,
+            }),
+        };
+        let index = Index {
             oid: get(&r, W, "indexrelid")?,
             relid: get(&r, W, "indrelid")?,
             schema: get(&r, W, "nspname")?,
             name: get(&r, W, "relname")?,
-            def: get(&r, W, "def")?,
+            // Written by `index_def::complete` when the server left it to us.
+            def: def.unwrap_or_default(),
             clustered: get(&r, W, "indisclustered")?,
             replident: get(&r, W, "indisreplident")?,
             partitioned: get(&r, W, "partitioned")?,
@@ -801,7 +835,8 @@ async fn read_indexes(client: &Client, half: u8) -> Result<Vec<Index>, CatalogEr
             tablespace: get(&r, W, "tablespace")?,
             stat_targets,
             comment: get(&r, W, "comment")?,
-        });
+        };
+        out.push((index, plain));
     }
     Ok(out)
 }

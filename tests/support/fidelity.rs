@@ -167,3 +167,44 @@ pub async fn roundtrip_on(
     }
     script
 }
+
+/// Every index definition pgferry reads from `db` (written by pgferry itself for plain
+/// indexes) must be the server's own `pg_get_indexdef` text, byte for byte. Returns how
+/// many indexes were compared.
+pub async fn assert_index_defs_are_the_servers(cluster: &Cluster, db: &str) -> usize {
+    let client = connect(cluster, db).await;
+    pgferry::catalog::begin_snapshot_read(&client, None)
+        .await
+        .unwrap();
+    let catalog = pgferry::catalog::read_catalog(&client, &Default::default())
+        .await
+        .unwrap();
+    client
+        .batch_execute("SET LOCAL search_path = ''")
+        .await
+        .unwrap();
+    let oids: Vec<u32> = catalog.indexes.iter().map(|i| i.oid).collect();
+    let rows = client
+        .query(
+            "SELECT x.oid, pg_catalog.pg_get_indexdef(x.oid) AS def
+             FROM pg_catalog.unnest($1::pg_catalog.oid[]) AS x(oid)",
+            &[&oids],
+        )
+        .await
+        .unwrap();
+    let server: std::collections::HashMap<u32, String> = rows
+        .iter()
+        .map(|r| (r.get::<_, u32>("oid"), r.get::<_, String>("def")))
+        .collect();
+    for index in &catalog.indexes {
+        assert_eq!(
+            Some(&index.def),
+            server.get(&index.oid),
+            "index {}.{}",
+            index.schema,
+            index.name
+        );
+    }
+    client.batch_execute("COMMIT").await.unwrap();
+    catalog.indexes.len()
+}
