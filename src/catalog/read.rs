@@ -749,10 +749,11 @@ fn column_acl(row: &Row, what: &'static str) -> Result<Acl, CatalogError> {
     })
 }
 
-/// NULLS NOT DISTINCT (PG 15+) and INCLUDE columns (PG 11+) come with pg_get_indexdef and
-/// pg_get_constraintdef, so nothing here depends on the version.
-/// The indexes whose oid hashes to `half` (of two; oids alone come in runs of one parity) (`pg_get_indexdef` is the costliest call of the
-/// whole read: each session reads half of them); the caller merges and sorts.
+/// The indexes whose oid hashes to `half` (of two; oids alone come in runs of one parity):
+/// each session reads half of them. The server deparses only the indexes that are not plain
+/// (INCLUDE from PG 11 and NULLS NOT DISTINCT from PG 15 are tested for by version); a plain
+/// one comes with a [`PlainIndex`] and an empty definition, which the caller fills in with
+/// [`super::index_def::complete`] after merging, then sorts.
 async fn read_indexes(
     client: &Client,
     g: &Gate,
