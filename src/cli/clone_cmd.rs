@@ -366,8 +366,8 @@ fn event_text(event: &FollowEvent) -> String {
             "every user table is replicated".into()
         }
         FollowEvent::NotReplicated(tables) => format!(
-            "WARNING: not replicated (created on the source after the start, or removed from the \
-             publication because they lost their replica identity): {}",
+            "WARNING: not replicated (created on the source without a usable replica identity, or \
+             removed from the publication because they lost theirs): {}",
             tables.join(", ")
         ),
         FollowEvent::SlotRetention(r) => r.describe(),
@@ -378,6 +378,7 @@ fn event_text(event: &FollowEvent) -> String {
         FollowEvent::SnapshotHeld => {
             "slot created: the copy holds its snapshot open on the source until it ends".into()
         }
+        FollowEvent::SchemaReconciled(r) => r.lines().join("\n"),
     }
 }
 

@@ -956,6 +956,20 @@ fn column_privileges(name: &str, owner: &str, cols: &[Column], opts: &DumpOption
     out
 }
 
+/// The `ADD GENERATED … AS IDENTITY` of column `column` of table `table_oid`, as the table's
+/// own rendering has it (empty when it is not an identity): for a target that lacks only that.
+pub fn identity_of(m: &Model, table_oid: u32, column: &str, opts: &DumpOptions) -> String {
+    let Some(&r) = m.relations.get(&table_oid) else {
+        return String::new();
+    };
+    let r = &m.catalog.relations[r];
+    let columns = m.columns.get(&table_oid).cloned().unwrap_or(0..0);
+    match m.catalog.columns[columns].iter().find(|c| c.name == column) {
+        Some(c) => identity(m, r, c, opts),
+        None => String::new(),
+    }
+}
+
 /// `ADD GENERATED … AS IDENTITY`, naming the sequence and its options so the restored
 /// sequence matches the original.
 fn identity(m: &Model, r: &Relation, c: &Column, opts: &DumpOptions) -> String {

@@ -874,6 +874,11 @@ impl Context<'_> {
                 .out
                 .detail(db, &format!("{} synced", count(n as u64, "sequence"))),
             FollowEvent::NotReplicated(tables) => self.on_not_replicated(db, tables),
+            FollowEvent::SchemaReconciled(r) => {
+                for line in r.lines() {
+                    self.out.message(Some(db), &line);
+                }
+            }
             FollowEvent::SnapshotHeld => self.send(Update::Snapshot {
                 db: db.to_owned(),
                 held: true,
@@ -915,8 +920,8 @@ impl Context<'_> {
             self.out.message(
                 Some(db),
                 &format!(
-                    "WARNING: not replicated (created on the source after the start, or removed \
-                     from the publication because they lost their replica identity): {}",
+                    "WARNING: not replicated (created on the source without a usable replica \
+                     identity, or removed from the publication because they lost theirs): {}",
                     tables.join(", ")
                 ),
             );

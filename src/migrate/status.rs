@@ -310,8 +310,8 @@ impl StatusReport {
             .collect();
         if !missing.is_empty() {
             out.push_str(
-                "\nnot replicated (created on the source after the start, or removed from the \
-                 publication because they lost their replica identity):\n",
+                "\nnot replicated (created on the source without a usable replica identity, or \
+                 removed from the publication because they lost theirs):\n",
             );
             for d in missing {
                 out.push_str(&format!(

@@ -25,6 +25,7 @@ use super::pgoutput::{
     Begin, Column, Commit, Delete, Insert, Message, Oid, OldTuple, Relation, ReplicaIdentity,
     Truncate, Tuple, Update, Value,
 };
+use super::schema_follow::{SchemaFollowError, SchemaFollower};
 use super::spool::{Spool, SpoolError};
 use super::{state, Lsn};
 use crate::ddl::{qualified, quote_ident};
@@ -103,6 +104,13 @@ pub enum ApplyError {
     },
     #[error("the stream is inconsistent: {0}")]
     Stream(String),
+    /// A source schema change that could not be applied on the target.
+    #[error("schema change in the source transaction at {lsn}: {source}")]
+    Schema {
+        lsn: Lsn,
+        #[source]
+        source: SchemaFollowError,
+    },
     /// Local disk trouble with a streamed transaction's spool file (full disk...): the next
     /// session starts a new spool, the server resends the transaction.
     #[error("streamed transaction: {0}")]
@@ -128,6 +136,7 @@ impl ApplyError {
             | ApplyError::ColumnMismatch { .. }
             | ApplyError::Stream(_) => true,
             ApplyError::Spool(_) => false,
+            ApplyError::Schema { source, .. } => source.is_permanent(),
             ApplyError::Target { code, .. } => !crate::pgerror::is_transient_text(code.as_deref()),
         }
     }
@@ -268,6 +277,8 @@ impl ToSql for RawValue {
 /// What we know of a source relation and its target table.
 struct RelState {
     rel: Relation,
+    /// Described again in this session: its shape (or name) may have changed.
+    resent: bool,
     /// Quoted `schema.table`.
     name: String,
     /// Checked against the target on first use: each column's target type (format_type).
@@ -449,6 +460,10 @@ pub struct Applier {
     /// Bytes of values held in `runs`.
     run_bytes: usize,
     generated_supported: Option<bool>,
+    /// Follows the source's schema changes (`None`: a column change stops apply).
+    schema: Option<SchemaFollower>,
+    /// `final_lsn` of the source transaction being applied.
+    current_final: Lsn,
     /// Inside Stream Start … Stream Stop: the streamed transaction's xid.
     stream_xid: Option<u32>,
     /// Streamed transactions waiting for their Stream Commit (created at the first one).
@@ -533,6 +548,8 @@ impl Applier {
             runs: HashMap::new(),
             run_bytes: 0,
             generated_supported: None,
+            schema: None,
+            current_final: Lsn::INVALID,
             stream_xid: None,
             spool: None,
             stats: ApplyStats::default(),
@@ -544,6 +561,11 @@ impl Applier {
     /// what it holds), for an apply rate in transactions per second.
     pub fn count_transactions_into(&mut self, counter: Arc<AtomicU64>) {
         self.committed_transactions = counter;
+    }
+
+    /// Follow the source's schema changes with `follower` (see [`super::schema_follow`]).
+    pub fn follow_schema(&mut self, follower: SchemaFollower) {
+        self.schema = Some(follower);
     }
 
     /// How changes are applied (decided when the applier was made).
@@ -639,6 +661,7 @@ impl Applier {
                     return Err(ApplyError::Stream("BEGIN inside a transaction".into()));
                 }
                 self.in_source_tx = true;
+                self.current_final = Lsn(begin.final_lsn);
                 // Its commit record starts before the end of the last applied commit: applied.
                 self.skip_current = Lsn(begin.final_lsn) < self.stored;
                 if self.skip_current {
@@ -681,9 +704,11 @@ impl Applier {
                     .order
                     .as_ref()
                     .is_some_and(|o| o.cascaded.contains(&name));
+                let resent = self.relations.contains_key(&rel.id);
                 self.relations.insert(
                     rel.id,
                     RelState {
+                        resent,
                         rel,
                         name,
                         target: None,
@@ -794,6 +819,32 @@ impl Applier {
         }
         if self.skip_current {
             return Ok(());
+        }
+        if self.schema.is_some() {
+            let relation = match &change {
+                Change::Insert(c) => Some(c.relation),
+                Change::Update(c) => Some(c.relation),
+                Change::Delete(c) => Some(c.relation),
+                Change::Truncate(_) => None,
+            };
+            if let Some(oid) = relation {
+                // Tables copied while streaming: changes committed before the copy are in
+                // it (checked before and after following the table's schema, which may copy
+                // it now).
+                if self.copied(oid) {
+                    return Ok(());
+                }
+                self.follow_schema_of(oid).await?;
+                if self.copied(oid) {
+                    return Ok(());
+                }
+            } else if let Change::Truncate(c) = &change {
+                for oid in &c.relations {
+                    if !self.copied(*oid) {
+                        self.follow_schema_of(*oid).await?;
+                    }
+                }
+            }
         }
         self.stats.changes += 1;
         if let Some(batch) = &mut self.batch {
@@ -909,6 +960,13 @@ impl Applier {
     async fn truncate(&mut self, c: Truncate) -> Result<(), ApplyError> {
         let mut names = Vec::new();
         for oid in &c.relations {
+            if self
+                .schema
+                .as_ref()
+                .is_some_and(|s| s.copied(*oid, self.current_final))
+            {
+                continue;
+            }
             self.ensure_target(*oid).await?;
             let state = self.relation(*oid)?;
             let partitioned = state.target.as_ref().is_some_and(|t| t.partitioned);
@@ -920,6 +978,9 @@ impl Applier {
                 format!("ONLY {}", state.name)
             });
         }
+        if names.is_empty() {
+            return Ok(());
+        }
         let mut sql = format!("TRUNCATE {}", names.join(", "));
         if c.restart_identity() {
             sql.push_str(" RESTART IDENTITY");
@@ -928,6 +989,70 @@ impl Applier {
             sql.push_str(" CASCADE");
         }
         self.execute_now(&sql).await
+    }
+
+    /// The change to `oid` being applied is in a copy taken while streaming.
+    fn copied(&self, oid: Oid) -> bool {
+        self.schema
+            .as_ref()
+            .is_some_and(|s| s.copied(oid, self.current_final))
+    }
+
+    /// Before the first change to a table after its description: when the description is
+    /// new in this session (the table changed) or differs from the target's table, the
+    /// schema follower brings the target's table to it, in the open target transaction.
+    async fn follow_schema_of(&mut self, oid: Oid) -> Result<(), ApplyError> {
+        let state = self.relation(oid)?;
+        if self.schema.is_none() || state.target.is_some() {
+            return Ok(());
+        }
+        if !state.resent && self.target_has_columns_of(oid).await? {
+            return Ok(());
+        }
+        // Everything before the schema change reaches the target first.
+        self.drain().await?;
+        let rel = self.relation(oid)?.rel.clone();
+        let at = self.current_final;
+        let client = Arc::clone(&self.client);
+        if let Some(schema) = self.schema.as_mut() {
+            let outcome = schema
+                .relation(&client, &rel, at)
+                .await
+                .map_err(|source| ApplyError::Schema { lsn: at, source })?;
+            if !outcome.statements.is_empty() {
+                self.statements.retain(|(o, _, _, _), _| *o != oid);
+            }
+        }
+        if let Some(state) = self.relations.get_mut(&oid) {
+            state.resent = false;
+        }
+        Ok(())
+    }
+
+    /// Whether the target's table has exactly the described columns, by name and, for
+    /// built-in types, by type (a cheap look before asking the source).
+    async fn target_has_columns_of(&self, oid: Oid) -> Result<bool, ApplyError> {
+        let state = self.relation(oid)?;
+        let rows = self
+            .client
+            .query(
+                "SELECT a.attname::text, a.atttypid, a.atttypmod                  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace                  WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0                    AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
+                &[&state.rel.namespace, &state.rel.name],
+            )
+            .await
+            .map_err(ApplyError::target(format!(
+                "reading the columns of {}",
+                state.name
+            )))?;
+        // Below FirstNormalObjectId types have the same oid everywhere.
+        const FIRST_NORMAL_OID: Oid = 16384;
+        Ok(rows.len() == state.rel.columns.len()
+            && rows.iter().zip(&state.rel.columns).all(|(r, c)| {
+                let (name, ty, typmod): (String, Oid, i32) = (r.get(0), r.get(1), r.get(2));
+                name == c.name
+                    && (c.type_oid >= FIRST_NORMAL_OID
+                        || (ty == c.type_oid && typmod == c.type_modifier))
+            }))
     }
 
     fn relation(&self, oid: Oid) -> Result<&RelState, ApplyError> {

@@ -17,12 +17,15 @@
 use super::apply::{Applier, ApplyError, ApplyItem, BatchLimits};
 use super::feedback::{pump, PumpError};
 use super::publication::{self, ObjectNames, PublicationError};
+use super::reconcile::{self, ReconcileError};
+use super::schema_follow::{self, SchemaFollowError, SchemaFollower};
 use super::triggers;
 use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
 use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
 use crate::conn::{connect, ConnConfig, ConnectError};
 use crate::pgerror::{PgError, Side, SqlState};
 use crate::progress::Reporter;
+use crate::schema::DumpOptions;
 use crate::server::access;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -105,6 +108,8 @@ pub enum FollowEvent {
     CutoverStarted {
         lag: u64,
     },
+    /// At cutover: the source's schema changes the stream could not carry, applied (or not).
+    SchemaReconciled(Box<reconcile::Reconciled>),
     SequencesSynced(usize),
     /// User tables the publication does not list (created after the start, or removed because
     /// they lost their replica identity); sent when the list changes.
@@ -147,6 +152,10 @@ pub enum FollowError {
     Replication(#[from] ReplicationError),
     #[error("applying changes: {0}")]
     Apply(#[from] ApplyError),
+    #[error("following the source's schema: {0}")]
+    Schema(#[from] SchemaFollowError),
+    #[error("cutover: {0}")]
+    Reconcile(#[from] ReconcileError),
     #[error(transparent)]
     Watch(#[from] super::source_watch::WatchError),
     #[error("replication stream: {0}")]
@@ -222,6 +231,7 @@ impl FollowError {
             }
             FollowError::Pump(PumpError::Ended | PumpError::Silent(_)) => true,
             FollowError::Apply(e) => !e.is_permanent(),
+            FollowError::Schema(e) => !e.is_permanent(),
             FollowError::Watch(WatchError::Query(e)) => crate::pgerror::is_transient(e.code()),
             FollowError::Watch(WatchError::Guard(e)) => e.is_transient(),
             _ => false,
@@ -479,6 +489,8 @@ async fn start_fresh(
         state::store(&target.client, &names.slot, created.consistent_point)
             .await
             .map_err(|e| FollowError::target("storing the start position", e))?;
+        schema_follow::seed_relations(source, &target.client, &names.publication, &names.slot)
+            .await?;
         Ok::<_, FollowError>(summary)
     }
     .await;
@@ -487,6 +499,35 @@ async fn start_fresh(
         let _ = publication::drop_publication(source, &names.publication).await;
     }
     result
+}
+
+/// The applier's schema follower, rendering new tables as the clone rendered the others.
+async fn schema_follower(
+    src: &ConnConfig,
+    target: &tokio_postgres::Client,
+    slot: &str,
+    opts: &FollowOptions,
+) -> Result<SchemaFollower, FollowError> {
+    let dump = dump_options(target, opts).await?;
+    Ok(SchemaFollower::new(src.clone(), target, slot, dump).await?)
+}
+
+/// How DDL is rendered for this target, as the clone rendered it.
+async fn dump_options(
+    target: &tokio_postgres::Client,
+    opts: &FollowOptions,
+) -> Result<DumpOptions, FollowError> {
+    let me = access::TargetUser::read(target)
+        .await
+        .map_err(|e| FollowError::target("reading the target user's attributes", e))?;
+    Ok(DumpOptions {
+        no_owner: opts.clone.owners.no_owner,
+        no_privileges: opts.clone.no_privileges,
+        owners_not_kept: opts.clone.owners.refused(),
+        grants_by_set_role: !me.superuser,
+        target_major: Some((me.server_version_num / 10000) as u32),
+        ..DumpOptions::default()
+    })
 }
 
 /// Why a session ended without error.
@@ -634,6 +675,15 @@ async fn session(
     )
     .await?;
     applier.count_transactions_into(applied.transactions.clone());
+    let follower = schema_follower(src, applier.client(), &names.slot, opts).await?;
+    let source_watch = super::source_watch::SourceWatch::new(
+        names,
+        &opts.clone.filter,
+        opts.max_slot_retained,
+        opts.lag_interval,
+        follower.known(),
+    );
+    applier.follow_schema(follower);
     let mode = applier.mode();
     tracing::info!("applying changes with {}", mode.describe());
     // Triggers and rules that would fire during apply stay off until the cutover.
@@ -718,7 +768,7 @@ async fn session(
                 // The applier hung up: its own error tells why.
                 SessionEnd::Shutdown
             }
-            end = monitor(&source.client, &applied_rx, &applied.transactions, opts, names, observer, &mut shutdown) => end?,
+            end = monitor(&source.client, &applied_rx, &applied.transactions, opts, source_watch, observer, &mut shutdown) => end?,
         };
         // `tx` is gone with the pump: the applier finishes what it has and returns.
         Ok::<_, FollowError>(ended)
@@ -763,8 +813,16 @@ async fn session(
         }
         SessionEnd::Cutover { lag } => {
             observer(FollowEvent::CutoverStarted { lag });
-            let values = sequences::read(&source.client).await?;
             let target = open("target", dst).await?;
+            // What the stream could not carry of the source's schema changes, before the
+            // sequences (a new identity's sequence) and the triggers (new ones).
+            let dump = dump_options(&target.client, opts).await?;
+            let reconciled =
+                reconcile::reconcile(&source.client, &target.client, &names.slot, &dump).await?;
+            if !reconciled.is_empty() {
+                observer(FollowEvent::SchemaReconciled(Box::new(reconciled)));
+            }
+            let values = sequences::read(&source.client).await?;
             sequences::apply(&target.client, &values).await?;
             observer(FollowEvent::SequencesSynced(values.len()));
             // Read again: the source is the reference, whatever a crash left on the target.
@@ -803,17 +861,11 @@ async fn monitor(
     applied: &watch::Receiver<Lsn>,
     transactions: &AtomicU64,
     opts: &FollowOptions,
-    names: &ObjectNames,
+    mut watch: super::source_watch::SourceWatch,
     observer: Observer<'_>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<SessionEnd, FollowError> {
     let mut last_report: Option<Instant> = None;
-    let mut watch = super::source_watch::SourceWatch::new(
-        names,
-        &opts.clone.filter,
-        opts.max_slot_retained,
-        opts.lag_interval,
-    );
     loop {
         if let Some(tick) = watch.tick(source).await? {
             if let Some(tables) = tick.not_replicated {
@@ -834,7 +886,7 @@ async fn monitor(
                            FROM pg_catalog.pg_stat_replication r \
                            JOIN pg_catalog.pg_replication_slots s ON s.active_pid = r.pid \
                           WHERE s.slot_name = $1)",
-                &[&names.slot],
+                &[&watch.slot()],
             )
             .await
             .map_err(|e| FollowError::source("reading the current WAL position", e))?;

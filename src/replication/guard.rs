@@ -233,6 +233,72 @@ pub async fn enforce(client: &Client, publication: &str) -> Result<Enforced, Gua
     Ok(out)
 }
 
+/// Adds to `publication` the tables created on the source since the start: every leaf table
+/// (plain or partition) that `filter` selects, that is not published, that the migration has
+/// never replicated (`known`: oids the applier has seen; a table once replicated then removed
+/// by the guard stays out, since its changes in between are lost), and that has a usable
+/// replica identity, as has every other leaf of its partition tree (so that adding it can
+/// never make the source refuse an UPDATE). Returns the names added.
+///
+/// The applier creates each on the target and copies it when its first change arrives
+/// ([`super::schema_follow`]).
+pub async fn publish_new(
+    client: &Client,
+    publication: &str,
+    filter: &TableFilter,
+    known: &std::collections::HashSet<u32>,
+) -> Result<Vec<String>, GuardError> {
+    let sql = format!(
+        "{TREE_CTE}, \
+         listed AS (SELECT pr.prrelid FROM pg_catalog.pg_publication_rel pr \
+                    JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid \
+                    WHERE p.pubname = $1 AND NOT p.puballtables AND p.pubowner = \
+                          (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)), \
+         leaves AS (SELECT t.top, t.leaf, {gap} AS gap FROM tree t \
+                    JOIN pg_catalog.pg_class lc ON lc.oid = t.leaf \
+                    WHERE lc.relkind = 'r' AND lc.relpersistence = 'p') \
+         SELECT l.leaf, tn.nspname::text, tc.relname::text, \
+                pg_catalog.format('%I.%I', ln.nspname, lc.relname) \
+         FROM leaves l \
+         JOIN pg_catalog.pg_class lc ON lc.oid = l.leaf \
+         JOIN pg_catalog.pg_namespace ln ON ln.oid = lc.relnamespace \
+         JOIN pg_catalog.pg_class tc ON tc.oid = l.top \
+         JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace \
+         WHERE EXISTS (SELECT 1 FROM listed) \
+           AND l.top NOT IN (SELECT prrelid FROM listed) AND l.leaf NOT IN (SELECT prrelid FROM listed) \
+           AND NOT EXISTS (SELECT 1 FROM leaves o WHERE o.top = l.top AND o.gap IS NOT NULL) \
+           AND l.top NOT IN (SELECT objid FROM pg_catalog.pg_depend WHERE deptype = 'e' \
+                             AND classid = 'pg_catalog.pg_class'::pg_catalog.regclass) \
+         ORDER BY 2, 3, 4",
+        gap = identity_gap_sql("lc")
+    );
+    let rows = client
+        .query(&sql, &[&publication])
+        .await
+        .map_err(err("listing tables created since the start"))?;
+    let mut added = Vec::new();
+    for row in &rows {
+        let (oid, schema, top, leaf): (u32, &str, &str, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if known.contains(&oid) || !filter.matches(schema, top) {
+            continue;
+        }
+        client
+            .batch_execute(&format!(
+                "ALTER PUBLICATION {} ADD TABLE ONLY {leaf}",
+                quote_ident(publication)
+            ))
+            .await
+            .map_err(err("adding a new table to the publication"))?;
+        tracing::info!(
+            "{leaf}, created on the source while streaming, added to publication {publication}: \
+             it is created on the target and copied with its first change"
+        );
+        added.push(leaf);
+    }
+    Ok(added)
+}
+
 /// User tables (those `filter` selects) that `publication` does not replicate: a plain table
 /// or a whole partition tree not listed (created after the start, or removed by the guard) by
 /// its own name, and a leaf partition of a tree published leaf by leaf that is not listed (a

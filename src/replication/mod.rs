@@ -30,6 +30,8 @@ pub mod identity;
 pub mod pgoutput;
 pub mod protocol;
 pub mod publication;
+pub mod reconcile;
+pub mod schema_follow;
 pub mod slot;
 pub mod source_watch;
 pub mod spool;

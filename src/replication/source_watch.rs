@@ -160,14 +160,21 @@ pub async fn pgferry_slots(client: &Client) -> Result<Vec<LeftSlot>, tokio_postg
 /// What a tick found that the caller reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tick {
+    /// Tables created since the start, added to the publication now.
+    pub published: Vec<String>,
     /// The tables not replicated, when that list changed since the last tick.
     pub not_replicated: Option<Vec<String>>,
     pub retention: Option<SlotRetention>,
 }
 
+/// Oids of the source tables the applier has replicated, shared with the watch.
+pub type KnownTables = std::sync::Arc<std::sync::RwLock<std::collections::HashSet<u32>>>;
+
 /// State kept across ticks of one streaming session.
 pub struct SourceWatch {
     names: ObjectNames,
+    /// The source tables the applier has seen (see [`guard::publish_new`]).
+    known: KnownTables,
     filter: TableFilter,
     max_retained: Option<u64>,
     interval: Duration,
@@ -184,8 +191,10 @@ impl SourceWatch {
         filter: &TableFilter,
         max_retained: Option<u64>,
         interval: Duration,
+        known: KnownTables,
     ) -> SourceWatch {
         SourceWatch {
+            known,
             names: names.clone(),
             filter: filter.clone(),
             max_retained: max_retained.filter(|m| *m > 0),
@@ -197,6 +206,11 @@ impl SourceWatch {
         }
     }
 
+    /// The slot watched.
+    pub fn slot(&self) -> &str {
+        &self.names.slot
+    }
+
     /// Does the work when `interval` has passed since the last time; `Ok(None)` otherwise.
     pub async fn tick(&mut self, client: &Client) -> Result<Option<Tick>, WatchError> {
         if self.last.is_some_and(|t| t.elapsed() < self.interval) {
@@ -206,6 +220,9 @@ impl SourceWatch {
         let mut tick = Tick::default();
 
         guard::enforce(client, &self.names.publication).await?;
+        let known = self.known.read().map(|k| k.clone()).unwrap_or_default();
+        tick.published =
+            guard::publish_new(client, &self.names.publication, &self.filter, &known).await?;
         let missing = guard::not_published(client, &self.names.publication, &self.filter).await?;
         if self.not_replicated.as_ref() != Some(&missing) {
             // Reported once, by the caller (FollowEvent::NotReplicated).

@@ -85,6 +85,21 @@ pub async fn store(client: &Client, slot: &str, lsn: Lsn) -> Result<(), tokio_po
 
 /// Removes the row of `slot` (after a cutover, or when cleaning up).
 pub async fn forget(client: &Client, slot: &str) -> Result<(), tokio_postgres::Error> {
+    let relations: bool = client
+        .query_one(
+            "SELECT to_regclass('pgferry.apply_relations') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if relations {
+        client
+            .execute(
+                "DELETE FROM pgferry.apply_relations WHERE slot = $1",
+                &[&slot],
+            )
+            .await?;
+    }
     if load(client, slot).await?.is_none() {
         return Ok(());
     }

@@ -6,6 +6,7 @@
 
 pub mod aiven;
 pub mod fidelity;
+pub mod follow;
 pub mod proxy;
 
 use std::collections::HashMap;
