@@ -481,6 +481,13 @@ pub struct MigrateArgs {
     #[arg(long = "max-slot-retained", value_name = "SIZE", default_value = "64GB", value_parser = size::parse_size)]
     pub max_slot_retained: u64,
 
+    /// Replay the source's DDL statements on the target at their place in the stream: an
+    /// event trigger on the source (needs a superuser there, PostgreSQL 14+) writes each
+    /// statement into the WAL; removed at cutover and by cleanup. Without it, schema changes
+    /// are followed from the stream itself, installing nothing.
+    #[arg(long = "ddl-capture")]
+    pub ddl_capture: bool,
+
     /// How long a live database keeps reconnecting after connections drop (e.g. 30s, 10m).
     #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
     pub retry_for: std::time::Duration,
@@ -608,6 +615,12 @@ pub struct CloneArgs {
     /// no limit.
     #[arg(long = "max-slot-retained", value_name = "SIZE", default_value = "64GB", requires = "follow", value_parser = size::parse_size)]
     pub max_slot_retained: u64,
+    /// With --follow: replay the source's DDL statements on the target at their place in
+    /// the stream: an event trigger on the source (needs a superuser there, PostgreSQL 14+)
+    /// writes each statement into the WAL; removed at cutover and by cleanup. Without it,
+    /// schema changes are followed from the stream itself, installing nothing.
+    #[arg(long = "ddl-capture", requires = "follow")]
+    pub ddl_capture: bool,
 
     /// With --follow: how long to keep reconnecting after connections drop (e.g. 30s, 10m, 1h).
     #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]

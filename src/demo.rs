@@ -193,6 +193,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         tokio::spawn(async move { write_load(&src, &stop, &writes).await })
     };
     let opts = MigrateOptions {
+        ddl_capture: false,
         // As the seed's docs do with -f: the empty maintenance database stays behind.
         preflight: PreflightOptions {
             filtered: vec!["postgres".into()],

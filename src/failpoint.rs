@@ -19,6 +19,10 @@
 //! - `spool.append`: in the middle of writing a streamed transaction to its spool file;
 //! - `copy.table_committed`: a table's copy committed on the target, its progress row not
 //!   recorded;
+//! - `schema.after_change`: a source schema change ran on the target, inside the batch that
+//!   will store its position (see `replication::schema_follow`);
+//! - `schema.after_copy`: a table created or rewritten on the source was copied into that
+//!   batch;
 //! - `bootstrap.drop_at_stop` (not a crash): the bootstrap session is dropped just as a stop
 //!   request is read, so the request must survive the reconnection.
 

@@ -242,6 +242,7 @@ async fn follow_live(
         replica_identity_full: args.replica_identity_full,
         retry_for: args.retry_for,
         max_slot_retained: Some(args.max_slot_retained),
+        ddl_capture: args.ddl_capture,
         ..FollowOptions::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -191,6 +191,7 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
         migration_id: args.migration_id.clone(),
         show_passwords: args.show_passwords,
         max_slot_retained: Some(args.max_slot_retained),
+        ddl_capture: args.ddl_capture,
         retry_for: args.retry_for,
         recorded_options: recorded,
     })

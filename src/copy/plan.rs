@@ -222,7 +222,7 @@ async fn list_tables(src: &Client, major: u32) -> Result<Vec<TableRow>, CopyErro
            FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind = 'r' AND c.relpersistence <> 't'
-            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')
             AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
             AND (NOT EXISTS (SELECT 1 FROM pg_depend d
                               WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid

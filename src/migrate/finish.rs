@@ -297,13 +297,7 @@ pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<Option<Cleane
 /// nothing.
 pub(crate) async fn forget_progress(client: &tokio_postgres::Client, slot: &str, bootstrap: bool) {
     let _ = apply_state::forget(client, slot).await;
-    let _ = client
-        .batch_execute(
-            "DO $$BEGIN IF to_regclass('pgferry.apply_progress') IS NOT NULL \
-               AND NOT EXISTS (SELECT 1 FROM pgferry.apply_progress) THEN \
-               DROP TABLE pgferry.apply_progress; END IF; END$$",
-        )
-        .await;
+    let _ = apply_state::drop_empty_tables(client).await;
     if !bootstrap {
         let _ = client
             .batch_execute(

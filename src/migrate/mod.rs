@@ -56,6 +56,8 @@ pub struct MigrateOptions {
     pub retry_for: Duration,
     /// `--max-slot-retained`: see [`crate::replication::source_watch`].
     pub max_slot_retained: Option<u64>,
+    /// `--ddl-capture`: see [`crate::replication::ddl_capture`].
+    pub ddl_capture: bool,
     /// Options as the user gave them, recorded in the state (never a password).
     pub recorded_options: serde_json::Value,
 }
@@ -705,6 +707,7 @@ impl Context<'_> {
                 mangle: self.opts.preflight.mangle,
                 create_aiven_extras: plan.apply_mode == Some(access::ApplyMode::AivenExtras),
                 max_slot_retained: self.opts.max_slot_retained,
+                ddl_capture: self.opts.ddl_capture,
                 ..FollowOptions::default()
             };
             // Shut the follower down on Ctrl-C, or on a cutover request once it streams

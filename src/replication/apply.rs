@@ -681,6 +681,19 @@ impl Applier {
                 if !self.in_source_tx {
                     return Err(ApplyError::Stream("COMMIT outside a transaction".into()));
                 }
+                if !self.skip_current && self.schema.as_ref().is_some_and(|s| s.has_rewrites()) {
+                    // A rewrite announced by the capture without a statement after it.
+                    self.drain().await?;
+                    let client = Arc::clone(&self.client);
+                    let at = self.current_final;
+                    if let Some(schema) = self.schema.as_mut() {
+                        let mut out = super::schema_follow::Outcome::default();
+                        schema
+                            .copy_rewritten(&client, &mut out)
+                            .await
+                            .map_err(|source| ApplyError::Schema { lsn: at, source })?;
+                    }
+                }
                 self.in_source_tx = false;
                 if !self.skip_current {
                     self.stats.transactions += 1;
@@ -717,6 +730,9 @@ impl Applier {
                     },
                 );
                 Ok(())
+            }
+            Message::Message(m) if m.transactional && m.prefix == super::ddl_capture::PREFIX => {
+                self.captured(&m.content).await
             }
             Message::Type(_) | Message::Origin(_) | Message::Message(_) => Ok(()),
             Message::Insert(change) => self.change(Change::Insert(change)).await,
@@ -1006,7 +1022,8 @@ impl Applier {
         if self.schema.is_none() || state.target.is_some() {
             return Ok(());
         }
-        if !state.resent && self.target_has_columns_of(oid).await? {
+        let known = self.schema.as_ref().is_some_and(|s| s.is_known(oid));
+        if !state.resent && known && self.target_has_columns_of(oid).await? {
             return Ok(());
         }
         // Everything before the schema change reaches the target first.
@@ -1025,6 +1042,30 @@ impl Applier {
         }
         if let Some(state) = self.relations.get_mut(&oid) {
             state.resent = false;
+        }
+        Ok(())
+    }
+
+    /// A message of the source's DDL capture: the statement runs here, in stream order.
+    async fn captured(&mut self, content: &[u8]) -> Result<(), ApplyError> {
+        if !self.in_source_tx || self.skip_current || self.schema.is_none() {
+            return Ok(());
+        }
+        self.drain().await?;
+        let client = Arc::clone(&self.client);
+        let at = self.current_final;
+        if let Some(schema) = self.schema.as_mut() {
+            let outcome = schema
+                .replay(&client, content, at)
+                .await
+                .map_err(|source| ApplyError::Schema { lsn: at, source })?;
+            if !outcome.statements.is_empty() {
+                // Any table may have changed: statements are prepared again.
+                self.statements.clear();
+                for state in self.relations.values_mut() {
+                    state.target = None;
+                }
+            }
         }
         Ok(())
     }

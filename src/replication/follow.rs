@@ -15,6 +15,7 @@
 //! position stored in the target, so nothing is applied twice.
 
 use super::apply::{Applier, ApplyError, ApplyItem, BatchLimits};
+use super::ddl_capture::{self, CaptureError};
 use super::feedback::{pump, PumpError};
 use super::publication::{self, ObjectNames, PublicationError};
 use super::reconcile::{self, ReconcileError};
@@ -55,6 +56,10 @@ pub struct FollowOptions {
     /// `--max-slot-retained`: past this much WAL held back by the slot, drop it and stop
     /// ([`super::source_watch`]). `None` or 0: no limit.
     pub max_slot_retained: Option<u64>,
+    /// `--ddl-capture`: an event trigger on the source puts each DDL statement into the
+    /// stream, and the applier runs it in place ([`super::ddl_capture`]). Without it, schema
+    /// changes are followed from the stream alone ([`super::schema_follow`]).
+    pub ddl_capture: bool,
 }
 
 impl Default for FollowOptions {
@@ -69,6 +74,7 @@ impl Default for FollowOptions {
             mangle: false,
             create_aiven_extras: false,
             max_slot_retained: Some(super::source_watch::DEFAULT_MAX_SLOT_RETAINED),
+            ddl_capture: false,
         }
     }
 }
@@ -156,6 +162,8 @@ pub enum FollowError {
     Schema(#[from] SchemaFollowError),
     #[error("cutover: {0}")]
     Reconcile(#[from] ReconcileError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
     #[error(transparent)]
     Watch(#[from] super::source_watch::WatchError),
     #[error("replication stream: {0}")]
@@ -268,6 +276,18 @@ pub async fn follow_database(
     let stored = stored_position(dst, &names.slot).await?;
     match (slot_exists, stored) {
         (true, Some(from)) => {
+            if opts.ddl_capture
+                && ddl_capture::key(&source.client, &names.publication)
+                    .await?
+                    .is_none()
+            {
+                ddl_capture::check(&source.client).await?;
+                ddl_capture::install(&source.client, &names.publication).await?;
+                tracing::warn!(
+                    "--ddl-capture: the capture was not installed on the source; it is now. \
+                     Schema changes made before were followed from the stream alone"
+                );
+            }
             warn_retained(&source.client, &names.slot, observer).await;
             observer(FollowEvent::Resuming {
                 slot: names.slot.clone(),
@@ -282,6 +302,9 @@ pub async fn follow_database(
             })
         }
         (false, _) => {
+            if opts.ddl_capture {
+                ddl_capture::check(&source.client).await?;
+            }
             let changed = publication::check_replica_identity(
                 &source.client,
                 opts.replica_identity_full,
@@ -472,6 +495,10 @@ async fn start_fresh(
 ) -> Result<CloneSummary, FollowError> {
     publication::create_publication(source, &names.publication, &opts.clone.filter).await?;
     let result = async {
+        if opts.ddl_capture {
+            // Before the slot: every statement after its snapshot is in the stream.
+            ddl_capture::install(source, &names.publication).await?;
+        }
         let mut repl = ReplicationConnection::connect(src).await?;
         let created = repl.create_slot(&names.slot, false, true).await?;
         observer(FollowEvent::SnapshotHeld);
@@ -675,7 +702,15 @@ async fn session(
     )
     .await?;
     applier.count_transactions_into(applied.transactions.clone());
-    let follower = schema_follower(src, applier.client(), &names.slot, opts).await?;
+    let mut follower = schema_follower(src, applier.client(), &names.slot, opts).await?;
+    let capture_key = if opts.ddl_capture {
+        ddl_capture::key(&source.client, &names.publication).await?
+    } else {
+        None
+    };
+    if let Some(key) = capture_key.clone() {
+        follower.capture(key);
+    }
     let source_watch = super::source_watch::SourceWatch::new(
         names,
         &opts.clone.filter,
@@ -729,7 +764,8 @@ async fn session(
         publication_names: vec![names.publication.clone()],
         binary,
         streaming,
-        messages: false,
+        // The capture's statements (PostgreSQL 14+, checked when it was installed).
+        messages: capture_key.is_some() && source_major >= 14,
     };
     let mut stream = match repl.start_with(&names.slot, start, &options).await {
         Ok(stream) => stream,

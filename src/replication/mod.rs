@@ -23,6 +23,7 @@
 
 pub mod apply;
 pub mod connection;
+pub mod ddl_capture;
 pub mod feedback;
 pub mod follow;
 pub mod guard;

@@ -77,6 +77,8 @@ pub enum PublicationError {
     Identity(#[from] IdentityQueryError),
     #[error(transparent)]
     Guard(#[from] GuardError),
+    #[error("{0}")]
+    Capture(String),
 }
 
 fn source_err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> PublicationError + '_ {
@@ -342,7 +344,11 @@ async fn tables_to_publish(
 /// naming what to run, and not as a failure: a publication holds no WAL (the slot, dropped
 /// separately, does).
 pub async fn drop_publication(client: &Client, name: &str) -> Result<(), PublicationError> {
-    // The guard first: it belongs to the publication and must not outlive it.
+    // The guard and the DDL capture first: they belong to the publication and must not
+    // outlive it.
+    super::ddl_capture::remove(client, name)
+        .await
+        .map_err(|e| PublicationError::Capture(e.to_string()))?;
     guard::remove(client, name).await?;
     let result = client
         .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))

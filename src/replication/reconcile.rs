@@ -155,6 +155,7 @@ async fn tables(
     if known.is_empty() {
         return Ok(());
     }
+    let known: HashMap<u32, _> = known.into_iter().filter(|(oid, _)| *oid != 0).collect();
     let oids: Vec<u32> = known.keys().copied().collect();
     let rows = source
         .query(

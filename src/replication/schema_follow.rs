@@ -633,9 +633,16 @@ pub async fn seed_relations(
         )
         .await
         .map_err(SchemaFollowError::source("listing the published tables"))?;
-    let oids: Vec<Oid> = rows.iter().map(|r| r.get(0)).collect();
-    let schemas: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
-    let names: Vec<String> = rows.iter().map(|r| r.get(2)).collect();
+    // Relid 0 marks the list as complete, even for a database with no table yet.
+    let oids: Vec<Oid> = std::iter::once(0)
+        .chain(rows.iter().map(|r| r.get(0)))
+        .collect();
+    let schemas: Vec<String> = std::iter::once(String::new())
+        .chain(rows.iter().map(|r| r.get(1)))
+        .collect();
+    let names: Vec<String> = std::iter::once(String::new())
+        .chain(rows.iter().map(|r| r.get(2)))
+        .collect();
     target
         .batch_execute(ENSURE_RELATIONS_SQL)
         .await
@@ -676,6 +683,15 @@ pub struct SchemaFollower {
     relations_table: bool,
     /// The oids of `relations`, for the source watch ([`super::guard::publish_new`]).
     known: KnownTables,
+    /// `relations` lists every table published at the start (a run of this version): a table
+    /// not in it is new to the migration and is copied at its first change.
+    seeded: bool,
+    /// `--ddl-capture`: the key of the source's capture.
+    capture_key: Option<String>,
+    /// Tables the captured statement being replayed rewrites on the source.
+    rewrites: Vec<(Oid, String, String)>,
+    /// `search_path` of the applier's session, restored after each replayed statement.
+    own_path: Option<String>,
 }
 
 impl SchemaFollower {
@@ -695,6 +711,10 @@ impl SchemaFollower {
         }
         Ok(SchemaFollower {
             known,
+            seeded: !relations.is_empty(),
+            capture_key: None,
+            rewrites: Vec::new(),
+            own_path: None,
             src,
             slot: slot.to_owned(),
             dump,
@@ -702,6 +722,17 @@ impl SchemaFollower {
             relations_table: !relations.is_empty(),
             relations,
         })
+    }
+
+    /// Replay the statements of the source's DDL capture, signed with `key`.
+    pub fn capture(&mut self, key: String) {
+        self.capture_key = Some(key);
+    }
+
+    /// Whether `oid` is a table the migration already replicates (always true for a run
+    /// started before tables were recorded).
+    pub fn is_known(&self, oid: Oid) -> bool {
+        !self.seeded || self.relations.contains_key(&oid)
     }
 
     /// The tables seen so far, kept up to date.
@@ -783,8 +814,11 @@ impl SchemaFollower {
             .map_err(SchemaFollowError::target(format!(
                 "reading the columns of {table}"
             )))?;
-        if columns.is_empty() {
-            let at = self.copy_table(target, rel, true, &mut out).await?;
+        if columns.is_empty() || !self.is_known(rel.id) {
+            // New to the migration: created (unless a replayed CREATE TABLE did) and copied.
+            let at = self
+                .copy_table(target, rel, columns.is_empty(), &mut out)
+                .await?;
             out.copied_at = Some(at);
             return Ok(out);
         }
@@ -806,11 +840,17 @@ impl SchemaFollower {
                     .zip(&message)
                     .all(|(t, m)| t.name == m.name && t.type_text == m.type_text)
         };
-        let attrs = source_attrs(source, rel.id)
+        let mut attrs = source_attrs(source, rel.id)
             .await
             .map_err(SchemaFollowError::source(format!(
                 "reading the columns of {table}"
             )))?;
+        let mut columns = columns;
+        if self.capture_key.is_some() {
+            // The capture brings generated columns in stream order; the catalog may be ahead.
+            attrs.retain(|a| a.generated.is_none());
+            columns.retain(|c| !c.generated);
+        }
         let generated_same = attrs
             .iter()
             .filter(|a| !a.dropped && a.generated.is_some())
@@ -850,6 +890,140 @@ impl SchemaFollower {
         Ok(out)
     }
 
+    /// A message of the DDL capture (see [`super::ddl_capture`]), inside the target's open
+    /// transaction: a statement is run as on the source (same role when the target user may
+    /// take it, same search_path), then each table it rewrote is copied again.
+    pub async fn replay(
+        &mut self,
+        target: &Client,
+        content: &[u8],
+        at: Lsn,
+    ) -> Result<Outcome, SchemaFollowError> {
+        use super::ddl_capture::{decode, Captured};
+        let mut out = Outcome::default();
+        let Some(key) = self.capture_key.clone() else {
+            return Ok(out);
+        };
+        let captured = match decode(&key, content) {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::warn!(
+                    "a message with prefix {} in the source transaction at {at} was ignored: {why}",
+                    super::ddl_capture::PREFIX
+                );
+                return Ok(out);
+            }
+        };
+        let (role, search_path, query) = match captured {
+            Captured::Rewrite { oid, schema, table } => {
+                self.rewrites.push((oid, schema, table));
+                return Ok(out);
+            }
+            Captured::Ddl {
+                role,
+                search_path,
+                query,
+                ..
+            } => (role, search_path, query),
+        };
+        if self.own_path.is_none() {
+            let path: String = target
+                .query_one("SELECT pg_catalog.current_setting('search_path')", &[])
+                .await
+                .map_err(SchemaFollowError::target("reading search_path"))?
+                .get(0);
+            self.own_path = Some(path);
+        }
+        target
+            .execute(
+                "SELECT pg_catalog.set_config('search_path', $1, true)",
+                &[&search_path],
+            )
+            .await
+            .map_err(SchemaFollowError::target(
+                "setting the statement's search_path",
+            ))?;
+        // As the role that ran it, when this user may take it (objects then get the same
+        // owner); otherwise as this user, as the clone created them.
+        target
+            .batch_execute("SAVEPOINT pgferry_role")
+            .await
+            .map_err(SchemaFollowError::target("creating a savepoint"))?;
+        let as_role = match target
+            .batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(&role)))
+            .await
+        {
+            Ok(()) => true,
+            Err(_) => {
+                target
+                    .batch_execute("ROLLBACK TO SAVEPOINT pgferry_role")
+                    .await
+                    .map_err(SchemaFollowError::target("rolling back to a savepoint"))?;
+                false
+            }
+        };
+        let ran = target.batch_execute(&query).await;
+        if let Err(e) = ran {
+            return Err(SchemaFollowError::target(format!(
+                "running the source's statement {query:?}{}",
+                if as_role {
+                    format!(" as {role}")
+                } else {
+                    String::new()
+                }
+            ))(e));
+        }
+        tracing::info!("schema change from the source (captured): {query}");
+        out.statements.push(query);
+        crate::failpoint::crash_at("schema.after_change");
+        let own = self.own_path.clone().unwrap_or_default();
+        target
+            .batch_execute(&format!(
+                "RESET ROLE; SELECT pg_catalog.set_config('search_path', {}, true)",
+                quote_literal(&own)
+            ))
+            .await
+            .map_err(SchemaFollowError::target(
+                "restoring the session after a statement",
+            ))?;
+        self.copy_rewritten(target, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Copies again the tables announced as rewritten (at the statement that follows the
+    /// announcement, or at the end of the transaction).
+    pub async fn copy_rewritten(
+        &mut self,
+        target: &Client,
+        out: &mut Outcome,
+    ) -> Result<(), SchemaFollowError> {
+        for (oid, schema, table) in std::mem::take(&mut self.rewrites) {
+            let rel = Relation {
+                xid: None,
+                id: oid,
+                namespace: schema,
+                name: table,
+                replica_identity: super::pgoutput::ReplicaIdentity::Default,
+                columns: Vec::new(),
+            };
+            if target_columns(target, &rel.namespace, &rel.name)
+                .await
+                .map_err(SchemaFollowError::target("looking for a rewritten table"))?
+                .is_empty()
+            {
+                continue;
+            }
+            let at = self.copy_table(target, &rel, false, out).await?;
+            out.copied_at = Some(at);
+        }
+        Ok(())
+    }
+
+    /// Whether a rewritten table waits for its copy.
+    pub fn has_rewrites(&self) -> bool {
+        !self.rewrites.is_empty()
+    }
+
     async fn run(
         &self,
         target: &Client,
@@ -862,6 +1036,8 @@ impl SchemaFollower {
             .await
             .map_err(SchemaFollowError::target(format!("running {sql}")))?;
         out.statements.push(sql.to_owned());
+        // Changed on the target, not committed yet (with its position).
+        crate::failpoint::crash_at("schema.after_change");
         Ok(())
     }
 
@@ -986,6 +1162,8 @@ impl SchemaFollower {
         })?;
         let _ = reader.client.batch_execute("COMMIT").await;
         drop(reader);
+        // Copied into the open target transaction, its position not stored yet.
+        crate::failpoint::crash_at("schema.after_copy");
         let _ = repl.close().await;
         tracing::info!(
             "copied {} row(s) of {table} as of {} (source changes before that are skipped)",

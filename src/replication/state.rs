@@ -83,7 +83,23 @@ pub async fn store(client: &Client, slot: &str, lsn: Lsn) -> Result<(), tokio_po
         .map(drop)
 }
 
-/// Removes the row of `slot` (after a cutover, or when cleaning up).
+/// Drops the state tables (progress, relations) that no slot uses any more.
+pub async fn drop_empty_tables(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "DO $$BEGIN \
+               IF to_regclass('pgferry.apply_progress') IS NOT NULL \
+                  AND NOT EXISTS (SELECT 1 FROM pgferry.apply_progress) THEN \
+                 DROP TABLE pgferry.apply_progress; END IF; \
+               IF to_regclass('pgferry.apply_relations') IS NOT NULL \
+                  AND NOT EXISTS (SELECT 1 FROM pgferry.apply_relations) THEN \
+                 DROP TABLE pgferry.apply_relations; END IF; \
+             END$$",
+        )
+        .await
+}
+
+/// Removes the rows of `slot` (after a cutover, or when cleaning up).
 pub async fn forget(client: &Client, slot: &str) -> Result<(), tokio_postgres::Error> {
     let relations: bool = client
         .query_one(

@@ -73,8 +73,9 @@ pub async fn server_info(client: &Client, server: &Server) -> Result<ServerInfo,
     })
 }
 
-/// The schemas verification never looks at: the system's, TOAST and temporary ones.
-const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+/// The schemas verification never looks at: the system's, TOAST and temporary ones, and
+/// pgferry's own state (apply progress on the target, the DDL capture's key on the source).
+const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') \
      AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'";
 
 /// Ordinary tables and partition leaves (relkind `r`) outside system schemas and `ignore`;
