@@ -318,7 +318,13 @@ fn crash_in_the_middle_of_a_schema_change() {
         stop.store(true, Ordering::SeqCst);
         w.join().unwrap();
         let mut again: Vec<&str> = args.iter().map(String::as_str).collect();
-        again.extend(["--max-replication-lag", "0", "--stop-replication"]);
+        again.extend([
+            "--max-replication-lag",
+            "0",
+            "--stop-replication",
+            "--retry-for",
+            "20s",
+        ]);
         let out = pgferry_with("", &again);
         assert!(out.status.success(), "{db}: {}", output_text(&out));
         assert_equal(&src, &dst, &db);

@@ -61,8 +61,8 @@ async fn wait_target(db: &str, query: &str, want: &str) {
 
 /// Runs `ddl` on the source, then a marker insert, and waits for the marker on the target:
 /// the change and everything before it were applied and streaming goes on.
-async fn step(db: &str, n: &mut i32, follower: &mut Follower, ddl: &str) {
-    psql(source(), db, ddl);
+async fn step(db: &str, role: &str, n: &mut i32, follower: &mut Follower, ddl: &str) {
+    psql(source(), db, &format!("{role}{ddl}"));
     *n += 1;
     psql(
         source(),
@@ -93,22 +93,103 @@ fn schema_of(cluster: &Cluster, db: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_changes_follow_the_stream_without_touching_the_source() {
     let db = support::fresh_db(source(), "ddl_default");
-    scenario(&db, false).await;
+    scenario(&db, false, None).await;
+}
+
+/// The default mode as users run it: on the source a REPLICATION role that owns the tables
+/// (the application runs as it too), on the target a managed-service-like admin (CREATEDB,
+/// CREATEROLE, member of the application's role, no superuser). `--ddl-capture`, which needs
+/// a superuser on the source, is refused before anything is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_follow_the_stream_as_non_superusers() {
+    let roles = "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ddl_owner') THEN
+             CREATE ROLE ddl_owner LOGIN REPLICATION;
+           END IF;
+         END $$;";
+    psql(source(), "postgres", roles);
+    psql(target(), "postgres", roles);
+    psql(
+        target(),
+        "postgres",
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ddl_admin') THEN
+             CREATE ROLE ddl_admin LOGIN CREATEDB CREATEROLE;
+             GRANT ddl_owner TO ddl_admin;
+           END IF;
+         END $$;",
+    );
+    let db = support::fresh_db(source(), "ddl_users");
+    psql(
+        source(),
+        &db,
+        &format!("ALTER DATABASE {db} OWNER TO ddl_owner; ALTER SCHEMA public OWNER TO ddl_owner;"),
+    );
+    let users = Users {
+        source: "ddl_owner",
+        target: "ddl_admin",
+    };
+    // Refused before anything is created.
+    let src = as_user(cfg(source(), &db), users.source);
+    let dst = as_user(cfg(target(), &db), users.target);
+    let refused = Follower::start(
+        src,
+        dst,
+        FollowOptions {
+            ddl_capture: true,
+            ..FollowOptions::default()
+        },
+    )
+    .finish(Duration::from_secs(60))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("--ddl-capture needs a source user that may create event triggers"),
+        "{refused}"
+    );
+    assert_eq!(
+        psql(source(), &db, "SELECT (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots \
+              WHERE database = current_database())"),
+        "0"
+    );
+    scenario(&db, false, Some(users)).await;
+}
+
+/// Non-superuser accounts of a run: the source's (REPLICATION, owns the tables, runs the
+/// application) and the target's.
+#[derive(Clone, Copy)]
+struct Users {
+    source: &'static str,
+    target: &'static str,
+}
+
+fn as_user(mut c: pgferry::conn::ConnConfig, user: &str) -> pgferry::conn::ConnConfig {
+    c.user = user.to_owned();
+    c
 }
 
 /// The same with `--ddl-capture`: the statements themselves replayed in stream order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_changes_are_replayed_with_ddl_capture() {
     let db = support::fresh_db(source(), "ddl_capture");
-    scenario(&db, true).await;
+    scenario(&db, true, None).await;
 }
 
 /// Streams `db` (with or without `--ddl-capture`) through every kind of schema change under
 /// the application's writes, stops, resumes, cuts over and compares.
-async fn scenario(db: &str, capture: bool) {
+async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     let db = db.to_owned();
-    psql(source(), &db, SCHEMA);
-    let (src, dst) = (cfg(source(), &db), cfg(target(), &db));
+    // As the application: the tables' owner.
+    let role = users
+        .map(|u| format!("SET ROLE {};\n", u.source))
+        .unwrap_or_default();
+    psql(source(), &db, &format!("{role}{SCHEMA}"));
+    let (mut src, mut dst) = (cfg(source(), &db), cfg(target(), &db));
+    if let Some(u) = users {
+        src = as_user(src, u.source);
+        dst = as_user(dst, u.target);
+    }
     let opts = FollowOptions {
         ddl_capture: capture,
         ..FollowOptions::default()
@@ -135,6 +216,7 @@ async fn scenario(db: &str, capture: bool) {
     // Columns.
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE t ADD COLUMN n1 int",
@@ -142,6 +224,7 @@ async fn scenario(db: &str, capture: bool) {
     .await;
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE t ADD COLUMN d1 text NOT NULL DEFAULT 'constant'",
@@ -149,6 +232,7 @@ async fn scenario(db: &str, capture: bool) {
     .await;
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE t ADD COLUMN v1 float8 DEFAULT random()",
@@ -156,6 +240,7 @@ async fn scenario(db: &str, capture: bool) {
     .await;
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE t ADD COLUMN g1 int GENERATED ALWAYS AS (id * 2) STORED",
@@ -163,14 +248,23 @@ async fn scenario(db: &str, capture: bool) {
     .await;
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE t ADD COLUMN i1 bigint GENERATED BY DEFAULT AS IDENTITY",
     )
     .await;
-    step(&db, &mut n, &mut follower, "ALTER TABLE t DROP COLUMN c").await;
     step(
         &db,
+        &role,
+        &mut n,
+        &mut follower,
+        "ALTER TABLE t DROP COLUMN c",
+    )
+    .await;
+    step(
+        &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE t RENAME COLUMN a TO a2",
@@ -178,6 +272,7 @@ async fn scenario(db: &str, capture: bool) {
     .await;
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE t ALTER COLUMN b TYPE bigint",
@@ -185,6 +280,7 @@ async fn scenario(db: &str, capture: bool) {
     .await;
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE t ALTER COLUMN n1 SET DEFAULT 0; UPDATE t SET n1 = 0 WHERE n1 IS NULL;
@@ -193,6 +289,7 @@ async fn scenario(db: &str, capture: bool) {
     .await;
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE t ALTER COLUMN d1 DROP NOT NULL",
@@ -202,6 +299,7 @@ async fn scenario(db: &str, capture: bool) {
     // Tables.
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "CREATE TABLE newt (id int PRIMARY KEY, other_id int REFERENCES other (id), v text);
@@ -212,17 +310,26 @@ async fn scenario(db: &str, capture: bool) {
     // The watch adds it to the publication; its rows arrive once it is copied.
     wait_target(&db, "SELECT to_regclass('public.newt') IS NOT NULL", "t").await;
     wait_target(&db, "SELECT count(*) >= 50 FROM newt", "t").await;
-    step(&db, &mut n, &mut follower, "DROP TABLE dropme").await;
+    step(&db, &role, &mut n, &mut follower, "DROP TABLE dropme").await;
     step(
         &db,
+        &role,
         &mut n,
         &mut follower,
         "ALTER TABLE ren RENAME TO ren2; UPDATE ren2 SET v = v + 1",
     )
     .await;
-    step(&db, &mut n, &mut follower, "CREATE INDEX t_b ON t (b)").await;
     step(
         &db,
+        &role,
+        &mut n,
+        &mut follower,
+        "CREATE INDEX t_b ON t (b)",
+    )
+    .await;
+    step(
+        &db,
+        &role,
         &mut n,
         &mut follower,
         "CREATE TABLE p_2 PARTITION OF p FOR VALUES IN (2);

@@ -9,6 +9,7 @@ use crate::clone::{
 use crate::copy::{CopyStats, ProgressSink, TableJob};
 use crate::live::{Board, Mode, Renderer};
 use crate::progress::{Bars, JsonEvents, Reporter};
+use crate::replication::ddl_capture::CaptureError;
 use crate::replication::{follow_database, FollowError, FollowEvent, FollowOptions, FollowOutcome};
 use serde_json::json;
 use std::sync::Arc;
@@ -293,6 +294,10 @@ async fn follow_live(
             )))
         }
         Err(FollowError::Clone(e)) => Err(clone_error(e)),
+        // --ddl-capture the source cannot have: refused before anything was created.
+        Err(
+            e @ FollowError::Capture(CaptureError::NotAllowed { .. } | CaptureError::TooOld { .. }),
+        ) => Err(CliError::refused(e.to_string())),
         Err(e) => Err(CliError::failed(e.to_string())),
     }
 }

@@ -84,6 +84,8 @@ pub struct PreflightOptions {
     pub mangle: bool,
     /// `--no-owner`: objects belong to the target user; no membership is needed.
     pub no_owner: bool,
+    /// `--ddl-capture`: the source user must be able to create event triggers (14+).
+    pub ddl_capture: bool,
 }
 
 impl PreflightOptions {
@@ -422,6 +424,14 @@ pub async fn run(
         ));
     }
 
+    if opts.ddl_capture && (!source.user.superuser || source.server_version_num < 140000) {
+        blockers.push(format!(
+            "--ddl-capture needs a source user that may create event triggers (a superuser) on \
+             PostgreSQL 14 or later; source user \"{}\" on PostgreSQL {} cannot: run without \
+             --ddl-capture (schema changes are then followed from the stream itself)",
+            source.user.name, source.server_version
+        ));
+    }
     let cluster_reasons: Vec<String> = access::cluster_replication_blockers(&source)
         .into_iter()
         .map(|r| format!("source: {r}"))

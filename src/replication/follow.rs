@@ -853,6 +853,22 @@ async fn session(
             // What the stream could not carry of the source's schema changes, before the
             // sequences (a new identity's sequence) and the triggers (new ones).
             let dump = dump_options(&target.client, opts).await?;
+            let mut follower =
+                SchemaFollower::new(src.clone(), &target.client, &names.slot, dump.clone()).await?;
+            for table in follower
+                .copy_unstreamed(
+                    &source.client,
+                    &target.client,
+                    &names.publication,
+                    &opts.clone.filter,
+                )
+                .await?
+            {
+                tracing::info!(
+                    "{table}, created on the source while streaming and not written to since, \
+                     copied at cutover"
+                );
+            }
             let reconciled =
                 reconcile::reconcile(&source.client, &target.client, &names.slot, &dump).await?;
             if !reconciled.is_empty() {

@@ -238,7 +238,9 @@ pub async fn enforce(client: &Client, publication: &str) -> Result<Enforced, Gua
 /// never replicated (`known`: oids the applier has seen; a table once replicated then removed
 /// by the guard stays out, since its changes in between are lost), and that has a usable
 /// replica identity, as has every other leaf of its partition tree (so that adding it can
-/// never make the source refuse an UPDATE). Returns the names added.
+/// never make the source refuse an UPDATE). Returns the names added. A table this user may
+/// not add (another role owns it) goes into `refused`, is named once in the log, and stays
+/// in the not-replicated list.
 ///
 /// The applier creates each on the target and copies it when its first change arrives
 /// ([`super::schema_follow`]).
@@ -247,6 +249,7 @@ pub async fn publish_new(
     publication: &str,
     filter: &TableFilter,
     known: &std::collections::HashSet<u32>,
+    refused: &mut std::collections::HashSet<u32>,
 ) -> Result<Vec<String>, GuardError> {
     let sql = format!(
         "{TREE_CTE}, \
@@ -280,16 +283,29 @@ pub async fn publish_new(
     for row in &rows {
         let (oid, schema, top, leaf): (u32, &str, &str, String) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
-        if known.contains(&oid) || !filter.matches(schema, top) {
+        if known.contains(&oid) || refused.contains(&oid) || !filter.matches(schema, top) {
             continue;
         }
-        client
+        let added_now = client
             .batch_execute(&format!(
                 "ALTER PUBLICATION {} ADD TABLE ONLY {leaf}",
                 quote_ident(publication)
             ))
-            .await
-            .map_err(err("adding a new table to the publication"))?;
+            .await;
+        match added_now {
+            Ok(()) => {}
+            // Another role owns the table: it stays out, and is reported as not replicated.
+            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                refused.insert(oid);
+                tracing::warn!(
+                    "{leaf}, created on the source while streaming, cannot be added to \
+                     publication {publication} by this user ({}): it is not replicated",
+                    crate::copy::server_message(&e)
+                );
+                continue;
+            }
+            Err(e) => return Err(err("adding a new table to the publication")(e)),
+        }
         tracing::info!(
             "{leaf}, created on the source while streaming, added to publication {publication}: \
              it is created on the target and copied with its first change"

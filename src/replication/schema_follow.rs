@@ -1019,6 +1019,78 @@ impl SchemaFollower {
         Ok(())
     }
 
+    /// At cutover, the stream stopped: tables published since the start that no change ever
+    /// brought (created on the source, not written to since they were published) are created
+    /// (unless a replayed statement did) and copied now. Returns their names.
+    pub async fn copy_unstreamed(
+        &mut self,
+        source: &Client,
+        target: &Client,
+        publication: &str,
+        filter: &crate::copy::TableFilter,
+    ) -> Result<Vec<String>, SchemaFollowError> {
+        if !self.seeded {
+            return Ok(Vec::new());
+        }
+        let known: std::collections::HashSet<u32> = self.relations.keys().copied().collect();
+        super::guard::publish_new(
+            source,
+            publication,
+            filter,
+            &known,
+            &mut std::collections::HashSet::new(),
+        )
+        .await
+        .map_err(|e| SchemaFollowError::Server {
+            side: "source",
+            what: "publishing the tables created since the start".into(),
+            message: e.to_string(),
+            code: None,
+        })?;
+        let rows = source
+            .query(
+                "SELECT c.oid, n.nspname::text, c.relname::text \
+                 FROM pg_catalog.pg_publication_tables p \
+                 JOIN pg_catalog.pg_namespace n ON n.nspname = p.schemaname \
+                 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename \
+                 WHERE p.pubname = $1 ORDER BY 2, 3",
+                &[&publication],
+            )
+            .await
+            .map_err(SchemaFollowError::source("listing the published tables"))?;
+        let mut copied = Vec::new();
+        for row in &rows {
+            let oid: Oid = row.get(0);
+            if self.is_known(oid) {
+                continue;
+            }
+            let rel = Relation {
+                xid: None,
+                id: oid,
+                namespace: row.get(1),
+                name: row.get(2),
+                replica_identity: super::pgoutput::ReplicaIdentity::Default,
+                columns: Vec::new(),
+            };
+            let missing = target_columns(target, &rel.namespace, &rel.name)
+                .await
+                .map_err(SchemaFollowError::target("looking for a table"))?
+                .is_empty();
+            target
+                .batch_execute("BEGIN")
+                .await
+                .map_err(SchemaFollowError::target("BEGIN"))?;
+            let mut out = Outcome::default();
+            self.copy_table(target, &rel, missing, &mut out).await?;
+            target
+                .batch_execute("COMMIT")
+                .await
+                .map_err(SchemaFollowError::target("COMMIT"))?;
+            copied.push(qualified(&rel.namespace, &rel.name));
+        }
+        Ok(copied)
+    }
+
     /// Whether a rewritten table waits for its copy.
     pub fn has_rewrites(&self) -> bool {
         !self.rewrites.is_empty()
@@ -1121,24 +1193,109 @@ impl SchemaFollower {
                 message: e.to_string(),
                 code: None,
             })?;
+        // The table as the snapshot has it, which may be ahead of the stream (renamed, other
+        // columns): the target's table is brought to that shape first, so the copy is whole.
+        // The stream's older descriptions of it come with changes committed before the
+        // snapshot, which are skipped, so they never take it back.
+        let named = reader
+            .client
+            .query_opt(
+                "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                &[&rel.id],
+            )
+            .await
+            .map_err(SchemaFollowError::source(format!(
+                "reading the name of {table}"
+            )))?;
+        let Some(named) = named else {
+            // Dropped since: nothing to copy; its changes before the drop are skipped.
+            tracing::info!("{table} was dropped on the source before it could be copied");
+            let _ = repl.close().await;
+            self.remember(target, rel, Some(created.consistent_point))
+                .await?;
+            return Ok(created.consistent_point);
+        };
+        let at_snapshot = Relation {
+            namespace: named.get(0),
+            name: named.get(1),
+            ..rel.clone()
+        };
+        let table = qualified(&at_snapshot.namespace, &at_snapshot.name);
+        let attrs =
+            source_attrs(&reader.client, rel.id)
+                .await
+                .map_err(SchemaFollowError::source(format!(
+                    "reading the columns of {table}"
+                )))?;
         if create {
-            self.create_table(&reader.client, target, rel, out).await?;
+            self.create_table(&reader.client, target, &at_snapshot, out)
+                .await?;
         } else {
+            let old = qualified(&rel.namespace, &rel.name);
+            let mut from = old.clone();
+            if at_snapshot.namespace != rel.namespace {
+                let sql = format!(
+                    "ALTER TABLE {from} SET SCHEMA {}",
+                    quote_ident(&at_snapshot.namespace)
+                );
+                self.run(target, &sql, out).await?;
+                from = qualified(&at_snapshot.namespace, &rel.name);
+            }
+            if at_snapshot.name != rel.name {
+                let sql = format!(
+                    "ALTER TABLE {from} RENAME TO {}",
+                    quote_ident(&at_snapshot.name)
+                );
+                self.run(target, &sql, out).await?;
+            }
+            let shape: Vec<MessageColumn> = attrs
+                .iter()
+                .filter(|a| !a.dropped && a.generated.is_none())
+                .map(|a| MessageColumn {
+                    name: a.name.clone(),
+                    type_text: a.type_text.clone(),
+                })
+                .collect();
+            let now = target_columns(target, &at_snapshot.namespace, &at_snapshot.name)
+                .await
+                .map_err(SchemaFollowError::target(format!(
+                    "reading the columns of {table}"
+                )))?;
+            let mut attrs_plan = attrs.clone();
+            let mut now = now;
+            if self.capture_key.is_some() {
+                attrs_plan.retain(|a| a.generated.is_none());
+                now.retain(|c| !c.generated);
+            }
+            let steps = plan_columns(&shape, &now, &attrs_plan).map_err(|detail| {
+                SchemaFollowError::Ambiguous {
+                    table: table.clone(),
+                    lsn: created.consistent_point,
+                    detail,
+                }
+            })?;
+            for step in &steps {
+                let attr = match step {
+                    Step::Add { name, .. } | Step::AddGenerated { name } => {
+                        attrs.iter().find(|a| !a.dropped && &a.name == name)
+                    }
+                    _ => None,
+                };
+                let sql = step_sql(&table, step, attr);
+                self.run(target, &sql, out).await?;
+            }
             let sql = format!("DELETE FROM ONLY {table}");
             self.run(target, &sql, out).await?;
         }
-        let columns: Vec<String> = source_attrs(&reader.client, rel.id)
-            .await
-            .map_err(SchemaFollowError::source(format!(
-                "reading the columns of {table}"
-            )))?
+        let columns: Vec<String> = attrs
             .into_iter()
             .filter(|a| !a.dropped && a.generated.is_none())
             .map(|a| a.name)
             .collect();
         let job = TableJob {
-            schema: rel.namespace.clone(),
-            table: rel.name.clone(),
+            schema: at_snapshot.namespace.clone(),
+            table: at_snapshot.name.clone(),
             columns,
             range: None,
             format: CopyFormat::Text,
@@ -1158,7 +1315,7 @@ impl SchemaFollower {
         .map_err(|e| SchemaFollowError::Copy {
             table: table.clone(),
             message: e.to_string(),
-            code: None,
+            code: e.code.clone(),
         })?;
         let _ = reader.client.batch_execute("COMMIT").await;
         drop(reader);
@@ -1170,7 +1327,7 @@ impl SchemaFollower {
             stats.rows,
             created.consistent_point
         );
-        self.remember(target, rel, Some(created.consistent_point))
+        self.remember(target, &at_snapshot, Some(created.consistent_point))
             .await?;
         Ok(created.consistent_point)
     }

@@ -175,6 +175,8 @@ pub struct SourceWatch {
     names: ObjectNames,
     /// The source tables the applier has seen (see [`guard::publish_new`]).
     known: KnownTables,
+    /// New tables this user may not publish (named once).
+    refused: std::collections::HashSet<u32>,
     filter: TableFilter,
     max_retained: Option<u64>,
     interval: Duration,
@@ -195,6 +197,7 @@ impl SourceWatch {
     ) -> SourceWatch {
         SourceWatch {
             known,
+            refused: Default::default(),
             names: names.clone(),
             filter: filter.clone(),
             max_retained: max_retained.filter(|m| *m > 0),
@@ -221,8 +224,14 @@ impl SourceWatch {
 
         guard::enforce(client, &self.names.publication).await?;
         let known = self.known.read().map(|k| k.clone()).unwrap_or_default();
-        tick.published =
-            guard::publish_new(client, &self.names.publication, &self.filter, &known).await?;
+        tick.published = guard::publish_new(
+            client,
+            &self.names.publication,
+            &self.filter,
+            &known,
+            &mut self.refused,
+        )
+        .await?;
         let missing = guard::not_published(client, &self.names.publication, &self.filter).await?;
         if self.not_replicated.as_ref() != Some(&missing) {
             // Reported once, by the caller (FollowEvent::NotReplicated).
