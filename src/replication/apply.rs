@@ -20,6 +20,10 @@
 //!   unrelated tables still interleave), and rows a cascade already removed or changed are
 //!   expected, not drift. User triggers and rules are held disabled by the caller
 //!   (`triggers`), so only the source's effects arrive, once.
+//! - Before the first change to a table after its description (a Relation message) changed,
+//!   the schema follower ([`super::schema_follow`]) brings the target's table to it in the
+//!   open target transaction; changes to a table copied while streaming that committed before
+//!   its copy are skipped. Captured DDL (`--ddl-capture`) runs where its message sits.
 
 use super::pgoutput::{
     Begin, Column, Commit, Delete, Insert, Message, Oid, OldTuple, Relation, ReplicaIdentity,

@@ -7,8 +7,9 @@
 //!  resume:  slot exists and the target has a progress row ─► skip all of the above
 //!  stream:  ALWAYS/REPLICA triggers disabled on the target ─► START_REPLICATION at the stored
 //!           position ─► pump ─► applier ─► (lag ≤ N)
-//!  cutover: sequences ─► those triggers as on the source ─► stop the stream ─► drop slot and
-//!           publication ─► forget the row
+//!  cutover: tables never streamed copied ─► schema reconciled (reconcile) ─► sequences ─►
+//!           those triggers as on the source ─► stop the stream ─► drop slot and publication
+//!           (and the DDL capture) ─► forget the row
 //! ```
 //!
 //! Dropped connections are retried with backoff for `retry_for`; each session resumes from the
