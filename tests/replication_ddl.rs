@@ -153,6 +153,28 @@ async fn schema_changes_follow_the_stream_as_non_superusers() {
               WHERE database = current_database())"),
         "0"
     );
+    // The command line says so with exit code 3 (refused before starting).
+    let src_uri = source()
+        .uri(&db)
+        .replace("postgres://postgres@", "postgres://ddl_owner@");
+    let dst_uri = target()
+        .uri(&db)
+        .replace("postgres://postgres@", "postgres://ddl_admin@");
+    let out = support::pgferry(&[
+        "clone",
+        "--follow",
+        "--ddl-capture",
+        "-s",
+        &src_uri,
+        "-t",
+        &dst_uri,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", support::output_text(&out));
+    assert!(
+        support::output_text(&out).contains("--ddl-capture needs a source user"),
+        "{}",
+        support::output_text(&out)
+    );
     scenario(&db, false, Some(users)).await;
 }
 
@@ -337,6 +359,17 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     writer.add("UPDATE p SET v = v || 'y' WHERE id = {n} % 100 + 1 AND region = 2");
+    // A table made apart, then attached as a partition.
+    step(
+        &db,
+        &role,
+        &mut n,
+        &mut follower,
+        "CREATE TABLE p_3 (id int NOT NULL, region int NOT NULL, v text);
+         ALTER TABLE p ATTACH PARTITION p_3 FOR VALUES IN (3);
+         INSERT INTO p SELECT g, 3, 'three' FROM generate_series(1, 40) g",
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (done, errors) = writer.finish().await;
     assert!(

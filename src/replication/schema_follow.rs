@@ -1424,6 +1424,9 @@ impl SchemaFollower {
             return Ok(());
         }
         let source = self.source().await?;
+        // A table attached with rows of its own brought them without a change message:
+        // they are not copied (see README's limitations); the root's changes from the
+        // attach on are.
         let model = read_model(source, &table).await?;
         let texts = table_objects(&model, &missing, &self.dump);
         create_objects(target, &table, texts, out).await?;
