@@ -28,6 +28,20 @@ fn target() -> &'static Cluster {
     })
 }
 
+/// The two clusters of a run: the source may be of another major.
+#[derive(Clone, Copy)]
+struct Pair {
+    src: &'static Cluster,
+    dst: &'static Cluster,
+}
+
+fn default_pair() -> Pair {
+    Pair {
+        src: source(),
+        dst: target(),
+    }
+}
+
 const SCHEMA: &str = "
     CREATE TABLE t (id int PRIMARY KEY, a text, b int, c text);
     CREATE TABLE other (id int PRIMARY KEY, v text);
@@ -44,10 +58,10 @@ const SCHEMA: &str = "
 ";
 
 /// Waits until `query` on the target returns `want`.
-async fn wait_target(db: &str, query: &str, want: &str) {
+async fn wait_target(pair: Pair, db: &str, query: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let got = psql(target(), db, query);
+        let got = psql(pair.dst, db, query);
         if got == want {
             return;
         }
@@ -61,17 +75,17 @@ async fn wait_target(db: &str, query: &str, want: &str) {
 
 /// Runs `ddl` on the source, then a marker insert, and waits for the marker on the target:
 /// the change and everything before it were applied and streaming goes on.
-async fn step(db: &str, role: &str, n: &mut i32, follower: &mut Follower, ddl: &str) {
-    psql(source(), db, &format!("{role}{ddl}"));
+async fn step(pair: Pair, db: &str, role: &str, n: &mut i32, follower: &mut Follower, ddl: &str) {
+    psql(pair.src, db, &format!("{role}{ddl}"));
     *n += 1;
     psql(
-        source(),
+        pair.src,
         db,
         &format!("INSERT INTO other VALUES ({}, 'marker')", 100_000 + *n),
     );
     let query = format!("SELECT count(*) FROM other WHERE id = {}", 100_000 + *n);
     let deadline = Instant::now() + Duration::from_secs(90);
-    while psql(target(), db, &query) != "1" {
+    while psql(pair.dst, db, &query) != "1" {
         if follower.handle.is_finished() {
             let result = (&mut follower.handle).await;
             panic!("streaming ended after {ddl:?}: {result:?}");
@@ -84,8 +98,34 @@ async fn step(db: &str, role: &str, n: &mut i32, follower: &mut Follower, ddl: &
     }
 }
 
-fn schema_of(cluster: &Cluster, db: &str) -> Vec<String> {
-    support::fidelity::pg_dump_schema_with(cluster, db, &["-N", "pgferry"])
+/// `pg_dump -s -N pgferry` of `db` on `cluster`, by the target's pg_dump (the newest of the
+/// two), without comments, blank lines and `\restrict` keys.
+fn schema_of(pair: Pair, cluster: &Cluster, db: &str) -> Vec<String> {
+    let port = cluster.port().to_string();
+    let out = std::process::Command::new(support::tool(pair.dst.install(), "pg_dump"))
+        .args([
+            "--schema-only",
+            "-N",
+            "pgferry",
+            "-h",
+            cluster.host(),
+            "-p",
+            &port,
+        ])
+        .args(["-U", cluster.superuser(), "-d", db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("--") && !l.trim().is_empty())
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Every kind of schema change of the default mode (nothing installed on the source), each
@@ -93,7 +133,7 @@ fn schema_of(cluster: &Cluster, db: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_changes_follow_the_stream_without_touching_the_source() {
     let db = support::fresh_db(source(), "ddl_default");
-    scenario(&db, false, None).await;
+    scenario(default_pair(), &db, false, None).await;
 }
 
 /// The default mode as users run it: on the source a REPLICATION role that owns the tables
@@ -175,7 +215,7 @@ async fn schema_changes_follow_the_stream_as_non_superusers() {
         "{}",
         support::output_text(&out)
     );
-    scenario(&db, false, Some(users)).await;
+    scenario(default_pair(), &db, false, Some(users)).await;
 }
 
 /// Non-superuser accounts of a run: the source's (REPLICATION, owns the tables, runs the
@@ -195,19 +235,53 @@ fn as_user(mut c: pgferry::conn::ConnConfig, user: &str) -> pgferry::conn::ConnC
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_changes_are_replayed_with_ddl_capture() {
     let db = support::fresh_db(source(), "ddl_capture");
-    scenario(&db, true, None).await;
+    scenario(default_pair(), &db, true, None).await;
+}
+
+/// From the older majors users migrate off (each as a live source into this build's own
+/// server), the default mode; from 14, the first with logical messages, `--ddl-capture` too.
+async fn from_major(major: u32, capture: bool) {
+    let test = format!(
+        "schema_changes_from_{major}{}",
+        if capture { "_captured" } else { "" }
+    );
+    let Some(src) = support::major_cluster(major, &test) else {
+        return;
+    };
+    let pair = Pair { src, dst: target() };
+    let db = support::fresh_db(
+        src,
+        &format!("ddl{major}{}", if capture { "c" } else { "" }),
+    );
+    scenario(pair, &db, capture, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_from_12() {
+    from_major(12, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_from_13() {
+    from_major(13, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_from_14_both_modes() {
+    from_major(14, false).await;
+    from_major(14, true).await;
 }
 
 /// Streams `db` (with or without `--ddl-capture`) through every kind of schema change under
 /// the application's writes, stops, resumes, cuts over and compares.
-async fn scenario(db: &str, capture: bool, users: Option<Users>) {
+async fn scenario(pair: Pair, db: &str, capture: bool, users: Option<Users>) {
     let db = db.to_owned();
     // As the application: the tables' owner.
     let role = users
         .map(|u| format!("SET ROLE {};\n", u.source))
         .unwrap_or_default();
-    psql(source(), &db, &format!("{role}{SCHEMA}"));
-    let (mut src, mut dst) = (cfg(source(), &db), cfg(target(), &db));
+    psql(pair.src, &db, &format!("{role}{SCHEMA}"));
+    let (mut src, mut dst) = (cfg(pair.src, &db), cfg(pair.dst, &db));
     if let Some(u) = users {
         src = as_user(src, u.source);
         dst = as_user(dst, u.target);
@@ -221,7 +295,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     let triggers = "SELECT count(*) FROM pg_event_trigger \
                     WHERE evtname LIKE '%\\_ddl' OR evtname LIKE '%\\_ddl\\_rewrite'";
     assert_eq!(
-        psql(source(), &db, triggers),
+        psql(pair.src, &db, triggers),
         if capture { "2" } else { "0" },
         "the capture's event triggers"
     );
@@ -237,6 +311,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     let mut n = 0;
     // Columns.
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -245,6 +320,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -253,6 +329,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -261,6 +338,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -269,6 +347,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -277,6 +356,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -285,6 +365,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -293,6 +374,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -301,6 +383,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -310,6 +393,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -320,6 +404,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     writer.add("UPDATE t SET n1 = n1 + 1, a2 = a2 || '.' WHERE id = {n} % 2000 + 1");
     // Tables.
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -330,10 +415,17 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     .await;
     writer.add("INSERT INTO newt VALUES ({n} + 1000, {n} % 100 + 1, 'streamed')");
     // The watch adds it to the publication; its rows arrive once it is copied.
-    wait_target(&db, "SELECT to_regclass('public.newt') IS NOT NULL", "t").await;
-    wait_target(&db, "SELECT count(*) >= 50 FROM newt", "t").await;
-    step(&db, &role, &mut n, &mut follower, "DROP TABLE dropme").await;
+    wait_target(
+        pair,
+        &db,
+        "SELECT to_regclass('public.newt') IS NOT NULL",
+        "t",
+    )
+    .await;
+    wait_target(pair, &db, "SELECT count(*) >= 50 FROM newt", "t").await;
+    step(pair, &db, &role, &mut n, &mut follower, "DROP TABLE dropme").await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -342,6 +434,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -350,6 +443,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     )
     .await;
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -361,6 +455,7 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
     writer.add("UPDATE p SET v = v || 'y' WHERE id = {n} % 100 + 1 AND region = 2");
     // A table made apart, then attached as a partition.
     step(
+        pair,
         &db,
         &role,
         &mut n,
@@ -404,14 +499,17 @@ async fn scenario(db: &str, capture: bool, users: Option<Users>) {
 
     let report = verify(&src, &dst, &VerifyOptions::default()).await.unwrap();
     assert!(report.is_clean(), "source and target differ: {report:#?}");
-    let (a, b) = (schema_of(source(), &db), schema_of(target(), &db));
+    let (a, b) = (
+        schema_of(pair, pair.src, &db),
+        schema_of(pair, pair.dst, &db),
+    );
     assert!(
         a == b,
         "pg_dump -s differs: {}",
         support::fidelity::first_diff(&a, &b).unwrap_or_default()
     );
     assert_eq!(
-        psql(source(), &db, triggers),
+        psql(pair.src, &db, triggers),
         "0",
         "the capture is removed at cutover"
     );
