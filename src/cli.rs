@@ -26,7 +26,8 @@ mod bench_cmd;
 mod clone_cmd;
 mod migrate_cmd;
 mod schema_cmd;
-pub mod size;
+/// Sizes and counts as the command line reads and prints them (a leaf module of its own).
+pub use crate::units as size;
 mod verify_cmd;
 
 /// Exit codes, see the module documentation. The same for every command.

@@ -11,8 +11,8 @@
 //!
 //! Rows are counted when a copy job (a table or a range of it) commits; bytes as they flow.
 
-use crate::cli::size::{count, format_size};
 use crate::replication::{FollowEvent, Lsn};
+use crate::units::{count, format_size};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -5,8 +5,8 @@
 //! types `job_started` (table, estimated_bytes, format), `job_finished` (table, rows, bytes,
 //! seconds), and `summary` (written by the command at the end). Fields may be added over time.
 
-use crate::cli::size::format_size;
 use crate::copy::{CopyStats, ProgressSink, TableJob};
+use crate::units::format_size;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde_json::json;
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ pub trait Reporter: ProgressSink {
 /// The total bar appears once the copy plan is known (a run with nothing to copy, e.g. a
 /// resumed one, shows none), grows its length when the copy turns out larger than the
 /// estimate, and ends at 100% when the last job finished. Sizes are written like every other
-/// size pgferry prints ([`crate::cli::size::format_size`]: kB, MB, GB as powers of 1024).
+/// size pgferry prints ([`crate::units::format_size`]: kB, MB, GB as powers of 1024).
 pub struct Bars {
     multi: MultiProgress,
     total: Mutex<Option<ProgressBar>>,

@@ -1,7 +1,7 @@
 //! `pgferry restore --list`: what an archive holds, as people read it.
 
 use super::manifest::Manifest;
-use crate::cli::size::{count, format_size};
+use crate::units::{count, format_size};
 use std::fmt::Write;
 
 /// The archive's header, then its schema objects, data files, sequences and large objects.

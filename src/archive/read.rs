@@ -29,7 +29,6 @@ use super::manifest::{
     Compression, DataFormat, FileEntry, Manifest, TableEntry, MANIFEST_FILE, MAX_MANIFEST_BYTES,
 };
 use super::ArchiveError;
-use crate::cli::size::count;
 use crate::clone::database::{self, DatabaseProps};
 use crate::clone::large_objects::{metadata_sql, LargeObject};
 use crate::clone::sequences::{self, SequenceValue};
@@ -37,6 +36,7 @@ use crate::clone::{postdata_script, CloneError, CloneSummary, Stage};
 use crate::conn::{connect, ConnConfig, Session};
 use crate::copy::{CopyError, CopyFormat, CopyStats, Side, TableJob};
 use crate::progress::Reporter;
+use crate::units::count;
 
 /// Which parts to load (`--section`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +289,7 @@ async fn run(
                 .client
                 .batch_execute(&format!(
                     "DROP DATABASE {}",
-                    crate::ddl::quote_ident(&dst.dbname)
+                    crate::quote::quote_ident(&dst.dbname)
                 ))
                 .await
                 .map_err(target_err("dropping the target database (--clean)"))?;

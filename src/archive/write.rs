@@ -26,7 +26,6 @@ use super::manifest::{
     SequenceEntry, SourceInfo, TableEntry, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE,
 };
 use super::{file_stem, ArchiveError};
-use crate::cli::size::count;
 use crate::clone::large_objects::LargeObject;
 use crate::clone::{database, large_objects, sequences, CloneError};
 use crate::conn::{connect, ConnConfig, Session};
@@ -36,6 +35,7 @@ use crate::copy::{
 };
 use crate::progress::Reporter;
 use crate::schema::{render_script, Model, Section};
+use crate::units::count;
 
 /// What to dump and how.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@
 use super::{cpu_seconds, fail, open, BenchError, SCHEMA};
 use crate::conn::ConnConfig;
 use crate::copy::{forward, CopyFormat, ForwardOptions, RowCounter};
-use crate::ddl::{qualified, quote_ident};
+use crate::quote::{qualified, quote_ident};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use serde::Serialize;
@@ -297,8 +297,8 @@ async fn plan(src: &ConnConfig, dst: &ConnConfig, opts: &PlanOptions) -> Result<
             "at {}/s of WAL, the source accumulates about {} of changes during the copy; \
              streaming applies them after it (measure the drain rate with \
              benches/replication_drain.sh: several times the write rate of a pgbench workload)",
-            crate::cli::size::format_size(rate),
-            crate::cli::size::format_size(backlog as u64)
+            crate::units::format_size(rate),
+            crate::units::format_size(backlog as u64)
         )
     });
     Ok(Plan {

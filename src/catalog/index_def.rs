@@ -21,7 +21,7 @@ use tokio_postgres::Client;
 use super::model::{Column, Index, Relation};
 use super::read::{get, query};
 use super::CatalogError;
-use crate::ddl::{qualified, quote_ident};
+use crate::quote::{qualified, quote_ident};
 
 /// What the server sent for an index it did not deparse (its SQL filter found it plain).
 #[derive(Clone, Debug)]

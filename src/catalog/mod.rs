@@ -55,7 +55,7 @@ pub async fn begin_snapshot_read(
     if let Some(name) = snapshot {
         let sql = format!(
             "SET TRANSACTION SNAPSHOT {}",
-            crate::ddl::quote_literal(name)
+            crate::quote::quote_literal(name)
         );
         client.batch_execute(&sql).await.map_err(q)?;
     }

@@ -1,7 +1,6 @@
 //! `pgferry dump` and `pgferry restore`: flags → [`crate::archive`], progress, summaries.
 
 use super::clone_cmd::wait_for_signal;
-use super::size::{count, format_size};
 use super::{conn_config, exit, CliError, Compression, DumpArgs, RestoreArgs, RestoreSection};
 use crate::archive::manifest::Compression as StoredCompression;
 use crate::archive::{
@@ -11,6 +10,7 @@ use crate::archive::{
 use crate::clone::{render_summary, CloneOptions};
 use crate::copy::TableFilter;
 use crate::progress::{Bars, JsonEvents, Reporter};
+use crate::units::{count, format_size};
 use serde_json::json;
 
 /// `table` means `public.table`; `db.schema.table` (the migrate spelling) keeps its last two

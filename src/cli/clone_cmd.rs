@@ -333,7 +333,7 @@ fn event_text(event: &FollowEvent) -> String {
         ),
         FollowEvent::Cloned(summary) => format!(
             "copy done ({} in {:.1}s); streaming the changes made since",
-            super::size::count(summary.tables.len() as u64, "table"),
+            crate::units::count(summary.tables.len() as u64, "table"),
             summary.elapsed.as_secs_f64()
         ),
         FollowEvent::Resuming { slot, from } => {
@@ -366,7 +366,7 @@ fn event_text(event: &FollowEvent) -> String {
             )
         }
         FollowEvent::SequencesSynced(n) => {
-            format!("{} synced", super::size::count(*n as u64, "sequence"))
+            format!("{} synced", crate::units::count(*n as u64, "sequence"))
         }
         FollowEvent::NotReplicated(tables) if tables.is_empty() => {
             "every user table is replicated".into()

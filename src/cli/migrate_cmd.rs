@@ -232,7 +232,7 @@ pub fn render_preflight(p: &Preflight) -> String {
     for d in &p.databases {
         let size = d
             .size_bytes
-            .map(|s| super::size::format_size(s.max(0) as u64))
+            .map(|s| crate::units::format_size(s.max(0) as u64))
             .unwrap_or_else(|| "?".into());
         let why = d
             .reason
@@ -538,7 +538,7 @@ async fn remind_left_slots(src: &crate::conn::ConnConfig) {
                 ", nobody streams from it"
             },
             s.retained_bytes
-                .map(crate::cli::size::format_size)
+                .map(crate::units::format_size)
                 .unwrap_or_else(|| "no".into()),
             s.database,
             s.slot

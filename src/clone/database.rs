@@ -3,7 +3,7 @@
 //! encoding and locale so that text copies byte-exact (a LATIN1 database stays LATIN1).
 
 use super::CloneError;
-use crate::ddl::{quote_ident, quote_literal};
+use crate::quote::{quote_ident, quote_literal};
 use tokio_postgres::Client;
 
 /// What `CREATE DATABASE` needs to reproduce the source database.

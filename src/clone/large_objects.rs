@@ -7,7 +7,7 @@
 use super::CloneError;
 use crate::conn::{connect, ConnConfig};
 use crate::copy::begin_in_snapshot;
-use crate::ddl::{quote_ident, quote_literal};
+use crate::quote::{quote_ident, quote_literal};
 use crate::server::access::Owners;
 use std::collections::VecDeque;
 use std::sync::Mutex;

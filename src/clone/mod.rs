@@ -477,7 +477,7 @@ async fn run(
     let jobs = if one_by_one {
         let mut kept = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let name = crate::ddl::qualified(&job.schema, &job.table);
+            let name = crate::quote::qualified(&job.schema, &job.table);
             if relation_exists(&target.client, &name).await? {
                 kept.push(job);
             } else {
@@ -512,8 +512,8 @@ async fn run(
     progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
     progress.stage(&format!(
         "copying {} with {}",
-        crate::cli::size::count(analyze_targets.len() as u64, "table"),
-        crate::cli::size::count(opts.jobs as u64, "worker")
+        crate::units::count(analyze_targets.len() as u64, "table"),
+        crate::units::count(opts.jobs as u64, "worker")
     ));
     // The copy and the post-data build run together: a table's indexes start as soon as its
     // data is committed (see postdata).
@@ -526,7 +526,7 @@ async fn run(
         if !large_objects.is_empty() {
             progress.stage(&format!(
                 "copying {}",
-                crate::cli::size::count(large_objects.len() as u64, "large object")
+                crate::units::count(large_objects.len() as u64, "large object")
             ));
             if keep_schema {
                 // --truncate reloads all data, large objects included.
@@ -579,7 +579,10 @@ async fn run(
         for (schema, table) in &analyze_targets {
             let _ = target
                 .client
-                .batch_execute(&format!("ANALYZE {}", crate::ddl::qualified(schema, table)))
+                .batch_execute(&format!(
+                    "ANALYZE {}",
+                    crate::quote::qualified(schema, table)
+                ))
                 .await;
         }
     } else {
@@ -612,7 +615,7 @@ async fn run(
     let sequence_values = if downgrade {
         let mut kept = Vec::with_capacity(sequence_values.len());
         for v in sequence_values {
-            let name = crate::ddl::qualified(&v.schema, &v.name);
+            let name = crate::quote::qualified(&v.schema, &v.name);
             if relation_exists(&target.client, &name).await? {
                 kept.push(v);
             } else {

@@ -19,8 +19,8 @@
 use super::CloneError;
 use crate::conn::{connect, ConnConfig, Session};
 use crate::copy::{CopyStats, ProgressSink, TableJob};
-use crate::ddl::qualified;
 use crate::progress::Reporter;
+use crate::quote::qualified;
 use crate::schema::{is_session_setting, PostDataUnit, SESSION_SETTINGS};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

@@ -7,7 +7,7 @@
 
 use super::CloneError;
 use crate::conn::{connect, ConnConfig};
-use crate::ddl::qualified;
+use crate::quote::qualified;
 use crate::sqlscript::split_statements;
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -3,7 +3,7 @@
 //! Identity and serial sequences are included: their values are data, as in pg_dump.
 
 use super::CloneError;
-use crate::ddl::{qualified, quote_literal};
+use crate::quote::{qualified, quote_literal};
 use tokio_postgres::Client;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The end-of-run table people read after a clone.
 
 use super::CloneSummary;
-use crate::cli::size::{count, format_size};
+use crate::units::{count, format_size};
 
 /// The end-of-run table: one row per copy job, slowest first, then totals.
 pub fn render_summary(s: &CloneSummary) -> String {

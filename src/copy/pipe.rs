@@ -170,10 +170,10 @@ pub(crate) fn target_statement(job: &TableJob, freeze: bool) -> String {
 }
 
 pub(crate) fn qualified(job: &TableJob) -> String {
-    crate::ddl::qualified(&job.schema, &job.table)
+    crate::quote::qualified(&job.schema, &job.table)
 }
 
-pub(crate) use crate::ddl::quote_ident;
+pub(crate) use crate::quote::quote_ident;
 
 #[cfg(test)]
 mod tests {

@@ -4,8 +4,8 @@ use crate::catalog::Catalog;
 use crate::schema::{DumpOptions, Item, Model};
 
 use super::privileges::{acl_statements, Target};
-use super::quote::{qualified, quote_ident, quote_literal};
 use super::render::{comment, owner};
+use crate::quote::{qualified, quote_ident, quote_literal};
 
 /// `OPTIONS (key 'value', …)` from the catalog's `key=value` array; empty if there are none.
 pub fn options_clause(options: &[String]) -> String {

@@ -5,8 +5,8 @@ use crate::catalog::BaseType;
 use crate::schema::{DumpOptions, Item, Model};
 
 use super::privileges::{acl_statements, Target};
-use super::quote::{qualified, quote_ident, quote_literal};
 use super::render::{comment, owner};
+use crate::quote::{qualified, quote_ident, quote_literal};
 
 /// The full `CREATE TYPE name (…)` of a base type, whose shell and I/O functions exist.
 pub fn base_type(name: &str, b: &BaseType) -> String {

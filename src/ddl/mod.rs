@@ -7,8 +7,7 @@
 pub mod extras;
 pub mod internals;
 pub mod privileges;
-pub mod quote;
 pub mod render;
 
-pub use quote::{qualified, quote_ident, quote_literal};
+pub use crate::quote::{qualified, quote_ident, quote_literal};
 pub use render::{constraint_using_index, render_object, tablespace_of, ConstraintViaIndex};

@@ -7,7 +7,7 @@
 
 use crate::catalog::{Acl, AclItem};
 
-use super::quote::quote_ident;
+use crate::quote::quote_ident;
 
 fn priv_name(c: char) -> Option<&'static str> {
     Some(match c {

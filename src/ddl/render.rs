@@ -8,7 +8,7 @@ use crate::catalog::{Acl, Column, Function, RelKind, Relation, TypeDef};
 use crate::schema::{DumpOptions, Item, Model, Object};
 
 use super::privileges::{acl_statements, Target};
-use super::quote::{qualified, quote_ident, quote_literal};
+use crate::quote::{qualified, quote_ident, quote_literal};
 
 /// Renders one object.
 pub fn render_object(m: &Model, o: &Object, opts: &DumpOptions) -> String {

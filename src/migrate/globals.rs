@@ -30,7 +30,7 @@ use thiserror::Error;
 use tokio_postgres::Client;
 
 use crate::conn::secret::Secret;
-use crate::ddl::{quote_ident, quote_literal};
+use crate::quote::{quote_ident, quote_literal};
 
 /// What the user asked about roles.
 #[derive(Debug, Clone, Default)]

@@ -23,7 +23,6 @@ pub mod preflight;
 pub mod status;
 pub mod store;
 
-use crate::cli::size::count;
 use crate::clone::database;
 use crate::clone::{clone_database, CloneError, CloneOptions};
 use crate::conn::{connect, ConnConfig, ConnectError, Session};
@@ -34,6 +33,7 @@ use crate::replication::{
     FollowOutcome,
 };
 use crate::server::access;
+use crate::units::count;
 use preflight::{DatabasePlan, Method, Preflight, PreflightError, PreflightOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -963,7 +963,7 @@ async fn drop_database(admin: &tokio_postgres::Client, db: &str) -> Result<(), D
     admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {}{force}",
-            crate::ddl::quote_ident(db)
+            crate::quote::quote_ident(db)
         ))
         .await
         .map_err(|e| {
@@ -1033,7 +1033,7 @@ impl Reporter for DbProgress<'_> {
             &format!(
                 "{}, about {}",
                 count(jobs as u64, "copy job"),
-                crate::cli::size::format_size(bytes)
+                crate::units::format_size(bytes)
             ),
         );
     }
@@ -1070,7 +1070,7 @@ impl ProgressSink for DbProgress<'_> {
         crate::failpoint::crash_at("copy.table_committed");
         self.ctx.send(Update::TableDone {
             db: self.db.clone(),
-            table: crate::ddl::qualified(&job.schema, &job.table),
+            table: crate::quote::qualified(&job.schema, &job.table),
             rows: stats.rows.min(i64::MAX as u64) as i64,
             bytes: stats.bytes.min(i64::MAX as u64) as i64,
             seconds: stats.elapsed.as_secs_f64(),
@@ -1081,7 +1081,7 @@ impl ProgressSink for DbProgress<'_> {
                 "{}: {} rows, {} in {:.1}s",
                 job.display_name(),
                 stats.rows,
-                crate::cli::size::format_size(stats.bytes),
+                crate::units::format_size(stats.bytes),
                 stats.elapsed.as_secs_f64()
             ),
         );

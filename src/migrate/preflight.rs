@@ -741,7 +741,7 @@ pub async fn run(
                 "the source sets max_slot_wal_keep_size = {}: if streaming falls further behind \
                  than that (pgferry stopped or slow), the server invalidates the slot and the \
                  database must be copied again",
-                crate::cli::size::format_size(keep)
+                crate::units::format_size(keep)
             ));
         }
     }
@@ -835,7 +835,7 @@ async fn identity_problem(
          one-shot copy would lose every write made after it. Add a primary key, pass \
          --replica-identity-full (sets REPLICA IDENTITY FULL on them, on the source), leave them \
          out with --skip-table, or copy the database once with --force-method dump",
-        crate::cli::size::count(tables.len() as u64, "table"),
+        crate::units::count(tables.len() as u64, "table"),
         tables.join(", ")
     )))
 }

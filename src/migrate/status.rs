@@ -15,9 +15,9 @@
 //! nobody is consuming. Each figure says when it was measured.
 
 use super::store::{DatabaseRow, MigrationRow, Store, StoreError};
-use crate::cli::size::format_size;
 use crate::replication::publication;
 use crate::replication::source_watch::{self, SlotRetention};
+use crate::units::format_size;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tokio_postgres::Client;

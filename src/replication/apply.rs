@@ -32,7 +32,7 @@ use super::pgoutput::{
 use super::schema_follow::{SchemaFollowError, SchemaFollower};
 use super::spool::{Spool, SpoolError};
 use super::{state, Lsn};
-use crate::ddl::{qualified, quote_ident};
+use crate::quote::{qualified, quote_ident};
 use crate::server::access::{self, ApplyMode};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;

@@ -28,7 +28,7 @@
 //! a function or a DO block is replayed as that call. Either would apply data changes in the
 //! same string twice: the README asks for DDL sent on its own.
 
-use crate::ddl::{quote_ident, quote_literal};
+use crate::quote::{quote_ident, quote_literal};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use thiserror::Error;

@@ -25,7 +25,7 @@
 //! (see [`super::guard`]), so the two can never disagree.
 
 use crate::copy::TableFilter;
-use crate::ddl::qualified;
+use crate::quote::qualified;
 use std::fmt;
 use thiserror::Error;
 use tokio_postgres::Client;

@@ -17,8 +17,8 @@ use super::identity::{
     TREE_CTE,
 };
 use crate::copy::TableFilter;
-use crate::ddl::{qualified, quote_ident, quote_literal};
 use crate::pgerror::SqlState;
+use crate::quote::{qualified, quote_ident, quote_literal};
 use md5::{Digest, Md5};
 use thiserror::Error;
 use tokio_postgres::Client;

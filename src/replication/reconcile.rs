@@ -16,7 +16,8 @@
 //!    so that nothing differs in silence.
 
 use crate::catalog::{read_catalog, ReadOptions};
-use crate::ddl::{qualified, quote_ident, render_object};
+use crate::ddl::render_object;
+use crate::quote::{qualified, quote_ident};
 use crate::schema::{order, DumpOptions, Item, Model, ObjectKind};
 use std::collections::{HashMap, HashSet};
 use thiserror::Error;

@@ -33,7 +33,7 @@ use super::source_watch::KnownTables;
 use super::{Lsn, ReplicationConnection};
 use crate::conn::{connect, ConnConfig, Session};
 use crate::copy::{copy_table, CopyFormat, PipeOptions, TableJob};
-use crate::ddl::{qualified, quote_ident, quote_literal};
+use crate::quote::{qualified, quote_ident, quote_literal};
 use crate::schema::{DumpOptions, Model, ObjectKind};
 use std::collections::HashMap;
 use thiserror::Error;

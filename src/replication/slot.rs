@@ -60,16 +60,7 @@ pub fn check_slot_name(name: &str) -> Result<(), CommandError> {
     }
 }
 
-/// `"name"` with embedded quotes doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `'text'` with embedded quotes doubled. Backslashes need no escaping: the walsender's
-/// scanner reads standard-conforming literals.
-pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
+use crate::quote::{quote_ident_always as quote_ident, quote_literal_standard as quote_literal};
 
 fn no_nul(name: &str) -> Result<(), CommandError> {
     if name.contains('\0') {

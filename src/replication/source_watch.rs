@@ -41,7 +41,7 @@ impl SlotRetention {
     /// One line for the log: `slot retains 12.0 MB of WAL on the source (wal_status reserved)`.
     pub fn describe(&self) -> String {
         let size = match self.retained_bytes {
-            Some(b) => crate::cli::size::format_size(b),
+            Some(b) => crate::units::format_size(b),
             None => "no WAL (restart_lsn unset)".into(),
         };
         let mut out = format!("the slot retains {size} of WAL on the source");
@@ -50,7 +50,7 @@ impl SlotRetention {
             if let Some(safe) = self.safe_wal_size {
                 out.push_str(&format!(
                     ", {} left before max_slot_wal_keep_size",
-                    crate::cli::size::format_size(safe.max(0) as u64)
+                    crate::units::format_size(safe.max(0) as u64)
                 ));
             }
             out.push(')');

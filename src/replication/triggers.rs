@@ -15,8 +15,8 @@
 //! repaired by the next run, and the cutover gives every user trigger and rule the source's
 //! state whatever mode held it.
 
-use crate::ddl::qualified;
-use crate::ddl::quote_ident;
+use crate::quote::qualified;
+use crate::quote::quote_ident;
 use crate::server::access::ApplyMode;
 use tokio_postgres::Client;
 

@@ -166,7 +166,7 @@ pub fn render_script(model: Model, opts: &DumpOptions) -> SchemaScript {
             if r.populated {
                 refresh.push_str(&format!(
                     "REFRESH MATERIALIZED VIEW {};\n",
-                    crate::ddl::qualified(&r.schema, &r.name)
+                    crate::quote::qualified(&r.schema, &r.name)
                 ));
             }
         }

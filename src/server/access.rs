@@ -25,7 +25,7 @@
 //! does not fail on a privilege it could have checked.
 
 use super::UserReport;
-use crate::ddl::quote_ident;
+use crate::quote::quote_ident;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;

@@ -43,7 +43,7 @@ use std::sync::Mutex;
 use futures::future::try_join_all;
 
 use crate::conn::{connect, ConnConfig, Session};
-use crate::ddl::quote_literal;
+use crate::quote::quote_literal;
 use catalog::{Server, ServerInfo, TableInfo};
 use plan::{BlockRange, Column, ObjectName, RowHash};
 

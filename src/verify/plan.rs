@@ -28,7 +28,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::ddl::{qualified, quote_ident};
+use crate::quote::{qualified, quote_ident};
 
 /// A table or sequence, by schema-qualified name (unquoted, as in the catalog).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -62,7 +62,7 @@ pub struct TableReport {
 impl TableReport {
     /// `schema.table`, quoted where SQL would need it.
     pub fn qualified_name(&self) -> String {
-        crate::ddl::qualified(&self.schema, &self.name)
+        crate::quote::qualified(&self.schema, &self.name)
     }
 
     pub fn rows_source(&self) -> Option<i64> {
@@ -95,7 +95,7 @@ pub struct SequenceReport {
 
 impl SequenceReport {
     pub fn qualified_name(&self) -> String {
-        crate::ddl::qualified(&self.schema, &self.name)
+        crate::quote::qualified(&self.schema, &self.name)
     }
 }
 

@@ -1,8 +1,13 @@
 //! Identifier and literal quoting with PostgreSQL's own rules (`quote_ident`, `quote_literal`).
 //!
-//! This is the only place in the crate that quotes. The keyword list is the union over the
-//! versions we support (10..17): a word that is a keyword on a newer target must be quoted
+//! This is the only place in the crate that quotes, and a leaf module: SQL text (`ddl`), the
+//! catalog reader, replication commands all use it. The keyword list is the union over the
+//! versions we support (10..18): a word that is a keyword on a newer target must be quoted
 //! there, and quoting it on an older one is harmless.
+//!
+//! The walsender's own grammar (replication commands: slot names, START_REPLICATION options)
+//! has other keywords and no `E''` strings: [`quote_ident_always`] and
+//! [`quote_literal_standard`] are for it.
 
 /// Keywords that cannot be used as bare column names (PostgreSQL's "reserved",
 /// "type_func_name" and "col_name" categories); unreserved keywords stay bare, as in
@@ -227,6 +232,18 @@ pub fn quote_literal(value: &str) -> String {
     }
     out.push('\'');
     out
+}
+
+/// `"name"` with embedded quotes doubled, always quoted: the replication grammar's keywords
+/// (`LOGICAL`, `TEMPORARY`, ...) are not SQL's, so "only when needed" cannot be decided there.
+pub fn quote_ident_always(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'` with embedded quotes doubled and backslashes as they are: the walsender's scanner
+/// reads standard-conforming literals and knows no `E''` form.
+pub fn quote_literal_standard(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 #[cfg(test)]

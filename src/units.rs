@@ -1,3 +1,5 @@
+//! A leaf module: nothing here imports the rest of the crate.
+//!
 //! Human sizes on the command line (`1GB`, `512MB`, `1048576`), with PostgreSQL's units:
 //! kB, MB, GB, TB are powers of 1024, as in postgresql.conf; and counts as people write them
 //! ("1 table", "2 tables").
