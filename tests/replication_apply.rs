@@ -15,8 +15,9 @@ use pgferry::replication::{
 };
 use pgferry::verify::{verify, VerifyOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use support::follow::{cfg, Follower};
 use support::psql;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -43,67 +44,9 @@ fn target() -> &'static Cluster {
     })
 }
 
-fn cfg(cluster: &Cluster, db: &str) -> ConnConfig {
-    ConnConfig::from_conn_str(&cluster.uri(db)).unwrap()
-}
-
-/// A follower running in its own task; `abort` drops its future mid-stream.
-struct Follower {
-    handle: JoinHandle<Result<FollowOutcome, FollowError>>,
-    stop: watch::Sender<bool>,
-    events: Arc<Mutex<Vec<String>>>,
-    streaming: Arc<AtomicBool>,
-}
-
-impl Follower {
-    fn start(db: &str, opts: FollowOptions) -> Follower {
-        let src = cfg(source(), db);
-        let dst = cfg(target(), db);
-        let (stop, stop_rx) = watch::channel(false);
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let streaming = Arc::new(AtomicBool::new(false));
-        let (ev, st) = (Arc::clone(&events), Arc::clone(&streaming));
-        let handle = tokio::spawn(async move {
-            let observer = move |event: FollowEvent| {
-                if matches!(event, FollowEvent::Streaming { .. }) {
-                    st.store(true, Ordering::SeqCst);
-                }
-                ev.lock().unwrap().push(format!("{event:?}"));
-            };
-            let bars = Bars::new();
-            follow_database(&src, &dst, &opts, &bars, &observer, stop_rx).await
-        });
-        Follower {
-            handle,
-            stop,
-            events,
-            streaming,
-        }
-    }
-
-    async fn wait_streaming(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !self.streaming.load(Ordering::SeqCst) {
-            if self.handle.is_finished() {
-                let result = (&mut self.handle).await;
-                panic!(
-                    "the follower ended before streaming: {result:?}; events: {:?}",
-                    self.events.lock().unwrap()
-                );
-            }
-            assert!(Instant::now() < deadline, "not streaming after 120 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(self) -> FollowOutcome {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(60), self.handle)
-            .await
-            .expect("the follower did not stop within 60 s")
-            .unwrap()
-            .unwrap()
-    }
+/// A follower of `db` from the source to the target cluster (see [`support::follow`]).
+fn start_follower(db: &str, opts: FollowOptions) -> Follower {
+    Follower::start(cfg(source(), db), cfg(target(), db), opts)
 }
 
 /// Runs a follower that cuts over at lag 0 and returns its outcome and events.
@@ -112,7 +55,7 @@ async fn cutover(db: &str) -> (FollowOutcome, Vec<String>) {
         cutover_at_lag: Some(0),
         ..FollowOptions::default()
     };
-    let follower = Follower::start(db, opts);
+    let follower = start_follower(db, opts);
     let events = Arc::clone(&follower.events);
     let outcome = tokio::time::timeout(Duration::from_secs(300), follower.handle)
         .await
@@ -249,7 +192,7 @@ async fn concurrent_writes_crash_resume_and_cutover() {
     ];
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = start_follower(&db, FollowOptions::default());
     follower.wait_streaming().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // A crash: the future is dropped wherever it is.
@@ -258,7 +201,7 @@ async fn concurrent_writes_crash_resume_and_cutover() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Resume while the writes go on, then stop gracefully.
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = start_follower(&db, FollowOptions::default());
     follower.wait_streaming().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
@@ -269,7 +212,7 @@ async fn concurrent_writes_crash_resume_and_cutover() {
     assert!(total > 50, "the workload ran only {total} transactions");
     let events = Arc::clone(&follower.events);
     assert!(matches!(
-        follower.stop().await,
+        follower.stop().await.unwrap(),
         FollowOutcome::Stopped { .. }
     ));
     assert!(
@@ -329,7 +272,7 @@ async fn change_kinds_arrive() {
          CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
          CREATE TABLE typed (id int PRIMARY KEY, m mood, ms mood[], j json, p point, t timestamptz);",
     );
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = start_follower(&db, FollowOptions::default());
     follower.wait_streaming().await;
     psql(
         source(),
@@ -368,7 +311,7 @@ async fn change_kinds_arrive() {
         "parted_b|1|2\nparted_b|2|2"
     );
     assert!(matches!(
-        follower.stop().await,
+        follower.stop().await.unwrap(),
         FollowOutcome::Stopped { .. }
     ));
     let (outcome, _) = cutover(&db).await;
@@ -389,7 +332,7 @@ async fn table_without_identity_is_refused_then_fixed_on_request() {
          CREATE TABLE \"Log Lines\" (at timestamptz, line text);
          INSERT INTO \"Log Lines\" VALUES (now(), 'a'), (now(), 'a');",
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let follower = start_follower(&db, FollowOptions::default());
     let err = follower.handle.await.unwrap().unwrap_err();
     let message = err.to_string();
     assert!(
@@ -415,7 +358,7 @@ async fn table_without_identity_is_refused_then_fixed_on_request() {
         "the target database was created although the source was refused"
     );
 
-    let mut follower = Follower::start(
+    let mut follower = start_follower(
         &db,
         FollowOptions {
             replica_identity_full: true,
@@ -438,7 +381,7 @@ async fn table_without_identity_is_refused_then_fixed_on_request() {
     );
     wait_target(&db, "SELECT count(*) FROM \"Log Lines\"", "1").await;
     assert!(matches!(
-        follower.stop().await,
+        follower.stop().await.unwrap(),
         FollowOutcome::Stopped { .. }
     ));
     let (outcome, _) = cutover(&db).await;
@@ -457,7 +400,7 @@ async fn one_big_transaction() {
         &db,
         "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric);",
     );
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = start_follower(&db, FollowOptions::default());
     follower.wait_streaming().await;
     let started = Instant::now();
     psql(
@@ -479,7 +422,7 @@ async fn one_big_transaction() {
     );
     let events = Arc::clone(&follower.events);
     assert!(matches!(
-        follower.stop().await,
+        follower.stop().await.unwrap(),
         FollowOutcome::Stopped { .. }
     ));
     assert!(
@@ -529,7 +472,7 @@ async fn slot_without_progress_is_refused_and_cleanup_is_idempotent() {
             names.slot, names.publication
         ),
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let follower = start_follower(&db, FollowOptions::default());
     let err = follower.handle.await.unwrap().unwrap_err();
     assert!(
         matches!(err, FollowError::SlotWithoutProgress { .. }),
@@ -555,7 +498,7 @@ async fn a_schema_change_the_target_refuses_stops_and_resumes_once_fixed() {
         &db,
         "CREATE TABLE t (id int PRIMARY KEY, a text); INSERT INTO t VALUES (1, 'x');",
     );
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = start_follower(&db, FollowOptions::default());
     follower.wait_streaming().await;
     psql(
         source(),
@@ -629,13 +572,13 @@ async fn drain_rate_vs_native_subscription() {
     // pgferry: clone the empty table, stop, build the backlog, drain it.
     let ours = support::fresh_db(source(), "drain_ours");
     psql(source(), &ours, TABLE);
-    let mut follower = Follower::start(&ours, FollowOptions::default());
+    let mut follower = start_follower(&ours, FollowOptions::default());
     follower.wait_streaming().await;
-    follower.stop().await;
+    follower.stop().await.unwrap();
     psql(source(), &ours, BACKLOG);
-    let follower = Follower::start(&ours, FollowOptions::default());
+    let follower = start_follower(&ours, FollowOptions::default());
     let ours_time = wait_done(&ours).await;
-    follower.stop().await;
+    follower.stop().await.unwrap();
     cleanup(&cfg(source(), &ours), &cfg(target(), &ours), false)
         .await
         .unwrap();
@@ -798,9 +741,9 @@ async fn resent_transactions_are_skipped() {
          ALTER TABLE log REPLICA IDENTITY FULL;",
     );
     let names = object_names(&db);
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = start_follower(&db, FollowOptions::default());
     follower.wait_streaming().await;
-    follower.stop().await;
+    follower.stop().await.unwrap();
     psql(
         source(),
         &db,
@@ -818,7 +761,7 @@ async fn resent_transactions_are_skipped() {
          DELETE FROM log WHERE ctid = (SELECT min(ctid) FROM log);
          UPDATE acc SET n = n + 10 WHERE id = 2;",
     );
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = start_follower(&db, FollowOptions::default());
     follower.wait_streaming().await;
     wait_target(
         &db,
@@ -826,7 +769,7 @@ async fn resent_transactions_are_skipped() {
         "1,11",
     )
     .await;
-    follower.stop().await;
+    follower.stop().await.unwrap();
 
     // Back to the earlier position: the server will send all of the above again.
     psql(
@@ -985,7 +928,7 @@ async fn pgbench_during_copy_and_streaming() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut follower = Follower::start(
+    let mut follower = start_follower(
         &db,
         FollowOptions {
             replica_identity_full: true,
@@ -1007,7 +950,7 @@ async fn pgbench_during_copy_and_streaming() {
         .unwrap();
     assert!(history > 100, "pgbench ran only {history} transactions");
     assert!(matches!(
-        follower.stop().await,
+        follower.stop().await.unwrap(),
         FollowOutcome::Stopped { .. }
     ));
     let (outcome, _) = cutover(&db).await;
@@ -1030,7 +973,7 @@ async fn interrupt_during_the_copy_removes_the_slot() {
         "CREATE TABLE big (id int PRIMARY KEY, v text);
          INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 1000000) g;",
     );
-    let follower = Follower::start(&db, FollowOptions::default());
+    let follower = start_follower(&db, FollowOptions::default());
     let names = object_names(&db);
     let deadline = Instant::now() + Duration::from_secs(60);
     while psql(
@@ -1045,12 +988,7 @@ async fn interrupt_during_the_copy_removes_the_slot() {
         assert!(Instant::now() < deadline && !follower.handle.is_finished());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = follower.stop.send(true);
-    let err = tokio::time::timeout(Duration::from_secs(60), follower.handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = follower.stop().await.unwrap_err();
     assert!(matches!(err, FollowError::Interrupted), "{err}");
     assert_source_clean(&db);
 }
@@ -1082,7 +1020,7 @@ async fn insert_runs_round_trip_through_copy() {
                 "CREATE TYPE mood AS ENUM ('ok'); CREATE TABLE typed (id int PRIMARY KEY, m mood);",
             );
         }
-        let mut follower = Follower::start(&db, FollowOptions::default());
+        let mut follower = start_follower(&db, FollowOptions::default());
         follower.wait_streaming().await;
         psql(
             source(),
@@ -1103,7 +1041,7 @@ async fn insert_runs_round_trip_through_copy() {
         wait_until_count(&db, "odd", 40_000, Duration::from_secs(300)).await;
         let events = Arc::clone(&follower.events);
         assert!(matches!(
-            follower.stop().await,
+            follower.stop().await.unwrap(),
             FollowOutcome::Stopped { .. }
         ));
         let want = format!("binary: {binary}");
@@ -1466,7 +1404,7 @@ async fn always_and_replica_triggers_wait_for_the_cutover() {
     let states = "SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) \
                   FROM pg_trigger WHERE NOT tgisinternal";
     let rule = "SELECT ev_enabled FROM pg_rewrite WHERE rulename = 'keep_gone'";
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = start_follower(&db, FollowOptions::default());
     follower.wait_streaming().await;
     assert_eq!(
         psql(target(), &db, states),
@@ -1484,7 +1422,7 @@ async fn always_and_replica_triggers_wait_for_the_cutover() {
     );
     wait_target(&db, "SELECT count(*) FROM acct", "498").await;
     assert!(matches!(
-        follower.stop().await,
+        follower.stop().await.unwrap(),
         FollowOutcome::Stopped { .. }
     ));
     // A rerun (resume) streams more, then cuts over.
@@ -1538,7 +1476,7 @@ async fn large_transactions_stream_through_spool_files() {
              CREATE TABLE small (id int PRIMARY KEY);"
         ),
     );
-    let mut follower = Follower::start(&db, FollowOptions::default());
+    let mut follower = start_follower(&db, FollowOptions::default());
     follower.wait_streaming().await;
 
     // A big transaction stays open while small ones commit.
@@ -1597,7 +1535,7 @@ async fn large_transactions_stream_through_spool_files() {
         "transactions streamed by the source: {streamed}"
     );
     assert!(matches!(
-        follower.stop().await,
+        follower.stop().await.unwrap(),
         FollowOutcome::Stopped { .. }
     ));
     let (outcome, _) = cutover(&db).await;
