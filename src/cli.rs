@@ -23,6 +23,7 @@ use std::process::ExitCode;
 
 mod archive_cmd;
 mod bench_cmd;
+mod check_cmd;
 mod clone_cmd;
 mod migrate_cmd;
 mod schema_cmd;
@@ -1063,7 +1064,7 @@ pub fn conn_config_with_env(
 
 async fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
-        Command::Check(args) => crate::check::run_cli(&args).await,
+        Command::Check(args) => check_cmd::run_cli(&args).await,
         Command::Migrate(args) => migrate_cmd::migrate(&args, &cli.global).await,
         Command::Status(args) => migrate_cmd::status(&args).await,
         Command::Stop(args) => migrate_cmd::stop(&args).await,

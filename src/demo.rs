@@ -134,7 +134,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         .client
         .batch_execute("CREATE DATABASE shop")
         .await
-        .map_err(|e| step("creating the sample database")(crate::copy::server_message(&e)))?;
+        .map_err(|e| step("creating the sample database")(crate::pgerror::server_message(&e)))?;
     let src = config(&source, "shop")?;
     let load = Instant::now();
     let session = crate::conn::connect(&src)
@@ -144,7 +144,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         .client
         .batch_execute(&SAMPLE_SQL.replace("{rows}", &rows.to_string()))
         .await
-        .map_err(|e| step("loading the sample data")(crate::copy::server_message(&e)))?;
+        .map_err(|e| step("loading the sample data")(crate::pgerror::server_message(&e)))?;
     println!(
         "  loaded sample database \"shop\" ({} orders in 12 monthly partitions, 50000 customers, 2000 products) in {:.1} s",
         rows,
@@ -159,11 +159,9 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         "ALTER DATABASE shop OWNER TO shop_owner",
         "CREATE DATABASE reports",
     ] {
-        admin
-            .client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| step("creating the reports database")(crate::copy::server_message(&e)))?;
+        admin.client.batch_execute(sql).await.map_err(|e| {
+            step("creating the reports database")(crate::pgerror::server_message(&e))
+        })?;
     }
     let reports = crate::conn::connect(&config(&source, "reports")?)
         .await
@@ -175,7 +173,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
              INSERT INTO page_view (path) SELECT '/p/' || g FROM generate_series(1, 20000) g;",
         )
         .await
-        .map_err(|e| step("loading reports")(crate::copy::server_message(&e)))?;
+        .map_err(|e| step("loading reports")(crate::pgerror::server_message(&e)))?;
     drop(reports);
 
     let src_cluster = config(&source, "postgres")?;
@@ -352,7 +350,7 @@ async fn write_load(src: &ConnConfig, stop: &AtomicBool, writes: &AtomicU64) -> 
             .client
             .batch_execute(&sql)
             .await
-            .map_err(|e| crate::copy::server_message(&e))?;
+            .map_err(|e| crate::pgerror::server_message(&e))?;
         writes.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }

@@ -12,7 +12,6 @@
 pub mod archive;
 pub mod bench;
 pub mod catalog;
-pub mod check;
 pub mod cli;
 pub mod clone;
 pub mod compat;

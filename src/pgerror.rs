@@ -55,7 +55,7 @@ impl PgError {
             side,
             what: what.into(),
             code: source.code().cloned(),
-            message: crate::copy::server_message(&source),
+            message: server_message(&source),
             source,
         }
     }
@@ -88,6 +88,26 @@ pub fn is_transient(code: Option<&SqlState>) -> bool {
 /// [`is_transient`] for a SQLSTATE received as text (the replication protocol's own client).
 pub fn is_transient_text(code: Option<&str>) -> bool {
     is_transient(code.map(SqlState::from_code).as_ref())
+}
+
+/// The server's message, detail and hint, or the client-side error text.
+pub fn server_message(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut msg = db.message().to_string();
+            if let Some(detail) = db.detail() {
+                msg.push_str(" (");
+                msg.push_str(detail);
+                msg.push(')');
+            }
+            if let Some(hint) = db.hint() {
+                msg.push_str("; hint: ");
+                msg.push_str(hint);
+            }
+            msg
+        }
+        None => err.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -403,7 +403,7 @@ async fn refresh_matviews(target: &Client, script: &str, summary: &mut CloneSumm
         match target.batch_execute(&stmt).await {
             Ok(()) => summary.materialized_views_refreshed += 1,
             Err(e) => {
-                let message = crate::copy::server_message(&e);
+                let message = crate::pgerror::server_message(&e);
                 tracing::warn!("{stmt}: {message}; the materialized view stays unpopulated");
                 summary
                     .warnings

@@ -65,7 +65,7 @@ pub(crate) fn fail<'a>(
     move |e| BenchError::Server {
         server,
         what: what.to_string(),
-        message: crate::copy::server_message(&e),
+        message: crate::pgerror::server_message(&e),
     }
 }
 
@@ -203,7 +203,7 @@ pub async fn drop_scratch(
                             "SET lock_timeout = '2s'; DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"
                         ))
                         .await
-                        .map_err(|e| crate::copy::server_message(&e));
+                        .map_err(|e| crate::pgerror::server_message(&e));
                     if result.is_ok() {
                         break;
                     }

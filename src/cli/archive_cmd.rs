@@ -122,7 +122,7 @@ async fn check_table_filter(
         .map_err(|e| {
             CliError::failed(format!(
                 "source: listing tables: {}",
-                crate::copy::server_message(&e)
+                crate::pgerror::server_message(&e)
             ))
         })?;
     let mut unmatched = Vec::new();

@@ -439,7 +439,7 @@ pub async fn status(args: &StatusArgs) -> Result<u8, CliError> {
                 Ok(live) => report.live = Some(live),
                 Err(e) => eprintln!(
                     "pgferry: source: reading the replication slots: {}; showing the last report",
-                    crate::copy::server_message(&e)
+                    crate::pgerror::server_message(&e)
                 ),
             },
             Err(e) => eprintln!("pgferry: source: {e}; showing the last report"),

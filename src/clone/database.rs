@@ -148,7 +148,7 @@ pub async fn apply_database_acl(
             refused.push(format!(
                 "database \"{name}\": `{}` failed on the target: {}",
                 stmt.trim(),
-                crate::copy::server_message(&e)
+                crate::pgerror::server_message(&e)
             ));
         }
     }

@@ -193,14 +193,14 @@ impl CloneError {
     pub fn source_failed(what: impl Into<String>, err: tokio_postgres::Error) -> CloneError {
         CloneError::Source {
             what: what.into(),
-            message: crate::copy::server_message(&err),
+            message: crate::pgerror::server_message(&err),
         }
     }
 
     pub fn target_failed(what: impl Into<String>, err: tokio_postgres::Error) -> CloneError {
         CloneError::Target {
             what: what.into(),
-            message: crate::copy::server_message(&err),
+            message: crate::pgerror::server_message(&err),
         }
     }
 
@@ -441,7 +441,7 @@ async fn run(
                     e,
                 ));
             }
-            let first = crate::copy::server_message(&e);
+            let first = crate::pgerror::server_message(&e);
             tracing::warn!(
                 "the schema could not be created in one transaction ({first}): creating it statement by statement"
             );
@@ -643,7 +643,7 @@ async fn run(
         match target.client.batch_execute(&stmt).await {
             Ok(()) => summary.materialized_views_refreshed += 1,
             Err(e) => {
-                let message = crate::copy::server_message(&e);
+                let message = crate::pgerror::server_message(&e);
                 summary
                     .warnings
                     .push(format!("{stmt}: {message} (left unpopulated)"));
@@ -680,7 +680,7 @@ pub async fn create_publications(
         match client.batch_execute(&stmt).await {
             Ok(()) => summary.publications += usize::from(create),
             Err(e) => {
-                let message = crate::copy::server_message(&e);
+                let message = crate::pgerror::server_message(&e);
                 let what = if create {
                     stmt.trim().to_owned()
                 } else {
@@ -726,7 +726,7 @@ async fn apply_one_by_one(
                 // Reported once, with the summary's warnings.
                 warnings.push(format!(
                     "{why}: `{shown}`: {}",
-                    crate::copy::server_message(&e)
+                    crate::pgerror::server_message(&e)
                 ));
             }
         }

@@ -188,7 +188,7 @@ impl CopyError {
         CopyError {
             table: table.map(str::to_string),
             side,
-            message: server_message(err),
+            message: crate::pgerror::server_message(err),
             code: err.code().map(|c| c.code().to_string()),
         }
     }
@@ -196,25 +196,5 @@ impl CopyError {
     pub(crate) fn with_table(mut self, table: &str) -> Self {
         self.table.get_or_insert_with(|| table.to_string());
         self
-    }
-}
-
-/// The server's message, detail and hint, or the client-side error text.
-pub(crate) fn server_message(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => {
-            let mut msg = db.message().to_string();
-            if let Some(detail) = db.detail() {
-                msg.push_str(" (");
-                msg.push_str(detail);
-                msg.push(')');
-            }
-            if let Some(hint) = db.hint() {
-                msg.push_str("; hint: ");
-                msg.push_str(hint);
-            }
-            msg
-        }
-        None => err.to_string(),
     }
 }

@@ -545,7 +545,7 @@ impl Context<'_> {
                         &format!(
                             "warning: could not apply a database setting ({}): {}",
                             sql.lines().next().unwrap_or(""),
-                            crate::copy::server_message(&e)
+                            crate::pgerror::server_message(&e)
                         ),
                     );
                 }

@@ -173,7 +173,7 @@ fn query_err(
         role,
         database,
         what,
-        message: crate::copy::server_message(&e),
+        message: crate::pgerror::server_message(&e),
     }
 }
 

@@ -158,7 +158,7 @@ impl<'a> Store<'a> {
         move |e| StoreError::Query {
             database: self.database.clone(),
             what,
-            message: crate::copy::server_message(&e),
+            message: crate::pgerror::server_message(&e),
         }
     }
 

@@ -126,7 +126,7 @@ impl ApplyError {
         let what = what.into();
         move |source| ApplyError::Target {
             what,
-            message: crate::copy::server_message(&source),
+            message: crate::pgerror::server_message(&source),
             code: source.code().map(|c| c.code().to_owned()),
             source,
         }

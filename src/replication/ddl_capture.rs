@@ -57,7 +57,7 @@ pub enum CaptureError {
 fn err(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> CaptureError {
     move |e| CaptureError::Source {
         what,
-        message: crate::copy::server_message(&e),
+        message: crate::pgerror::server_message(&e),
     }
 }
 

@@ -300,7 +300,7 @@ pub async fn publish_new(
                 tracing::warn!(
                     "{leaf}, created on the source while streaming, cannot be added to \
                      publication {publication} by this user ({}): it is not replicated",
-                    crate::copy::server_message(&e)
+                    crate::pgerror::server_message(&e)
                 );
                 continue;
             }

@@ -132,7 +132,7 @@ async fn run(target: &Client, sql: String, out: &mut Reconciled) {
             out.applied.push(sql);
         }
         Err(e) => {
-            let message = crate::copy::server_message(&e);
+            let message = crate::pgerror::server_message(&e);
             tracing::warn!("cutover: the target refused {}: {message}", sql.trim());
             out.failed.push(format!("{}: {message}", sql.trim()));
         }
@@ -168,7 +168,7 @@ async fn tables(
         .await
         .map_err(|e| ReconcileError::Read {
             side: "source",
-            message: crate::copy::server_message(&e),
+            message: crate::pgerror::server_message(&e),
         })?;
     let now: HashMap<u32, (String, String)> = rows
         .iter()

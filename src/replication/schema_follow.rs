@@ -72,7 +72,7 @@ impl SchemaFollowError {
         move |e| SchemaFollowError::Server {
             side: "source",
             what,
-            message: crate::copy::server_message(&e),
+            message: crate::pgerror::server_message(&e),
             code: e.code().map(|c| c.code().to_owned()),
         }
     }
@@ -82,7 +82,7 @@ impl SchemaFollowError {
         move |e| SchemaFollowError::Server {
             side: "target",
             what,
-            message: crate::copy::server_message(&e),
+            message: crate::pgerror::server_message(&e),
             code: e.code().map(|c| c.code().to_owned()),
         }
     }

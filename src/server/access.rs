@@ -264,7 +264,7 @@ pub async fn enter_replica_role(
         if let Err(e) = client.batch_execute("CREATE EXTENSION aiven_extras").await {
             tracing::debug!(
                 "aiven_extras could not be created: {}",
-                crate::copy::server_message(&e)
+                crate::pgerror::server_message(&e)
             );
             return Ok(ApplyMode::Ordered);
         }
@@ -277,7 +277,7 @@ pub async fn enter_replica_role(
             Ok(()) => return Ok(ApplyMode::AivenExtras),
             Err(e) => tracing::debug!(
                 "aiven_extras.session_replication_role refused: {}",
-                crate::copy::server_message(&e)
+                crate::pgerror::server_message(&e)
             ),
         }
     }
@@ -309,7 +309,7 @@ pub async fn drop_aiven_extras_if_ours(
             {
                 tracing::warn!(
                     "schema aiven_extras, made on the target with the extension, was left: {}",
-                    crate::copy::server_message(&e)
+                    crate::pgerror::server_message(&e)
                 );
             }
         }
@@ -556,7 +556,7 @@ impl Owners {
                                     "granting {} membership in {} failed: {}",
                                     quote_ident(&me.name),
                                     quote_ident(role),
-                                    crate::copy::server_message(&e)
+                                    crate::pgerror::server_message(&e)
                                 ))
                             }
                         }

@@ -4,8 +4,9 @@
 //! whether logical replication can work (wal_level, privileges, free slots and WAL senders) so
 //! the user learns it before starting a migration, not halfway through.
 
-use crate::cli::{size::format_size, CheckArgs, CliError};
-pub use crate::server::{inspect, CheckError, ServerReport};
+use super::{CheckArgs, CliError};
+use crate::server::{inspect, CheckError, ServerReport};
+use crate::units::format_size;
 
 /// Human-readable report, one fact per line.
 pub fn render_text(r: &ServerReport) -> String {
