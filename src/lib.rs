@@ -29,6 +29,7 @@ pub mod progress;
 pub mod quote;
 pub mod replication;
 pub mod schema;
+pub mod script;
 pub mod server;
 pub mod sqlscript;
 pub mod units;

@@ -6,7 +6,8 @@ mod support;
 
 use std::process::Command;
 
-use pgferry::schema::{dump_schema, DumpOptions, SchemaScript, SubscriptionMode};
+use pgferry::schema::{DumpOptions, SubscriptionMode};
+use pgferry::script::{dump_schema, SchemaScript};
 use support::fidelity::{
     assert_index_defs_are_the_servers, connect, first_diff, fixture, pg_dump_schema, psql_apply,
     roundtrip_on,

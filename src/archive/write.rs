@@ -34,7 +34,8 @@ use crate::copy::{
     RowCounter, Side, TableFilter, TableJob,
 };
 use crate::progress::Reporter;
-use crate::schema::{render_script, Model, Section};
+use crate::schema::{Model, Section};
+use crate::script::render_script;
 use crate::units::count;
 
 /// What to dump and how.

@@ -3,7 +3,8 @@
 use super::{conn_config, exit, CliError, SchemaArgs, Section};
 use crate::conn::connect;
 use crate::conn::{ConnConfig, Session};
-use crate::schema::{dump_schema_parallel, DumpOptions, SectionFilter, SubscriptionMode};
+use crate::schema::{DumpOptions, SectionFilter, SubscriptionMode};
+use crate::script::dump_schema_parallel;
 
 pub async fn run(args: &SchemaArgs) -> Result<u8, CliError> {
     let cfg = conn_config("source", &args.source.source)?;

@@ -27,7 +27,8 @@ use crate::copy::{
     copy_all, plan_tables, CopyError, CopyStats, ExportedSnapshot, PlanOptions, TableFilter,
 };
 use crate::progress::Reporter;
-use crate::schema::{dump_schema, DumpError, DumpOptions};
+use crate::schema::DumpOptions;
+use crate::script::{dump_schema, DumpError};
 use crate::server::access::Owners;
 use database::ExistingTarget;
 use std::collections::HashMap;

@@ -21,7 +21,7 @@ use crate::conn::{connect, ConnConfig, Session};
 use crate::copy::{CopyStats, ProgressSink, TableJob};
 use crate::progress::Reporter;
 use crate::quote::qualified;
-use crate::schema::{is_session_setting, PostDataUnit, SESSION_SETTINGS};
+use crate::script::{is_session_setting, PostDataUnit, PREAMBLE as SESSION_SETTINGS};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use tokio::sync::watch;

@@ -3,21 +3,16 @@
 //! PRIMARY KEY/UNIQUE/EXCLUDE constraints, foreign keys, triggers, rules, policies, NOT VALID
 //! checks, default privileges).
 //!
-//! [`dump_schema`] runs the whole pipeline: [`crate::catalog`] → [`Model`] → [`order`] →
-//! [`crate::ddl`].
+//! The script builder ([`crate::script`]) runs the whole pipeline: [`crate::catalog`] →
+//! [`Model`] → [`order`] → [`crate::ddl`]. Nothing here renders SQL.
 
 mod build;
 mod cycles;
-mod dump;
 mod object;
+mod options;
 mod order;
-mod parallel;
 
 pub use build::Model;
-pub use dump::{
-    dump_schema, dump_schema_parallel, render_script, DumpError, DumpOptions, SchemaScript,
-    SectionFilter, SubscriptionMode, PREAMBLE as SESSION_SETTINGS,
-};
 pub use object::{Item, Object, ObjectKind, Section};
+pub use options::{DumpOptions, SectionFilter, SubscriptionMode};
 pub use order::order;
-pub use parallel::{is_session_setting, PostDataUnit};

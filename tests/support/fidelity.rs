@@ -7,7 +7,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use pgferry::localpg::Cluster;
-use pgferry::schema::{dump_schema, DumpOptions, SchemaScript};
+use pgferry::schema::DumpOptions;
+use pgferry::script::{dump_schema, SchemaScript};
 use tokio_postgres::NoTls;
 
 use super::fresh_db;

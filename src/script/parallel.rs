@@ -10,9 +10,7 @@
 use crate::ddl::{constraint_using_index, quote_ident, render_object};
 use crate::sqlscript::split_statements;
 
-use super::build::Model;
-use super::dump::DumpOptions;
-use super::object::{Item, Object, ObjectKind, Section};
+use crate::schema::{DumpOptions, Item, Model, Object, ObjectKind, Section};
 
 /// One post-data object, ready to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
