@@ -850,52 +850,7 @@ async fn session(
         }
         SessionEnd::Cutover { lag } => {
             observer(FollowEvent::CutoverStarted { lag });
-            let target = open("target", dst).await?;
-            // What the stream could not carry of the source's schema changes, before the
-            // sequences (a new identity's sequence) and the triggers (new ones).
-            let dump = dump_options(&target.client, opts).await?;
-            let mut follower =
-                SchemaFollower::new(src.clone(), &target.client, &names.slot, dump.clone()).await?;
-            for table in follower
-                .copy_unstreamed(
-                    &source.client,
-                    &target.client,
-                    &names.publication,
-                    &opts.clone.filter,
-                )
-                .await?
-            {
-                tracing::info!(
-                    "{table}, created on the source while streaming and not written to since, \
-                     copied at cutover"
-                );
-            }
-            let reconciled =
-                reconcile::reconcile(&source.client, &target.client, &names.slot, &dump).await?;
-            if !reconciled.is_empty() {
-                observer(FollowEvent::SchemaReconciled(Box::new(reconciled)));
-            }
-            let values = sequences::read(&source.client).await?;
-            sequences::apply(&target.client, &values).await?;
-            observer(FollowEvent::SequencesSynced(values.len()));
-            // Read again: the source is the reference, whatever a crash left on the target.
-            let held = triggers::all_triggers(&source.client)
-                .await
-                .map_err(|e| FollowError::source("listing triggers and rules", e))?;
-            let enabled = triggers::release(&target.client, &held)
-                .await
-                .map_err(|e| FollowError::target("enabling triggers held during streaming", e))?;
-            if enabled > 0 {
-                tracing::info!("{enabled} trigger(s) and rule(s) set back as on the source");
-            }
-            if access::drop_aiven_extras_if_ours(&source.client, &target.client)
-                .await
-                .map_err(|e| FollowError::target("dropping aiven_extras created for apply", e))?
-            {
-                tracing::info!(
-                    "aiven_extras, created on the target for the replica role, dropped (the source database does not have it)"
-                );
-            }
+            let target = settle_target(src, dst, names, opts, &source.client, observer).await?;
             repl.drop_slot(&names.slot, false).await?;
             let _ = repl.close().await;
             publication::drop_publication(&source.client, &names.publication).await?;
@@ -905,6 +860,65 @@ async fn session(
             Ok(FollowOutcome::CutOver { applied })
         }
     }
+}
+
+/// The cutover's work on the target once the stream stopped: tables never streamed copied,
+/// the schema reconciled, sequences synced, held triggers released, a temporary aiven_extras
+/// dropped. Returns the target session (the progress row goes last).
+async fn settle_target(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    names: &ObjectNames,
+    opts: &FollowOptions,
+    source: &tokio_postgres::Client,
+    observer: Observer<'_>,
+) -> Result<crate::conn::Session, FollowError> {
+    let target = open("target", dst).await?;
+    // What the stream could not carry of the source's schema changes, before the
+    // sequences (a new identity's sequence) and the triggers (new ones).
+    let dump = dump_options(&target.client, opts).await?;
+    let mut follower =
+        SchemaFollower::new(src.clone(), &target.client, &names.slot, dump.clone()).await?;
+    for table in follower
+        .copy_unstreamed(
+            source,
+            &target.client,
+            &names.publication,
+            &opts.clone.filter,
+        )
+        .await?
+    {
+        tracing::info!(
+            "{table}, created on the source while streaming and not written to since, \
+             copied at cutover"
+        );
+    }
+    let reconciled = reconcile::reconcile(source, &target.client, &names.slot, &dump).await?;
+    if !reconciled.is_empty() {
+        observer(FollowEvent::SchemaReconciled(Box::new(reconciled)));
+    }
+    let values = sequences::read(source).await?;
+    sequences::apply(&target.client, &values).await?;
+    observer(FollowEvent::SequencesSynced(values.len()));
+    // Read again: the source is the reference, whatever a crash left on the target.
+    let held = triggers::all_triggers(source)
+        .await
+        .map_err(|e| FollowError::source("listing triggers and rules", e))?;
+    let enabled = triggers::release(&target.client, &held)
+        .await
+        .map_err(|e| FollowError::target("enabling triggers held during streaming", e))?;
+    if enabled > 0 {
+        tracing::info!("{enabled} trigger(s) and rule(s) set back as on the source");
+    }
+    if access::drop_aiven_extras_if_ours(source, &target.client)
+        .await
+        .map_err(|e| FollowError::target("dropping aiven_extras created for apply", e))?
+    {
+        tracing::info!(
+            "aiven_extras, created on the target for the replica role, dropped (the source database does not have it)"
+        );
+    }
+    Ok(target)
 }
 
 /// Reports the lag (source WAL insert position − applied position) every `lag_interval`;

@@ -1232,59 +1232,15 @@ impl SchemaFollower {
             self.create_table(&reader.client, target, &at_snapshot, out)
                 .await?;
         } else {
-            let old = qualified(&rel.namespace, &rel.name);
-            let mut from = old.clone();
-            if at_snapshot.namespace != rel.namespace {
-                let sql = format!(
-                    "ALTER TABLE {from} SET SCHEMA {}",
-                    quote_ident(&at_snapshot.namespace)
-                );
-                self.run(target, &sql, out).await?;
-                from = qualified(&at_snapshot.namespace, &rel.name);
-            }
-            if at_snapshot.name != rel.name {
-                let sql = format!(
-                    "ALTER TABLE {from} RENAME TO {}",
-                    quote_ident(&at_snapshot.name)
-                );
-                self.run(target, &sql, out).await?;
-            }
-            let shape: Vec<MessageColumn> = attrs
-                .iter()
-                .filter(|a| !a.dropped && a.generated.is_none())
-                .map(|a| MessageColumn {
-                    name: a.name.clone(),
-                    type_text: a.type_text.clone(),
-                })
-                .collect();
-            let now = target_columns(target, &at_snapshot.namespace, &at_snapshot.name)
-                .await
-                .map_err(SchemaFollowError::target(format!(
-                    "reading the columns of {table}"
-                )))?;
-            let mut attrs_plan = attrs.clone();
-            let mut now = now;
-            if self.capture_key.is_some() {
-                attrs_plan.retain(|a| a.generated.is_none());
-                now.retain(|c| !c.generated);
-            }
-            let steps = plan_columns(&shape, &now, &attrs_plan).map_err(|detail| {
-                SchemaFollowError::Ambiguous {
-                    table: table.clone(),
-                    lsn: created.consistent_point,
-                    detail,
-                }
-            })?;
-            for step in &steps {
-                let attr = match step {
-                    Step::Add { name, .. } | Step::AddGenerated { name } => {
-                        attrs.iter().find(|a| !a.dropped && &a.name == name)
-                    }
-                    _ => None,
-                };
-                let sql = step_sql(&table, step, attr);
-                self.run(target, &sql, out).await?;
-            }
+            self.take_snapshot_shape(
+                target,
+                rel,
+                &at_snapshot,
+                &attrs,
+                created.consistent_point,
+                out,
+            )
+            .await?;
             let sql = format!("DELETE FROM ONLY {table}");
             self.run(target, &sql, out).await?;
         }
@@ -1330,6 +1286,74 @@ impl SchemaFollower {
         self.remember(target, &at_snapshot, Some(created.consistent_point))
             .await?;
         Ok(created.consistent_point)
+    }
+
+    /// Brings the target's table of `rel` (as the stream named it) to the name and columns
+    /// it has at the copy's snapshot (`at_snapshot`, `attrs`; position `lsn`).
+    async fn take_snapshot_shape(
+        &mut self,
+        target: &Client,
+        rel: &Relation,
+        at_snapshot: &Relation,
+        attrs: &[SourceAttr],
+        lsn: Lsn,
+        out: &mut Outcome,
+    ) -> Result<(), SchemaFollowError> {
+        let table = qualified(&at_snapshot.namespace, &at_snapshot.name);
+        let old = qualified(&rel.namespace, &rel.name);
+        let mut from = old.clone();
+        if at_snapshot.namespace != rel.namespace {
+            let sql = format!(
+                "ALTER TABLE {from} SET SCHEMA {}",
+                quote_ident(&at_snapshot.namespace)
+            );
+            self.run(target, &sql, out).await?;
+            from = qualified(&at_snapshot.namespace, &rel.name);
+        }
+        if at_snapshot.name != rel.name {
+            let sql = format!(
+                "ALTER TABLE {from} RENAME TO {}",
+                quote_ident(&at_snapshot.name)
+            );
+            self.run(target, &sql, out).await?;
+        }
+        let shape: Vec<MessageColumn> = attrs
+            .iter()
+            .filter(|a| !a.dropped && a.generated.is_none())
+            .map(|a| MessageColumn {
+                name: a.name.clone(),
+                type_text: a.type_text.clone(),
+            })
+            .collect();
+        let now = target_columns(target, &at_snapshot.namespace, &at_snapshot.name)
+            .await
+            .map_err(SchemaFollowError::target(format!(
+                "reading the columns of {table}"
+            )))?;
+        let mut attrs_plan = attrs.to_vec();
+        let mut now = now;
+        if self.capture_key.is_some() {
+            attrs_plan.retain(|a| a.generated.is_none());
+            now.retain(|c| !c.generated);
+        }
+        let steps = plan_columns(&shape, &now, &attrs_plan).map_err(|detail| {
+            SchemaFollowError::Ambiguous {
+                table: table.clone(),
+                lsn,
+                detail,
+            }
+        })?;
+        for step in &steps {
+            let attr = match step {
+                Step::Add { name, .. } | Step::AddGenerated { name } => {
+                    attrs.iter().find(|a| !a.dropped && &a.name == name)
+                }
+                _ => None,
+            };
+            let sql = step_sql(&table, step, attr);
+            self.run(target, &sql, out).await?;
+        }
+        Ok(())
     }
 
     /// Creates the source's table on the target: the table, its partition bound, its
