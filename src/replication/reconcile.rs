@@ -147,7 +147,7 @@ async fn tables(
     slot: &str,
     out: &mut Reconciled,
 ) -> Result<(), ReconcileError> {
-    let known = super::schema_follow::load_relations(target, slot)
+    let known = super::state::load_relations(target, slot)
         .await
         .map_err(|e| ReconcileError::Read {
             side: "target",

@@ -30,6 +30,7 @@
 
 use super::pgoutput::{Oid, Relation};
 use super::source_watch::KnownTables;
+use super::state::{self, load_relations, KnownRelation};
 use super::{Lsn, ReplicationConnection};
 use crate::conn::{connect, ConnConfig, Session};
 use crate::copy::{copy_table, CopyFormat, PipeOptions, TableJob};
@@ -555,66 +556,6 @@ async fn message_columns(
         .collect())
 }
 
-// ---------------------------------------------------------------------------------------------
-// State kept on the target with the applied position.
-
-/// Source relations the applier has seen, by oid, with the name they have on the target and,
-/// for tables copied while streaming, the position of that copy.
-pub const ENSURE_RELATIONS_SQL: &str = "CREATE TABLE IF NOT EXISTS pgferry.apply_relations (\
-       slot text NOT NULL, relid oid NOT NULL, nspname text NOT NULL, relname text NOT NULL, \
-       copied_at pg_lsn, PRIMARY KEY (slot, relid))";
-
-const UPSERT_RELATION_SQL: &str = "INSERT INTO pgferry.apply_relations AS r \
-       (slot, relid, nspname, relname, copied_at) VALUES ($1, $2, $3, $4, $5::text::pg_lsn) \
-     ON CONFLICT (slot, relid) DO UPDATE SET nspname = excluded.nspname, \
-       relname = excluded.relname, copied_at = COALESCE(excluded.copied_at, r.copied_at)";
-
-#[derive(Debug, Clone)]
-pub struct KnownRelation {
-    pub schema: String,
-    pub name: String,
-    /// Changes from transactions that committed before this were copied with the table.
-    pub copied_at: Option<Lsn>,
-}
-
-/// Reads the relations stored for `slot` (none when the table does not exist yet).
-pub async fn load_relations(
-    client: &Client,
-    slot: &str,
-) -> Result<HashMap<Oid, KnownRelation>, tokio_postgres::Error> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('pgferry.apply_relations') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !exists {
-        return Ok(HashMap::new());
-    }
-    let rows = client
-        .query(
-            "SELECT relid, nspname, relname, copied_at::text FROM pgferry.apply_relations \
-             WHERE slot = $1",
-            &[&slot],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let copied: Option<String> = r.get(3);
-            (
-                r.get::<_, Oid>(0),
-                KnownRelation {
-                    schema: r.get(1),
-                    name: r.get(2),
-                    copied_at: copied.and_then(|t| t.parse().ok()),
-                },
-            )
-        })
-        .collect())
-}
-
 /// Records the published tables of a fresh start (their names as the clone created them), so
 /// that a table renamed before its first change is still recognised.
 pub async fn seed_relations(
@@ -643,19 +584,7 @@ pub async fn seed_relations(
     let names: Vec<String> = std::iter::once(String::new())
         .chain(rows.iter().map(|r| r.get(2)))
         .collect();
-    target
-        .batch_execute(ENSURE_RELATIONS_SQL)
-        .await
-        .map_err(SchemaFollowError::target(
-            "creating pgferry.apply_relations",
-        ))?;
-    target
-        .execute(
-            "INSERT INTO pgferry.apply_relations (slot, relid, nspname, relname) \
-             SELECT $1, * FROM unnest($2::oid[], $3::text[], $4::text[]) \
-             ON CONFLICT (slot, relid) DO NOTHING",
-            &[&slot, &oids, &schemas, &names],
-        )
+    state::record_relations(target, slot, &oids, &schemas, &names)
         .await
         .map_err(SchemaFollowError::target("recording the published tables"))?;
     Ok(())
@@ -1121,22 +1050,23 @@ impl SchemaFollower {
         copied_at: Option<Lsn>,
     ) -> Result<(), SchemaFollowError> {
         if !self.relations_table {
-            target
-                .batch_execute(ENSURE_RELATIONS_SQL)
+            state::ensure_relations(target)
                 .await
                 .map_err(SchemaFollowError::target(
                     "creating pgferry.apply_relations",
                 ))?;
             self.relations_table = true;
         }
-        let copied_text = copied_at.map(|l| l.to_string());
-        target
-            .execute(
-                UPSERT_RELATION_SQL,
-                &[&self.slot, &rel.id, &rel.namespace, &rel.name, &copied_text],
-            )
-            .await
-            .map_err(SchemaFollowError::target("recording a source table"))?;
+        state::store_relation(
+            target,
+            &self.slot,
+            rel.id,
+            &rel.namespace,
+            &rel.name,
+            copied_at,
+        )
+        .await
+        .map_err(SchemaFollowError::target("recording a source table"))?;
         let entry = self.relations.entry(rel.id).or_insert(KnownRelation {
             schema: rel.namespace.clone(),
             name: rel.name.clone(),

@@ -1,10 +1,14 @@
-//! The applied position, kept in the target database itself: `pgferry.apply_progress`.
+//! The applier's state, kept in the target database itself: the applied position
+//! (`pgferry.apply_progress`) and the source relations it has seen
+//! (`pgferry.apply_relations`).
 //!
 //! The row for a slot is written in the same target transaction as the changes it covers, so
 //! after a crash the target holds exactly the changes up to the stored LSN: a restart skips
 //! every source transaction that ends at or before it (exactly-once apply).
 
+use super::pgoutput::Oid;
 use super::Lsn;
+use std::collections::HashMap;
 use tokio_postgres::Client;
 
 /// Creates schema `pgferry` and the progress table if missing.
@@ -123,6 +127,111 @@ pub async fn forget(client: &Client, slot: &str) -> Result<(), tokio_postgres::E
         .execute(
             "DELETE FROM pgferry.apply_progress WHERE slot = $1",
             &[&slot],
+        )
+        .await
+        .map(drop)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The source relations the applier has seen (`replication::schema_follow`).
+
+/// Source relations the applier has seen, by oid, with the name they have on the target and,
+/// for tables copied while streaming, the position of that copy.
+const ENSURE_RELATIONS_SQL: &str = "CREATE TABLE IF NOT EXISTS pgferry.apply_relations (\
+       slot text NOT NULL, relid oid NOT NULL, nspname text NOT NULL, relname text NOT NULL, \
+       copied_at pg_lsn, PRIMARY KEY (slot, relid))";
+
+const UPSERT_RELATION_SQL: &str = "INSERT INTO pgferry.apply_relations AS r \
+       (slot, relid, nspname, relname, copied_at) VALUES ($1, $2, $3, $4, $5::text::pg_lsn) \
+     ON CONFLICT (slot, relid) DO UPDATE SET nspname = excluded.nspname, \
+       relname = excluded.relname, copied_at = COALESCE(excluded.copied_at, r.copied_at)";
+
+#[derive(Debug, Clone)]
+pub struct KnownRelation {
+    pub schema: String,
+    pub name: String,
+    /// Changes from transactions that committed before this were copied with the table.
+    pub copied_at: Option<Lsn>,
+}
+
+/// Reads the relations stored for `slot` (none when the table does not exist yet).
+pub async fn load_relations(
+    client: &Client,
+    slot: &str,
+) -> Result<HashMap<Oid, KnownRelation>, tokio_postgres::Error> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('pgferry.apply_relations') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(
+            "SELECT relid, nspname, relname, copied_at::text FROM pgferry.apply_relations \
+             WHERE slot = $1",
+            &[&slot],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let copied: Option<String> = r.get(3);
+            (
+                r.get::<_, Oid>(0),
+                KnownRelation {
+                    schema: r.get(1),
+                    name: r.get(2),
+                    copied_at: copied.and_then(|t| t.parse().ok()),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Creates `pgferry.apply_relations` if missing.
+pub async fn ensure_relations(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute(ENSURE_RELATIONS_SQL).await
+}
+
+/// Records (or updates) relation `oid` of `slot`: its name on the target and, when it was just
+/// copied, the copy's position (in whatever transaction `client` is in).
+pub async fn store_relation(
+    client: &Client,
+    slot: &str,
+    oid: Oid,
+    schema: &str,
+    name: &str,
+    copied_at: Option<Lsn>,
+) -> Result<(), tokio_postgres::Error> {
+    let copied_text = copied_at.map(|l| l.to_string());
+    client
+        .execute(
+            UPSERT_RELATION_SQL,
+            &[&slot, &oid, &schema, &name, &copied_text],
+        )
+        .await
+        .map(drop)
+}
+
+/// Records the relations of a fresh start, leaving those already recorded as they are.
+pub async fn record_relations(
+    client: &Client,
+    slot: &str,
+    oids: &[Oid],
+    schemas: &[String],
+    names: &[String],
+) -> Result<(), tokio_postgres::Error> {
+    ensure_relations(client).await?;
+    client
+        .execute(
+            "INSERT INTO pgferry.apply_relations (slot, relid, nspname, relname) \
+             SELECT $1, * FROM unnest($2::oid[], $3::text[], $4::text[]) \
+             ON CONFLICT (slot, relid) DO NOTHING",
+            &[&slot, &oids, &schemas, &names],
         )
         .await
         .map(drop)
