@@ -775,11 +775,7 @@ impl SchemaFollower {
                 "reading the columns of {table}"
             )))?;
         let mut columns = columns;
-        if self.capture_key.is_some() {
-            // The capture brings generated columns in stream order; the catalog may be ahead.
-            attrs.retain(|a| a.generated.is_none());
-            columns.retain(|c| !c.generated);
-        }
+        self.leave_generated_to_capture(&mut attrs, &mut columns);
         let generated_same = attrs
             .iter()
             .filter(|a| !a.dropped && a.generated.is_some())
@@ -1025,6 +1021,19 @@ impl SchemaFollower {
         !self.rewrites.is_empty()
     }
 
+    /// With `--ddl-capture`, generated columns come with their statements in stream order:
+    /// the plan leaves them out, since the catalog it reads may be ahead of the stream.
+    fn leave_generated_to_capture(
+        &self,
+        attrs: &mut Vec<SourceAttr>,
+        columns: &mut Vec<TargetColumn>,
+    ) {
+        if self.capture_key.is_some() {
+            attrs.retain(|a| a.generated.is_none());
+            columns.retain(|c| !c.generated);
+        }
+    }
+
     async fn run(
         &self,
         target: &Client,
@@ -1262,10 +1271,7 @@ impl SchemaFollower {
             )))?;
         let mut attrs_plan = attrs.to_vec();
         let mut now = now;
-        if self.capture_key.is_some() {
-            attrs_plan.retain(|a| a.generated.is_none());
-            now.retain(|c| !c.generated);
-        }
+        self.leave_generated_to_capture(&mut attrs_plan, &mut now);
         let steps = plan_columns(&shape, &now, &attrs_plan).map_err(|detail| {
             SchemaFollowError::Ambiguous {
                 table: table.clone(),

@@ -70,8 +70,19 @@ pub fn pg_dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
 
 /// [`pg_dump_schema`] with extra pg_dump arguments (e.g. `-N pgferry`).
 pub fn pg_dump_schema_with(cluster: &Cluster, db: &str, extra: &[&str]) -> Vec<String> {
+    pg_dump_schema_by(cluster.install(), cluster, db, extra)
+}
+
+/// [`pg_dump_schema_with`] run by the pg_dump of `dump` (to compare clusters of two majors
+/// with the newer one's pg_dump).
+pub fn pg_dump_schema_by(
+    dump: &pgferry::localpg::PgInstall,
+    cluster: &Cluster,
+    db: &str,
+    extra: &[&str],
+) -> Vec<String> {
     let port = cluster.port().to_string();
-    let out = Command::new(super::tool(cluster.install(), "pg_dump"))
+    let out = Command::new(super::tool(dump, "pg_dump"))
         .args(["--schema-only", "-h", cluster.host(), "-p", &port])
         .args(extra)
         .args(["-U", cluster.superuser(), "-d", db])
