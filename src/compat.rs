@@ -48,6 +48,20 @@ pub fn check_versions(src_num: i32, dst_num: i32, skip_check: bool) -> Result<()
     Ok(())
 }
 
+/// The server's `server_version_num` (150010), the crate's one query for it: every module that
+/// chooses SQL by version asks here rather than writing the query again.
+pub async fn server_version_num(
+    client: &tokio_postgres::Client,
+) -> Result<i32, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::int4",
+            &[],
+        )
+        .await?;
+    row.try_get(0)
+}
+
 /// The major version of a `server_version_num` (15 for 150010; 9 for 90624).
 pub fn major(num: i32) -> i32 {
     if num >= OLDEST_SUPPORTED {
