@@ -13,12 +13,10 @@ cd "$(dirname "$0")/.."
 SCALES=("${@:-20 100}")
 [ $# -eq 0 ] && SCALES=(20 100)
 RUNS=${RUNS:-3}
-PGFERRY=${PGFERRY:-$PWD/target/release/pgferry}
-PGBIN=${PGBIN:-$(pg_config --bindir)}
-[ -x "$PGFERRY" ] || cargo build --release
+source benches/lib.sh
+bench_tools
 command -v pgcopydb >/dev/null || { echo "pgcopydb missing: apt-get install -y pgcopydb" >&2; exit 1; }
 
-source benches/lib.sh
 bench_pair bench "-c wal_level=logical"
 
 # The machine may be shared: the load average says how much the numbers can be trusted.

@@ -12,11 +12,9 @@ cd "$(dirname "$0")/.."
 SCALES=("$@")
 [ $# -eq 0 ] && SCALES=(20 100)
 RUNS=${RUNS:-3}
-PGFERRY=${PGFERRY:-$PWD/target/release/pgferry}
-PGBIN=${PGBIN:-$(pg_config --bindir)}
-[ -x "$PGFERRY" ] || cargo build --release
-
 source benches/lib.sh
+bench_tools
+
 bench_pair bench ""
 
 echo "# pgferry dump+restore vs pg_dump+pg_restore — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each"

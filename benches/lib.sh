@@ -1,12 +1,23 @@
 # Shared by the bench scripts (source it; it sets nothing off by itself): two throwaway local
 # clusters tuned for speed, removed on exit, and timing helpers.
 #
-#   PGBIN=...; source benches/lib.sh
+#   source benches/lib.sh; bench_tools                # → $PGFERRY (release build), $PGBIN
 #   bench_pair NAME "-c wal_level=logical ..."   # → $WORK, $SP, $DP; psql_s, psql_d, uri_s, uri_d
 #   bench_single NAME "..."                      # → $WORK, $SP; psql_s, uri_s
 #   t0=$(now); ...; since "$t0"; median 1.2 1.4 1.3
 #
 # A script that starts processes of its own sets BENCH_ON_EXIT to a command run first on exit.
+
+# bench_tools: $PGFERRY is the binary the caller named, or this checkout's release build
+# (built now, so that a stale binary is never measured); $PGBIN the server binaries named,
+# or pg_config's.
+bench_tools() {
+  if [ -z "${PGFERRY:-}" ]; then
+    cargo build --release --quiet
+    PGFERRY=$PWD/target/release/pgferry
+  fi
+  PGBIN=${PGBIN:-$(pg_config --bindir)}
+}
 
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -10,12 +10,8 @@ cd "$(dirname "$0")/.."
 SCALES=("$@")
 [ $# -eq 0 ] && SCALES=(20 100)
 RUNS=${RUNS:-3}
-PGFERRY_SET=${PGFERRY:-}
-PGFERRY=${PGFERRY:-$PWD/target/release/pgferry}
-PGBIN=${PGBIN:-$(pg_config --bindir)}
-[ -n "${PGFERRY_SET:-}" ] || cargo build --release --quiet
-
 source benches/lib.sh
+bench_tools
 bench_pair plan ""
 
 echo "# pgferry bench --plan vs pgferry clone -j 2 — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS clones each"

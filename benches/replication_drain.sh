@@ -35,15 +35,14 @@ WORKLOADS=("$@")
 RUNS=${RUNS:-3}
 read -r -a MODE_LIST <<<"${MODES:-replica}"
 TXNS=${TXNS:-40000}
-PGFERRY=${PGFERRY:-$PWD/target/release/pgferry}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-[ -x "$PGFERRY" ] || cargo build --release
+source benches/lib.sh
+bench_tools
 FLOOR=${FLOOR:-$PWD/target/release/examples/stream_floor}
 [ -x "$FLOOR" ] || cargo build --release --example stream_floor
 
 PGF_PID=
 BENCH_ON_EXIT='[ -n "$PGF_PID" ] && kill "$PGF_PID" 2>/dev/null'
-source benches/lib.sh
 bench_pair drain "-c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_logical_replication_workers=8"
 if [[ " ${MODE_LIST[*]} " == *" aiven "* ]]; then
   ext="$("$PGBIN/pg_config" --sharedir)/extension"

@@ -12,12 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TABLES=${1:-10000}
 RUNS=${RUNS:-3}
-PGFERRY_SET=${PGFERRY:-}
-PGFERRY=${PGFERRY:-$PWD/target/release/pgferry}
-PGBIN=${PGBIN:-$(pg_config --bindir)}
-[ -n "${PGFERRY_SET:-}" ] || cargo build --release --quiet
-
 source benches/lib.sh
+bench_tools
 bench_single schema10k "-c max_locks_per_transaction=1024"
 PORT=$SP
 export PGPORT=$PORT
