@@ -18,8 +18,10 @@ use std::fmt;
 use thiserror::Error;
 pub use tokio_postgres::error::SqlState;
 
-/// Which server an error came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which server an error came from (also verify's "which of the two databases"; JSON
+/// `"source"` / `"target"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Side {
     Source,
     Target,

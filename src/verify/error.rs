@@ -6,28 +6,12 @@
 //! a table could not be read, the options made no sense. Its message names the side, the
 //! server (never the password), the object, and what to do about it.
 
-use std::fmt;
 
 use tokio_postgres::error::SqlState;
 
 use crate::conn::ConnectError;
 
-/// Which of the two databases something happened on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    Source,
-    Target,
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Side::Source => "source",
-            Side::Target => "target",
-        })
-    }
-}
+pub use crate::pgerror::Side;
 
 /// Why a verification could not be completed. Differences are never errors.
 #[derive(Debug, thiserror::Error)]
