@@ -291,17 +291,17 @@ async fn run(
     }
     if loading.data {
         *stage = Stage::Data;
-        load_data(
+        summary.tables = load_data_files(archive, dst, loading, opts, progress).await?;
+        *stage = Stage::Finishing;
+        load_sequences_and_large_objects(
             archive,
             dst,
             &target.client,
-            loading,
             opts,
             progress,
             &mut summary,
         )
         .await?;
-        *stage = Stage::Finishing;
     }
 
     // ANALYZE needs the data loaded now; with post-data it follows each table's builds.
@@ -408,16 +408,14 @@ async fn prepare_target(
     Ok(())
 }
 
-/// Loads the data files, then sets the sequences and loads the large objects.
-async fn load_data(
+/// Loads the data files, the biggest first, with `COPY FREEZE` where it may.
+async fn load_data_files(
     archive: &Archive,
     dst: &ConnConfig,
-    target: &Client,
     loading: Loading,
     opts: &RestoreOptions,
     progress: &dyn Reporter,
-    summary: &mut CloneSummary,
-) -> Result<(), ArchiveError> {
+) -> Result<Vec<CopyStats>, ArchiveError> {
     let m = &archive.manifest;
     // FREEZE needs the table created or truncated in the loading transaction: only for
     // tables this run created (pre-data), in one file, and not extension configuration
@@ -441,7 +439,19 @@ async fn load_data(
         count(loads.len() as u64, "data file"),
         count(opts.jobs as u64, "worker")
     ));
-    summary.tables = load_tables(archive, dst, loads, opts.jobs, progress).await?;
+    load_tables(archive, dst, loads, opts.jobs, progress).await
+}
+
+/// Sets the sequences to the archive's values and loads the large objects.
+async fn load_sequences_and_large_objects(
+    archive: &Archive,
+    dst: &ConnConfig,
+    target: &Client,
+    opts: &RestoreOptions,
+    progress: &dyn Reporter,
+    summary: &mut CloneSummary,
+) -> Result<(), ArchiveError> {
+    let m = &archive.manifest;
     let values: Vec<SequenceValue> = m
         .sequences
         .iter()

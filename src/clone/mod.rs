@@ -276,7 +276,7 @@ async fn run(
         )
         .await?;
     }
-    let plan = plan_copy(
+    let mut plan = plan_copy(
         &source.reader.client,
         &target.client,
         opts,
@@ -285,7 +285,8 @@ async fn run(
         &mut summary,
     )
     .await?;
-    let sequence_values = plan.sequence_values.clone();
+    // Set after the copy, from the snapshot's values.
+    let sequence_values = std::mem::take(&mut plan.sequence_values);
     *stage = Stage::Data;
     copy_and_build(
         src,
