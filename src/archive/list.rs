@@ -16,7 +16,11 @@ pub fn render(m: &Manifest) -> String {
     let _ = writeln!(
         out,
         "; database {} from PostgreSQL {} ({}), encoding {}, snapshot at LSN {}",
-        s.database, s.server_version, s.server_version_num, s.encoding, s.snapshot_lsn
+        s.database.name,
+        s.server_version,
+        s.server_version_num,
+        s.database.encoding,
+        s.snapshot_lsn
     );
     let stored: u64 = m.files().iter().map(|f| f.bytes).sum();
     let raw: u64 = m.tables.iter().map(|t| t.raw_bytes).sum();

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::clone::database::DatabaseProps;
+
 /// The value of the `format` field: tells an archive manifest from any other JSON file.
 pub const FORMAT_NAME: &str = "pgferry-archive";
 /// The layout version this build writes and reads.
@@ -51,19 +53,15 @@ pub struct FileEntry {
 /// The source the archive was taken from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceInfo {
-    pub database: String,
+    /// The database's name, encoding, locale, owner and connection limit, as fields of this
+    /// object (`database`, `encoding`, `collate`, `ctype`, `locale_provider` (`libc` or `icu`),
+    /// `icu_locale`, `owner`, `connection_limit`): what a restore creates the target with.
+    #[serde(flatten)]
+    pub database: DatabaseProps,
     /// `server_version` as the server reports it, e.g. `15.8 (Debian 15.8-1)`.
     pub server_version: String,
     /// `server_version_num`, e.g. 150008.
     pub server_version_num: i32,
-    pub encoding: String,
-    pub collate: String,
-    pub ctype: String,
-    /// `libc` or `icu`.
-    pub locale_provider: String,
-    pub icu_locale: Option<String>,
-    pub owner: String,
-    pub connection_limit: i32,
     /// The WAL position when the snapshot was taken (for people; restore does not use it).
     pub snapshot_lsn: String,
 }
@@ -86,6 +84,12 @@ pub struct SchemaFiles {
     /// pgferry stored them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publications: Option<FileEntry>,
+    /// The post-data as the clone's builder takes it (JSON array of
+    /// [`crate::script::PostDataUnit`]: table, parallel or not, statements), so a restore
+    /// runs the one post-data engine. Absent in archives written before pgferry stored it:
+    /// their `post_data` script then runs in script order on one session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_data_units: Option<FileEntry>,
 }
 
 /// One schema object, for `--list` and for people.
@@ -263,6 +267,7 @@ impl Manifest {
             out.push(&s.post_data);
             out.extend(s.refresh_matviews.as_ref());
             out.extend(s.publications.as_ref());
+            out.extend(s.post_data_units.as_ref());
         }
         out.extend(self.tables.iter().map(|t| &t.file));
         out.extend(self.large_objects.iter().map(|l| &l.file));
@@ -328,16 +333,20 @@ mod tests {
             created_by: "pgferry test".into(),
             created_at: 0,
             source: SourceInfo {
-                database: "db".into(),
+                database: DatabaseProps {
+                    name: "db".into(),
+                    encoding: "UTF8".into(),
+                    collate: "C".into(),
+                    ctype: "C".into(),
+                    locale_provider: "libc".into(),
+                    icu_locale: None,
+                    owner: "postgres".into(),
+                    connection_limit: -1,
+                    acl: None,
+                    acl_default: Vec::new(),
+                },
                 server_version: "15.0".into(),
                 server_version_num: 150000,
-                encoding: "UTF8".into(),
-                collate: "C".into(),
-                ctype: "C".into(),
-                locale_provider: "libc".into(),
-                icu_locale: None,
-                owner: "postgres".into(),
-                connection_limit: -1,
                 snapshot_lsn: "0/1".into(),
             },
             contents: Contents {
@@ -350,6 +359,7 @@ mod tests {
                 post_data: file("post-data.sql"),
                 refresh_matviews: None,
                 publications: None,
+                post_data_units: None,
             }),
             objects: vec![],
             tables: vec![TableEntry {

@@ -2,13 +2,14 @@
 //! loads it, for hosts without pg_dump and for servers that cannot reach each other.
 //!
 //! ```text
-//!  dump:    export snapshot ─► schema (pre/post-data SQL) ─► plan (copy::plan_tables)
+//!  dump:    export snapshot ─► schema (pre/post-data SQL, post-data units) ─► plan (copy::plan_tables)
 //!           ─► N workers: COPY (SELECT ..) TO STDOUT ─► count rows ─► thread: zstd + SHA-256 ─► file
 //!           ─► sequences, large objects ─► manifest.json ─► rename DIR.partial → DIR
 //!  restore: manifest + sizes + schema checksums ─► target database ─► pre-data
 //!           ─► N workers: thread: file ─► SHA-256 + unzstd + row count ─► COPY FROM [FREEZE]
 //!              (committed only once the whole file checked out) ─► sequences, large objects
-//!           ─► post-data in parallel (clone::postdata) ─► REFRESH matviews ─► ANALYZE
+//!           ─► post-data units and ANALYZE (clone::postdata, every table ready)
+//!           ─► REFRESH matviews ─► publications
 //! ```
 //!
 //! - [`manifest`]: the versioned `manifest.json` and its checks.

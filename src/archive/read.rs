@@ -29,13 +29,14 @@ use super::manifest::{
     Compression, DataFormat, FileEntry, Manifest, TableEntry, MANIFEST_FILE, MAX_MANIFEST_BYTES,
 };
 use super::ArchiveError;
-use crate::clone::database::{self, DatabaseProps};
+use crate::clone::database;
 use crate::clone::large_objects::{metadata_sql, LargeObject};
 use crate::clone::sequences::{self, SequenceValue};
-use crate::clone::{postdata_script, CloneError, CloneSummary, Stage};
-use crate::conn::{connect, ConnConfig, Session};
+use crate::clone::{open, postdata, CloneError, CloneSummary, Stage};
+use crate::conn::ConnConfig;
 use crate::copy::{CopyError, CopyFormat, CopyStats, Side, TableJob};
 use crate::progress::Reporter;
+use crate::script::PostDataUnit;
 use crate::units::count;
 
 /// Which parts to load (`--section`).
@@ -72,7 +73,10 @@ pub struct Archive {
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub pre_data: String,
-    pub post_data: String,
+    /// The post-data as units for [`crate::clone::postdata`]: the archive's stored units, or,
+    /// for an archive written before pgferry stored them, its post-data script as one unit
+    /// run in script order on one session.
+    pub post_data: Vec<PostDataUnit>,
     pub refresh_matviews: String,
     pub publications: String,
 }
@@ -148,9 +152,24 @@ pub fn open_archive(dir: &Path) -> Result<Archive, ArchiveError> {
         })
     };
     let schema = manifest.schema.as_ref();
+    let post_data = match schema.and_then(|s| s.post_data_units.as_ref()) {
+        Some(f) => {
+            let bytes = read_whole(dir, f, "post-data units")?;
+            serde_json::from_slice(&bytes).map_err(|e| ArchiveError::DataFile {
+                path: dir.join(&f.path),
+                what: "post-data units".into(),
+                source: DataFileError::Decompress(format!("not a list of post-data units: {e}")),
+            })?
+        }
+        None => vec![PostDataUnit {
+            table: None,
+            parallel: false,
+            statements: crate::sqlscript::split_statements(&text(schema.map(|s| &s.post_data))?),
+        }],
+    };
     Ok(Archive {
         pre_data: text(schema.map(|s| &s.pre_data))?,
-        post_data: text(schema.map(|s| &s.post_data))?,
+        post_data,
         refresh_matviews: text(schema.and_then(|s| s.refresh_matviews.as_ref()))?,
         publications: text(schema.and_then(|s| s.publications.as_ref()))?,
         dir: dir.to_path_buf(),
@@ -201,19 +220,50 @@ pub async fn restore_archive(
     }
 }
 
-async fn open(cfg: &ConnConfig) -> Result<Session, ArchiveError> {
-    connect(cfg).await.map_err(|source| {
-        ArchiveError::Clone(CloneError::Connect {
-            role: "target",
-            source,
-        })
-    })
+fn target_err(what: impl std::fmt::Display) -> impl Fn(tokio_postgres::Error) -> ArchiveError {
+    let what = what.to_string();
+    move |e| ArchiveError::Clone(CloneError::target_failed(what.clone(), e))
 }
 
-fn target_err(what: &str) -> impl Fn(tokio_postgres::Error) -> ArchiveError + '_ {
-    move |e| ArchiveError::Clone(CloneError::target_failed(what, e))
+/// The sections a restore loads: those asked for that the archive holds.
+#[derive(Debug, Clone, Copy)]
+struct Loading {
+    pre: bool,
+    data: bool,
+    post: bool,
 }
 
+impl Loading {
+    /// Refuses what the archive cannot give: a section asked for by name that it lacks,
+    /// `--clean` without pre-data.
+    fn decide(m: &Manifest, opts: &RestoreOptions) -> Result<Loading, ArchiveError> {
+        let want = opts.sections;
+        if (want.pre_data || want.post_data) && !m.contents.schema && want != Sections::ALL {
+            return Err(ArchiveError::Refused(
+                "the archive holds no schema (it was dumped with --data-only)".into(),
+            ));
+        }
+        if want.data && !m.contents.data && want != Sections::ALL {
+            return Err(ArchiveError::Refused(
+                "the archive holds no data (it was dumped with --schema-only)".into(),
+            ));
+        }
+        let loading = Loading {
+            pre: want.pre_data && m.contents.schema,
+            data: want.data && m.contents.data,
+            post: want.post_data && m.contents.schema,
+        };
+        if opts.clean && !loading.pre {
+            return Err(ArchiveError::Refused(
+                "--clean drops and recreates the target database, so it needs the pre-data section (and an archive with the schema)".into(),
+            ));
+        }
+        Ok(loading)
+    }
+}
+
+/// The restore's phases: the target database, pre-data, data, post-data (with ANALYZE),
+/// then what follows the builds.
 async fn run(
     archive: &Archive,
     dst: &ConnConfig,
@@ -226,87 +276,11 @@ async fn run(
         schema_warnings: m.warnings.clone(),
         ..CloneSummary::default()
     };
-    let want = opts.sections;
-    if (want.pre_data || want.post_data) && !m.contents.schema && want != Sections::ALL {
-        return Err(ArchiveError::Refused(
-            "the archive holds no schema (it was dumped with --data-only)".into(),
-        ));
-    }
-    if want.data && !m.contents.data && want != Sections::ALL {
-        return Err(ArchiveError::Refused(
-            "the archive holds no data (it was dumped with --schema-only)".into(),
-        ));
-    }
-    let pre = want.pre_data && m.contents.schema;
-    let data = want.data && m.contents.data;
-    let post = want.post_data && m.contents.schema;
-    if opts.clean && !pre {
-        return Err(ArchiveError::Refused(
-            "--clean drops and recreates the target database, so it needs the pre-data section (and an archive with the schema)".into(),
-        ));
-    }
+    let loading = Loading::decide(m, opts)?;
+    prepare_target(m, dst, opts, loading).await?;
 
-    // The target database.
-    let admin_cfg = dst.with_dbname(if dst.dbname == "postgres" {
-        "template1"
-    } else {
-        "postgres"
-    });
-    let admin = open(&admin_cfg).await?;
-    let row = admin
-        .client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
-        .await
-        .map_err(target_err("reading the server version"))?;
-    let target_version: i32 = row.get(0);
-    let binary = m.tables.iter().any(|t| t.format == DataFormat::Binary);
-    if data && binary && target_version / 10000 != m.source.server_version_num / 10000 {
-        return Err(ArchiveError::Refused(format!(
-            "the archive's data files are in binary COPY format from PostgreSQL {}, the target is PostgreSQL {}: \
-             binary data is only restored into the same major version",
-            m.source.server_version_num / 10000,
-            target_version / 10000
-        )));
-    }
-    if pre {
-        let props = DatabaseProps {
-            name: m.source.database.clone(),
-            encoding: m.source.encoding.clone(),
-            collate: m.source.collate.clone(),
-            ctype: m.source.ctype.clone(),
-            locale_provider: m.source.locale_provider.clone(),
-            icu_locale: m.source.icu_locale.clone(),
-            owner: m.source.owner.clone(),
-            connection_limit: m.source.connection_limit,
-            // Archives do not record the database's own privileges (README: limitations).
-            acl: None,
-            acl_default: Vec::new(),
-        };
-        let exists = database::database_exists(&admin.client, &dst.dbname).await?;
-        if exists && opts.clean {
-            tracing::warn!(database = %dst.dbname, "dropping the existing target database (--clean)");
-            admin
-                .client
-                .batch_execute(&format!(
-                    "DROP DATABASE {}",
-                    crate::quote::quote_ident(&dst.dbname)
-                ))
-                .await
-                .map_err(target_err("dropping the target database (--clean)"))?;
-        } else if exists {
-            let target = open(dst).await?;
-            if database::has_user_objects(&target.client).await? {
-                return Err(ArchiveError::TargetNotEmpty(dst.dbname.clone()));
-            }
-        }
-        if !exists || opts.clean {
-            database::create_database(&admin.client, &dst.dbname, &props, true).await?;
-        }
-    }
-    drop(admin);
-
-    let target = open(dst).await?;
-    if pre {
+    let target = open("target", dst).await?;
+    if loading.pre {
         *stage = Stage::Schema;
         progress.stage("creating the schema (pre-data)");
         target
@@ -315,59 +289,39 @@ async fn run(
             .await
             .map_err(target_err("creating the schema (pre-data)"))?;
     }
-
-    if data {
+    if loading.data {
         *stage = Stage::Data;
-        // FREEZE needs the table created or truncated in the loading transaction: only for
-        // tables this run created (pre-data), in one file, and not extension configuration
-        // tables (whose extension rows must stay).
-        let mut parts: HashMap<(&str, &str), usize> = HashMap::new();
-        for t in &m.tables {
-            *parts.entry((&t.schema, &t.table)).or_default() += 1;
-        }
-        let mut loads: Vec<(TableEntry, bool)> = m
-            .tables
-            .iter()
-            .map(|t| {
-                let single = parts.get(&(t.schema.as_str(), t.table.as_str())) == Some(&1);
-                (t.clone(), pre && single && !t.extension_config)
-            })
-            .collect();
-        loads.sort_by_key(|(t, _)| std::cmp::Reverse(t.raw_bytes));
-        progress.planned(loads.len(), loads.iter().map(|(t, _)| t.raw_bytes).sum());
-        progress.stage(&format!(
-            "loading {} with {}",
-            count(loads.len() as u64, "data file"),
-            count(opts.jobs as u64, "worker")
-        ));
-        summary.tables = load_tables(archive, dst, loads, opts.jobs, progress).await?;
+        summary.tables = load_data_files(archive, dst, loading, opts, progress).await?;
         *stage = Stage::Finishing;
-        let values: Vec<SequenceValue> = m
-            .sequences
-            .iter()
-            .map(|s| SequenceValue {
-                schema: s.schema.clone(),
-                name: s.name.clone(),
-                last_value: s.last_value,
-                is_called: s.is_called,
-            })
-            .collect();
-        sequences::apply(&target.client, &values).await?;
-        summary.sequences = values.len();
-        if !m.large_objects.is_empty() {
-            progress.stage(&format!(
-                "loading {}",
-                count(m.large_objects.len() as u64, "large object")
-            ));
-            summary.large_objects = load_large_objects(archive, dst, opts.jobs).await?;
-        }
+        load_sequences_and_large_objects(
+            archive,
+            dst,
+            &target.client,
+            opts,
+            progress,
+            &mut summary,
+        )
+        .await?;
     }
 
-    if post {
+    // ANALYZE needs the data loaded now; with post-data it follows each table's builds.
+    let analyze = if loading.data && !opts.skip_analyze {
+        let mut tables: Vec<(String, String)> = m
+            .tables
+            .iter()
+            .map(|t| (t.schema.clone(), t.table.clone()))
+            .collect();
+        tables.sort();
+        tables.dedup();
+        tables
+    } else {
+        Vec::new()
+    };
+    if loading.post {
         *stage = Stage::PostData;
         progress.stage("building indexes and constraints (post-data)");
         summary.post_data_statements =
-            postdata_script::apply_parallel(dst, &archive.post_data, opts.jobs).await?;
+            build_post_data(archive, dst, &archive.post_data, &analyze, opts.jobs).await?;
         *stage = Stage::Finishing;
         // The views hold data only if the archive does (loaded now or in an earlier run).
         if m.contents.data {
@@ -377,19 +331,147 @@ async fn run(
             crate::clone::create_publications(&target.client, &archive.publications, &mut summary)
                 .await;
         }
-    }
-    if data && !opts.skip_analyze {
+    } else if !analyze.is_empty() {
         progress.stage("analyzing");
-        let mut tables: Vec<(String, String)> = m
-            .tables
-            .iter()
-            .map(|t| (t.schema.clone(), t.table.clone()))
-            .collect();
-        tables.sort();
-        tables.dedup();
-        postdata_script::analyze(dst, &tables, opts.jobs).await?;
+        build_post_data(archive, dst, &[], &analyze, opts.jobs).await?;
     }
     Ok(summary)
+}
+
+/// Runs post-data `units` and ANALYZE of `analyze` through the clone's engine, every table's
+/// data being in already; returns how many statements ran.
+async fn build_post_data(
+    archive: &Archive,
+    dst: &ConnConfig,
+    units: &[PostDataUnit],
+    analyze: &[(String, String)],
+    jobs: usize,
+) -> Result<usize, ArchiveError> {
+    // The biggest tables' builds first, as in a clone.
+    let mut sizes: HashMap<(String, String), u64> = HashMap::new();
+    for t in &archive.manifest.tables {
+        *sizes
+            .entry((t.schema.clone(), t.table.clone()))
+            .or_default() += t.raw_bytes;
+    }
+    let plan = postdata::BuildPlan {
+        units,
+        analyze,
+        sizes: &sizes,
+        jobs,
+    };
+    Ok(postdata::build(dst, plan, &postdata::DataReady::complete()).await?)
+}
+
+/// Checks the versions and creates (or, with `--clean`, recreates) the target database when
+/// pre-data is loaded; an existing one must be empty.
+async fn prepare_target(
+    m: &Manifest,
+    dst: &ConnConfig,
+    opts: &RestoreOptions,
+    loading: Loading,
+) -> Result<(), ArchiveError> {
+    let (admin, target_version) = database::open_admin(dst).await?;
+    let binary = m.tables.iter().any(|t| t.format == DataFormat::Binary);
+    if loading.data && binary && target_version / 10000 != m.source.server_version_num / 10000 {
+        return Err(ArchiveError::Refused(format!(
+            "the archive's data files are in binary COPY format from PostgreSQL {}, the target is PostgreSQL {}: \
+             binary data is only restored into the same major version",
+            m.source.server_version_num / 10000,
+            target_version / 10000
+        )));
+    }
+    if !loading.pre {
+        return Ok(());
+    }
+    let exists = database::database_exists(&admin.client, &dst.dbname).await?;
+    if exists && opts.clean {
+        tracing::warn!(database = %dst.dbname, "dropping the existing target database (--clean)");
+        admin
+            .client
+            .batch_execute(&format!(
+                "DROP DATABASE {}",
+                crate::quote::quote_ident(&dst.dbname)
+            ))
+            .await
+            .map_err(target_err("dropping the target database (--clean)"))?;
+    } else if exists {
+        let target = open("target", dst).await?;
+        if database::has_user_objects(&target.client).await? {
+            return Err(ArchiveError::TargetNotEmpty(dst.dbname.clone()));
+        }
+    }
+    if !exists || opts.clean {
+        // Archives do not record the database's own privileges (README: limitations).
+        database::create_database(&admin.client, &dst.dbname, &m.source.database, true).await?;
+    }
+    Ok(())
+}
+
+/// Loads the data files, the biggest first, with `COPY FREEZE` where it may.
+async fn load_data_files(
+    archive: &Archive,
+    dst: &ConnConfig,
+    loading: Loading,
+    opts: &RestoreOptions,
+    progress: &dyn Reporter,
+) -> Result<Vec<CopyStats>, ArchiveError> {
+    let m = &archive.manifest;
+    // FREEZE needs the table created or truncated in the loading transaction: only for
+    // tables this run created (pre-data), in one file, and not extension configuration
+    // tables (whose extension rows must stay).
+    let mut parts: HashMap<(&str, &str), usize> = HashMap::new();
+    for t in &m.tables {
+        *parts.entry((&t.schema, &t.table)).or_default() += 1;
+    }
+    let mut loads: Vec<(TableEntry, bool)> = m
+        .tables
+        .iter()
+        .map(|t| {
+            let single = parts.get(&(t.schema.as_str(), t.table.as_str())) == Some(&1);
+            (t.clone(), loading.pre && single && !t.extension_config)
+        })
+        .collect();
+    loads.sort_by_key(|(t, _)| std::cmp::Reverse(t.raw_bytes));
+    progress.planned(loads.len(), loads.iter().map(|(t, _)| t.raw_bytes).sum());
+    progress.stage(&format!(
+        "loading {} with {}",
+        count(loads.len() as u64, "data file"),
+        count(opts.jobs as u64, "worker")
+    ));
+    load_tables(archive, dst, loads, opts.jobs, progress).await
+}
+
+/// Sets the sequences to the archive's values and loads the large objects.
+async fn load_sequences_and_large_objects(
+    archive: &Archive,
+    dst: &ConnConfig,
+    target: &Client,
+    opts: &RestoreOptions,
+    progress: &dyn Reporter,
+    summary: &mut CloneSummary,
+) -> Result<(), ArchiveError> {
+    let m = &archive.manifest;
+    let values: Vec<SequenceValue> = m
+        .sequences
+        .iter()
+        .map(|s| SequenceValue {
+            schema: s.schema.clone(),
+            name: s.name.clone(),
+            last_value: s.last_value,
+            is_called: s.is_called,
+        })
+        .collect();
+    sequences::apply(target, &values).await?;
+    summary.sequences = values.len();
+    if !m.large_objects.is_empty() {
+        progress.stage(&format!(
+            "loading {}",
+            count(m.large_objects.len() as u64, "large object")
+        ));
+        summary.large_objects = load_large_objects(archive, dst, opts.jobs).await?;
+    }
+    Ok(())
 }
 
 /// As clone does: a view whose owner lacks the rights its query needs stays unpopulated,
@@ -455,7 +537,7 @@ async fn load_tables(
         if lock(&queue).is_empty() {
             return Ok(());
         }
-        let session = open(dst).await?;
+        let session = open("target", dst).await?;
         session
             .client
             .batch_execute(crate::copy::snapshot::SESSION_SETTINGS)
@@ -574,13 +656,13 @@ async fn load_large_objects(
     let objects = &archive.manifest.large_objects;
     let queue = Mutex::new(objects.iter().collect::<VecDeque<_>>());
     let pool = (0..jobs.clamp(1, objects.len().max(1))).map(|_| async {
-        let session = open(dst).await?;
+        let session = open("target", dst).await?;
         let client = &session.client;
         loop {
             let next = lock(&queue).pop_front();
             let Some(lo) = next else { break };
             let what = format!("large object {}", lo.oid);
-            let err = |action: &str| target_err_owned(format!("{action} {what}"));
+            let err = |action: &str| target_err(format!("{action} {what}"));
             let owner_exists = client
                 .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&lo.owner])
                 .await
@@ -655,8 +737,4 @@ async fn load_large_objects(
     });
     futures::future::try_join_all(pool).await?;
     Ok(objects.len())
-}
-
-fn target_err_owned(what: String) -> impl Fn(tokio_postgres::Error) -> ArchiveError {
-    move |e| ArchiveError::Clone(CloneError::target_failed(what.clone(), e))
 }

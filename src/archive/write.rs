@@ -27,8 +27,9 @@ use super::manifest::{
 };
 use super::{file_stem, ArchiveError};
 use crate::clone::large_objects::LargeObject;
-use crate::clone::{database, large_objects, sequences, CloneError};
-use crate::conn::{connect, ConnConfig, Session};
+use crate::clone::sequences::SequenceValue;
+use crate::clone::{database, large_objects, open, sequences, CloneError};
+use crate::conn::ConnConfig;
 use crate::copy::{
     begin_in_snapshot, plan_tables, CopyError, CopyStats, ExportedSnapshot, PlanOptions, Rechunker,
     RowCounter, Side, TableFilter, TableJob,
@@ -133,19 +134,12 @@ pub async fn dump_database(
     }
 }
 
-async fn open(cfg: &ConnConfig) -> Result<Session, ArchiveError> {
-    connect(cfg).await.map_err(|source| {
-        ArchiveError::Clone(CloneError::Connect {
-            role: "source",
-            source,
-        })
-    })
-}
-
 fn source_err(what: &str) -> impl Fn(tokio_postgres::Error) -> ArchiveError + '_ {
     move |e| ArchiveError::Clone(CloneError::source_failed(what, e))
 }
 
+/// The dump's phases, all under one exported snapshot: what the source is, the schema, the
+/// data; then the manifest, written last.
 async fn run(
     src: &ConnConfig,
     opts: &DumpOptions,
@@ -154,129 +148,37 @@ async fn run(
 ) -> Result<DumpSummary, ArchiveError> {
     let mut summary = DumpSummary::default();
     let exported = ExportedSnapshot::export(src).await?;
-    let reader = open(src).await?;
+    let reader = open("source", src).await?;
     crate::catalog::begin_snapshot_read(&reader.client, Some(exported.name())).await?;
-    let row = reader
-        .client
-        .query_one(
-            "SELECT current_setting('server_version'), current_setting('server_version_num')::int4, \
-                    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-                          ELSE pg_current_wal_lsn() END)::text",
-            &[],
-        )
-        .await
-        .map_err(source_err("reading the server version"))?;
-    let version_num: i32 = row.get(1);
-    let props = database::source_props(&reader.client, version_num).await?;
-    let source = SourceInfo {
-        database: props.name.clone(),
-        server_version: row.get(0),
-        server_version_num: version_num,
-        encoding: props.encoding,
-        collate: props.collate,
-        ctype: props.ctype,
-        locale_provider: props.locale_provider,
-        icu_locale: props.icu_locale,
-        owner: props.owner,
-        connection_limit: props.connection_limit,
-        snapshot_lsn: row.get::<_, Option<String>>(2).unwrap_or_default(),
+    let source = read_source_info(&reader.client).await?;
+    let (objects, schema) = if opts.schema {
+        let (objects, files, warnings) = dump_schema_files(&reader.client, dir, progress).await?;
+        summary.warnings = warnings;
+        (objects, Some(files))
+    } else {
+        (Vec::new(), None)
     };
-
-    let mut objects = Vec::new();
-    let mut schema = None;
-    if opts.schema {
-        progress.stage("reading the schema");
-        let catalog = crate::catalog::read_catalog(&reader.client, &Default::default()).await?;
-        let model = Model::build(catalog);
-        objects = model
-            .objects
-            .iter()
-            .map(|o| ObjectEntry {
-                kind: format!("{:?}", o.kind),
-                schema: o.schema.clone(),
-                name: o.name.clone(),
-                section: match o.section {
-                    Section::PreData => "pre-data",
-                    Section::PostData => "post-data",
-                }
-                .into(),
-            })
-            .collect();
-        let script = render_script(model, &Default::default());
-        for w in &script.warnings {
-            tracing::warn!("{w}");
-        }
-        summary.warnings = script.warnings.clone();
-        let pre_data = write_text(dir, "pre-data.sql", &script.pre_data)?;
-        let post_data = write_text(dir, "post-data.sql", &script.post_data)?;
-        let refresh_matviews = if script.refresh_matviews.is_empty() {
-            None
-        } else {
-            Some(write_text(
-                dir,
-                "refresh-matviews.sql",
-                &script.refresh_matviews,
-            )?)
-        };
-        let publications = if script.publications.is_empty() {
-            None
-        } else {
-            Some(write_text(dir, "publications.sql", &script.publications)?)
-        };
-        schema = Some(SchemaFiles {
-            pre_data,
-            post_data,
-            refresh_matviews,
-            publications,
-        });
-    }
-
-    let mut tables = Vec::new();
-    let mut sequence_values = Vec::new();
-    let mut blobs = Vec::new();
-    if opts.data {
-        let plan = PlanOptions {
-            filter: opts.filter.clone(),
-            split_threshold: Some(opts.split_threshold),
-            force_text: false,
-            target_major: None,
-            truncate_first: true,
-            extension_config_tables: true,
-        };
-        let jobs = plan_tables(&reader.client, &plan).await?;
-        sequence_values = sequences::read(&reader.client).await?;
-        let los = large_objects::list(&reader.client).await?;
-        progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
-        progress.stage(&format!(
-            "dumping {} with {}",
-            count(jobs.len() as u64, "table"),
-            count(opts.jobs as u64, "worker")
-        ));
-        tables = dump_tables(src, exported.name(), dir, jobs, opts, progress).await?;
-        if !los.is_empty() {
-            progress.stage(&format!(
-                "dumping {}",
-                count(los.len() as u64, "large object")
-            ));
-            blobs = dump_large_objects(src, exported.name(), dir, los, opts).await?;
-        }
-    }
+    let data = if opts.data {
+        dump_data(src, &reader.client, exported.name(), dir, opts, progress).await?
+    } else {
+        DumpedData::default()
+    };
     let _ = reader.client.batch_execute("COMMIT").await;
     drop(reader);
     if let Err(e) = exported.close().await {
         tracing::debug!("closing the snapshot session: {e}");
     }
 
-    for (t, stats) in &tables {
+    for (t, stats) in &data.tables {
         summary.raw_bytes += t.raw_bytes;
         summary.tables.push(stats.clone());
     }
-    let mut tables: Vec<TableEntry> = tables.into_iter().map(|(t, _)| t).collect();
+    let mut tables: Vec<TableEntry> = data.tables.into_iter().map(|(t, _)| t).collect();
     tables.sort_by(|a, b| {
         (&a.schema, &a.table, &a.file.path).cmp(&(&b.schema, &b.table, &b.file.path))
     });
-    summary.sequences = sequence_values.len();
-    summary.large_objects = blobs.len();
+    summary.sequences = data.sequences.len();
+    summary.large_objects = data.large_objects.len();
     let manifest = Manifest {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,
@@ -294,7 +196,8 @@ async fn run(
         schema,
         objects,
         tables,
-        sequences: sequence_values
+        sequences: data
+            .sequences
             .into_iter()
             .map(|s| SequenceEntry {
                 schema: s.schema,
@@ -303,10 +206,142 @@ async fn run(
                 is_called: s.is_called,
             })
             .collect(),
-        large_objects: blobs,
+        large_objects: data.large_objects,
         warnings: summary.warnings.clone(),
     };
     summary.stored_bytes = manifest.files().iter().map(|f| f.bytes).sum();
+    write_manifest(dir, &manifest)?;
+    Ok(summary)
+}
+
+/// The source's version, database properties and WAL position, read in the snapshot.
+async fn read_source_info(reader: &Client) -> Result<SourceInfo, ArchiveError> {
+    let version_num = crate::compat::server_version_num(reader)
+        .await
+        .map_err(source_err("reading the server version"))?;
+    let row = reader
+        .query_one(
+            "SELECT current_setting('server_version'), \
+                    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+                          ELSE pg_current_wal_lsn() END)::text",
+            &[],
+        )
+        .await
+        .map_err(source_err("reading the server version"))?;
+    Ok(SourceInfo {
+        database: database::source_props(reader, version_num).await?,
+        server_version: row.get(0),
+        server_version_num: version_num,
+        snapshot_lsn: row.get::<_, Option<String>>(1).unwrap_or_default(),
+    })
+}
+
+/// Reads the schema and writes its scripts (and the post-data units restore builds from);
+/// returns the object list for the manifest, the files and the schema engine's warnings.
+async fn dump_schema_files(
+    reader: &Client,
+    dir: &Path,
+    progress: &dyn Reporter,
+) -> Result<(Vec<ObjectEntry>, SchemaFiles, Vec<String>), ArchiveError> {
+    progress.stage("reading the schema");
+    let catalog = crate::catalog::read_catalog(reader, &Default::default()).await?;
+    let model = Model::build(catalog);
+    let objects = model
+        .objects
+        .iter()
+        .map(|o| ObjectEntry {
+            kind: format!("{:?}", o.kind),
+            schema: o.schema.clone(),
+            name: o.name.clone(),
+            section: match o.section {
+                Section::PreData => "pre-data",
+                Section::PostData => "post-data",
+            }
+            .into(),
+        })
+        .collect();
+    let render_opts = crate::schema::DumpOptions {
+        post_data_units: true,
+        ..Default::default()
+    };
+    let script = render_script(model, &render_opts);
+    for w in &script.warnings {
+        tracing::warn!("{w}");
+    }
+    let optional = |name: &str, text: &str| -> Result<Option<FileEntry>, ArchiveError> {
+        if text.is_empty() {
+            Ok(None)
+        } else {
+            write_text(dir, name, text).map(Some)
+        }
+    };
+    // Serializing strings, booleans and options cannot fail.
+    let units = serde_json::to_string(&script.post_data_units).unwrap_or_default();
+    let files = SchemaFiles {
+        pre_data: write_text(dir, "pre-data.sql", &script.pre_data)?,
+        post_data: write_text(dir, "post-data.sql", &script.post_data)?,
+        refresh_matviews: optional("refresh-matviews.sql", &script.refresh_matviews)?,
+        publications: optional("publications.sql", &script.publications)?,
+        post_data_units: Some(write_text(dir, POST_DATA_UNITS_FILE, &units)?),
+    };
+    Ok((objects, files, script.warnings))
+}
+
+/// The archive's file of post-data units.
+const POST_DATA_UNITS_FILE: &str = "post-data-units.json";
+
+/// What the data phase wrote or read.
+#[derive(Default)]
+struct DumpedData {
+    tables: Vec<(TableEntry, CopyStats)>,
+    sequences: Vec<SequenceValue>,
+    large_objects: Vec<LargeObjectEntry>,
+}
+
+/// Plans the tables in the snapshot, dumps them and the large objects, reads the sequences.
+async fn dump_data(
+    src: &ConnConfig,
+    reader: &Client,
+    snapshot: &str,
+    dir: &Path,
+    opts: &DumpOptions,
+    progress: &dyn Reporter,
+) -> Result<DumpedData, ArchiveError> {
+    let plan = PlanOptions {
+        filter: opts.filter.clone(),
+        split_threshold: Some(opts.split_threshold),
+        force_text: false,
+        target_major: None,
+        truncate_first: true,
+        extension_config_tables: true,
+    };
+    let jobs = plan_tables(reader, &plan).await?;
+    let sequences = sequences::read(reader).await?;
+    let los = large_objects::list(reader).await?;
+    progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
+    progress.stage(&format!(
+        "dumping {} with {}",
+        count(jobs.len() as u64, "table"),
+        count(opts.jobs as u64, "worker")
+    ));
+    let tables = dump_tables(src, snapshot, dir, jobs, opts, progress).await?;
+    let mut large_objects = Vec::new();
+    if !los.is_empty() {
+        progress.stage(&format!(
+            "dumping {}",
+            count(los.len() as u64, "large object")
+        ));
+        large_objects = dump_large_objects(src, snapshot, dir, los, opts).await?;
+    }
+    Ok(DumpedData {
+        tables,
+        sequences,
+        large_objects,
+    })
+}
+
+/// Writes and syncs `manifest.json`: the last file, which makes the archive complete.
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {
     let path = dir.join(MANIFEST_FILE);
     let json = manifest.to_json();
     let write = || -> std::io::Result<()> {
@@ -315,8 +350,7 @@ async fn run(
         f.write_all(&json)?;
         f.sync_all()
     };
-    write().map_err(|e| ArchiveError::io(&path, e))?;
-    Ok(summary)
+    write().map_err(|e| ArchiveError::io(&path, e))
 }
 
 /// Writes a schema script as a plain (uncompressed) archive file.
@@ -390,7 +424,7 @@ async fn dump_tables(
         if lock(&queue).is_empty() {
             return Ok(());
         }
-        let session = open(src).await?;
+        let session = open("source", src).await?;
         begin_in_snapshot(&session.client, snapshot).await?;
         loop {
             let next = lock(&queue).pop_front();
@@ -509,7 +543,7 @@ async fn dump_large_objects(
     let queue = Mutex::new(objects.into_iter().collect::<VecDeque<_>>());
     let done = Mutex::new(Vec::with_capacity(count));
     let pool = (0..opts.jobs.clamp(1, count.max(1))).map(|_| async {
-        let session = open(src).await?;
+        let session = open("source", src).await?;
         begin_in_snapshot(&session.client, snapshot).await?;
         loop {
             let next = lock(&queue).pop_front();

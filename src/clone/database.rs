@@ -3,12 +3,16 @@
 //! encoding and locale so that text copies byte-exact (a LATIN1 database stays LATIN1).
 
 use super::CloneError;
+use crate::conn::{ConnConfig, Session};
 use crate::quote::{quote_ident, quote_literal};
 use tokio_postgres::Client;
 
-/// What `CREATE DATABASE` needs to reproduce the source database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `CREATE DATABASE` needs to reproduce the source database. An archive's manifest
+/// stores it in its `source` object (serde; docs/ARCHIVE.md names the fields), without the
+/// privileges: a field renamed here changes the archive format.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DatabaseProps {
+    #[serde(rename = "database")]
     pub name: String,
     pub encoding: String,
     pub collate: String,
@@ -18,9 +22,28 @@ pub struct DatabaseProps {
     pub icu_locale: Option<String>,
     pub owner: String,
     pub connection_limit: i32,
-    /// `datacl` (`None`: the default privileges) and the default it is compared with.
+    /// `datacl` (`None`: the default privileges) and the default it is compared with; not
+    /// in archives (README: limitations), so a restore keeps the default privileges.
+    #[serde(skip)]
     pub acl: Option<Vec<String>>,
+    #[serde(skip)]
     pub acl_default: Vec<String>,
+}
+
+/// A session on the target server's maintenance database (`postgres`, or `template1` when
+/// the target database is `postgres` itself), where the target database is created or
+/// dropped, and the server's version.
+pub async fn open_admin(dst: &ConnConfig) -> Result<(Session, i32), CloneError> {
+    let admin_cfg = dst.with_dbname(if dst.dbname == "postgres" {
+        "template1"
+    } else {
+        "postgres"
+    });
+    let admin = super::open("target", &admin_cfg).await?;
+    let version = crate::compat::server_version_num(&admin.client)
+        .await
+        .map_err(|e| CloneError::target_failed("reading the server version", e))?;
+    Ok((admin, version))
 }
 
 /// Reads the properties of the database `client` is connected to.

@@ -16,7 +16,6 @@
 pub mod database;
 pub mod large_objects;
 pub mod postdata;
-pub mod postdata_script;
 pub mod sequences;
 mod summary;
 
@@ -25,6 +24,7 @@ pub use summary::render_summary;
 use crate::conn::{connect, ConnConfig, ConnectError, Session};
 use crate::copy::{
     copy_all, plan_tables, CopyError, CopyStats, ExportedSnapshot, PlanOptions, TableFilter,
+    TableJob,
 };
 use crate::progress::Reporter;
 use crate::schema::DumpOptions;
@@ -216,17 +216,12 @@ impl CloneError {
     }
 }
 
-async fn open(role: &'static str, cfg: &ConnConfig) -> Result<Session, CloneError> {
+/// A session on `cfg`; `role` (`source` or `target`) names the side in a failure. Shared
+/// with the archive's dump and restore.
+pub(crate) async fn open(role: &'static str, cfg: &ConnConfig) -> Result<Session, CloneError> {
     connect(cfg)
         .await
         .map_err(|source| CloneError::Connect { role, source })
-}
-
-async fn server_version(client: &tokio_postgres::Client) -> Result<i32, tokio_postgres::Error> {
-    let row = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
-        .await?;
-    Ok(row.get(0))
 }
 
 /// Clones the database named in `src` into the database named in `dst`.
@@ -248,6 +243,9 @@ pub async fn clone_database(
     }
 }
 
+/// The clone's phases, each a function of its own: the target database, the snapshot and
+/// the schema read in it, pre-data, the copy plan, the copy overlapped with post-data, and
+/// what follows both.
 async fn run(
     src: &ConnConfig,
     dst: &ConnConfig,
@@ -256,8 +254,92 @@ async fn run(
     stage: &mut Stage,
 ) -> Result<CloneSummary, CloneError> {
     let mut summary = CloneSummary::default();
+    let prepared = prepare_target(src, dst, opts, &mut summary).await?;
+    summary.schema_kept = prepared.keep_schema;
+    let source = SnapshotRead::open(src, opts).await?;
+    let script = read_schema(&source.reader.client, dst, opts, &prepared).await?;
+    // Reported once, with the summary (by clone's table, migrate's log, the JSON events).
+    summary.schema_warnings = script.warnings.clone();
+
+    let target = open("target", dst).await?;
+    let mode = SchemaMode::new(&prepared);
+    let mut one_by_one = mode.downgrade;
+    if !prepared.keep_schema {
+        *stage = Stage::Schema;
+        progress.stage("creating the schema (pre-data)");
+        one_by_one = create_pre_data(
+            &target.client,
+            &script.pre_data,
+            &prepared,
+            &mode,
+            &mut summary,
+        )
+        .await?;
+    }
+    let mut plan = plan_copy(
+        &source.reader.client,
+        &target.client,
+        opts,
+        &prepared,
+        one_by_one,
+        &mut summary,
+    )
+    .await?;
+    // Set after the copy, from the snapshot's values.
+    let sequence_values = std::mem::take(&mut plan.sequence_values);
+    *stage = Stage::Data;
+    copy_and_build(
+        src,
+        dst,
+        opts,
+        progress,
+        stage,
+        CopyPhase {
+            source,
+            plan,
+            target: &target.client,
+            script: &script,
+            keep_schema: prepared.keep_schema,
+            one_by_one: one_by_one.then_some(mode.refusal.as_str()),
+        },
+        &mut summary,
+    )
+    .await?;
+
+    *stage = Stage::Finishing;
+    progress.stage("setting sequences, refreshing materialized views");
+    finish(
+        &target.client,
+        &script,
+        sequence_values,
+        mode.downgrade,
+        opts,
+        &mut summary,
+    )
+    .await?;
+    Ok(summary)
+}
+
+/// What preparing the target decided.
+struct Prepared {
+    src_version: i32,
+    dst_version: i32,
+    /// The target user.
+    me: crate::server::access::TargetUser,
+    /// `--truncate` on an existing database: its schema stays, only the data is reloaded.
+    keep_schema: bool,
+}
+
+/// Reads the source database's properties and owners, checks the versions, arranges the
+/// owners, and creates (or drops and creates, or keeps) the target database.
+async fn prepare_target(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    opts: &CloneOptions,
+    summary: &mut CloneSummary,
+) -> Result<Prepared, CloneError> {
     let source = open("source", src).await?;
-    let src_version = server_version(&source.client)
+    let src_version = crate::compat::server_version_num(&source.client)
         .await
         .map_err(|e| CloneError::source_failed("reading the server version", e))?;
     let props = database::source_props(&source.client, src_version).await?;
@@ -266,17 +348,8 @@ async fn run(
         .map_err(|e| CloneError::source_failed("listing the owners of objects", e))?;
     drop(source);
 
-    // The target database: connect to a maintenance database of the target server to create
-    // or drop it.
-    let admin_cfg = dst.with_dbname(if dst.dbname == "postgres" {
-        "template1"
-    } else {
-        "postgres"
-    });
-    let admin = open("target", &admin_cfg).await?;
-    let dst_version = server_version(&admin.client)
-        .await
-        .map_err(|e| CloneError::target_failed("reading the server version", e))?;
+    // The target database is created or dropped from the server's maintenance database.
+    let (admin, dst_version) = database::open_admin(dst).await?;
     crate::compat::check_versions(src_version, dst_version, opts.allow_downgrade)?;
     if src_version / 10000 != dst_version / 10000 {
         tracing::debug!(
@@ -307,35 +380,27 @@ async fn run(
             me.name
         );
     }
-    let keep_db_owner = opts.owners.usable(&props.owner);
     let exists = database::database_exists(&admin.client, &dst.dbname).await?;
     let created = match (exists, opts.existing) {
-        (false, _) => Some(
-            database::create_database(&admin.client, &dst.dbname, &props, keep_db_owner).await?,
-        ),
-        (true, ExistingTarget::Drop) => {
-            database::drop_database(&admin.client, &dst.dbname).await?;
-            Some(
+        (false, _) | (true, ExistingTarget::Drop) => {
+            if exists {
+                database::drop_database(&admin.client, &dst.dbname).await?;
+            }
+            let keep_db_owner = opts.owners.usable(&props.owner);
+            let owner_kept =
                 database::create_database(&admin.client, &dst.dbname, &props, keep_db_owner)
-                    .await?,
-            )
+                    .await?;
+            Some(owner_kept)
         }
         _ => None,
     };
-    if let Some(owner_kept) = created {
-        if !opts.no_privileges {
-            let owner = if owner_kept { &props.owner } else { &me.name };
-            let refused = database::apply_database_acl(
-                &admin.client,
-                &dst.dbname,
-                &props,
-                owner,
-                !me.superuser,
-            )
-            .await?;
-            // Reported once, with the summary's warnings.
-            summary.warnings.extend(refused);
-        }
+    if let (Some(owner_kept), false) = (created, opts.no_privileges) {
+        let owner = if owner_kept { &props.owner } else { &me.name };
+        let refused =
+            database::apply_database_acl(&admin.client, &dst.dbname, &props, owner, !me.superuser)
+                .await?;
+        // Reported once, with the summary's warnings.
+        summary.warnings.extend(refused);
     }
     let keep_schema = match (exists, opts.existing) {
         (false, _) | (true, ExistingTarget::Drop) => false,
@@ -350,27 +415,67 @@ async fn run(
             false
         }
     };
-    drop(admin);
-    summary.schema_kept = keep_schema;
+    Ok(Prepared {
+        src_version,
+        dst_version,
+        me,
+        keep_schema,
+    })
+}
 
-    // One snapshot for everything read from the source: the caller's (a replication slot's),
-    // or one exported now and held by an idle session until the end.
-    let exported = match &opts.snapshot {
-        Some(_) => None,
-        None => Some(ExportedSnapshot::export(src).await?),
-    };
-    let snapshot = SnapshotName(match (&opts.snapshot, &exported) {
-        (Some(name), _) => name.clone(),
-        (None, Some(e)) => e.name().to_string(),
-        (None, None) => unreachable!("a snapshot was exported when none was given"),
-    });
-    let reader = open("source", src).await?;
-    crate::catalog::begin_snapshot_read(&reader.client, Some(snapshot.name()))
-        .await
-        .map_err(|e| CloneError::Source {
-            what: "joining the snapshot".into(),
-            message: e.to_string(),
-        })?;
+/// The source session reading in the snapshot, and the snapshot's exporter when this clone
+/// exported it (kept idle until the copy is done).
+struct SnapshotRead {
+    exported: Option<ExportedSnapshot>,
+    snapshot: SnapshotName,
+    reader: Session,
+}
+
+impl SnapshotRead {
+    /// One snapshot for everything read from the source: the caller's (a replication
+    /// slot's), or one exported now and held by an idle session until the end.
+    async fn open(src: &ConnConfig, opts: &CloneOptions) -> Result<SnapshotRead, CloneError> {
+        let (exported, snapshot) = match &opts.snapshot {
+            Some(name) => (None, SnapshotName(name.clone())),
+            None => {
+                let e = ExportedSnapshot::export(src).await?;
+                let name = SnapshotName(e.name().to_string());
+                (Some(e), name)
+            }
+        };
+        let reader = open("source", src).await?;
+        crate::catalog::begin_snapshot_read(&reader.client, Some(snapshot.name()))
+            .await
+            .map_err(|e| CloneError::Source {
+                what: "joining the snapshot".into(),
+                message: e.to_string(),
+            })?;
+        Ok(SnapshotRead {
+            exported,
+            snapshot,
+            reader,
+        })
+    }
+
+    /// Done reading from the snapshot: the reader's transaction ends, the exporter closes.
+    async fn close(self) {
+        let _ = self.reader.client.batch_execute("COMMIT").await;
+        drop(self.reader);
+        if let Some(exported) = self.exported {
+            if let Err(e) = exported.close().await {
+                tracing::debug!("closing the snapshot session: {e}");
+            }
+        }
+    }
+}
+
+/// Reads the source's schema in the snapshot and renders it for this target.
+async fn read_schema(
+    reader: &tokio_postgres::Client,
+    dst: &ConnConfig,
+    opts: &CloneOptions,
+    prepared: &Prepared,
+) -> Result<crate::script::SchemaScript, CloneError> {
     // Placements in tablespaces the target lacks are dropped (with a warning), not failed on.
     let target_tablespaces: Vec<String> = {
         let admin = open("target", dst).await?;
@@ -387,85 +492,110 @@ async fn run(
         target_tablespaces: Some(target_tablespaces),
         excluded_extensions: opts.excluded_extensions.clone(),
         // --truncate keeps the target's schema: no post-data to build.
-        post_data_units: !keep_schema,
+        post_data_units: !prepared.keep_schema,
         no_owner: opts.owners.no_owner,
         no_privileges: opts.no_privileges,
         owners_not_kept: opts.owners.refused(),
-        grants_by_set_role: !me.superuser,
-        target_major: Some((dst_version / 10000) as u32),
+        grants_by_set_role: !prepared.me.superuser,
+        target_major: Some((prepared.dst_version / 10000) as u32),
         ..DumpOptions::default()
     };
-    let script = dump_schema(&reader.client, &dump_opts).await?;
-    // Reported once, with the summary (by clone's table, migrate's log, the JSON events).
-    summary.schema_warnings = script.warnings.clone();
+    Ok(dump_schema(reader, &dump_opts).await?)
+}
 
-    let target = open("target", dst).await?;
-    // Into an older major (--skip-db-version-check), the schema is created statement by
-    // statement and what the older server refuses is reported one by one, not fatal.
-    let downgrade = dst_version / 10000 < src_version / 10000;
-    let mut one_by_one = downgrade;
-    // What a statement refused in the statement-by-statement mode was.
-    let refusal = if downgrade {
-        format!(
-            "not created on the older target (PostgreSQL {})",
-            crate::compat::display_version(dst_version)
-        )
-    } else {
-        format!("refused to {} (not a superuser)", me.name)
-    };
-    if !keep_schema {
-        *stage = Stage::Schema;
-        progress.stage("creating the schema (pre-data)");
-        if downgrade {
-            apply_one_by_one(
-                &target.client,
-                &script.pre_data,
-                &refusal,
-                &mut summary.warnings,
+/// How the schema goes in: into an older major (--skip-db-version-check) statement by
+/// statement, each refusal of the older server reported, not fatal.
+struct SchemaMode {
+    downgrade: bool,
+    /// What a statement refused in the statement-by-statement mode was.
+    refusal: String,
+}
+
+impl SchemaMode {
+    fn new(prepared: &Prepared) -> SchemaMode {
+        let downgrade = prepared.dst_version / 10000 < prepared.src_version / 10000;
+        let refusal = if downgrade {
+            format!(
+                "not created on the older target (PostgreSQL {})",
+                crate::compat::display_version(prepared.dst_version)
             )
-            .await;
-        } else if let Err(e) = target
-            .client
-            .batch_execute(&format!("BEGIN;\n{}\nCOMMIT;", script.pre_data))
-            .await
-        {
-            // A user who is not a superuser may meet a statement only a superuser may run
-            // (an untrusted extension, an owner without CREATE on the schema...): rather
-            // than fail in the middle of a run, the schema goes statement by statement and
-            // each refusal is reported by name.
-            let _ = target.client.batch_execute("ROLLBACK").await;
-            if me.superuser
-                || e.code() != Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
-            {
-                return Err(CloneError::target_failed(
-                    "creating the schema (pre-data)",
-                    e,
-                ));
-            }
-            let first = crate::pgerror::server_message(&e);
-            tracing::warn!(
-                "the schema could not be created in one transaction ({first}): creating it statement by statement"
-            );
-            apply_one_by_one(
-                &target.client,
-                &script.pre_data,
-                &refusal,
-                &mut summary.warnings,
-            )
-            .await;
-            one_by_one = true;
-        }
+        } else {
+            format!("refused to {} (not a superuser)", prepared.me.name)
+        };
+        SchemaMode { downgrade, refusal }
     }
+}
 
+/// Creates the pre-data schema; returns whether it went statement by statement (then the
+/// post-data does too).
+async fn create_pre_data(
+    target: &tokio_postgres::Client,
+    pre_data: &str,
+    prepared: &Prepared,
+    mode: &SchemaMode,
+    summary: &mut CloneSummary,
+) -> Result<bool, CloneError> {
+    if mode.downgrade {
+        apply_one_by_one(target, pre_data, &mode.refusal, &mut summary.warnings).await;
+        return Ok(true);
+    }
+    let Err(e) = target
+        .batch_execute(&format!("BEGIN;\n{pre_data}\nCOMMIT;"))
+        .await
+    else {
+        return Ok(false);
+    };
+    // A user who is not a superuser may meet a statement only a superuser may run (an
+    // untrusted extension, an owner without CREATE on the schema...): rather than fail in the
+    // middle of a run, the schema goes statement by statement and each refusal is reported
+    // by name.
+    let _ = target.batch_execute("ROLLBACK").await;
+    if prepared.me.superuser
+        || e.code() != Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    {
+        return Err(CloneError::target_failed(
+            "creating the schema (pre-data)",
+            e,
+        ));
+    }
+    let first = crate::pgerror::server_message(&e);
+    tracing::warn!(
+        "the schema could not be created in one transaction ({first}): creating it statement by statement"
+    );
+    apply_one_by_one(target, pre_data, &mode.refusal, &mut summary.warnings).await;
+    Ok(true)
+}
+
+/// What the copy phase works through, read in the snapshot.
+struct CopyPlan {
+    jobs: Vec<TableJob>,
+    /// Tables to ANALYZE (none with `--skip-analyze`).
+    analyze_targets: Vec<(String, String)>,
+    /// Estimated bytes per table, for the post-data builder's order.
+    sizes: HashMap<(String, String), u64>,
+    sequence_values: Vec<sequences::SequenceValue>,
+    large_objects: Vec<large_objects::LargeObject>,
+}
+
+/// Plans the copy jobs in the snapshot (without tables the target could not create, in the
+/// statement-by-statement mode), and reads the sequences and large objects to copy.
+async fn plan_copy(
+    reader: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    opts: &CloneOptions,
+    prepared: &Prepared,
+    one_by_one: bool,
+    summary: &mut CloneSummary,
+) -> Result<CopyPlan, CloneError> {
     let plan_opts = PlanOptions {
         filter: opts.filter.clone(),
         split_threshold: (opts.jobs >= MIN_WORKERS_TO_SPLIT).then_some(opts.split_threshold),
         force_text: opts.format == FormatChoice::Text,
-        target_major: Some((dst_version / 10000) as u32),
+        target_major: Some((prepared.dst_version / 10000) as u32),
         truncate_first: true,
         extension_config_tables: opts.extension_config_tables,
     };
-    let jobs = plan_tables(&reader.client, &plan_opts).await?;
+    let jobs = plan_tables(reader, &plan_opts).await?;
     for job in &jobs {
         if let Some(reason) = &job.text_reason {
             if opts.format == FormatChoice::Binary {
@@ -476,18 +606,16 @@ async fn run(
         }
     }
     let jobs = if one_by_one {
-        let mut kept = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let name = crate::quote::qualified(&job.schema, &job.table);
-            if relation_exists(&target.client, &name).await? {
-                kept.push(job);
-            } else {
-                summary.warnings.push(format!(
-                    "table {name} could not be created on the target: its rows were not copied"
-                ));
-            }
-        }
-        kept
+        keep_existing(
+            target,
+            jobs,
+            |j| crate::quote::qualified(&j.schema, &j.table),
+            |name| {
+                format!("table {name} could not be created on the target: its rows were not copied")
+            },
+            &mut summary.warnings,
+        )
+        .await?
     } else {
         jobs
     };
@@ -506,23 +634,65 @@ async fn run(
             .entry((j.schema.clone(), j.table.clone()))
             .or_default() += j.estimated_bytes;
     }
-    let sequence_values = sequences::read(&reader.client).await?;
-    let large_objects = large_objects::list(&reader.client).await?;
+    Ok(CopyPlan {
+        jobs,
+        analyze_targets,
+        sizes,
+        sequence_values: sequences::read(reader).await?,
+        large_objects: large_objects::list(reader).await?,
+    })
+}
 
-    *stage = Stage::Data;
+/// What [`copy_and_build`] works with besides the options.
+struct CopyPhase<'a> {
+    source: SnapshotRead,
+    plan: CopyPlan,
+    target: &'a tokio_postgres::Client,
+    script: &'a crate::script::SchemaScript,
+    keep_schema: bool,
+    /// `Some(what a refusal was)`: the post-data goes statement by statement after the copy.
+    one_by_one: Option<&'a str>,
+}
+
+/// The copy (tables, then large objects) and the post-data build, overlapped: a table's
+/// indexes start as soon as its data is committed (see [`postdata`]). In the
+/// statement-by-statement mode the post-data follows the copy instead.
+async fn copy_and_build(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    opts: &CloneOptions,
+    progress: &dyn Reporter,
+    stage: &mut Stage,
+    phase: CopyPhase<'_>,
+    summary: &mut CloneSummary,
+) -> Result<(), CloneError> {
+    let CopyPhase {
+        source,
+        plan,
+        target,
+        script,
+        keep_schema,
+        one_by_one,
+    } = phase;
+    let CopyPlan {
+        jobs,
+        analyze_targets,
+        sizes,
+        large_objects,
+        ..
+    } = plan;
     progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
     progress.stage(&format!(
         "copying {} with {}",
         crate::units::count(analyze_targets.len() as u64, "table"),
         crate::units::count(opts.jobs as u64, "worker")
     ));
-    // The copy and the post-data build run together: a table's indexes start as soon as its
-    // data is committed (see postdata).
     let ready = postdata::DataReady::new(&jobs);
     let copy_finished = AtomicBool::new(false);
+    let mut large_objects_copied = 0;
     let copy_side = async {
         let sink = ready.sink(progress);
-        let stats = copy_all(src, dst, snapshot.name(), jobs, opts.jobs, &sink).await?;
+        let stats = copy_all(src, dst, source.snapshot.name(), jobs, opts.jobs, &sink).await?;
         ready.all_done();
         if !large_objects.is_empty() {
             progress.stage(&format!(
@@ -532,7 +702,6 @@ async fn run(
             if keep_schema {
                 // --truncate reloads all data, large objects included.
                 target
-                    .client
                     .batch_execute(
                         "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
                     )
@@ -544,92 +713,87 @@ async fn run(
                         )
                     })?;
             }
-            summary.large_objects = large_objects::copy_all(
+            large_objects_copied = large_objects::copy_all(
                 src,
                 dst,
-                snapshot.name(),
+                source.snapshot.name(),
                 large_objects,
                 opts.jobs,
                 &opts.owners,
             )
             .await?;
         }
-        // Done reading from the snapshot.
-        let _ = reader.client.batch_execute("COMMIT").await;
-        drop(reader);
-        if let Some(exported) = exported {
-            if let Err(e) = exported.close().await {
-                tracing::debug!("closing the snapshot session: {e}");
-            }
-        }
+        source.close().await;
         copy_finished.store(true, Ordering::Relaxed);
         progress.stage("building indexes and constraints (post-data)");
         Ok::<_, CloneError>(stats)
     };
-    if one_by_one {
+    if let Some(refusal) = one_by_one {
         // One statement at a time after the copy, so that each refusal is reported.
         summary.tables = copy_side.await?;
+        summary.large_objects = large_objects_copied;
         *stage = Stage::PostData;
-        summary.post_data_statements = apply_one_by_one(
-            &target.client,
-            &script.post_data,
-            &refusal,
-            &mut summary.warnings,
-        )
-        .await;
+        summary.post_data_statements =
+            apply_one_by_one(target, &script.post_data, refusal, &mut summary.warnings).await;
         for (schema, table) in &analyze_targets {
             let _ = target
-                .client
                 .batch_execute(&format!(
                     "ANALYZE {}",
                     crate::quote::qualified(schema, table)
                 ))
                 .await;
         }
-    } else {
-        let post_side = postdata::build(
-            dst,
-            postdata::BuildPlan {
-                units: &script.post_data_units,
-                analyze: &analyze_targets,
-                sizes: &sizes,
-                jobs: opts.index_jobs,
-            },
-            &ready,
-        );
-        match futures::future::try_join(copy_side, post_side).await {
-            Ok((stats, statements)) => {
-                summary.tables = stats;
-                summary.post_data_statements = statements;
+        return Ok(());
+    }
+    let post_side = postdata::build(
+        dst,
+        postdata::BuildPlan {
+            units: &script.post_data_units,
+            analyze: &analyze_targets,
+            sizes: &sizes,
+            jobs: opts.index_jobs,
+        },
+        &ready,
+    );
+    match futures::future::try_join(copy_side, post_side).await {
+        Ok((stats, statements)) => {
+            summary.tables = stats;
+            summary.large_objects = large_objects_copied;
+            summary.post_data_statements = statements;
+            Ok(())
+        }
+        Err(e) => {
+            if copy_finished.load(Ordering::Relaxed) {
+                *stage = Stage::PostData;
             }
-            Err(e) => {
-                if copy_finished.load(Ordering::Relaxed) {
-                    *stage = Stage::PostData;
-                }
-                return Err(e);
-            }
+            Err(e)
         }
     }
+}
 
-    *stage = Stage::Finishing;
-    progress.stage("setting sequences, refreshing materialized views");
+/// After the copy and the builds: sequences (the snapshot's values), materialized views,
+/// publications.
+async fn finish(
+    target: &tokio_postgres::Client,
+    script: &crate::script::SchemaScript,
+    sequence_values: Vec<sequences::SequenceValue>,
+    downgrade: bool,
+    opts: &CloneOptions,
+    summary: &mut CloneSummary,
+) -> Result<(), CloneError> {
     let sequence_values = if downgrade {
-        let mut kept = Vec::with_capacity(sequence_values.len());
-        for v in sequence_values {
-            let name = crate::quote::qualified(&v.schema, &v.name);
-            if relation_exists(&target.client, &name).await? {
-                kept.push(v);
-            } else {
-                summary.warnings.push(format!(
-                    "sequence {name} does not exist on the older target: not set"
-                ));
-            }
-        }
-        kept
+        keep_existing(
+            target,
+            sequence_values,
+            |v| crate::quote::qualified(&v.schema, &v.name),
+            |name| format!("sequence {name} does not exist on the older target: not set"),
+            &mut summary.warnings,
+        )
+        .await?
     } else {
         sequence_values
     };
-    sequences::apply(&target.client, &sequence_values).await?;
+    sequences::apply(target, &sequence_values).await?;
     summary.sequences = sequence_values.len();
     // REFRESH runs the view's query as the view's owner; an owner without the privileges it
     // needs cannot refresh (pg_restore fails the same way). That leaves the view unpopulated
@@ -638,10 +802,10 @@ async fn run(
         let upper = stmt.to_ascii_uppercase();
         if !upper.starts_with("REFRESH") {
             // Session settings of the script's preamble.
-            let _ = target.client.batch_execute(&stmt).await;
+            let _ = target.batch_execute(&stmt).await;
             continue;
         }
-        match target.client.batch_execute(&stmt).await {
+        match target.batch_execute(&stmt).await {
             Ok(()) => summary.materialized_views_refreshed += 1,
             Err(e) => {
                 let message = crate::pgerror::server_message(&e);
@@ -653,9 +817,31 @@ async fn run(
     }
     // After the data, so that they publish nothing of the copy.
     if !opts.no_publications {
-        create_publications(&target.client, &script.publications, &mut summary).await;
+        create_publications(target, &script.publications, summary).await;
     }
-    Ok(summary)
+    Ok(())
+}
+
+/// The `items` whose relation (named by `name`) exists on the target; each missing one
+/// becomes the warning `missing(name)`. For the statement-by-statement mode, where some
+/// relations could not be created.
+async fn keep_existing<T>(
+    target: &tokio_postgres::Client,
+    items: Vec<T>,
+    name: impl Fn(&T) -> String,
+    missing: impl Fn(&str) -> String,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<T>, CloneError> {
+    let mut kept = Vec::with_capacity(items.len());
+    for item in items {
+        let name = name(&item);
+        if relation_exists(target, &name).await? {
+            kept.push(item);
+        } else {
+            warnings.push(missing(&name));
+        }
+    }
+    Ok(kept)
 }
 
 /// Creates the source's own publications (pgferry's are never in `script`) on the target,

@@ -15,6 +15,11 @@
 //! on relations the copy does not fill (partitioned parents, materialized views) wait for the
 //! whole copy. ANALYZE of a table waits for its index builds (it would wait for their locks
 //! anyway, and expression indexes get statistics only once they exist).
+//!
+//! This is the crate's one post-data engine: `restore` runs it too, on the units its archive
+//! stores, with every table ready from the start ([`DataReady::complete`]). Which statement
+//! may run next to which is decided once, by the schema engine ([`PostDataUnit::parallel`]),
+//! never by reading SQL text.
 
 use super::CloneError;
 use crate::conn::{connect, ConnConfig, Session};
@@ -57,6 +62,13 @@ impl DataReady {
             }),
             changed: watch::Sender::new(0),
         }
+    }
+
+    /// Every table's data is already in (a restore after its load): builds start at once.
+    pub fn complete() -> DataReady {
+        let ready = DataReady::new(&[]);
+        ready.all_done();
+        ready
     }
 
     fn job_done(&self, job: &TableJob) {

@@ -12,8 +12,9 @@ use crate::sqlscript::split_statements;
 
 use crate::schema::{DumpOptions, Item, Model, Object, ObjectKind, Section};
 
-/// One post-data object, ready to run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One post-data object, ready to run. Its JSON form (serde) is what an archive stores in
+/// `post-data-units.json` (docs/ARCHIVE.md): a field renamed here changes the archive format.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PostDataUnit {
     /// `(schema, table)` of the relation the unit builds on, when it has one: the unit may
     /// start as soon as that table's data is in.
