@@ -11,8 +11,9 @@ use crate::conn::ConnConfig;
 use crate::localpg::{Cluster, ClusterOptions, PgInstall};
 use crate::migrate::globals::RoleOutcome;
 use crate::migrate::preflight::{Method, PreflightOptions};
-use crate::migrate::store::Store;
 use crate::migrate::{status, Control, MigrateOptions, Output};
+use crate::state::lifecycle::DatabaseStatus;
+use crate::state::migration::Store;
 use crate::verify::{render_text, verify, VerifyOptions};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -225,7 +226,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
                 && report
                     .databases
                     .iter()
-                    .all(|d| d.status == "syncing" || d.status == "done");
+                    .all(|d| matches!(d.status, DatabaseStatus::Syncing | DatabaseStatus::Done));
             match streaming_since {
                 None if syncing => {
                     streaming_since = Some(Instant::now());

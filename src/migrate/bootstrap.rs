@@ -18,9 +18,9 @@
 //! Invariant: while the task runs, either it holds the run lock on its current session or it
 //! is reconnecting and writes nothing.
 
-use super::store::{Store, Update};
 use super::Control;
 use crate::conn::{connect, ConnConfig, Session};
+use crate::state::migration::{Store, StoreError, Update};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -226,10 +226,7 @@ impl Keeper {
 /// Takes the run lock on a new session. When the holder is our own earlier backend (the
 /// connection was cut without the server noticing), that backend is ended first: it is
 /// ours, and nothing else could stop it from holding the lock for hours.
-async fn take_lock_back(
-    store: &Store<'_>,
-    our_pid: Option<i32>,
-) -> Result<bool, super::store::StoreError> {
+async fn take_lock_back(store: &Store<'_>, our_pid: Option<i32>) -> Result<bool, StoreError> {
     if store.try_lock().await? {
         return Ok(true);
     }

@@ -6,7 +6,6 @@
 //! stored position until the lag is small enough, syncs sequences and drops the slot and
 //! publication. `cleanup` refuses while a migrate runs, and is idempotent.
 
-use super::store::{Store, Update};
 use super::{MigrateError, Output};
 use crate::clone::CloneOptions;
 use crate::conn::{connect, ConnConfig};
@@ -15,6 +14,8 @@ use crate::progress::Reporter;
 use crate::replication::{
     follow_database, publication, state as apply_state, FollowOptions, FollowOutcome,
 };
+use crate::state::lifecycle::{DatabaseStatus, Method, MigrationStatus, Phase};
+use crate::state::migration::{Store, StoreError, Update};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -24,7 +25,7 @@ pub enum FinishError {
     #[error(transparent)]
     Migrate(#[from] MigrateError),
     #[error(transparent)]
-    Store(#[from] super::store::StoreError),
+    Store(#[from] StoreError),
     #[error("target database \"{0}\" holds no pgferry migration (schema pgferry is absent or empty); check -t names the bootstrap database used by migrate")]
     NoMigration(String),
     #[error("no pgferry migrate process is running for this target, so stop must cut over itself: give the source with -s SRC (passwords are never stored)")]
@@ -86,7 +87,7 @@ pub async fn stop(
             let dbs = store.databases(&migration.id).await?;
             let pending: Vec<&str> = dbs
                 .iter()
-                .filter(|d| d.status == "syncing" || d.status == "running")
+                .filter(|d| matches!(d.status, DatabaseStatus::Syncing | DatabaseStatus::Running))
                 .map(|d| d.dbname.as_str())
                 .collect();
             let running = if store.is_running().await? {
@@ -101,7 +102,7 @@ pub async fn stop(
             if pending.is_empty() || !running {
                 let failed: Vec<String> = dbs
                     .iter()
-                    .filter(|d| d.status == "failed")
+                    .filter(|d| d.status == DatabaseStatus::Failed)
                     .map(|d| format!("{}: {}", d.dbname, d.error.as_deref().unwrap_or("failed")))
                     .collect();
                 if !failed.is_empty() {
@@ -136,12 +137,12 @@ pub async fn stop(
     let mangle = mangle_of(&migration.options);
     let mut finished = Vec::new();
     for db in store.databases(&migration.id).await? {
-        match db.status.as_str() {
-            "done" => {
+        match db.status {
+            DatabaseStatus::Done => {
                 finished.push(db.dbname);
                 continue;
             }
-            "syncing" if db.method == "replication" => {}
+            DatabaseStatus::Syncing if db.method == Method::Replication => {}
             _ => {
                 out.message(
                     Some(&db.dbname),
@@ -178,8 +179,7 @@ pub async fn stop(
                 },
                 Update::Phase {
                     db: name.clone(),
-                    phase: "done".into(),
-                    status: "done".into(),
+                    phase: Phase::Done,
                 },
             ] {
                 store.apply(&migration.id, &update).await?;
@@ -193,8 +193,10 @@ pub async fn stop(
         }
     }
     let dbs = store.databases(&migration.id).await?;
-    if dbs.iter().all(|d| d.status == "done") {
-        store.finish(&migration.id, "done", None).await?;
+    if dbs.iter().all(|d| d.status == DatabaseStatus::Done) {
+        store
+            .finish(&migration.id, MigrationStatus::Done, None)
+            .await?;
     }
     Ok(finished)
 }
@@ -299,12 +301,6 @@ pub(crate) async fn forget_progress(client: &tokio_postgres::Client, slot: &str,
     let _ = apply_state::forget(client, slot).await;
     let _ = apply_state::drop_empty_tables(client).await;
     if !bootstrap {
-        let _ = client
-            .batch_execute(
-                "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                   WHERE n.nspname = 'pgferry') THEN DROP SCHEMA IF EXISTS pgferry; END IF; END$$",
-            )
-            .await;
+        let _ = crate::state::drop_schema_if_no_table(client).await;
     }
 }

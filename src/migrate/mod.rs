@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Everything a run learns is written to schema `pgferry` of the target's bootstrap database
-//! ([`store`]) by one writer task, so that `status` works from another terminal and a rerun
+//! ([`crate::state::migration`]) by one writer task, so that `status` works from another terminal and a rerun
 //! knows what is finished: finished databases are skipped, streaming resumes from the stored
 //! position, and a database whose copy was interrupted is emptied and copied again (tables
 //! copied under two different snapshots would not be consistent with each other).
@@ -21,7 +21,6 @@ pub mod globals;
 pub mod plan;
 pub mod preflight;
 pub mod status;
-pub mod store;
 
 use crate::clone::database;
 use crate::clone::{clone_database, CloneError, CloneOptions};
@@ -33,12 +32,13 @@ use crate::replication::{
     FollowOutcome,
 };
 use crate::server::access;
+use crate::state::lifecycle::{DatabaseStatus, MigrationStatus, Phase};
+use crate::state::migration::{DatabaseRow, Store, StoreError, Update};
 use crate::units::count;
 use preflight::{DatabasePlan, Method, Preflight, PreflightError, PreflightOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{DatabaseRow, Store, StoreError, Update};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
@@ -304,7 +304,7 @@ pub async fn run(
         .any(|(_, o)| *o == DatabaseOutcome::Syncing);
     let (status, error) = if !failed.is_empty() {
         (
-            "failed",
+            MigrationStatus::Failed,
             Some(format!(
                 "failed: {}",
                 failed
@@ -315,9 +315,9 @@ pub async fn run(
             )),
         )
     } else if syncing {
-        ("syncing", None)
+        (MigrationStatus::Syncing, None)
     } else {
-        ("done", None)
+        (MigrationStatus::Done, None)
     };
     match exit {
         bootstrap::Exit::Finished(session) => {
@@ -378,12 +378,13 @@ impl Context<'_> {
         }
     }
 
-    fn phase(&self, db: &str, phase: &str, status: &str) {
-        self.live(|b| b.phase(db, phase));
+    /// The database entered `phase`: the live view and the state (with the status that goes
+    /// with the phase) learn it.
+    fn phase(&self, db: &str, phase: Phase) {
+        self.live(|b| b.phase(db, phase.as_str()));
         self.send(Update::Phase {
             db: db.to_owned(),
-            phase: phase.to_owned(),
-            status: status.to_owned(),
+            phase,
         });
     }
 
@@ -393,10 +394,13 @@ impl Context<'_> {
         prior: Option<DatabaseRow>,
     ) -> DatabaseOutcome {
         let db = plan.name.as_str();
-        if prior.as_ref().is_some_and(|p| p.status == "done") {
+        if prior
+            .as_ref()
+            .is_some_and(|p| p.status == DatabaseStatus::Done)
+        {
             self.out
                 .message(Some(db), "done by an earlier run; skipped");
-            self.live(|b| b.phase(db, "done"));
+            self.live(|b| b.phase(db, Phase::Done.as_str()));
             return DatabaseOutcome::AlreadyDone;
         }
         if *self.control.borrow() == Control::Interrupt {
@@ -406,7 +410,7 @@ impl Context<'_> {
         if let Ok(session) = connect(self.dst).await {
             let store = Store::new(&session.client, &self.dst.dbname);
             if let Err(e) = store
-                .start_database(self.id, db, plan.method.as_status(), plan.reason.as_deref())
+                .start_database(self.id, db, plan.method, plan.reason.as_deref())
                 .await
             {
                 return DatabaseOutcome::Failed(e.to_string());
@@ -434,11 +438,11 @@ impl Context<'_> {
             Ok(outcome) => {
                 match &outcome {
                     DatabaseOutcome::Done => {
-                        self.phase(db, "done", "done");
+                        self.phase(db, Phase::Done);
                         self.out.message(Some(db), "done");
                     }
                     DatabaseOutcome::Syncing => {
-                        self.live(|b| b.phase(db, "syncing"));
+                        self.live(|b| b.phase(db, DatabaseStatus::Syncing.as_str()));
                         self.out.message(
                             Some(db),
                             "still syncing: streaming stopped, the slot is kept; rerun the same command to resume, or `pgferry stop` to cut over",
@@ -474,7 +478,7 @@ impl Context<'_> {
         let exists = database::database_exists(&admin.client, db).await?;
         let mut created = prior.is_some_and(|p| p.created_db);
         if let Some(p) = prior {
-            if exists && p.phase != "pending" {
+            if exists && p.phase != Phase::Pending {
                 if p.created_db && db != self.dst.dbname {
                     self.out.message(
                         Some(db),
@@ -571,10 +575,10 @@ impl Context<'_> {
     ) -> Result<DatabaseOutcome, DbError> {
         let db = plan.name.as_str();
         // A database that earlier used replication may have left its slot: ours, remove it.
-        if prior.is_some_and(|p| p.method == "replication") {
+        if prior.is_some_and(|p| p.method == Method::Replication) {
             self.remove_source_objects(db).await?;
         }
-        self.phase(db, "schema", "running");
+        self.phase(db, Phase::Schema);
         self.prepare_target(plan, prior).await?;
         let reporter = DbProgress::new(self, db);
         let (src_db, dst_db) = (self.src.with_dbname(db), self.dst.with_dbname(db));
@@ -652,24 +656,10 @@ impl Context<'_> {
                 .map_err(|e| DbError::Other(e.to_string()))?
         };
         let progress = match connect(&dst_db).await {
-            Ok(target) => {
-                let has_table: bool = target
-                    .client
-                    .query_one(
-                        "SELECT to_regclass('pgferry.apply_progress') IS NOT NULL",
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| CloneError::target_failed("looking for the progress row", e))?
-                    .get(0);
-                if has_table {
-                    apply_state::load(&target.client, &names.slot)
-                        .await
-                        .map_err(|e| CloneError::target_failed("reading the progress row", e))?
-                } else {
-                    None
-                }
-            }
+            // None when the progress table does not exist either.
+            Ok(target) => apply_state::load(&target.client, &names.slot)
+                .await
+                .map_err(|e| CloneError::target_failed("reading the progress row", e))?,
             Err(_) => None,
         };
         let resume = slot_exists && progress.is_some() && prior.is_some();
@@ -682,10 +672,10 @@ impl Context<'_> {
                     let _ = apply_state::forget(&target.client, &names.slot).await;
                 }
             }
-            self.phase(db, "schema", "running");
+            self.phase(db, Phase::Schema);
             self.prepare_target(plan, prior).await?;
         } else {
-            self.phase(db, "streaming", "syncing");
+            self.phase(db, Phase::Streaming);
         }
 
         let streaming = Arc::new(AtomicBool::new(resume));
@@ -817,7 +807,7 @@ impl Context<'_> {
                     db: db.to_owned(),
                     held: false,
                 });
-                self.phase(db, "streaming", "syncing");
+                self.phase(db, Phase::Streaming);
                 self.out.message(
                     Some(db),
                     &format!(
@@ -833,7 +823,7 @@ impl Context<'_> {
             }
             FollowEvent::Resuming { from, .. } => {
                 streaming.store(true, Ordering::SeqCst);
-                self.phase(db, "streaming", "syncing");
+                self.phase(db, Phase::Streaming);
                 if restarted {
                     self.out.detail(db, &format!("streaming again from {from}"));
                 } else {
@@ -867,7 +857,7 @@ impl Context<'_> {
                 });
             }
             FollowEvent::CutoverStarted { lag } => {
-                self.phase(db, "cutover", "syncing");
+                self.phase(db, Phase::Cutover);
                 self.out.message(
                     Some(db),
                     &format!("lag {lag} bytes: cutting over (sequences, slot, publication)"),
@@ -1039,19 +1029,8 @@ impl Reporter for DbProgress<'_> {
     }
 
     fn stage(&self, what: &str) {
-        let phase = if what.starts_with("creating the schema") {
-            Some("schema")
-        } else if what.starts_with("copying") {
-            Some("copy")
-        } else if what.starts_with("building") {
-            Some("post-data")
-        } else if what.starts_with("setting sequences") {
-            Some("finishing")
-        } else {
-            None
-        };
-        if let Some(phase) = phase {
-            self.ctx.phase(&self.db, phase, "running");
+        if let Some(phase) = Phase::of_stage(what) {
+            self.ctx.phase(&self.db, phase);
         }
         self.ctx.out.message(Some(&self.db), what);
     }

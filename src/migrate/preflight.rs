@@ -17,52 +17,19 @@
 //! [`PlanError`](super::plan::PlanError), a usage error).
 
 use super::plan::{filter_for_database, select_databases, spec_matches, user_tables, TableSpec};
-use super::store::DatabaseRow;
 use crate::conn::{connect, ConnConfig, ConnectError};
 use crate::copy::TableFilter;
 use crate::replication::publication;
 use crate::server::access::{self, ApplyModePlan};
 use crate::server::{inspect, CheckError, ServerReport};
+use crate::state::lifecycle::DatabaseStatus;
+use crate::state::migration::DatabaseRow;
 use serde::Serialize;
 use thiserror::Error;
 use tokio_postgres::Client;
 
-/// How a database is migrated. Serialized with its status name (`pg_dump`, `replication`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Method {
-    /// One-shot snapshot copy; named `pg_dump` in status, like the seed tool.
-    #[serde(rename = "pg_dump")]
-    Dump,
-    /// Snapshot copy under a replication slot, then streaming until cutover.
-    #[serde(rename = "replication")]
-    Replication,
-}
-
-impl Method {
-    /// The name in status output (the seed tool's).
-    pub fn as_status(self) -> &'static str {
-        match self {
-            Method::Dump => "pg_dump",
-            Method::Replication => "replication",
-        }
-    }
-
-    /// The name on the command line (`--force-method`).
-    pub fn as_cli(self) -> &'static str {
-        match self {
-            Method::Dump => "dump",
-            Method::Replication => "replication",
-        }
-    }
-
-    pub fn from_status(text: &str) -> Option<Method> {
-        match text {
-            "pg_dump" => Some(Method::Dump),
-            "replication" => Some(Method::Replication),
-            _ => None,
-        }
-    }
-}
+/// How a database is migrated (the state store's word for it: `pg_dump`, `replication`).
+pub use crate::state::lifecycle::Method;
 
 /// What the user asked for, as far as preflight is concerned.
 #[derive(Debug, Clone, Default)]
@@ -605,7 +572,7 @@ pub async fn run(
                     .map_err(query_err("source", name, "checking publication rights"))?,
             );
             // A database an earlier run finished is skipped: nothing will be published.
-            let done = ours.is_some_and(|r| r.status == "done");
+            let done = ours.is_some_and(|r| r.status == DatabaseStatus::Done);
             if reasons.is_empty() && !opts.replica_identity_full && !done {
                 if let Some(problem) = identity_problem(client, name, &plan.filter).await? {
                     plan.problems.push(problem);
@@ -632,7 +599,9 @@ pub async fn run(
         }
         // A database recorded with the dump method keeps it (its copy may be finished).
         if let Some(row) = ours {
-            if row.method == "pg_dump" && plan.method == Method::Replication && row.status == "done"
+            if row.method == Method::Dump
+                && plan.method == Method::Replication
+                && row.status == DatabaseStatus::Done
             {
                 plan.method = Method::Dump;
                 plan.reason = Some("copied with the snapshot method by an earlier run".into());

@@ -14,9 +14,10 @@
 //! `status -s SRC` reads it on the source *now* ([`read_live`]), which is what matters when
 //! nobody is consuming. Each figure says when it was measured.
 
-use super::store::{DatabaseRow, MigrationRow, Store, StoreError};
 use crate::replication::publication;
 use crate::replication::source_watch::{self, SlotRetention};
+use crate::state::lifecycle::{DatabaseStatus, Method, MigrationStatus};
+use crate::state::migration::{DatabaseRow, MigrationRow, Store, StoreError};
 use crate::units::format_size;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -60,8 +61,8 @@ impl StatusReport {
             .iter()
             .map(|d| {
                 let mut d = d.clone();
-                if !self.running && d.status == "running" {
-                    d.status = "failed".into();
+                if !self.running && d.status == DatabaseStatus::Running {
+                    d.status = DatabaseStatus::Failed;
                     d.error.get_or_insert_with(|| INTERRUPTED.into());
                 }
                 d
@@ -71,7 +72,7 @@ impl StatusReport {
 
     /// The slot retention to show for `d`, if any (replication databases not done).
     fn retention<'a>(&'a self, d: &'a DatabaseRow) -> Option<Retention<'a>> {
-        if d.status == "done" || d.method != "replication" {
+        if d.status == DatabaseStatus::Done || d.method != Method::Replication {
             return None;
         }
         if let Some(live) = &self.live {
@@ -90,40 +91,44 @@ impl StatusReport {
 
     /// The snapshot age to show for `d`: only while a process runs its copy.
     fn snapshot_age(&self, d: &DatabaseRow) -> Option<f64> {
-        (self.running && d.status == "running")
+        (self.running && d.status == DatabaseStatus::Running)
             .then_some(d.snapshot_age_seconds)
             .flatten()
     }
 
     /// The overall (status, error).
-    pub fn overall(&self) -> (String, Option<String>) {
+    pub fn overall(&self) -> (MigrationStatus, Option<String>) {
         let dbs = self.effective_databases();
         let failed: Vec<&str> = dbs
             .iter()
-            .filter(|d| d.status == "failed")
+            .filter(|d| d.status == DatabaseStatus::Failed)
             .map(|d| d.dbname.as_str())
             .collect();
         if !failed.is_empty() {
             return (
-                "failed".into(),
+                MigrationStatus::Failed,
                 Some(format!("failed databases: {}", failed.join(", "))),
             );
         }
         if dbs.is_empty() {
             return (
-                if self.running { "running" } else { "done" }.into(),
+                if self.running {
+                    MigrationStatus::Running
+                } else {
+                    MigrationStatus::Done
+                },
                 self.migration.error.clone(),
             );
         }
-        if dbs.iter().all(|d| d.status == "done") {
-            ("done".into(), None)
+        if dbs.iter().all(|d| d.status == DatabaseStatus::Done) {
+            (MigrationStatus::Done, None)
         } else if dbs
             .iter()
-            .all(|d| d.status == "done" || d.status == "syncing")
+            .all(|d| matches!(d.status, DatabaseStatus::Done | DatabaseStatus::Syncing))
         {
-            ("syncing".into(), None)
+            (MigrationStatus::Syncing, None)
         } else {
-            ("running".into(), None)
+            (MigrationStatus::Running, None)
         }
     }
 
@@ -194,7 +199,7 @@ impl StatusReport {
         let dbs = self.effective_databases();
         // The seed's JSON keeps the migration-level method empty; the table says which
         // methods the databases use instead.
-        let mut methods: Vec<&str> = dbs.iter().map(|d| d.method.as_str()).collect();
+        let mut methods: Vec<&str> = dbs.iter().map(|d| d.method.as_status()).collect();
         methods.sort_unstable();
         methods.dedup();
         let methods = if methods.is_empty() {
@@ -364,7 +369,7 @@ pub async fn read_live(
         .unwrap_or(false);
     let mut live = LiveSlots::new();
     for d in &report.databases {
-        if d.status == "done" || d.method != "replication" {
+        if d.status == DatabaseStatus::Done || d.method != Method::Replication {
             continue;
         }
         let slot = publication::names_for(&d.dbname, mangle).slot;
@@ -383,10 +388,10 @@ mod tests {
     fn db(name: &str, status: &str, method: &str) -> DatabaseRow {
         DatabaseRow {
             dbname: name.into(),
-            method: method.into(),
+            method: Method::from_status(method).expect("a method's word"),
             method_reason: None,
-            phase: "copy".into(),
-            status: status.into(),
+            phase: crate::state::lifecycle::Phase::Copy,
+            status: status.parse().expect("a status word"),
             error: None,
             lag_bytes: None,
             tables_done: 1,
@@ -408,7 +413,7 @@ mod tests {
                 id: "m".into(),
                 source: "u@h:5432/postgres".into(),
                 source_fingerprint: "f".into(),
-                status: "running".into(),
+                status: MigrationStatus::Running,
                 error: None,
                 stop_lag: None,
                 options: json!({}),
