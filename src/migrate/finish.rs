@@ -67,63 +67,7 @@ pub async fn stop(
         return Err(FinishError::NoMigration(dst.dbname.clone()));
     };
     if store.is_running().await? {
-        store
-            .request_stop(&migration.id, lag.min(i64::MAX as u64) as i64)
-            .await?;
-        out.message(
-            None,
-            &format!(
-                "asked the running migration {} to cut over at a lag of at most {lag} bytes; waiting",
-                migration.id
-            ),
-        );
-        let mut shown = Vec::new();
-        // The running process may be between two sessions with the bootstrap database (it
-        // reconnects with a backoff of up to 10 s): only a lock missing for longer than that
-        // means the process is gone.
-        let mut absent_since: Option<std::time::Instant> = None;
-        loop {
-            tokio::time::sleep(poll).await;
-            let dbs = store.databases(&migration.id).await?;
-            let pending: Vec<&str> = dbs
-                .iter()
-                .filter(|d| matches!(d.status, DatabaseStatus::Syncing | DatabaseStatus::Running))
-                .map(|d| d.dbname.as_str())
-                .collect();
-            let running = if store.is_running().await? {
-                absent_since = None;
-                true
-            } else {
-                absent_since
-                    .get_or_insert_with(std::time::Instant::now)
-                    .elapsed()
-                    < LOCK_GAP_TOLERATED
-            };
-            if pending.is_empty() || !running {
-                let failed: Vec<String> = dbs
-                    .iter()
-                    .filter(|d| d.status == DatabaseStatus::Failed)
-                    .map(|d| format!("{}: {}", d.dbname, d.error.as_deref().unwrap_or("failed")))
-                    .collect();
-                if !failed.is_empty() {
-                    return Err(FinishError::Database {
-                        db: "cutover".into(),
-                        message: failed.join("; "),
-                    });
-                }
-                if !pending.is_empty() {
-                    return Err(FinishError::Database {
-                        db: pending.join(", "),
-                        message: "the migrate process ended before these databases were cut over; run stop again with -s SRC".into(),
-                    });
-                }
-                return Ok(dbs.into_iter().map(|d| d.dbname).collect());
-            }
-            if pending != shown {
-                out.message(None, &format!("waiting for: {}", pending.join(", ")));
-                shown = pending.iter().map(|s| s.to_string()).collect();
-            }
-        }
+        return ask_running_to_cut_over(&store, &migration.id, lag, out, poll).await;
     }
 
     // Nobody runs: cut over here, holding the run lock so that no migrate starts meanwhile.
@@ -199,6 +143,75 @@ pub async fn stop(
             .await?;
     }
     Ok(finished)
+}
+
+/// `stop` with a migrate process running: the request goes into the state, and the running
+/// process cuts over; this waits until no database is left syncing or running, or the process
+/// is gone (its lock missing for longer than [`LOCK_GAP_TOLERATED`]).
+async fn ask_running_to_cut_over(
+    store: &Store<'_>,
+    id: &str,
+    lag: u64,
+    out: &dyn Output,
+    poll: Duration,
+) -> Result<Vec<String>, FinishError> {
+    store
+        .request_stop(id, lag.min(i64::MAX as u64) as i64)
+        .await?;
+    out.message(
+        None,
+        &format!(
+            "asked the running migration {} to cut over at a lag of at most {lag} bytes; waiting",
+            id
+        ),
+    );
+    let mut shown = Vec::new();
+    // The running process may be between two sessions with the bootstrap database (it
+    // reconnects with a backoff of up to 10 s): only a lock missing for longer than that
+    // means the process is gone.
+    let mut absent_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(poll).await;
+        let dbs = store.databases(id).await?;
+        let pending: Vec<&str> = dbs
+            .iter()
+            .filter(|d| matches!(d.status, DatabaseStatus::Syncing | DatabaseStatus::Running))
+            .map(|d| d.dbname.as_str())
+            .collect();
+        let running = if store.is_running().await? {
+            absent_since = None;
+            true
+        } else {
+            absent_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                < LOCK_GAP_TOLERATED
+        };
+        if pending.is_empty() || !running {
+            let failed: Vec<String> = dbs
+                .iter()
+                .filter(|d| d.status == DatabaseStatus::Failed)
+                .map(|d| format!("{}: {}", d.dbname, d.error.as_deref().unwrap_or("failed")))
+                .collect();
+            if !failed.is_empty() {
+                return Err(FinishError::Database {
+                    db: "cutover".into(),
+                    message: failed.join("; "),
+                });
+            }
+            if !pending.is_empty() {
+                return Err(FinishError::Database {
+                    db: pending.join(", "),
+                    message: "the migrate process ended before these databases were cut over; run stop again with -s SRC".into(),
+                });
+            }
+            return Ok(dbs.into_iter().map(|d| d.dbname).collect());
+        }
+        if pending != shown {
+            out.message(None, &format!("waiting for: {}", pending.join(", ")));
+            shown = pending.iter().map(|s| s.to_string()).collect();
+        }
+    }
 }
 
 /// A reporter for resumed streams (no copy happens).

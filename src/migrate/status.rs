@@ -241,6 +241,14 @@ impl StatusReport {
                 d.error.as_deref().unwrap_or("-")
             ));
         }
+        self.source_cost_notes(&dbs, &mut out);
+        stream_notes(&dbs, &mut out);
+        out
+    }
+
+    /// What the source pays, under the table: the snapshot the copy holds open and the WAL
+    /// the slots retain.
+    fn source_cost_notes(&self, dbs: &[DatabaseRow], out: &mut String) {
         let snapshots: Vec<String> = dbs
             .iter()
             .filter_map(|d| {
@@ -250,9 +258,9 @@ impl StatusReport {
             .collect();
         if !snapshots.is_empty() {
             out.push_str(
-                "\nsnapshot held open on the source by the copy (the source's vacuum cannot remove \
-                 rows deleted since it was taken):\n",
-            );
+            "\nsnapshot held open on the source by the copy (the source's vacuum cannot remove \
+             rows deleted since it was taken):\n",
+        );
             out.push_str(&snapshots.concat());
         }
         let retaining: Vec<String> = dbs
@@ -262,7 +270,7 @@ impl StatusReport {
                     Retention::Now(r) => format!("{} (read now)", r.describe()),
                     Retention::NoSlot => {
                         "no replication slot on the source (nothing retained; a rerun copies \
-                         this database again)"
+                     this database again)"
                             .into()
                     }
                     Retention::Reported {
@@ -287,57 +295,60 @@ impl StatusReport {
             if !self.running && self.live.is_none() {
                 out.push_str(
                     "  no pgferry process is running: these slots keep retaining WAL on the \
-                     source until migrate is rerun (it resumes) or `pgferry cleanup` removes \
-                     them; `pgferry status -s SRC -t DST` reads the figure now\n",
+                 source until migrate is rerun (it resumes) or `pgferry cleanup` removes \
+                 them; `pgferry status -s SRC -t DST` reads the figure now\n",
                 );
             }
         }
-        let retried: Vec<String> = dbs
-            .iter()
-            .filter(|d| d.retries > 0)
-            .map(|d| {
-                format!(
-                    "  {}: {} retr{}, the last after: {}\n",
-                    d.dbname,
-                    d.retries,
-                    if d.retries == 1 { "y" } else { "ies" },
-                    d.last_error.as_deref().unwrap_or("-")
-                )
-            })
-            .collect();
-        if !retried.is_empty() {
-            out.push_str("\nstreaming retried after transient errors:\n");
-            out.push_str(&retried.concat());
+    }
+}
+
+/// The streams' notes under the table: retries, tables not replicated, why not replication.
+fn stream_notes(dbs: &[DatabaseRow], out: &mut String) {
+    let retried: Vec<String> = dbs
+        .iter()
+        .filter(|d| d.retries > 0)
+        .map(|d| {
+            format!(
+                "  {}: {} retr{}, the last after: {}\n",
+                d.dbname,
+                d.retries,
+                if d.retries == 1 { "y" } else { "ies" },
+                d.last_error.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    if !retried.is_empty() {
+        out.push_str("\nstreaming retried after transient errors:\n");
+        out.push_str(&retried.concat());
+    }
+    let missing: Vec<&DatabaseRow> = dbs
+        .iter()
+        .filter(|d| !d.not_replicated.is_empty())
+        .collect();
+    if !missing.is_empty() {
+        out.push_str(
+            "\nnot replicated (created on the source without a usable replica identity, or \
+             removed from the publication because they lost theirs):\n",
+        );
+        for d in missing {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                d.dbname,
+                d.not_replicated.join(", ")
+            ));
         }
-        let missing: Vec<&DatabaseRow> = dbs
-            .iter()
-            .filter(|d| !d.not_replicated.is_empty())
-            .collect();
-        if !missing.is_empty() {
-            out.push_str(
-                "\nnot replicated (created on the source without a usable replica identity, or \
-                 removed from the publication because they lost theirs):\n",
-            );
-            for d in missing {
-                out.push_str(&format!(
-                    "  {}: {}\n",
-                    d.dbname,
-                    d.not_replicated.join(", ")
-                ));
-            }
+    }
+    let reasons: Vec<&DatabaseRow> = dbs.iter().filter(|d| d.method_reason.is_some()).collect();
+    if !reasons.is_empty() {
+        out.push_str("\nwhy not replication:\n");
+        for d in reasons {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                d.dbname,
+                d.method_reason.as_deref().unwrap_or("")
+            ));
         }
-        let reasons: Vec<&DatabaseRow> = dbs.iter().filter(|d| d.method_reason.is_some()).collect();
-        if !reasons.is_empty() {
-            out.push_str("\nwhy not replication:\n");
-            for d in reasons {
-                out.push_str(&format!(
-                    "  {}: {}\n",
-                    d.dbname,
-                    d.method_reason.as_deref().unwrap_or("")
-                ));
-            }
-        }
-        out
     }
 }
 
