@@ -1,5 +1,5 @@
-//! The migration's state, kept in schema `pgferry` of the target's bootstrap database (the
-//! database named in `-t`), so that `status` and `stop` work from another terminal and a rerun
+//! The migration's part of the state store ([`super`]): kept in schema `pgferry` of the
+//! target's bootstrap database (the database named in `-t`), so that `status` and `stop` work from another terminal and a rerun
 //! knows what is finished.
 //!
 //! ```text
@@ -188,18 +188,30 @@ impl<'a> Store<'a> {
         })
     }
 
-    /// Whether schema `pgferry` with the migration table exists (read-only).
-    pub async fn exists(&self) -> Result<bool, StoreError> {
+    /// The one value of a one-row query.
+    async fn value<T: for<'r> tokio_postgres::types::FromSql<'r>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        what: &'static str,
+    ) -> Result<T, StoreError> {
         let row = self
             .client
-            .query_one(
-                "SELECT to_regclass('pgferry.migration') IS NOT NULL \
-                        AND to_regclass('pgferry.migration_db') IS NOT NULL",
-                &[],
-            )
+            .query_one(sql, params)
             .await
-            .map_err(self.err("looking for the migration state"))?;
+            .map_err(self.err(what))?;
         Ok(row.get(0))
+    }
+
+    /// Whether schema `pgferry` with the migration table exists (read-only).
+    pub async fn exists(&self) -> Result<bool, StoreError> {
+        self.value(
+            "SELECT to_regclass('pgferry.migration') IS NOT NULL \
+                    AND to_regclass('pgferry.migration_db') IS NOT NULL",
+            &[],
+            "looking for the migration state",
+        )
+        .await
     }
 
     pub async fn ensure_schema(&self) -> Result<(), StoreError> {
@@ -211,28 +223,25 @@ impl<'a> Store<'a> {
 
     /// Takes the run lock for this session; `false` when another session holds it.
     pub async fn try_lock(&self) -> Result<bool, StoreError> {
-        let row = self
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY])
-            .await
-            .map_err(self.err("taking the migration lock"))?;
-        Ok(row.get(0))
+        self.value(
+            "SELECT pg_try_advisory_lock($1)",
+            &[&RUN_LOCK_KEY],
+            "taking the migration lock",
+        )
+        .await
     }
 
     /// Whether some session (a running migrate) holds the run lock. Read-only: looks at
     /// pg_locks rather than taking the lock.
     pub async fn is_running(&self) -> Result<bool, StoreError> {
-        let row = self
-            .client
-            .query_one(
-                &format!(
-                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE {RUN_LOCK_HELD_WHERE})"
-                ),
-                &[&RUN_LOCK_KEY],
-            )
-            .await
-            .map_err(self.err("checking whether a migration runs"))?;
-        Ok(row.get(0))
+        self.value(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE {RUN_LOCK_HELD_WHERE})"
+            ),
+            &[&RUN_LOCK_KEY],
+            "checking whether a migration runs",
+        )
+        .await
     }
 
     /// The backend holding the run lock, if any.
@@ -251,21 +260,22 @@ impl<'a> Store<'a> {
     /// Ends the backend `pid` (our own earlier session, cut off from us but still holding
     /// the lock). Allowed for a backend of the same role.
     pub async fn end_backend(&self, pid: i32) -> Result<bool, StoreError> {
-        let row = self
-            .client
-            .query_one("SELECT pg_catalog.pg_terminate_backend($1)", &[&pid])
-            .await
-            .map_err(self.err("ending our own earlier session"))?;
-        Ok(row.get(0))
+        self.value(
+            "SELECT pg_catalog.pg_terminate_backend($1)",
+            &[&pid],
+            "ending our own earlier session",
+        )
+        .await
     }
 
+    /// This session's backend (to recognise it holding the lock after a silent cut).
     pub async fn backend_pid(&self) -> Result<i32, StoreError> {
-        let row = self
-            .client
-            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
-            .await
-            .map_err(self.err("reading the session's process id"))?;
-        Ok(row.get(0))
+        self.value(
+            "SELECT pg_catalog.pg_backend_pid()",
+            &[],
+            "reading the session's process id",
+        )
+        .await
     }
 
     pub async fn migration(&self) -> Result<Option<MigrationRow>, StoreError> {
