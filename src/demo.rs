@@ -7,12 +7,13 @@
 //! `generate_series`, so no data ships with the binary and nothing but the server binaries
 //! is needed.
 
-use crate::conn::ConnConfig;
+use crate::conn::{ConnConfig, Session};
 use crate::localpg::{Cluster, ClusterOptions, PgInstall};
 use crate::migrate::globals::RoleOutcome;
 use crate::migrate::preflight::{Method, PreflightOptions};
-use crate::migrate::store::Store;
 use crate::migrate::{status, Control, MigrateOptions, Output};
+use crate::state::lifecycle::DatabaseStatus;
+use crate::state::migration::Store;
 use crate::verify::{render_text, verify, VerifyOptions};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -95,9 +96,48 @@ SELECT lo_from_bytea(0, convert_to(repeat('pgferry demo large object ', 1000), '
 ANALYZE;
 "#;
 
-/// Runs the demo, printing what happens on stdout.
+/// Runs the demo, printing what happens on stdout: clusters, sample data, a live migration
+/// under writes, verification, cleanup.
 pub async fn run(rows: u64) -> Result<(), DemoError> {
     let started = Instant::now();
+    let (source, target) = start_clusters().await?;
+    let admin = load_samples(&source, rows).await?;
+    let (session, writes) = migrate_under_writes(&source, &target).await?;
+    println!(
+        "the {} write transactions made during the migration are on the target",
+        writes
+    );
+    let clean = verify_databases(&source, &target).await?;
+    println!(
+        "\ndemo finished in {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        if clean {
+            "the target equals the source"
+        } else {
+            "DIFFERENCES FOUND"
+        }
+    );
+    drop(session);
+    drop(admin);
+    tokio::task::spawn_blocking(move || {
+        source.stop();
+        target.stop();
+    })
+    .await
+    .map_err(|e| step("stopping clusters")(e.to_string()))?;
+    println!("clusters stopped and removed");
+    if clean {
+        Ok(())
+    } else {
+        Err(DemoError::Step {
+            what: "verify".into(),
+            message: "source and target differ".into(),
+        })
+    }
+}
+
+/// The source and target clusters, started side by side.
+async fn start_clusters() -> Result<(Cluster, Cluster), DemoError> {
     let install = tokio::task::spawn_blocking(PgInstall::find)
         .await
         .map_err(|e| DemoError::Step {
@@ -125,8 +165,13 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         source.port(),
         target.port()
     );
+    Ok((source, target))
+}
 
-    let src_admin = config(&source, "postgres")?;
+/// The sample databases on the source: `shop` (`rows` orders) and `reports`. Returns the
+/// admin session, kept until the end of the demo.
+async fn load_samples(source: &Cluster, rows: u64) -> Result<Session, DemoError> {
+    let src_admin = config(source, "postgres")?;
     let admin = crate::conn::connect(&src_admin)
         .await
         .map_err(|e| step("connecting to the source")(e.to_string()))?;
@@ -135,7 +180,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         .batch_execute("CREATE DATABASE shop")
         .await
         .map_err(|e| step("creating the sample database")(crate::pgerror::server_message(&e)))?;
-    let src = config(&source, "shop")?;
+    let src = config(source, "shop")?;
     let load = Instant::now();
     let session = crate::conn::connect(&src)
         .await
@@ -163,7 +208,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
             step("creating the reports database")(crate::pgerror::server_message(&e))
         })?;
     }
-    let reports = crate::conn::connect(&config(&source, "reports")?)
+    let reports = crate::conn::connect(&config(source, "reports")?)
         .await
         .map_err(|e| step("connecting to reports")(e.to_string()))?;
     reports
@@ -174,23 +219,13 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         )
         .await
         .map_err(|e| step("loading reports")(crate::pgerror::server_message(&e)))?;
-    drop(reports);
+    Ok(admin)
+}
 
-    let src_cluster = config(&source, "postgres")?;
-    let dst_boot = config(&target, "postgres")?;
-    println!(
-        "\n$ pgferry migrate -s {} -t {} -f postgres --force-method reports=dump   (while an application writes to the source)",
-        src_cluster.display_target(),
-        dst_boot.display_target()
-    );
-    // The "application": small transactions on the source during the copy and the streaming.
-    let writer_stop = Arc::new(AtomicBool::new(false));
-    let writes = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let (stop, writes, src) = (writer_stop.clone(), writes.clone(), src.clone());
-        tokio::spawn(async move { write_load(&src, &stop, &writes).await })
-    };
-    let opts = MigrateOptions {
+/// What the demo asks of migrate: every database but `postgres`, `reports` by the snapshot
+/// method, a fixed migration id.
+fn demo_options() -> MigrateOptions {
+    MigrateOptions {
         ddl_capture: false,
         // As the seed's docs do with -f: the empty maintenance database stays behind.
         preflight: PreflightOptions {
@@ -206,59 +241,37 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         max_slot_retained: Some(crate::replication::source_watch::DEFAULT_MAX_SLOT_RETAINED),
         retry_for: std::time::Duration::from_secs(60),
         recorded_options: serde_json::json!({"demo": true}),
+    }
+}
+
+/// `pgferry migrate` while an application writes to the source, steered to a cutover as
+/// `pgferry stop` would; the status at the end. Returns the session to the target's bootstrap
+/// database and the number of write transactions made.
+async fn migrate_under_writes(
+    source: &Cluster,
+    target: &Cluster,
+) -> Result<(Session, u64), DemoError> {
+    let src = config(source, "shop")?;
+    let src_cluster = config(source, "postgres")?;
+    let dst_boot = config(target, "postgres")?;
+    println!(
+        "\n$ pgferry migrate -s {} -t {} -f postgres --force-method reports=dump   (while an application writes to the source)",
+        src_cluster.display_target(),
+        dst_boot.display_target()
+    );
+    // The "application": small transactions on the source during the copy and the streaming.
+    let writer_stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, writes, src) = (writer_stop.clone(), writes.clone(), src.clone());
+        tokio::spawn(async move { write_load(&src, &stop, &writes).await })
     };
+    let opts = demo_options();
     let (_control_tx, control_rx) = tokio::sync::watch::channel(Control::Run);
-    // While migrate runs: show the status once the live database streams, let the
-    // application write a little longer, then ask for the cutover the way `pgferry stop` does
-    // (a request in the state, picked up by the running migration).
-    let controller = async {
-        let mut streaming_since: Option<Instant> = None;
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let Ok(session) = crate::conn::connect(&dst_boot).await else {
-                continue;
-            };
-            let Ok(Some(report)) = status::read(&session.client, &dst_boot.dbname).await else {
-                continue;
-            };
-            let syncing = report.databases.len() == 2
-                && report
-                    .databases
-                    .iter()
-                    .all(|d| d.status == "syncing" || d.status == "done");
-            match streaming_since {
-                None if syncing => {
-                    streaming_since = Some(Instant::now());
-                    println!(
-                        "\n$ pgferry status -t {}   (from another terminal)\n{}",
-                        dst_boot.display_target(),
-                        report.to_table()
-                    );
-                }
-                Some(t) if t.elapsed() > std::time::Duration::from_secs(3) => {
-                    writer_stop.store(true, Ordering::SeqCst);
-                    println!(
-                        "  the application stops writing ({} write transactions so far)",
-                        writes.load(Ordering::SeqCst)
-                    );
-                    println!(
-                        "\n$ pgferry stop -t {} --max-replication-lag 0",
-                        dst_boot.display_target()
-                    );
-                    let store = Store::new(&session.client, &dst_boot.dbname);
-                    if let Err(e) = store.request_stop(&report.migration.id, 0).await {
-                        println!("  could not request the cutover: {e}");
-                    }
-                    return;
-                }
-                _ => {}
-            }
-        }
-    };
     let printer = DemoOutput;
     let (migrated, ()) = tokio::join!(
         crate::migrate::run(&src_cluster, &dst_boot, &opts, &printer, control_rx),
-        controller
+        steer_to_cutover(&dst_boot, &writer_stop, &writes)
     );
     let migrated = migrated.map_err(|e| step("migrating")(e.to_string()))?;
     writer
@@ -281,14 +294,62 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
             report.to_table()
         );
     }
-    println!(
-        "the {} write transactions made during the migration are on the target",
-        writes.load(Ordering::SeqCst)
-    );
+    Ok((session, writes.load(Ordering::SeqCst)))
+}
 
+/// While migrate runs: shows the status once the live database streams, lets the application
+/// write a little longer, then asks for the cutover the way `pgferry stop` does (a request in
+/// the state, picked up by the running migration).
+async fn steer_to_cutover(dst_boot: &ConnConfig, writer_stop: &AtomicBool, writes: &AtomicU64) {
+    let mut streaming_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Ok(session) = crate::conn::connect(dst_boot).await else {
+            continue;
+        };
+        let Ok(Some(report)) = status::read(&session.client, &dst_boot.dbname).await else {
+            continue;
+        };
+        let syncing = report.databases.len() == 2
+            && report
+                .databases
+                .iter()
+                .all(|d| matches!(d.status, DatabaseStatus::Syncing | DatabaseStatus::Done));
+        match streaming_since {
+            None if syncing => {
+                streaming_since = Some(Instant::now());
+                println!(
+                    "\n$ pgferry status -t {}   (from another terminal)\n{}",
+                    dst_boot.display_target(),
+                    report.to_table()
+                );
+            }
+            Some(t) if t.elapsed() > std::time::Duration::from_secs(3) => {
+                writer_stop.store(true, Ordering::SeqCst);
+                println!(
+                    "  the application stops writing ({} write transactions so far)",
+                    writes.load(Ordering::SeqCst)
+                );
+                println!(
+                    "\n$ pgferry stop -t {} --max-replication-lag 0",
+                    dst_boot.display_target()
+                );
+                let store = Store::new(&session.client, &dst_boot.dbname);
+                if let Err(e) = store.request_stop(&report.migration.id, 0).await {
+                    println!("  could not request the cutover: {e}");
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `pgferry verify` of both sample databases; true when both are clean.
+async fn verify_databases(source: &Cluster, target: &Cluster) -> Result<bool, DemoError> {
     let mut clean = true;
     for db in ["shop", "reports"] {
-        let (s, d) = (config(&source, db)?, config(&target, db)?);
+        let (s, d) = (config(source, db)?, config(target, db)?);
         println!(
             "\n$ pgferry verify -s {} -t {}",
             s.display_target(),
@@ -300,33 +361,7 @@ pub async fn run(rows: u64) -> Result<(), DemoError> {
         print!("{}", render_text(&report));
         clean &= report.is_clean();
     }
-
-    println!(
-        "\ndemo finished in {:.1} s: {}",
-        started.elapsed().as_secs_f64(),
-        if clean {
-            "the target equals the source"
-        } else {
-            "DIFFERENCES FOUND"
-        }
-    );
-    drop(session);
-    drop(admin);
-    tokio::task::spawn_blocking(move || {
-        source.stop();
-        target.stop();
-    })
-    .await
-    .map_err(|e| step("stopping clusters")(e.to_string()))?;
-    println!("clusters stopped and removed");
-    if clean {
-        Ok(())
-    } else {
-        Err(DemoError::Step {
-            what: "verify".into(),
-            message: "source and target differ".into(),
-        })
-    }
+    Ok(clean)
 }
 
 /// Small write transactions on the source until `stop`: new orders, customer updates (the

@@ -136,19 +136,8 @@ impl Reporter for LiveReporter<'_> {
     }
 
     fn stage(&self, what: &str) {
-        let phase = if what.starts_with("creating the schema") {
-            Some("schema")
-        } else if what.starts_with("copying") {
-            Some("copy")
-        } else if what.starts_with("building") {
-            Some("post-data")
-        } else if what.starts_with("setting sequences") {
-            Some("finishing")
-        } else {
-            None
-        };
-        if let Some(phase) = phase {
-            self.board.phase(self.db, phase);
+        if let Some(phase) = crate::state::lifecycle::Phase::of_stage(what) {
+            self.board.phase(self.db, phase.as_str());
         }
         match self.events {
             Some(events) => events.stage(what),

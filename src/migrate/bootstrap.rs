@@ -18,9 +18,9 @@
 //! Invariant: while the task runs, either it holds the run lock on its current session or it
 //! is reconnecting and writes nothing.
 
-use super::store::{Store, Update};
 use super::Control;
 use crate::conn::{connect, ConnConfig, Session};
+use crate::state::migration::{Store, StoreError, Update};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -65,18 +65,22 @@ impl Keeper {
         (tx, tokio::spawn(self.run(rx)))
     }
 
+    /// The task: takes updates and steering as they come, keeps the session (see the module
+    /// documentation), writes the updates in order and polls for stop requests.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Update>) -> Exit {
-        // Our backend on the target: after a silent cut it may live on, holding the lock.
-        let mut our_pid = Store::new(&self.session.client, &self.dst.dbname)
-            .backend_pid()
-            .await
-            .ok();
-        let mut session = Some(self.session);
+        let mut link = Link {
+            // Our backend on the target: after a silent cut it may live on, holding the lock.
+            our_pid: Store::new(&self.session.client, &self.dst.dbname)
+                .backend_pid()
+                .await
+                .ok(),
+            session: Some(self.session),
+            down_since: None,
+            next_attempt: Instant::now(),
+            backoff: FIRST_BACKOFF,
+        };
         let mut pending: VecDeque<Update> = VecDeque::new();
         let mut closed = false;
-        let mut down_since: Option<Instant> = None;
-        let mut next_attempt = Instant::now();
-        let mut backoff = FIRST_BACKOFF;
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut control_open = true;
@@ -104,102 +108,26 @@ impl Keeper {
                 _ = poll.tick() => poll_now = true,
             }
 
-            if session.as_ref().is_some_and(|s| s.client.is_closed()) {
-                session = None;
+            if link.session.as_ref().is_some_and(|s| s.client.is_closed()) {
+                link.session = None;
             }
-            if session.is_none() {
-                let since = *down_since.get_or_insert_with(|| {
-                    tracing::warn!(
-                        "lost the connection to the target's bootstrap database \"{}\": \
-                         reconnecting (progress is kept meanwhile)",
-                        self.dst.dbname
-                    );
-                    Instant::now()
-                });
-                if closed && since.elapsed() >= GIVE_UP_AT_END {
-                    tracing::error!(
-                        "the target's bootstrap database \"{}\" stayed unreachable for {:.0}s at \
-                         the end of the run: {} state update(s) not recorded",
-                        self.dst.dbname,
-                        since.elapsed().as_secs_f64(),
-                        pending.len()
-                    );
-                    return Exit::Unreachable;
-                }
-                if Instant::now() < next_attempt {
-                    continue;
-                }
-                if let Some(s) = reconnect(&self.dst).await {
-                    {
-                        let store = Store::new(&s.client, &self.dst.dbname);
-                        match take_lock_back(&store, our_pid).await {
-                            Ok(true) => {
-                                tracing::info!(
-                                    "reconnected to the bootstrap database \"{}\" after {:.0}s; \
-                                     the run lock is held again",
-                                    self.dst.dbname,
-                                    since.elapsed().as_secs_f64()
-                                );
-                                our_pid = store.backend_pid().await.ok();
-                                session = Some(s);
-                                down_since = None;
-                                backoff = FIRST_BACKOFF;
-                            }
-                            Ok(false) => {
-                                tracing::error!(
-                                    "another pgferry migrate took the run lock of target database \
-                                     \"{}\" while this one's connection was down: this one stops \
-                                     (streaming databases keep their slots; the other run goes on)",
-                                    self.dst.dbname
-                                );
-                                let _ = self.control_tx.send(Control::Interrupt);
-                                return Exit::LockLost;
-                            }
-                            Err(_) => {}
-                        }
-                    }
-                }
-                if session.is_none() {
-                    next_attempt = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
+            if link.session.is_none() {
+                match link
+                    .restore(&self.dst, &self.control_tx, closed, pending.len())
+                    .await
+                {
+                    Restored::Up => {}
+                    Restored::Later => continue,
+                    Restored::Exit(exit) => return exit,
                 }
             }
-            let Some(s) = &session else { continue };
+            let Some(s) = &link.session else { continue };
             let store = Store::new(&s.client, &self.dst.dbname);
             // A silent network leaves a query waiting forever: past STATEMENT_LIMIT the
             // session counts as lost (dropping it ends its socket task).
-            let mut stuck = false;
-            while let Some(update) = pending.front() {
-                match tokio::time::timeout(STATEMENT_LIMIT, store.apply(&self.id, update)).await {
-                    Err(_) => {
-                        stuck = true;
-                        break;
-                    }
-                    Ok(Ok(())) => {
-                        pending.pop_front();
-                    }
-                    Ok(Err(_)) if s.client.is_closed() => break,
-                    Ok(Err(e)) => {
-                        tracing::warn!("could not record progress: {e}");
-                        pending.pop_front();
-                    }
-                }
-            }
+            let mut stuck = write_pending(&store, &s.client, &self.id, &mut pending).await;
             if !stuck && poll_now && !s.client.is_closed() {
-                match tokio::time::timeout(STATEMENT_LIMIT, store.stop_requested(&self.id)).await {
-                    Err(_) => stuck = true,
-                    Ok(Ok(Some(_))) if crate::failpoint::armed("bootstrap.drop_at_stop") => {
-                        // As if the connection broke just as the request was read.
-                        stuck = true;
-                    }
-                    Ok(Ok(Some(lag))) => {
-                        if *self.control_tx.borrow() == Control::Run {
-                            let _ = self.control_tx.send(Control::CutOver(lag.max(0) as u64));
-                        }
-                    }
-                    Ok(_) => {}
-                }
+                stuck = poll_stop_request(&store, &self.id, &self.control_tx).await;
             }
             if stuck {
                 tracing::warn!(
@@ -208,14 +136,14 @@ impl Keeper {
                     self.dst.dbname,
                     STATEMENT_LIMIT.as_secs()
                 );
-                session = None;
+                link.session = None;
                 continue;
             }
             if s.client.is_closed() {
                 continue;
             }
             if closed && pending.is_empty() {
-                if let Some(s) = session.take() {
+                if let Some(s) = link.session.take() {
                     return Exit::Finished(Box::new(s));
                 }
             }
@@ -223,13 +151,143 @@ impl Keeper {
     }
 }
 
+/// The bootstrap session, and how far its reconnection is while it is down.
+struct Link {
+    session: Option<Session>,
+    /// Our backend on the target: after a silent cut it may live on, holding the lock.
+    our_pid: Option<i32>,
+    down_since: Option<Instant>,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+/// What an attempt to bring the session back gave.
+enum Restored {
+    /// The session is back and holds the run lock again.
+    Up,
+    /// Still down; try again on a later turn.
+    Later,
+    /// The task ends.
+    Exit(Exit),
+}
+
+impl Link {
+    /// With the session down: reconnects (with backoff) and takes the run lock back first.
+    /// Gives up when the run is over (`closed`) and the database stayed unreachable for
+    /// [`GIVE_UP_AT_END`]; stops the run when another process took the lock.
+    async fn restore(
+        &mut self,
+        dst: &ConnConfig,
+        control_tx: &watch::Sender<Control>,
+        closed: bool,
+        pending: usize,
+    ) -> Restored {
+        let since = *self.down_since.get_or_insert_with(|| {
+            tracing::warn!(
+                "lost the connection to the target's bootstrap database \"{}\": \
+                 reconnecting (progress is kept meanwhile)",
+                dst.dbname
+            );
+            Instant::now()
+        });
+        if closed && since.elapsed() >= GIVE_UP_AT_END {
+            tracing::error!(
+                "the target's bootstrap database \"{}\" stayed unreachable for {:.0}s at \
+                 the end of the run: {} state update(s) not recorded",
+                dst.dbname,
+                since.elapsed().as_secs_f64(),
+                pending
+            );
+            return Restored::Exit(Exit::Unreachable);
+        }
+        if Instant::now() < self.next_attempt {
+            return Restored::Later;
+        }
+        if let Some(s) = reconnect(dst).await {
+            let store = Store::new(&s.client, &dst.dbname);
+            match take_lock_back(&store, self.our_pid).await {
+                Ok(true) => {
+                    tracing::info!(
+                        "reconnected to the bootstrap database \"{}\" after {:.0}s; \
+                         the run lock is held again",
+                        dst.dbname,
+                        since.elapsed().as_secs_f64()
+                    );
+                    self.our_pid = store.backend_pid().await.ok();
+                    self.session = Some(s);
+                    self.down_since = None;
+                    self.backoff = FIRST_BACKOFF;
+                    return Restored::Up;
+                }
+                Ok(false) => {
+                    tracing::error!(
+                        "another pgferry migrate took the run lock of target database \
+                         \"{}\" while this one's connection was down: this one stops \
+                         (streaming databases keep their slots; the other run goes on)",
+                        dst.dbname
+                    );
+                    let _ = control_tx.send(Control::Interrupt);
+                    return Restored::Exit(Exit::LockLost);
+                }
+                Err(_) => {}
+            }
+        }
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        Restored::Later
+    }
+}
+
+/// Writes the pending updates in order. An update the server refuses (the session alive) is
+/// logged and dropped; a lost session keeps the rest for later. True when a statement took
+/// longer than [`STATEMENT_LIMIT`] (the session counts as lost).
+async fn write_pending(
+    store: &Store<'_>,
+    client: &tokio_postgres::Client,
+    id: &str,
+    pending: &mut VecDeque<Update>,
+) -> bool {
+    while let Some(update) = pending.front() {
+        match tokio::time::timeout(STATEMENT_LIMIT, store.apply(id, update)).await {
+            Err(_) => return true,
+            Ok(Ok(())) => {
+                pending.pop_front();
+            }
+            Ok(Err(_)) if client.is_closed() => break,
+            Ok(Err(e)) => {
+                tracing::warn!("could not record progress: {e}");
+                pending.pop_front();
+            }
+        }
+    }
+    false
+}
+
+/// Reads `pgferry stop`'s request and turns it into [`Control::CutOver`] (unless the run is
+/// already steered otherwise). True when the session counts as lost.
+async fn poll_stop_request(
+    store: &Store<'_>,
+    id: &str,
+    control_tx: &watch::Sender<Control>,
+) -> bool {
+    match tokio::time::timeout(STATEMENT_LIMIT, store.stop_requested(id)).await {
+        Err(_) => true,
+        // As if the connection broke just as the request was read.
+        Ok(Ok(Some(_))) if crate::failpoint::armed("bootstrap.drop_at_stop") => true,
+        Ok(Ok(Some(lag))) => {
+            if *control_tx.borrow() == Control::Run {
+                let _ = control_tx.send(Control::CutOver(lag.max(0) as u64));
+            }
+            false
+        }
+        Ok(_) => false,
+    }
+}
+
 /// Takes the run lock on a new session. When the holder is our own earlier backend (the
 /// connection was cut without the server noticing), that backend is ended first: it is
 /// ours, and nothing else could stop it from holding the lock for hours.
-async fn take_lock_back(
-    store: &Store<'_>,
-    our_pid: Option<i32>,
-) -> Result<bool, super::store::StoreError> {
+async fn take_lock_back(store: &Store<'_>, our_pid: Option<i32>) -> Result<bool, StoreError> {
     if store.try_lock().await? {
         return Ok(true);
     }

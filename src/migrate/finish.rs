@@ -6,7 +6,6 @@
 //! stored position until the lag is small enough, syncs sequences and drops the slot and
 //! publication. `cleanup` refuses while a migrate runs, and is idempotent.
 
-use super::store::{Store, Update};
 use super::{MigrateError, Output};
 use crate::clone::CloneOptions;
 use crate::conn::{connect, ConnConfig};
@@ -15,6 +14,8 @@ use crate::progress::Reporter;
 use crate::replication::{
     follow_database, publication, state as apply_state, FollowOptions, FollowOutcome,
 };
+use crate::state::lifecycle::{DatabaseStatus, Method, MigrationStatus, Phase};
+use crate::state::migration::{Store, StoreError, Update};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -24,7 +25,7 @@ pub enum FinishError {
     #[error(transparent)]
     Migrate(#[from] MigrateError),
     #[error(transparent)]
-    Store(#[from] super::store::StoreError),
+    Store(#[from] StoreError),
     #[error("target database \"{0}\" holds no pgferry migration (schema pgferry is absent or empty); check -t names the bootstrap database used by migrate")]
     NoMigration(String),
     #[error("no pgferry migrate process is running for this target, so stop must cut over itself: give the source with -s SRC (passwords are never stored)")]
@@ -66,63 +67,7 @@ pub async fn stop(
         return Err(FinishError::NoMigration(dst.dbname.clone()));
     };
     if store.is_running().await? {
-        store
-            .request_stop(&migration.id, lag.min(i64::MAX as u64) as i64)
-            .await?;
-        out.message(
-            None,
-            &format!(
-                "asked the running migration {} to cut over at a lag of at most {lag} bytes; waiting",
-                migration.id
-            ),
-        );
-        let mut shown = Vec::new();
-        // The running process may be between two sessions with the bootstrap database (it
-        // reconnects with a backoff of up to 10 s): only a lock missing for longer than that
-        // means the process is gone.
-        let mut absent_since: Option<std::time::Instant> = None;
-        loop {
-            tokio::time::sleep(poll).await;
-            let dbs = store.databases(&migration.id).await?;
-            let pending: Vec<&str> = dbs
-                .iter()
-                .filter(|d| d.status == "syncing" || d.status == "running")
-                .map(|d| d.dbname.as_str())
-                .collect();
-            let running = if store.is_running().await? {
-                absent_since = None;
-                true
-            } else {
-                absent_since
-                    .get_or_insert_with(std::time::Instant::now)
-                    .elapsed()
-                    < LOCK_GAP_TOLERATED
-            };
-            if pending.is_empty() || !running {
-                let failed: Vec<String> = dbs
-                    .iter()
-                    .filter(|d| d.status == "failed")
-                    .map(|d| format!("{}: {}", d.dbname, d.error.as_deref().unwrap_or("failed")))
-                    .collect();
-                if !failed.is_empty() {
-                    return Err(FinishError::Database {
-                        db: "cutover".into(),
-                        message: failed.join("; "),
-                    });
-                }
-                if !pending.is_empty() {
-                    return Err(FinishError::Database {
-                        db: pending.join(", "),
-                        message: "the migrate process ended before these databases were cut over; run stop again with -s SRC".into(),
-                    });
-                }
-                return Ok(dbs.into_iter().map(|d| d.dbname).collect());
-            }
-            if pending != shown {
-                out.message(None, &format!("waiting for: {}", pending.join(", ")));
-                shown = pending.iter().map(|s| s.to_string()).collect();
-            }
-        }
+        return ask_running_to_cut_over(&store, &migration.id, lag, out, poll).await;
     }
 
     // Nobody runs: cut over here, holding the run lock so that no migrate starts meanwhile.
@@ -136,12 +81,12 @@ pub async fn stop(
     let mangle = mangle_of(&migration.options);
     let mut finished = Vec::new();
     for db in store.databases(&migration.id).await? {
-        match db.status.as_str() {
-            "done" => {
+        match db.status {
+            DatabaseStatus::Done => {
                 finished.push(db.dbname);
                 continue;
             }
-            "syncing" if db.method == "replication" => {}
+            DatabaseStatus::Syncing if db.method == Method::Replication => {}
             _ => {
                 out.message(
                     Some(&db.dbname),
@@ -178,8 +123,7 @@ pub async fn stop(
                 },
                 Update::Phase {
                     db: name.clone(),
-                    phase: "done".into(),
-                    status: "done".into(),
+                    phase: Phase::Done,
                 },
             ] {
                 store.apply(&migration.id, &update).await?;
@@ -193,10 +137,81 @@ pub async fn stop(
         }
     }
     let dbs = store.databases(&migration.id).await?;
-    if dbs.iter().all(|d| d.status == "done") {
-        store.finish(&migration.id, "done", None).await?;
+    if dbs.iter().all(|d| d.status == DatabaseStatus::Done) {
+        store
+            .finish(&migration.id, MigrationStatus::Done, None)
+            .await?;
     }
     Ok(finished)
+}
+
+/// `stop` with a migrate process running: the request goes into the state, and the running
+/// process cuts over; this waits until no database is left syncing or running, or the process
+/// is gone (its lock missing for longer than [`LOCK_GAP_TOLERATED`]).
+async fn ask_running_to_cut_over(
+    store: &Store<'_>,
+    id: &str,
+    lag: u64,
+    out: &dyn Output,
+    poll: Duration,
+) -> Result<Vec<String>, FinishError> {
+    store
+        .request_stop(id, lag.min(i64::MAX as u64) as i64)
+        .await?;
+    out.message(
+        None,
+        &format!(
+            "asked the running migration {} to cut over at a lag of at most {lag} bytes; waiting",
+            id
+        ),
+    );
+    let mut shown = Vec::new();
+    // The running process may be between two sessions with the bootstrap database (it
+    // reconnects with a backoff of up to 10 s): only a lock missing for longer than that
+    // means the process is gone.
+    let mut absent_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(poll).await;
+        let dbs = store.databases(id).await?;
+        let pending: Vec<&str> = dbs
+            .iter()
+            .filter(|d| matches!(d.status, DatabaseStatus::Syncing | DatabaseStatus::Running))
+            .map(|d| d.dbname.as_str())
+            .collect();
+        let running = if store.is_running().await? {
+            absent_since = None;
+            true
+        } else {
+            absent_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                < LOCK_GAP_TOLERATED
+        };
+        if pending.is_empty() || !running {
+            let failed: Vec<String> = dbs
+                .iter()
+                .filter(|d| d.status == DatabaseStatus::Failed)
+                .map(|d| format!("{}: {}", d.dbname, d.error.as_deref().unwrap_or("failed")))
+                .collect();
+            if !failed.is_empty() {
+                return Err(FinishError::Database {
+                    db: "cutover".into(),
+                    message: failed.join("; "),
+                });
+            }
+            if !pending.is_empty() {
+                return Err(FinishError::Database {
+                    db: pending.join(", "),
+                    message: "the migrate process ended before these databases were cut over; run stop again with -s SRC".into(),
+                });
+            }
+            return Ok(dbs.into_iter().map(|d| d.dbname).collect());
+        }
+        if pending != shown {
+            out.message(None, &format!("waiting for: {}", pending.join(", ")));
+            shown = pending.iter().map(|s| s.to_string()).collect();
+        }
+    }
 }
 
 /// A reporter for resumed streams (no copy happens).
@@ -299,12 +314,6 @@ pub(crate) async fn forget_progress(client: &tokio_postgres::Client, slot: &str,
     let _ = apply_state::forget(client, slot).await;
     let _ = apply_state::drop_empty_tables(client).await;
     if !bootstrap {
-        let _ = client
-            .batch_execute(
-                "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                   WHERE n.nspname = 'pgferry') THEN DROP SCHEMA IF EXISTS pgferry; END IF; END$$",
-            )
-            .await;
+        let _ = crate::state::drop_schema_if_no_table(client).await;
     }
 }

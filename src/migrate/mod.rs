@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Everything a run learns is written to schema `pgferry` of the target's bootstrap database
-//! ([`store`]) by one writer task, so that `status` works from another terminal and a rerun
+//! ([`crate::state::migration`]) by one writer task, so that `status` works from another terminal and a rerun
 //! knows what is finished: finished databases are skipped, streaming resumes from the stored
 //! position, and a database whose copy was interrupted is emptied and copied again (tables
 //! copied under two different snapshots would not be consistent with each other).
@@ -21,7 +21,6 @@ pub mod globals;
 pub mod plan;
 pub mod preflight;
 pub mod status;
-pub mod store;
 
 use crate::clone::database;
 use crate::clone::{clone_database, CloneError, CloneOptions};
@@ -33,12 +32,13 @@ use crate::replication::{
     FollowOutcome,
 };
 use crate::server::access;
+use crate::state::lifecycle::{DatabaseStatus, MigrationStatus, Phase};
+use crate::state::migration::{DatabaseRow, Store, StoreError, Update};
 use crate::units::count;
 use preflight::{DatabasePlan, Method, Preflight, PreflightError, PreflightOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{DatabaseRow, Store, StoreError, Update};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
@@ -185,52 +185,11 @@ pub async fn run(
 ) -> Result<MigrationReport, MigrateError> {
     // The lock session lives as long as the run.
     let lock_session = open("target", dst).await?;
-    let store = Store::new(&lock_session.client, &dst.dbname);
-    if !store.try_lock().await? {
-        return Err(MigrateError::AlreadyRunning {
-            database: dst.dbname.clone(),
-        });
-    }
-    let prior = store.migration().await?;
-    let prior_rows = match &prior {
-        Some(m) => store.databases(&m.id).await?,
-        None => Vec::new(),
-    };
-    let checks = preflight::run(src, dst, &opts.preflight, &prior_rows).await?;
-    for w in &checks.warnings {
-        out.message(None, &format!("warning: {w}"));
-    }
-    if !checks.passed() {
-        return Err(MigrateError::PreflightFailed(Box::new(checks)));
-    }
-    let id = opts
-        .migration_id
-        .clone()
-        .unwrap_or_else(|| default_migration_id(&checks.source_fingerprint));
-    let prior = store
-        .begin(
-            &id,
-            &src.display_target(),
-            &checks.source_fingerprint,
-            &opts.recorded_options,
-        )
-        .await?;
-    let prior_rows = if prior.is_some() {
-        store.databases(&id).await?
-    } else {
-        Vec::new()
-    };
-    out.message(
-        None,
-        &format!(
-            "migration {id}: {} → {} ({} database{}){}",
-            src.display_target(),
-            dst.display_target(),
-            checks.databases.len(),
-            if checks.databases.len() == 1 { "" } else { "s" },
-            if prior.is_some() { ", resuming" } else { "" }
-        ),
-    );
+    let Begun {
+        id,
+        checks,
+        prior_rows,
+    } = begin(src, dst, opts, out, &lock_session.client).await?;
 
     // Roles before databases: databases and objects have owners.
     let roles = {
@@ -294,31 +253,7 @@ pub async fn run(
 
     let mut databases = results;
     databases.sort_by(|a, b| a.0.cmp(&b.0));
-    let failed: Vec<&String> = databases
-        .iter()
-        .filter(|(_, o)| matches!(o, DatabaseOutcome::Failed(_)))
-        .map(|(n, _)| n)
-        .collect();
-    let syncing = databases
-        .iter()
-        .any(|(_, o)| *o == DatabaseOutcome::Syncing);
-    let (status, error) = if !failed.is_empty() {
-        (
-            "failed",
-            Some(format!(
-                "failed: {}",
-                failed
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        )
-    } else if syncing {
-        ("syncing", None)
-    } else {
-        ("done", None)
-    };
+    let (status, error) = migration_outcome(&databases);
     match exit {
         bootstrap::Exit::Finished(session) => {
             Store::new(&session.client, &dst.dbname)
@@ -339,6 +274,100 @@ pub async fn run(
         roles,
         databases,
     })
+}
+
+/// A migration that passed preflight and is recorded in the state.
+struct Begun {
+    id: String,
+    checks: Preflight,
+    /// The databases' rows of an earlier run of the same migration.
+    prior_rows: Vec<DatabaseRow>,
+}
+
+/// Takes the run lock on `lock_client` (the session that keeps it for the whole run), runs
+/// preflight (knowing what an earlier run recorded) and records the migration, or finds it
+/// recorded by an earlier run (a resume).
+async fn begin(
+    src: &ConnConfig,
+    dst: &ConnConfig,
+    opts: &MigrateOptions,
+    out: &dyn Output,
+    lock_client: &tokio_postgres::Client,
+) -> Result<Begun, MigrateError> {
+    let store = Store::new(lock_client, &dst.dbname);
+    if !store.try_lock().await? {
+        return Err(MigrateError::AlreadyRunning {
+            database: dst.dbname.clone(),
+        });
+    }
+    let prior = store.migration().await?;
+    let prior_rows = match &prior {
+        Some(m) => store.databases(&m.id).await?,
+        None => Vec::new(),
+    };
+    let checks = preflight::run(src, dst, &opts.preflight, &prior_rows).await?;
+    for w in &checks.warnings {
+        out.message(None, &format!("warning: {w}"));
+    }
+    if !checks.passed() {
+        return Err(MigrateError::PreflightFailed(Box::new(checks)));
+    }
+    let id = opts
+        .migration_id
+        .clone()
+        .unwrap_or_else(|| default_migration_id(&checks.source_fingerprint));
+    let prior = store
+        .begin(
+            &id,
+            &src.display_target(),
+            &checks.source_fingerprint,
+            &opts.recorded_options,
+        )
+        .await?;
+    let prior_rows = if prior.is_some() {
+        store.databases(&id).await?
+    } else {
+        Vec::new()
+    };
+    out.message(
+        None,
+        &format!(
+            "migration {id}: {} → {} ({} database{}){}",
+            src.display_target(),
+            dst.display_target(),
+            checks.databases.len(),
+            if checks.databases.len() == 1 { "" } else { "s" },
+            if prior.is_some() { ", resuming" } else { "" }
+        ),
+    );
+    Ok(Begun {
+        id,
+        checks,
+        prior_rows,
+    })
+}
+
+/// The migration's status (and error) from its databases' outcomes: failed when one failed,
+/// syncing when one still streams, else done.
+fn migration_outcome(databases: &[(String, DatabaseOutcome)]) -> (MigrationStatus, Option<String>) {
+    let failed: Vec<&str> = databases
+        .iter()
+        .filter(|(_, o)| matches!(o, DatabaseOutcome::Failed(_)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !failed.is_empty() {
+        (
+            MigrationStatus::Failed,
+            Some(format!("failed: {}", failed.join(", "))),
+        )
+    } else if databases
+        .iter()
+        .any(|(_, o)| *o == DatabaseOutcome::Syncing)
+    {
+        (MigrationStatus::Syncing, None)
+    } else {
+        (MigrationStatus::Done, None)
+    }
 }
 
 struct Context<'a> {
@@ -378,12 +407,13 @@ impl Context<'_> {
         }
     }
 
-    fn phase(&self, db: &str, phase: &str, status: &str) {
-        self.live(|b| b.phase(db, phase));
+    /// The database entered `phase`: the live view and the state (with the status that goes
+    /// with the phase) learn it.
+    fn phase(&self, db: &str, phase: Phase) {
+        self.live(|b| b.phase(db, phase.as_str()));
         self.send(Update::Phase {
             db: db.to_owned(),
-            phase: phase.to_owned(),
-            status: status.to_owned(),
+            phase,
         });
     }
 
@@ -393,10 +423,13 @@ impl Context<'_> {
         prior: Option<DatabaseRow>,
     ) -> DatabaseOutcome {
         let db = plan.name.as_str();
-        if prior.as_ref().is_some_and(|p| p.status == "done") {
+        if prior
+            .as_ref()
+            .is_some_and(|p| p.status == DatabaseStatus::Done)
+        {
             self.out
                 .message(Some(db), "done by an earlier run; skipped");
-            self.live(|b| b.phase(db, "done"));
+            self.live(|b| b.phase(db, Phase::Done.as_str()));
             return DatabaseOutcome::AlreadyDone;
         }
         if *self.control.borrow() == Control::Interrupt {
@@ -406,7 +439,7 @@ impl Context<'_> {
         if let Ok(session) = connect(self.dst).await {
             let store = Store::new(&session.client, &self.dst.dbname);
             if let Err(e) = store
-                .start_database(self.id, db, plan.method.as_status(), plan.reason.as_deref())
+                .start_database(self.id, db, plan.method, plan.reason.as_deref())
                 .await
             {
                 return DatabaseOutcome::Failed(e.to_string());
@@ -434,11 +467,11 @@ impl Context<'_> {
             Ok(outcome) => {
                 match &outcome {
                     DatabaseOutcome::Done => {
-                        self.phase(db, "done", "done");
+                        self.phase(db, Phase::Done);
                         self.out.message(Some(db), "done");
                     }
                     DatabaseOutcome::Syncing => {
-                        self.live(|b| b.phase(db, "syncing"));
+                        self.live(|b| b.phase(db, DatabaseStatus::Syncing.as_str()));
                         self.out.message(
                             Some(db),
                             "still syncing: streaming stopped, the slot is kept; rerun the same command to resume, or `pgferry stop` to cut over",
@@ -474,7 +507,7 @@ impl Context<'_> {
         let exists = database::database_exists(&admin.client, db).await?;
         let mut created = prior.is_some_and(|p| p.created_db);
         if let Some(p) = prior {
-            if exists && p.phase != "pending" {
+            if exists && p.phase != Phase::Pending {
                 if p.created_db && db != self.dst.dbname {
                     self.out.message(
                         Some(db),
@@ -571,10 +604,10 @@ impl Context<'_> {
     ) -> Result<DatabaseOutcome, DbError> {
         let db = plan.name.as_str();
         // A database that earlier used replication may have left its slot: ours, remove it.
-        if prior.is_some_and(|p| p.method == "replication") {
+        if prior.is_some_and(|p| p.method == Method::Replication) {
             self.remove_source_objects(db).await?;
         }
-        self.phase(db, "schema", "running");
+        self.phase(db, Phase::Schema);
         self.prepare_target(plan, prior).await?;
         let reporter = DbProgress::new(self, db);
         let (src_db, dst_db) = (self.src.with_dbname(db), self.dst.with_dbname(db));
@@ -632,6 +665,8 @@ impl Context<'_> {
         Ok(())
     }
 
+    /// The replication method: copy under a slot's snapshot (or resume), stream, and cut over
+    /// at the asked lag. A cutover asked while streaming restarts the follow session with it.
     async fn migrate_live(
         &self,
         plan: &DatabasePlan,
@@ -642,52 +677,7 @@ impl Context<'_> {
         let src_db = self.src.with_dbname(db);
         let dst_db = self.dst.with_dbname(db);
         let names = publication::names_for(db, self.opts.preflight.mangle);
-
-        // Resume when the slot and the target's progress row both exist; otherwise whatever an
-        // earlier run left is removed and the database copied again.
-        let slot_exists = {
-            let source = open("source", &src_db).await?;
-            publication::slot_exists(&source.client, &names.slot)
-                .await
-                .map_err(|e| DbError::Other(e.to_string()))?
-        };
-        let progress = match connect(&dst_db).await {
-            Ok(target) => {
-                let has_table: bool = target
-                    .client
-                    .query_one(
-                        "SELECT to_regclass('pgferry.apply_progress') IS NOT NULL",
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| CloneError::target_failed("looking for the progress row", e))?
-                    .get(0);
-                if has_table {
-                    apply_state::load(&target.client, &names.slot)
-                        .await
-                        .map_err(|e| CloneError::target_failed("reading the progress row", e))?
-                } else {
-                    None
-                }
-            }
-            Err(_) => None,
-        };
-        let resume = slot_exists && progress.is_some() && prior.is_some();
-        if !resume {
-            if slot_exists {
-                self.remove_source_objects(db).await?;
-            }
-            if progress.is_some() {
-                if let Ok(target) = connect(&dst_db).await {
-                    let _ = apply_state::forget(&target.client, &names.slot).await;
-                }
-            }
-            self.phase(db, "schema", "running");
-            self.prepare_target(plan, prior).await?;
-        } else {
-            self.phase(db, "streaming", "syncing");
-        }
-
+        let resume = self.resume_or_start_over(plan, prior, &names).await?;
         let streaming = Arc::new(AtomicBool::new(resume));
         let mut cutover_at = self.opts.cutover_at_lag;
         // Follow sessions this process started for the database: the second one is the
@@ -699,44 +689,11 @@ impl Context<'_> {
             if let Control::CutOver(lag) = *self.control.borrow() {
                 cutover_at = Some(lag);
             }
-            let follow_opts = FollowOptions {
-                clone: self.clone_options(plan),
-                cutover_at_lag: cutover_at,
-                replica_identity_full: self.opts.preflight.replica_identity_full,
-                retry_for: self.opts.retry_for,
-                mangle: self.opts.preflight.mangle,
-                create_aiven_extras: plan.apply_mode == Some(access::ApplyMode::AivenExtras),
-                max_slot_retained: self.opts.max_slot_retained,
-                ddl_capture: self.opts.ddl_capture,
-                ..FollowOptions::default()
-            };
+            let follow_opts = self.follow_options(plan, cutover_at);
             // Shut the follower down on Ctrl-C, or on a cutover request once it streams
             // (a cutover asked during the copy waits for the copy to finish).
-            let (shutdown_tx, shutdown_rx) = watch::channel(false);
-            let watcher = {
-                let mut control = self.control.clone();
-                let streaming = streaming.clone();
-                let already_cutting = cutover_at.is_some();
-                tokio::spawn(async move {
-                    loop {
-                        let c = *control.borrow();
-                        match c {
-                            Control::Interrupt => break,
-                            Control::CutOver(_)
-                                if !already_cutting && streaming.load(Ordering::SeqCst) =>
-                            {
-                                break
-                            }
-                            _ => {}
-                        }
-                        tokio::select! {
-                            r = control.changed() => if r.is_err() { return; },
-                            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                        }
-                    }
-                    let _ = shutdown_tx.send(true);
-                })
-            };
+            let (watcher, shutdown_rx) =
+                self.shutdown_signal(streaming.clone(), cutover_at.is_some());
             let reporter = DbProgress::new(self, db);
             let observer = |event: FollowEvent| {
                 if matches!(event, FollowEvent::Cloned(_) | FollowEvent::Resuming { .. }) {
@@ -793,6 +750,93 @@ impl Context<'_> {
         }
     }
 
+    /// Whether the database resumes streaming: when the slot and the target's progress row
+    /// both exist (and the state knows the database). Otherwise whatever an earlier run left
+    /// is removed and the target made ready for a new copy.
+    async fn resume_or_start_over(
+        &self,
+        plan: &DatabasePlan,
+        prior: Option<&DatabaseRow>,
+        names: &publication::ObjectNames,
+    ) -> Result<bool, DbError> {
+        let db = plan.name.as_str();
+        let src_db = self.src.with_dbname(db);
+        let dst_db = self.dst.with_dbname(db);
+        let slot_exists = {
+            let source = open("source", &src_db).await?;
+            publication::slot_exists(&source.client, &names.slot)
+                .await
+                .map_err(|e| DbError::Other(e.to_string()))?
+        };
+        let progress = match connect(&dst_db).await {
+            // None when the progress table does not exist either.
+            Ok(target) => apply_state::load(&target.client, &names.slot)
+                .await
+                .map_err(|e| CloneError::target_failed("reading the progress row", e))?,
+            Err(_) => None,
+        };
+        let resume = slot_exists && progress.is_some() && prior.is_some();
+        if !resume {
+            if slot_exists {
+                self.remove_source_objects(db).await?;
+            }
+            if progress.is_some() {
+                if let Ok(target) = connect(&dst_db).await {
+                    let _ = apply_state::forget(&target.client, &names.slot).await;
+                }
+            }
+            self.phase(db, Phase::Schema);
+            self.prepare_target(plan, prior).await?;
+        } else {
+            self.phase(db, Phase::Streaming);
+        }
+        Ok(resume)
+    }
+
+    /// The follower's options for one session of the database.
+    fn follow_options(&self, plan: &DatabasePlan, cutover_at: Option<u64>) -> FollowOptions {
+        FollowOptions {
+            clone: self.clone_options(plan),
+            cutover_at_lag: cutover_at,
+            replica_identity_full: self.opts.preflight.replica_identity_full,
+            retry_for: self.opts.retry_for,
+            mangle: self.opts.preflight.mangle,
+            create_aiven_extras: plan.apply_mode == Some(access::ApplyMode::AivenExtras),
+            max_slot_retained: self.opts.max_slot_retained,
+            ddl_capture: self.opts.ddl_capture,
+            ..FollowOptions::default()
+        }
+    }
+
+    /// A task that signals the follower to shut down on Ctrl-C, or on a cutover request once
+    /// the database streams (unless this session already cuts over).
+    fn shutdown_signal(
+        &self,
+        streaming: Arc<AtomicBool>,
+        already_cutting: bool,
+    ) -> (tokio::task::JoinHandle<()>, watch::Receiver<bool>) {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut control = self.control.clone();
+        let watcher = tokio::spawn(async move {
+            loop {
+                let c = *control.borrow();
+                match c {
+                    Control::Interrupt => break,
+                    Control::CutOver(_) if !already_cutting && streaming.load(Ordering::SeqCst) => {
+                        break
+                    }
+                    _ => {}
+                }
+                tokio::select! {
+                    r = control.changed() => if r.is_err() { return; },
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+            let _ = shutdown_tx.send(true);
+        });
+        (watcher, shutdown_rx)
+    }
+
     /// `restarted`: this process already streamed the database and the cutover request
     /// restarted the session — not a resume after a stop, so no warning about retained WAL.
     fn on_follow_event(
@@ -817,7 +861,7 @@ impl Context<'_> {
                     db: db.to_owned(),
                     held: false,
                 });
-                self.phase(db, "streaming", "syncing");
+                self.phase(db, Phase::Streaming);
                 self.out.message(
                     Some(db),
                     &format!(
@@ -833,7 +877,7 @@ impl Context<'_> {
             }
             FollowEvent::Resuming { from, .. } => {
                 streaming.store(true, Ordering::SeqCst);
-                self.phase(db, "streaming", "syncing");
+                self.phase(db, Phase::Streaming);
                 if restarted {
                     self.out.detail(db, &format!("streaming again from {from}"));
                 } else {
@@ -867,7 +911,7 @@ impl Context<'_> {
                 });
             }
             FollowEvent::CutoverStarted { lag } => {
-                self.phase(db, "cutover", "syncing");
+                self.phase(db, Phase::Cutover);
                 self.out.message(
                     Some(db),
                     &format!("lag {lag} bytes: cutting over (sequences, slot, publication)"),
@@ -1039,19 +1083,8 @@ impl Reporter for DbProgress<'_> {
     }
 
     fn stage(&self, what: &str) {
-        let phase = if what.starts_with("creating the schema") {
-            Some("schema")
-        } else if what.starts_with("copying") {
-            Some("copy")
-        } else if what.starts_with("building") {
-            Some("post-data")
-        } else if what.starts_with("setting sequences") {
-            Some("finishing")
-        } else {
-            None
-        };
-        if let Some(phase) = phase {
-            self.ctx.phase(&self.db, phase, "running");
+        if let Some(phase) = Phase::of_stage(what) {
+            self.ctx.phase(&self.db, phase);
         }
         self.ctx.out.message(Some(&self.db), what);
     }

@@ -14,9 +14,10 @@
 //! `status -s SRC` reads it on the source *now* ([`read_live`]), which is what matters when
 //! nobody is consuming. Each figure says when it was measured.
 
-use super::store::{DatabaseRow, MigrationRow, Store, StoreError};
 use crate::replication::publication;
 use crate::replication::source_watch::{self, SlotRetention};
+use crate::state::lifecycle::{DatabaseStatus, Method, MigrationStatus};
+use crate::state::migration::{DatabaseRow, MigrationRow, Store, StoreError};
 use crate::units::format_size;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -60,8 +61,8 @@ impl StatusReport {
             .iter()
             .map(|d| {
                 let mut d = d.clone();
-                if !self.running && d.status == "running" {
-                    d.status = "failed".into();
+                if !self.running && d.status == DatabaseStatus::Running {
+                    d.status = DatabaseStatus::Failed;
                     d.error.get_or_insert_with(|| INTERRUPTED.into());
                 }
                 d
@@ -71,7 +72,7 @@ impl StatusReport {
 
     /// The slot retention to show for `d`, if any (replication databases not done).
     fn retention<'a>(&'a self, d: &'a DatabaseRow) -> Option<Retention<'a>> {
-        if d.status == "done" || d.method != "replication" {
+        if d.status == DatabaseStatus::Done || d.method != Method::Replication {
             return None;
         }
         if let Some(live) = &self.live {
@@ -90,40 +91,44 @@ impl StatusReport {
 
     /// The snapshot age to show for `d`: only while a process runs its copy.
     fn snapshot_age(&self, d: &DatabaseRow) -> Option<f64> {
-        (self.running && d.status == "running")
+        (self.running && d.status == DatabaseStatus::Running)
             .then_some(d.snapshot_age_seconds)
             .flatten()
     }
 
     /// The overall (status, error).
-    pub fn overall(&self) -> (String, Option<String>) {
+    pub fn overall(&self) -> (MigrationStatus, Option<String>) {
         let dbs = self.effective_databases();
         let failed: Vec<&str> = dbs
             .iter()
-            .filter(|d| d.status == "failed")
+            .filter(|d| d.status == DatabaseStatus::Failed)
             .map(|d| d.dbname.as_str())
             .collect();
         if !failed.is_empty() {
             return (
-                "failed".into(),
+                MigrationStatus::Failed,
                 Some(format!("failed databases: {}", failed.join(", "))),
             );
         }
         if dbs.is_empty() {
             return (
-                if self.running { "running" } else { "done" }.into(),
+                if self.running {
+                    MigrationStatus::Running
+                } else {
+                    MigrationStatus::Done
+                },
                 self.migration.error.clone(),
             );
         }
-        if dbs.iter().all(|d| d.status == "done") {
-            ("done".into(), None)
+        if dbs.iter().all(|d| d.status == DatabaseStatus::Done) {
+            (MigrationStatus::Done, None)
         } else if dbs
             .iter()
-            .all(|d| d.status == "done" || d.status == "syncing")
+            .all(|d| matches!(d.status, DatabaseStatus::Done | DatabaseStatus::Syncing))
         {
-            ("syncing".into(), None)
+            (MigrationStatus::Syncing, None)
         } else {
-            ("running".into(), None)
+            (MigrationStatus::Running, None)
         }
     }
 
@@ -194,7 +199,7 @@ impl StatusReport {
         let dbs = self.effective_databases();
         // The seed's JSON keeps the migration-level method empty; the table says which
         // methods the databases use instead.
-        let mut methods: Vec<&str> = dbs.iter().map(|d| d.method.as_str()).collect();
+        let mut methods: Vec<&str> = dbs.iter().map(|d| d.method.as_status()).collect();
         methods.sort_unstable();
         methods.dedup();
         let methods = if methods.is_empty() {
@@ -236,6 +241,14 @@ impl StatusReport {
                 d.error.as_deref().unwrap_or("-")
             ));
         }
+        self.source_cost_notes(&dbs, &mut out);
+        stream_notes(&dbs, &mut out);
+        out
+    }
+
+    /// What the source pays, under the table: the snapshot the copy holds open and the WAL
+    /// the slots retain.
+    fn source_cost_notes(&self, dbs: &[DatabaseRow], out: &mut String) {
         let snapshots: Vec<String> = dbs
             .iter()
             .filter_map(|d| {
@@ -245,9 +258,9 @@ impl StatusReport {
             .collect();
         if !snapshots.is_empty() {
             out.push_str(
-                "\nsnapshot held open on the source by the copy (the source's vacuum cannot remove \
-                 rows deleted since it was taken):\n",
-            );
+            "\nsnapshot held open on the source by the copy (the source's vacuum cannot remove \
+             rows deleted since it was taken):\n",
+        );
             out.push_str(&snapshots.concat());
         }
         let retaining: Vec<String> = dbs
@@ -257,7 +270,7 @@ impl StatusReport {
                     Retention::Now(r) => format!("{} (read now)", r.describe()),
                     Retention::NoSlot => {
                         "no replication slot on the source (nothing retained; a rerun copies \
-                         this database again)"
+                     this database again)"
                             .into()
                     }
                     Retention::Reported {
@@ -282,57 +295,60 @@ impl StatusReport {
             if !self.running && self.live.is_none() {
                 out.push_str(
                     "  no pgferry process is running: these slots keep retaining WAL on the \
-                     source until migrate is rerun (it resumes) or `pgferry cleanup` removes \
-                     them; `pgferry status -s SRC -t DST` reads the figure now\n",
+                 source until migrate is rerun (it resumes) or `pgferry cleanup` removes \
+                 them; `pgferry status -s SRC -t DST` reads the figure now\n",
                 );
             }
         }
-        let retried: Vec<String> = dbs
-            .iter()
-            .filter(|d| d.retries > 0)
-            .map(|d| {
-                format!(
-                    "  {}: {} retr{}, the last after: {}\n",
-                    d.dbname,
-                    d.retries,
-                    if d.retries == 1 { "y" } else { "ies" },
-                    d.last_error.as_deref().unwrap_or("-")
-                )
-            })
-            .collect();
-        if !retried.is_empty() {
-            out.push_str("\nstreaming retried after transient errors:\n");
-            out.push_str(&retried.concat());
+    }
+}
+
+/// The streams' notes under the table: retries, tables not replicated, why not replication.
+fn stream_notes(dbs: &[DatabaseRow], out: &mut String) {
+    let retried: Vec<String> = dbs
+        .iter()
+        .filter(|d| d.retries > 0)
+        .map(|d| {
+            format!(
+                "  {}: {} retr{}, the last after: {}\n",
+                d.dbname,
+                d.retries,
+                if d.retries == 1 { "y" } else { "ies" },
+                d.last_error.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    if !retried.is_empty() {
+        out.push_str("\nstreaming retried after transient errors:\n");
+        out.push_str(&retried.concat());
+    }
+    let missing: Vec<&DatabaseRow> = dbs
+        .iter()
+        .filter(|d| !d.not_replicated.is_empty())
+        .collect();
+    if !missing.is_empty() {
+        out.push_str(
+            "\nnot replicated (created on the source without a usable replica identity, or \
+             removed from the publication because they lost theirs):\n",
+        );
+        for d in missing {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                d.dbname,
+                d.not_replicated.join(", ")
+            ));
         }
-        let missing: Vec<&DatabaseRow> = dbs
-            .iter()
-            .filter(|d| !d.not_replicated.is_empty())
-            .collect();
-        if !missing.is_empty() {
-            out.push_str(
-                "\nnot replicated (created on the source without a usable replica identity, or \
-                 removed from the publication because they lost theirs):\n",
-            );
-            for d in missing {
-                out.push_str(&format!(
-                    "  {}: {}\n",
-                    d.dbname,
-                    d.not_replicated.join(", ")
-                ));
-            }
+    }
+    let reasons: Vec<&DatabaseRow> = dbs.iter().filter(|d| d.method_reason.is_some()).collect();
+    if !reasons.is_empty() {
+        out.push_str("\nwhy not replication:\n");
+        for d in reasons {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                d.dbname,
+                d.method_reason.as_deref().unwrap_or("")
+            ));
         }
-        let reasons: Vec<&DatabaseRow> = dbs.iter().filter(|d| d.method_reason.is_some()).collect();
-        if !reasons.is_empty() {
-            out.push_str("\nwhy not replication:\n");
-            for d in reasons {
-                out.push_str(&format!(
-                    "  {}: {}\n",
-                    d.dbname,
-                    d.method_reason.as_deref().unwrap_or("")
-                ));
-            }
-        }
-        out
     }
 }
 
@@ -364,7 +380,7 @@ pub async fn read_live(
         .unwrap_or(false);
     let mut live = LiveSlots::new();
     for d in &report.databases {
-        if d.status == "done" || d.method != "replication" {
+        if d.status == DatabaseStatus::Done || d.method != Method::Replication {
             continue;
         }
         let slot = publication::names_for(&d.dbname, mangle).slot;
@@ -383,10 +399,10 @@ mod tests {
     fn db(name: &str, status: &str, method: &str) -> DatabaseRow {
         DatabaseRow {
             dbname: name.into(),
-            method: method.into(),
+            method: Method::from_status(method).expect("a method's word"),
             method_reason: None,
-            phase: "copy".into(),
-            status: status.into(),
+            phase: crate::state::lifecycle::Phase::Copy,
+            status: status.parse().expect("a status word"),
             error: None,
             lag_bytes: None,
             tables_done: 1,
@@ -408,7 +424,7 @@ mod tests {
                 id: "m".into(),
                 source: "u@h:5432/postgres".into(),
                 source_fingerprint: "f".into(),
-                status: "running".into(),
+                status: MigrationStatus::Running,
                 error: None,
                 stop_lag: None,
                 options: json!({}),

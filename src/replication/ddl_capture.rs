@@ -183,7 +183,7 @@ pub async fn install(client: &Client, publication: &str) -> Result<String, Captu
     let keys = quote_ident(&format!("{name}_key"));
     let rewrite = quote_ident(&format!("{name}_rewrite"));
     let sql = format!(
-        "CREATE SCHEMA IF NOT EXISTS pgferry; \
+        "{ensure_schema}; \
          CREATE TABLE pgferry.{keys} (key text NOT NULL); \
          REVOKE ALL ON pgferry.{keys} FROM PUBLIC; \
          INSERT INTO pgferry.{keys} VALUES ({key}); \
@@ -229,6 +229,7 @@ pub async fn install(client: &Client, publication: &str) -> Result<String, Captu
          CREATE EVENT TRIGGER {rewrite} ON table_rewrite EXECUTE PROCEDURE pgferry.{f}();",
         key = quote_literal(&key),
         prefix = quote_literal(PREFIX),
+        ensure_schema = crate::state::ENSURE_SCHEMA_SQL,
     );
     client
         .batch_execute(&sql)

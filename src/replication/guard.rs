@@ -103,7 +103,7 @@ pub async fn install(client: &Client, publication: &str) -> Result<(), GuardErro
     let guard = quote_ident(&guard_name(publication));
     let name = quote_literal(publication);
     let sql = format!(
-        "CREATE SCHEMA IF NOT EXISTS pgferry; \
+        "{ensure_schema}; \
          CREATE FUNCTION pgferry.{guard}() RETURNS event_trigger LANGUAGE plpgsql \
            SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgferry_guard$ \
          DECLARE r record; \
@@ -123,6 +123,7 @@ pub async fn install(client: &Client, publication: &str) -> Result<(), GuardErro
            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'DROP INDEX', 'ALTER INDEX') \
            EXECUTE PROCEDURE pgferry.{guard}();",
         unsafe_sql = unsafe_published_sql(publication),
+        ensure_schema = crate::state::ENSURE_SCHEMA_SQL,
     );
     client
         .batch_execute(&sql)

@@ -36,7 +36,8 @@ pub mod schema_follow;
 pub mod slot;
 pub mod source_watch;
 pub mod spool;
-pub mod state;
+/// The applier's part of the crate's state store, under its old name.
+pub use crate::state::applier as state;
 pub mod triggers;
 
 pub use connection::{

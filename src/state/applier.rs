@@ -1,29 +1,27 @@
-//! The applier's state, kept in the target database itself: the applied position
-//! (`pgferry.apply_progress`) and the source relations it has seen
-//! (`pgferry.apply_relations`).
+//! The applier's part of the state store, kept in the target database itself: the applied
+//! position (`pgferry.apply_progress`) and the source relations it has seen
+//! (`pgferry.apply_relations`). `replication` uses it as `replication::state`.
 //!
 //! The row for a slot is written in the same target transaction as the changes it covers, so
 //! after a crash the target holds exactly the changes up to the stored LSN: a restart skips
 //! every source transaction that ends at or before it (exactly-once apply).
 
-use super::pgoutput::Oid;
-use super::Lsn;
+use super::{APPLIER_LOCK_CLASS, ENSURE_SCHEMA_SQL};
+use crate::lsn::Lsn;
 use std::collections::HashMap;
 use tokio_postgres::Client;
 
-/// Creates schema `pgferry` and the progress table if missing.
-pub const ENSURE_SQL: &str = "CREATE SCHEMA IF NOT EXISTS pgferry; \
-     CREATE TABLE IF NOT EXISTS pgferry.apply_progress (\
+/// A relation's oid on the source (`pg_class.oid`; pgoutput's relation id).
+pub type Oid = u32;
+
+/// The progress table, created after schema `pgferry` in the same batch ([`ensure`]).
+const PROGRESS_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS pgferry.apply_progress (\
        slot text PRIMARY KEY, lsn pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())";
 
 /// Upserts the row of slot `$1` with LSN `$2` (text).
 pub const STORE_SQL: &str = "INSERT INTO pgferry.apply_progress AS p (slot, lsn, updated_at) \
      VALUES ($1, $2::text::pg_lsn, now()) \
      ON CONFLICT (slot) DO UPDATE SET lsn = excluded.lsn, updated_at = excluded.updated_at";
-
-/// First key of the applier lock (two-key advisory locks are a key space of their own, apart
-/// from migrate's one-key run lock): "pgfa".
-const APPLIER_LOCK_CLASS: i32 = 0x7067_6661;
 
 /// Takes the session-level "one applier per slot" advisory lock on `client`'s target database,
 /// waiting up to `wait` for a previous holder to go. `Ok(false)`: still held after `wait`.
@@ -54,8 +52,11 @@ pub async fn lock_applier(
     }
 }
 
+/// Creates schema `pgferry` and the progress table if missing.
 pub async fn ensure(client: &Client) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute(ENSURE_SQL).await
+    client
+        .batch_execute(&format!("{ENSURE_SCHEMA_SQL}; {PROGRESS_TABLE_SQL}"))
+        .await
 }
 
 /// The stored position of `slot`; `None` when the table or the row does not exist.

@@ -1,5 +1,5 @@
-//! The migration's state, kept in schema `pgferry` of the target's bootstrap database (the
-//! database named in `-t`), so that `status` and `stop` work from another terminal and a rerun
+//! The migration's part of the state store ([`super`]): kept in schema `pgferry` of the
+//! target's bootstrap database (the database named in `-t`), so that `status` and `stop` work from another terminal and a rerun
 //! knows what is finished.
 //!
 //! ```text
@@ -12,19 +12,24 @@
 //! pgferry.migration_table  per database and table: rows and bytes of the finished copy
 //! ```
 //!
-//! A running `migrate` holds a session-level advisory lock in the bootstrap database for its
-//! whole life: a second `migrate` sees it and refuses, `status` reports whether one runs, and
-//! `stop` knows whether to ask the running process or to cut over itself.
+//! A running `migrate` holds a session-level advisory lock ([`RUN_LOCK_KEY`]) in the bootstrap
+//! database for its whole life: a second `migrate` sees it and refuses, `status` reports
+//! whether one runs, and `stop` knows whether to ask the running process or to cut over itself.
+//!
+//! Methods, phases and statuses are the enums of [`super::lifecycle`]; the columns hold their
+//! words.
 
+use super::lifecycle::{DatabaseStatus, Method, MigrationStatus, Phase, UnknownValue};
+use super::{DROP_SCHEMA_IF_NO_TABLE_SQL, ENSURE_SCHEMA_SQL, RUN_LOCK_KEY};
 use serde::Serialize;
 use thiserror::Error;
 use tokio_postgres::Client;
 
-/// The advisory lock key of a running migration ("pgferry" in ASCII).
-pub const RUN_LOCK_KEY: i64 = 0x0070_6766_6572_7279;
-
-const SCHEMA_SQL: &str = "CREATE SCHEMA IF NOT EXISTS pgferry;
-CREATE TABLE IF NOT EXISTS pgferry.migration (
+/// The migration's tables, created after schema `pgferry` in the same batch. The columns'
+/// defaults are [`MigrationStatus::Running`], [`Phase::Pending`] and
+/// [`DatabaseStatus::Running`]; columns added since the first version come last, so that an
+/// older state is brought up to date.
+const TABLES_SQL: &str = "CREATE TABLE IF NOT EXISTS pgferry.migration (
     id text PRIMARY KEY,
     source text NOT NULL,
     source_fingerprint text NOT NULL,
@@ -83,7 +88,7 @@ pub enum StoreError {
         existing: String,
         requested: String,
         source_server: String,
-        status: String,
+        status: MigrationStatus,
     },
     #[error(
         "target database \"{database}\" already holds migration \"{existing}\" from another source server \
@@ -94,7 +99,20 @@ pub enum StoreError {
         existing: String,
         source_server: String,
     },
+    #[error("target (bootstrap database \"{database}\"): {source}")]
+    Value {
+        database: String,
+        #[source]
+        source: UnknownValue,
+    },
 }
+
+/// Whether the run lock is held, on `pg_locks` (`$1`: [`RUN_LOCK_KEY`]): how a one-key
+/// advisory lock shows there.
+const RUN_LOCK_HELD_WHERE: &str = "locktype = 'advisory' AND granted \
+       AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
+       AND classid = (($1::bigint >> 32) & 4294967295)::oid \
+       AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1";
 
 /// The stored migration row.
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +120,7 @@ pub struct MigrationRow {
     pub id: String,
     pub source: String,
     pub source_fingerprint: String,
-    pub status: String,
+    pub status: MigrationStatus,
     pub error: Option<String>,
     pub stop_lag: Option<i64>,
     pub options: serde_json::Value,
@@ -112,10 +130,10 @@ pub struct MigrationRow {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DatabaseRow {
     pub dbname: String,
-    pub method: String,
+    pub method: Method,
     pub method_reason: Option<String>,
-    pub phase: String,
-    pub status: String,
+    pub phase: Phase,
+    pub status: DatabaseStatus,
     pub error: Option<String>,
     pub lag_bytes: Option<i64>,
     pub tables_done: i32,
@@ -162,53 +180,68 @@ impl<'a> Store<'a> {
         }
     }
 
-    /// Whether schema `pgferry` with the migration table exists (read-only).
-    pub async fn exists(&self) -> Result<bool, StoreError> {
+    /// A stored word read back: the enum, or the error naming the word.
+    fn word<T: std::str::FromStr<Err = UnknownValue>>(&self, text: &str) -> Result<T, StoreError> {
+        text.parse().map_err(|source| StoreError::Value {
+            database: self.database.clone(),
+            source,
+        })
+    }
+
+    /// The one value of a one-row query.
+    async fn value<T: for<'r> tokio_postgres::types::FromSql<'r>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        what: &'static str,
+    ) -> Result<T, StoreError> {
         let row = self
             .client
-            .query_one(
-                "SELECT to_regclass('pgferry.migration') IS NOT NULL \
-                        AND to_regclass('pgferry.migration_db') IS NOT NULL",
-                &[],
-            )
+            .query_one(sql, params)
             .await
-            .map_err(self.err("looking for the migration state"))?;
+            .map_err(self.err(what))?;
         Ok(row.get(0))
+    }
+
+    /// Whether schema `pgferry` with the migration table exists (read-only).
+    pub async fn exists(&self) -> Result<bool, StoreError> {
+        self.value(
+            "SELECT to_regclass('pgferry.migration') IS NOT NULL \
+                    AND to_regclass('pgferry.migration_db') IS NOT NULL",
+            &[],
+            "looking for the migration state",
+        )
+        .await
     }
 
     pub async fn ensure_schema(&self) -> Result<(), StoreError> {
         self.client
-            .batch_execute(SCHEMA_SQL)
+            .batch_execute(&format!("{ENSURE_SCHEMA_SQL}; {TABLES_SQL}"))
             .await
             .map_err(self.err("creating schema pgferry"))
     }
 
     /// Takes the run lock for this session; `false` when another session holds it.
     pub async fn try_lock(&self) -> Result<bool, StoreError> {
-        let row = self
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY])
-            .await
-            .map_err(self.err("taking the migration lock"))?;
-        Ok(row.get(0))
+        self.value(
+            "SELECT pg_try_advisory_lock($1)",
+            &[&RUN_LOCK_KEY],
+            "taking the migration lock",
+        )
+        .await
     }
 
     /// Whether some session (a running migrate) holds the run lock. Read-only: looks at
     /// pg_locks rather than taking the lock.
     pub async fn is_running(&self) -> Result<bool, StoreError> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks \
-                 WHERE locktype = 'advisory' AND granted \
-                   AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
-                   AND classid = (($1::bigint >> 32) & 4294967295)::oid \
-                   AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1)",
-                &[&RUN_LOCK_KEY],
-            )
-            .await
-            .map_err(self.err("checking whether a migration runs"))?;
-        Ok(row.get(0))
+        self.value(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE {RUN_LOCK_HELD_WHERE})"
+            ),
+            &[&RUN_LOCK_KEY],
+            "checking whether a migration runs",
+        )
+        .await
     }
 
     /// The backend holding the run lock, if any.
@@ -216,11 +249,7 @@ impl<'a> Store<'a> {
         let row = self
             .client
             .query_opt(
-                "SELECT pid FROM pg_catalog.pg_locks \
-                 WHERE locktype = 'advisory' AND granted \
-                   AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
-                   AND classid = (($1::bigint >> 32) & 4294967295)::oid \
-                   AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1 LIMIT 1",
+                &format!("SELECT pid FROM pg_catalog.pg_locks WHERE {RUN_LOCK_HELD_WHERE} LIMIT 1"),
                 &[&RUN_LOCK_KEY],
             )
             .await
@@ -231,21 +260,22 @@ impl<'a> Store<'a> {
     /// Ends the backend `pid` (our own earlier session, cut off from us but still holding
     /// the lock). Allowed for a backend of the same role.
     pub async fn end_backend(&self, pid: i32) -> Result<bool, StoreError> {
-        let row = self
-            .client
-            .query_one("SELECT pg_catalog.pg_terminate_backend($1)", &[&pid])
-            .await
-            .map_err(self.err("ending our own earlier session"))?;
-        Ok(row.get(0))
+        self.value(
+            "SELECT pg_catalog.pg_terminate_backend($1)",
+            &[&pid],
+            "ending our own earlier session",
+        )
+        .await
     }
 
+    /// This session's backend (to recognise it holding the lock after a silent cut).
     pub async fn backend_pid(&self) -> Result<i32, StoreError> {
-        let row = self
-            .client
-            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
-            .await
-            .map_err(self.err("reading the session's process id"))?;
-        Ok(row.get(0))
+        self.value(
+            "SELECT pg_catalog.pg_backend_pid()",
+            &[],
+            "reading the session's process id",
+        )
+        .await
     }
 
     pub async fn migration(&self) -> Result<Option<MigrationRow>, StoreError> {
@@ -261,15 +291,18 @@ impl<'a> Store<'a> {
             )
             .await
             .map_err(self.err("reading the migration"))?;
-        Ok(row.map(|r| MigrationRow {
-            id: r.get(0),
-            source: r.get(1),
-            source_fingerprint: r.get(2),
-            status: r.get(3),
-            error: r.get(4),
-            stop_lag: r.get(5),
-            options: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or_default(),
-        }))
+        row.map(|r| {
+            Ok(MigrationRow {
+                id: r.get(0),
+                source: r.get(1),
+                source_fingerprint: r.get(2),
+                status: self.word(r.get(3))?,
+                error: r.get(4),
+                stop_lag: r.get(5),
+                options: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or_default(),
+            })
+        })
+        .transpose()
     }
 
     /// Records the migration, or checks that the stored one is this one (a rerun). A stop
@@ -291,7 +324,7 @@ impl<'a> Store<'a> {
                     existing: m.id.clone(),
                     requested: id.to_owned(),
                     source_server: m.source.clone(),
-                    status: m.status.clone(),
+                    status: m.status,
                 })
             }
             Some(m) if m.source_fingerprint != fingerprint => {
@@ -304,9 +337,13 @@ impl<'a> Store<'a> {
             Some(_) => {
                 self.client
                     .execute(
-                        "UPDATE pgferry.migration SET status = 'running', error = NULL, \
+                        "UPDATE pgferry.migration SET status = $3, error = NULL, \
                          options = $2::text::jsonb, updated_at = now() WHERE id = $1",
-                        &[&id, &options.to_string()],
+                        &[
+                            &id,
+                            &options.to_string(),
+                            &MigrationStatus::Running.as_str(),
+                        ],
                     )
                     .await
                     .map_err(self.err("updating the migration"))?;
@@ -328,14 +365,14 @@ impl<'a> Store<'a> {
     pub async fn finish(
         &self,
         id: &str,
-        status: &str,
+        status: MigrationStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         self.client
             .execute(
                 "UPDATE pgferry.migration SET status = $2, error = $3, stop_lag = NULL, updated_at = now() \
                  WHERE id = $1",
-                &[&id, &status, &error],
+                &[&id, &status.as_str(), &error],
             )
             .await
             .map_err(self.err("recording the migration's outcome"))?;
@@ -343,7 +380,9 @@ impl<'a> Store<'a> {
     }
 
     /// The databases' rows. Read as JSON so that a state written by an older pgferry (without
-    /// the newer columns) is still shown: `status` must never fail on it, nor change it.
+    /// the newer columns) is still shown: `status` must never fail on it, nor change it. A
+    /// missing phase or status reads as the column's default; a word this pgferry does not
+    /// know is [`StoreError::Value`].
     pub async fn databases(&self, id: &str) -> Result<Vec<DatabaseRow>, StoreError> {
         let rows = self
             .client
@@ -366,12 +405,17 @@ impl<'a> Store<'a> {
                     })?;
                 let text = |k: &str| row[k].as_str().map(str::to_owned);
                 let int = |k: &str| row[k].as_i64();
+                let word = |k: &str| row[k].as_str().unwrap_or_default();
                 Ok(DatabaseRow {
                     dbname: text("dbname").unwrap_or_default(),
-                    method: text("method").unwrap_or_default(),
+                    method: self.word(word("method"))?,
                     method_reason: text("method_reason"),
-                    phase: text("phase").unwrap_or_default(),
-                    status: text("status").unwrap_or_default(),
+                    phase: row["phase"]
+                        .as_str()
+                        .map_or(Ok(Phase::Pending), |w| self.word(w))?,
+                    status: row["status"]
+                        .as_str()
+                        .map_or(Ok(DatabaseStatus::Running), |w| self.word(w))?,
                     error: text("error"),
                     lag_bytes: int("lag_bytes"),
                     tables_done: int("tables_done").unwrap_or(0) as i32,
@@ -401,7 +445,7 @@ impl<'a> Store<'a> {
         &self,
         id: &str,
         db: &str,
-        method: &str,
+        method: Method,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         self.client
@@ -409,9 +453,15 @@ impl<'a> Store<'a> {
                 "INSERT INTO pgferry.migration_db (migration_id, dbname, method, method_reason) \
                  VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (migration_id, dbname) DO UPDATE SET method = EXCLUDED.method, \
-                   method_reason = EXCLUDED.method_reason, status = 'running', error = NULL, \
+                   method_reason = EXCLUDED.method_reason, status = $5, error = NULL, \
                    snapshot_since = NULL, retries = 0, last_error = NULL, updated_at = now()",
-                &[&id, &db, &method, &reason],
+                &[
+                    &id,
+                    &db,
+                    &method.as_str(),
+                    &reason,
+                    &DatabaseStatus::Running.as_str(),
+                ],
             )
             .await
             .map_err(self.err("recording a database's method"))?;
@@ -420,22 +470,22 @@ impl<'a> Store<'a> {
 
     pub async fn apply(&self, id: &str, update: &Update) -> Result<(), StoreError> {
         let result = match update {
-            Update::Phase { db, phase, status } => {
+            Update::Phase { db, phase } => {
                 self.client
                     .execute(
                         "UPDATE pgferry.migration_db SET phase = $3, status = $4, updated_at = now() \
                          WHERE migration_id = $1 AND dbname = $2",
-                        &[&id, db, phase, status],
+                        &[&id, db, &phase.as_str(), &phase.status().as_str()],
                     )
                     .await
             }
             Update::Failed { db, error } => {
                 self.client
                     .execute(
-                        "UPDATE pgferry.migration_db SET status = 'failed', error = $3, \
+                        "UPDATE pgferry.migration_db SET status = $4, error = $3, \
                                 snapshot_since = NULL, updated_at = now() \
                          WHERE migration_id = $1 AND dbname = $2",
-                        &[&id, db, error],
+                        &[&id, db, error, &DatabaseStatus::Failed.as_str()],
                     )
                     .await
             }
@@ -571,12 +621,10 @@ impl<'a> Store<'a> {
     /// Removes the whole state (after cleanup).
     pub async fn drop_all(&self) -> Result<(), StoreError> {
         self.client
-            .batch_execute(
+            .batch_execute(&format!(
                 "DROP TABLE IF EXISTS pgferry.migration_table, pgferry.migration_db, pgferry.migration; \
-                 DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
-                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgferry') \
-                   THEN DROP SCHEMA IF EXISTS pgferry; END IF; END$$",
-            )
+                 {DROP_SCHEMA_IF_NO_TABLE_SQL}"
+            ))
             .await
             .map_err(self.err("removing the migration state"))
     }
@@ -585,10 +633,10 @@ impl<'a> Store<'a> {
 /// One change of state, sent by the workers to the task that writes them.
 #[derive(Debug, Clone)]
 pub enum Update {
+    /// The database entered `phase`; its status follows ([`Phase::status`]).
     Phase {
         db: String,
-        phase: String,
-        status: String,
+        phase: Phase,
     },
     Failed {
         db: String,
