@@ -3,12 +3,10 @@
 //!
 //! Connecting mirrors [`crate::conn::connect`] (which tokio-postgres cannot do for us here: it
 //! has no replication mode and no COPY BOTH): the same [`ConnConfig`], the same rustls
-//! configuration from [`crate::conn::tls::client_config`], and libpq's `sslmode` fallbacks:
-//! - `allow`: plain first, TLS once more if the server refused the plain session;
-//! - `prefer`: TLS if the server answers the SSLRequest with `S`, plain on `N`, and once more
-//!   plain if the TLS handshake itself fails;
-//! - `require` / `verify-*`: TLS or nothing (`N` is an error);
-//! - Unix sockets: never TLS.
+//! configuration from [`crate::conn::tls::client_config`], and the same order of plain and TLS
+//! attempts per `sslmode` ([`crate::conn::attempts`]); an attempt here is socket, SSLRequest
+//! (`N` plain for `prefer`, an error for `require`), handshake and authentication. Unix sockets:
+//! never TLS.
 //!
 //! Authentication: trust, cleartext, md5, SCRAM-SHA-256 and, over TLS, SCRAM-SHA-256-PLUS with
 //! `tls-server-end-point` channel binding. `channel_binding=require` fails unless the server
@@ -23,8 +21,9 @@ use super::protocol::{
     ServerMessage, StatusUpdate,
 };
 use super::slot::{self, CommandError, CreatedSlot, StartOptions, SystemInfo};
+use crate::conn::attempts::{with_sslmode, AttemptFailure, TlsAttempt};
 use crate::conn::connect::{ConnectErrorKind, DEFAULT_APPLICATION_NAME};
-use crate::conn::{tls, ChannelBinding, ConnConfig, Host, SslMode};
+use crate::conn::{tls, ChannelBinding, ConnConfig, Host};
 use crate::pgerror::SqlState;
 use bytes::{Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
@@ -172,15 +171,6 @@ impl fmt::Debug for ReplicationConnection {
     }
 }
 
-/// Whether an attempt uses TLS.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum TlsWish {
-    Plain,
-    /// TLS if the server accepts the SSLRequest, else plain.
-    Prefer,
-    Require,
-}
-
 /// A failed attempt, before it becomes a [`ReplicationError::Connect`].
 struct Failure {
     kind: ConnectErrorKind,
@@ -230,6 +220,23 @@ impl Failure {
     }
 }
 
+impl AttemptFailure for Failure {
+    fn kind(&self) -> ConnectErrorKind {
+        self.kind
+    }
+
+    fn server_lacks_tls(&self) -> bool {
+        self.server_lacks_tls
+    }
+
+    fn after_tls_failure(self, tls_failure: Failure) -> Failure {
+        Failure {
+            reason: format!("{}; then without TLS: {}", tls_failure.reason, self.reason),
+            ..self
+        }
+    }
+}
+
 impl ReplicationConnection {
     /// Opens a logical replication session to `cfg` (see the module docs for TLS and
     /// authentication).
@@ -243,43 +250,11 @@ impl ReplicationConnection {
         };
         let tls_config = tls::client_config(cfg)
             .map_err(|e| wrap(Failure::new(ConnectErrorKind::Setup, e.to_string())))?;
-        let Some(tls_config) = tls_config else {
-            return attempt(cfg, None, TlsWish::Plain, &target)
-                .await
-                .map_err(wrap);
-        };
-        let tls = Some(tls_config);
-        let result = match cfg.sslmode {
-            SslMode::Allow => match attempt(cfg, None, TlsWish::Plain, &target).await {
-                Ok(c) => Ok(c),
-                Err(first) if first.kind == ConnectErrorKind::Unreachable => Err(first),
-                Err(first) => match attempt(cfg, tls, TlsWish::Require, &target).await {
-                    Ok(c) => Ok(c),
-                    Err(second) if second.server_lacks_tls => Err(first),
-                    Err(second) => Err(second),
-                },
-            },
-            SslMode::Prefer => match attempt(cfg, tls, TlsWish::Prefer, &target).await {
-                Err(first) if first.kind == ConnectErrorKind::Tls => {
-                    match attempt(cfg, None, TlsWish::Plain, &target).await {
-                        Ok(c) => Ok(c),
-                        Err(second) => Err(Failure {
-                            reason: format!(
-                                "{}; then without TLS: {}",
-                                first.reason, second.reason
-                            ),
-                            ..second
-                        }),
-                    }
-                }
-                other => other,
-            },
-            SslMode::Disable => attempt(cfg, None, TlsWish::Plain, &target).await,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                attempt(cfg, tls, TlsWish::Require, &target).await
-            }
-        };
-        result.map_err(wrap)
+        with_sslmode(cfg.sslmode, tls_config.is_some(), |wish| {
+            attempt(cfg, tls_config.clone(), wish, &target)
+        })
+        .await
+        .map_err(wrap)
     }
 
     /// A server parameter reported at startup or later (`server_version`, `integer_datetimes`...).
@@ -795,7 +770,7 @@ impl ReplicationStream {
 async fn attempt(
     cfg: &ConnConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    wish: TlsWish,
+    wish: TlsAttempt,
     target: &str,
 ) -> Result<ReplicationConnection, Failure> {
     let work = attempt_inner(cfg, tls, wish, target);
@@ -814,7 +789,7 @@ async fn attempt(
 async fn attempt_inner(
     cfg: &ConnConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    wish: TlsWish,
+    wish: TlsAttempt,
     target: &str,
 ) -> Result<ReplicationConnection, Failure> {
     // (socket, channel binding data, encrypted)
@@ -826,7 +801,7 @@ async fn attempt_inner(
     let (io, channel_binding, tls_used): (Box<dyn Io>, Option<Vec<u8>>, bool) = match socket {
         Socket::Unix(s) => (Box::new(s), None, false),
         Socket::Tcp(mut tcp) => match (wish, tls) {
-            (TlsWish::Plain, _) | (_, None) => (Box::new(tcp), None, false),
+            (TlsAttempt::Plain, _) | (_, None) => (Box::new(tcp), None, false),
             (_, Some(tls)) => {
                 if negotiate_tls(&mut tcp).await? {
                     let name = server_name(cfg)?;
@@ -846,7 +821,7 @@ async fn attempt_inner(
                         .and_then(|certs| certs.first())
                         .and_then(|cert| tls_server_end_point(cert.as_ref()));
                     (Box::new(stream), binding, true)
-                } else if wish == TlsWish::Prefer {
+                } else if wish == TlsAttempt::Prefer {
                     (Box::new(tcp), None, false)
                 } else {
                     return Err(Failure {
