@@ -314,14 +314,11 @@ async fn plan(src: &ConnConfig, dst: &ConnConfig, opts: &PlanOptions) -> Result<
     })
 }
 
+/// The server's major version (`server_version_num` / 10000).
 async fn major(client: &Client, server: &'static str) -> Result<i32, BenchError> {
-    client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int4 / 10000",
-            &[],
-        )
+    crate::compat::server_version_num(client)
         .await
-        .map(|r| r.get::<_, i32>(0))
+        .map(|num| num / 10000)
         .map_err(fail(server, "reading the server version"))
 }
 

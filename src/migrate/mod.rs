@@ -494,12 +494,9 @@ impl Context<'_> {
         self.send(Update::ForgetTables { db: db.to_owned() });
         if !database::database_exists(&admin.client, db).await? {
             let source = open("source", &self.src.with_dbname(db)).await?;
-            let version: i32 = source
-                .client
-                .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            let version = crate::compat::server_version_num(&source.client)
                 .await
-                .map_err(|e| CloneError::source_failed("reading the server version", e))?
-                .get(0);
+                .map_err(|e| CloneError::source_failed("reading the server version", e))?;
             let props = database::source_props(&source.client, version).await?;
             let owners = &self.opts.clone.owners;
             let source_owners = access::source_owners(&source.client)
@@ -950,11 +947,9 @@ async fn wait_for(control: &mut watch::Receiver<Control>, pred: impl Fn(Control)
 /// Drops a database this migration created and was copying into. The sessions of a killed
 /// earlier run may still be on their way out, so on PostgreSQL 13+ `WITH (FORCE)` ends them.
 async fn drop_database(admin: &tokio_postgres::Client, db: &str) -> Result<(), DbError> {
-    let version: i32 = admin
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+    let version = crate::compat::server_version_num(admin)
         .await
-        .map_err(|e| CloneError::target_failed("reading the server version", e))?
-        .get(0);
+        .map_err(|e| CloneError::target_failed("reading the server version", e))?;
     let force = if version >= 130000 {
         " WITH (FORCE)"
     } else {

@@ -1114,15 +1114,10 @@ impl Applier {
         let generated = match self.generated_supported {
             Some(g) => g,
             None => {
-                let row = self
-                    .client
-                    .query_one(
-                        "SELECT current_setting('server_version_num')::int4 >= 120000",
-                        &[],
-                    )
+                let g = crate::compat::server_version_num(&self.client)
                     .await
-                    .map_err(ApplyError::target("reading the server version"))?;
-                let g: bool = row.get(0);
+                    .map_err(ApplyError::target("reading the server version"))?
+                    >= 120000;
                 self.generated_supported = Some(g);
                 g
             }

@@ -993,14 +993,10 @@ async fn wait_shutdown(shutdown: &mut watch::Receiver<bool>) -> bool {
     shutdown.wait_for(|s| *s).await.is_ok()
 }
 
+/// The server's major version (`server_version_num` / 10000).
 async fn server_major(client: &tokio_postgres::Client) -> Result<u32, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int4 / 10000",
-            &[],
-        )
-        .await?;
-    Ok(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0))
+    let num = crate::compat::server_version_num(client).await?;
+    Ok(u32::try_from(num / 10000).unwrap_or(0))
 }
 
 /// Binary values only when they are surely readable by the target: same major version (14+

@@ -144,14 +144,6 @@ async fn is_superuser(client: &Client) -> Result<bool, PublicationError> {
     Ok(row.get(0))
 }
 
-async fn server_version_num(client: &Client) -> Result<i32, PublicationError> {
-    let row = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
-        .await
-        .map_err(source_err("reading the server version"))?;
-    Ok(row.get(0))
-}
-
 /// Whether our publication exists.
 pub async fn publication_exists(client: &Client, name: &str) -> Result<bool, PublicationError> {
     let row = client
@@ -238,7 +230,9 @@ pub async fn create_publication(
         drop_publication(client, name).await?;
     }
     let superuser = is_superuser(client).await?;
-    let version = server_version_num(client).await?;
+    let version = crate::compat::server_version_num(client)
+        .await
+        .map_err(source_err("reading the server version"))?;
     let tables = tables_to_publish(client, filter, version >= 130000).await?;
     // No table needs no help: anyone may create an empty publication.
     let aiven = if !superuser && !tables.is_empty() {

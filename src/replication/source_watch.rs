@@ -93,10 +93,7 @@ pub async fn read_retention(
     client: &Client,
     slot: &str,
 ) -> Result<Option<SlotRetention>, tokio_postgres::Error> {
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
-        .await?
-        .get(0);
+    let version = crate::compat::server_version_num(client).await?;
     let sql = if version >= 130000 {
         "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::int8, \
                 wal_status::text, safe_wal_size::int8, \
