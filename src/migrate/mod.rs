@@ -620,7 +620,7 @@ impl Context<'_> {
     async fn remove_source_objects(&self, db: &str) -> Result<(), DbError> {
         let names = publication::names_for(db, self.opts.preflight.mangle);
         let source = open("source", &self.src.with_dbname(db)).await?;
-        publication::drop_slot(&source.client, &names.slot)
+        crate::replication::slot::drop(&source.client, &names.slot)
             .await
             .map_err(|e| DbError::Other(e.to_string()))?;
         publication::drop_publication(&source.client, &names.publication)
@@ -644,7 +644,7 @@ impl Context<'_> {
         // earlier run left is removed and the database copied again.
         let slot_exists = {
             let source = open("source", &src_db).await?;
-            publication::slot_exists(&source.client, &names.slot)
+            crate::replication::slot::exists(&source.client, &names.slot)
                 .await
                 .map_err(|e| DbError::Other(e.to_string()))?
         };

@@ -436,17 +436,13 @@ pub async fn run(
         .into_iter()
         .map(|r| format!("source: {r}"))
         .collect();
-    let existing_slots: Vec<String> = src_session
-        .client
-        .query(
-            "SELECT slot_name::text FROM pg_catalog.pg_replication_slots WHERE slot_name LIKE 'pgferry\\_%'",
-            &[],
-        )
+    let existing_slots = crate::replication::slot::names_like(&src_session.client, "pgferry\\_%")
         .await
-        .map_err(query_err("source", &src.dbname, "listing replication slots"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map_err(query_err(
+            "source",
+            &src.dbname,
+            "listing replication slots",
+        ))?;
     if source.server_version_num >= 150000 && !target.user.superuser {
         let params: Vec<String> = src_session
             .client

@@ -16,7 +16,7 @@
 
 use super::store::{DatabaseRow, MigrationRow, Store, StoreError};
 use crate::replication::publication;
-use crate::replication::source_watch::{self, SlotRetention};
+use crate::replication::slot::{self, SlotRetention};
 use crate::units::format_size;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -368,10 +368,7 @@ pub async fn read_live(
             continue;
         }
         let slot = publication::names_for(&d.dbname, mangle).slot;
-        live.insert(
-            d.dbname.clone(),
-            source_watch::read_retention(source, &slot).await?,
-        );
+        live.insert(d.dbname.clone(), slot::read_retention(source, &slot).await?);
     }
     Ok(live)
 }

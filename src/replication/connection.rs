@@ -1,6 +1,10 @@
 //! The async driver: one task owns the socket of a `replication=database` session and turns the
 //! sans-IO pieces of [`super::protocol`] into calls.
 //!
+//! The slot commands (`CREATE_REPLICATION_SLOT`, `DROP_REPLICATION_SLOT`) are methods of the
+//! connection written in [`super::slot`], the slots' one owner; the others' text is
+//! [`super::command`].
+//!
 //! Connecting mirrors [`crate::conn::connect`] (which tokio-postgres cannot do for us here: it
 //! has no replication mode and no COPY BOTH): the same [`ConnConfig`], the same rustls
 //! configuration from [`crate::conn::tls::client_config`], and the same order of plain and TLS
@@ -16,11 +20,11 @@
 //! All reads are cancel-safe (bytes read stay in our buffer), so [`ReplicationStream::next_event`]
 //! can sit in a `tokio::select!` next to a timer.
 
+use super::command::{self, CommandError, StartOptions, SystemInfo};
 use super::protocol::{
     self, parse_backend, parse_copy_payload, Backend, CopyPayload, Lsn, ProtocolError,
     ServerMessage, StatusUpdate,
 };
-use super::slot::{self, CommandError, CreatedSlot, StartOptions, SystemInfo};
 use crate::conn::attempts::{with_sslmode, AttemptFailure, TlsAttempt};
 use crate::conn::connect::{ConnectErrorKind, DEFAULT_APPLICATION_NAME};
 use crate::conn::{tls, ChannelBinding, ConnConfig, Host};
@@ -113,7 +117,7 @@ impl ReplicationError {
         self.code() == Some(SqlState::UNDEFINED_OBJECT.code())
     }
 
-    fn unexpected(command: &str, what: impl Into<String>) -> ReplicationError {
+    pub(super) fn unexpected(command: &str, what: impl Into<String>) -> ReplicationError {
         ReplicationError::Unexpected {
             command: short(command),
             what: what.into(),
@@ -268,7 +272,7 @@ impl ReplicationConnection {
     /// The server's major version (from `server_version`), 0 if it did not say.
     pub fn server_major(&self) -> u32 {
         self.parameter("server_version")
-            .and_then(slot::server_major)
+            .and_then(command::server_major)
             .unwrap_or(0)
     }
 
@@ -298,35 +302,6 @@ impl ReplicationConnection {
             })?,
             dbname: result.get(0, "dbname").map(str::to_owned),
         })
-    }
-
-    /// CREATE_REPLICATION_SLOT for pgoutput. With `export_snapshot`, the returned snapshot can
-    /// be imported by other sessions until this connection runs its next command.
-    pub async fn create_slot(
-        &mut self,
-        name: &str,
-        temporary: bool,
-        export_snapshot: bool,
-    ) -> Result<CreatedSlot, ReplicationError> {
-        let command =
-            slot::create_slot_command(name, temporary, export_snapshot, self.server_major())?;
-        let result = self.single_row(&command).await?;
-        let point = result
-            .get(0, "consistent_point")
-            .ok_or_else(|| ReplicationError::unexpected(&command, "no consistent_point"))?;
-        Ok(CreatedSlot {
-            slot_name: result.get(0, "slot_name").unwrap_or(name).to_owned(),
-            consistent_point: point.parse().map_err(|_| {
-                ReplicationError::unexpected(&command, format!("consistent_point {point:?}"))
-            })?,
-            snapshot_name: result.get(0, "snapshot_name").map(str::to_owned),
-        })
-    }
-
-    /// DROP_REPLICATION_SLOT; with `wait`, waits for another session to release it.
-    pub async fn drop_slot(&mut self, name: &str, wait: bool) -> Result<(), ReplicationError> {
-        let command = slot::drop_slot_command(name, wait, self.server_major())?;
-        self.simple_query(&command).await.map(drop)
     }
 
     /// Runs `sql` with the simple query protocol (replication commands, `SHOW`, or SQL: this
@@ -419,7 +394,7 @@ impl ReplicationConnection {
         start: Lsn,
         options: &StartOptions,
     ) -> Result<ReplicationStream, ReplicationError> {
-        let command = slot::start_replication_command(slot_name, start, options)?;
+        let command = command::start_replication_command(slot_name, start, options)?;
         protocol::encode_query(&command, &mut self.write_buf)?;
         self.flush().await?;
         loop {
@@ -460,7 +435,10 @@ impl ReplicationConnection {
         Ok(())
     }
 
-    async fn single_row(&mut self, command: &str) -> Result<QueryResult, ReplicationError> {
+    pub(super) async fn single_row(
+        &mut self,
+        command: &str,
+    ) -> Result<QueryResult, ReplicationError> {
         let mut results = self.simple_query(command).await?;
         match results.pop() {
             Some(r) if results.is_empty() && r.rows.len() == 1 => Ok(r),

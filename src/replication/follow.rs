@@ -21,6 +21,7 @@ use super::feedback::{pump, PumpError};
 use super::publication::{self, ObjectNames, PublicationError};
 use super::reconcile::{self, ReconcileError};
 use super::schema_follow::{self, SchemaFollowError, SchemaFollower};
+use super::slot;
 use super::triggers;
 use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
 use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
@@ -122,10 +123,10 @@ pub enum FollowEvent {
     /// they lost their replica identity); sent when the list changes.
     NotReplicated(Vec<String>),
     /// WAL the slot makes the source keep, every `lag_interval`.
-    SlotRetention(super::source_watch::SlotRetention),
+    SlotRetention(super::slot::SlotRetention),
     /// On resuming an existing slot: the WAL it made the source keep while no pgferry was
     /// streaming (a stopped or killed run). Sent before streaming starts.
-    RetainedWhileStopped(super::source_watch::SlotRetention),
+    RetainedWhileStopped(super::slot::SlotRetention),
     /// The slot was created with an exported snapshot: from now until [`FollowEvent::Cloned`]
     /// the copy holds that snapshot open on the source.
     SnapshotHeld,
@@ -143,6 +144,8 @@ pub enum FollowOutcome {
 pub enum FollowError {
     #[error(transparent)]
     Publication(#[from] PublicationError),
+    #[error(transparent)]
+    Slot(#[from] super::slot::SlotError),
     #[error(transparent)]
     Clone(#[from] CloneError),
     #[error("{role}: {source}")]
@@ -273,7 +276,7 @@ pub async fn follow_database(
 ) -> Result<FollowOutcome, FollowError> {
     let names = publication::names_for(&src.dbname, opts.mangle);
     let source = open("source", src).await?;
-    let slot_exists = publication::slot_exists(&source.client, &names.slot).await?;
+    let slot_exists = slot::exists(&source.client, &names.slot).await?;
     let stored = stored_position(dst, &names.slot).await?;
     match (slot_exists, stored) {
         (true, Some(from)) => {
@@ -320,7 +323,7 @@ pub async fn follow_database(
                 true = wait_shutdown(&mut shutdown) => {
                     // The copy (rolled back with its sessions) cannot be resumed: remove the
                     // source objects so that nothing holds WAL for it.
-                    let _ = publication::drop_slot(&source.client, &names.slot).await;
+                    let _ = slot::drop(&source.client, &names.slot).await;
                     let _ = publication::drop_publication(&source.client, &names.publication).await;
                     return Err(FollowError::Interrupted);
                 }
@@ -385,41 +388,38 @@ async fn wait_slot_free(source: &tokio_postgres::Client, slot: &str) -> Result<(
     let mut limit: Option<Duration> = None;
     let mut told = false;
     loop {
-        let row = source
-            .query_opt(
-                "SELECT s.active, s.active_pid, \
-                        extract(epoch FROM now() - r.reply_time)::float8, \
-                        r.application_name::text, r.client_addr::text, \
-                        current_setting('wal_sender_timeout') \
-                 FROM pg_catalog.pg_replication_slots s \
-                 LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid \
-                 WHERE s.slot_name = $1",
-                &[&slot],
-            )
+        let found = slot::holder(source, slot)
             .await
             .map_err(|e| FollowError::source("looking at who uses the replication slot", e))?;
-        let Some(row) = row else {
+        let Some(found) = found else {
             return Ok(());
         };
-        if !row.get::<_, bool>(0) {
+        if !found.active {
             return Ok(());
         }
-        let reply_age: Option<f64> = row.get(2);
+        let reply_age = found.reply_age_seconds;
         let holder = || {
-            let pid: Option<i32> = row.get(1);
-            let app: Option<String> = row.get(3);
-            let addr: Option<String> = row.get(4);
             format!(
                 "PID {}{}{}",
-                pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-                app.map(|a| format!(", application_name {a}"))
+                found
+                    .pid
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                found
+                    .application_name
+                    .as_ref()
+                    .map(|a| format!(", application_name {a}"))
                     .unwrap_or_default(),
-                addr.map(|a| format!(", from {a}")).unwrap_or_default()
+                found
+                    .client_addr
+                    .as_ref()
+                    .map(|a| format!(", from {a}"))
+                    .unwrap_or_default()
             )
         };
         let waited = started.elapsed();
         let limit = *limit.get_or_insert_with(|| {
-            let timeout = parse_pg_duration_ms(&row.get::<_, String>(5)).unwrap_or(60_000);
+            let timeout = parse_pg_duration_ms(&found.wal_sender_timeout).unwrap_or(60_000);
             Duration::from_millis(if timeout == 0 { 60_000 } else { timeout }) + GRACE
         });
         let answered_while_we_watched =
@@ -444,7 +444,7 @@ async fn wait_slot_free(source: &tokio_postgres::Client, slot: &str) -> Result<(
 /// Whether the source invalidated the slot (`wal_status = 'lost'`, PostgreSQL 13+; older
 /// servers never invalidate slots).
 async fn slot_lost(source: &tokio_postgres::Client, slot: &str) -> Result<bool, FollowError> {
-    let lost = super::source_watch::read_retention(source, slot)
+    let lost = slot::read_retention(source, slot)
         .await
         .map_err(|e| FollowError::source("reading the replication slot's state", e))?
         .is_some_and(|r| r.wal_status.as_deref() == Some("lost"));
@@ -453,7 +453,7 @@ async fn slot_lost(source: &tokio_postgres::Client, slot: &str) -> Result<bool, 
 
 /// Before resuming: says how much WAL the slot made the source keep while nobody consumed it.
 async fn warn_retained(source: &tokio_postgres::Client, slot: &str, observer: Observer<'_>) {
-    if let Ok(Some(r)) = super::source_watch::read_retention(source, slot).await {
+    if let Ok(Some(r)) = slot::read_retention(source, slot).await {
         // Reported once, by the caller.
         observer(FollowEvent::RetainedWhileStopped(r));
     }
@@ -523,7 +523,7 @@ async fn start_fresh(
     }
     .await;
     if result.is_err() {
-        let _ = publication::drop_slot(source, &names.slot).await;
+        let _ = slot::drop(source, &names.slot).await;
         let _ = publication::drop_publication(source, &names.publication).await;
     }
     result
@@ -736,8 +736,7 @@ async fn session(
         );
     }
 
-    let Some(confirmed) = publication::slot_confirmed_flush(&source.client, &names.slot).await?
-    else {
+    let Some(confirmed) = slot::confirmed_flush(&source.client, &names.slot).await? else {
         return Err(FollowError::SlotGone(names.slot.clone()));
     };
     let invalidated = || FollowError::SlotInvalidated {
@@ -1067,7 +1066,7 @@ fn parse_pg_duration_ms(text: &str) -> Option<u64> {
 pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig, mangle: bool) -> Result<(), FollowError> {
     let names = publication::names_for(&src.dbname, mangle);
     let source = open("source", src).await?;
-    publication::drop_slot(&source.client, &names.slot).await?;
+    slot::drop(&source.client, &names.slot).await?;
     publication::drop_publication(&source.client, &names.publication).await?;
     match connect(dst).await {
         Ok(target) => state::forget(&target.client, &names.slot)
