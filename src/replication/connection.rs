@@ -975,8 +975,30 @@ async fn startup(
     )
     .map_err(|e| Failure::new(ConnectErrorKind::Setup, e.to_string()))?;
     conn.flush().await.map_err(Failure::from_error)?;
+    authenticate(conn, cfg, channel_binding).await?;
+    loop {
+        match conn.read().await.map_err(Failure::from_error)? {
+            Backend::Other(Message::ReadyForQuery(_)) => return Ok(()),
+            Backend::Error(error) => return Err(Failure::from_server(error)),
+            // ParameterStatus is recorded by `read`; BackendKeyData is for cancel requests,
+            // which a replication session does not need.
+            _ => {}
+        }
+    }
+}
 
-    let auth_failure = |reason: String| Failure::new(ConnectErrorKind::Authentication, reason);
+fn auth_failure(reason: impl Into<String>) -> Failure {
+    Failure::new(ConnectErrorKind::Authentication, reason)
+}
+
+/// The authentication exchange, up to AuthenticationOk: trust, cleartext, md5, SCRAM-SHA-256
+/// and SCRAM-SHA-256-PLUS (`channel_binding` is the `tls-server-end-point` data of a TLS
+/// session). `channel_binding=require` refuses every method but SCRAM-SHA-256-PLUS.
+async fn authenticate(
+    conn: &mut ReplicationConnection,
+    cfg: &ConnConfig,
+    channel_binding: Option<Vec<u8>>,
+) -> Result<(), Failure> {
     let password = || {
         cfg.password.as_ref().ok_or_else(|| {
             auth_failure(format!(
@@ -996,17 +1018,15 @@ async fn startup(
                 if require_binding && !used_plus {
                     return Err(auth_failure(
                         "channel_binding=require, but the server authenticated us without \
-                         SCRAM-SHA-256-PLUS (it needs TLS and scram-sha-256 in pg_hba.conf)"
-                            .to_owned(),
+                         SCRAM-SHA-256-PLUS (it needs TLS and scram-sha-256 in pg_hba.conf)",
                     ));
                 }
-                break;
+                return Ok(());
             }
             Backend::Other(Message::AuthenticationCleartextPassword) => {
                 if require_binding {
                     return Err(auth_failure(
-                        "channel_binding=require, but the server asks for a cleartext password"
-                            .to_owned(),
+                        "channel_binding=require, but the server asks for a cleartext password",
                     ));
                 }
                 protocol::encode_password(password()?.expose().as_bytes(), &mut conn.write_buf)
@@ -1016,8 +1036,7 @@ async fn startup(
             Backend::Other(Message::AuthenticationMd5Password(body)) => {
                 if require_binding {
                     return Err(auth_failure(
-                        "channel_binding=require, but the server asks for md5 authentication"
-                            .to_owned(),
+                        "channel_binding=require, but the server asks for md5 authentication",
                     ));
                 }
                 let hashed = md5_hash(
@@ -1030,51 +1049,8 @@ async fn startup(
                 conn.flush().await.map_err(Failure::from_error)?;
             }
             Backend::Other(Message::AuthenticationSasl(body)) => {
-                let mut plus = false;
-                let mut plain = false;
-                let mut mechanisms = body.mechanisms();
-                while let Some(m) = mechanisms
-                    .next()
-                    .map_err(|e| Failure::new(ConnectErrorKind::Other, e.to_string()))?
-                {
-                    plus |= m == "SCRAM-SHA-256-PLUS";
-                    plain |= m == "SCRAM-SHA-256";
-                }
-                let allow_binding = cfg.channel_binding != ChannelBinding::Disable;
-                let (mechanism, binding) = match (&channel_binding, plus && allow_binding) {
-                    (Some(data), true) => {
-                        used_plus = true;
-                        (
-                            "SCRAM-SHA-256-PLUS",
-                            sasl::ChannelBinding::tls_server_end_point(data.clone()),
-                        )
-                    }
-                    _ if require_binding => {
-                        return Err(auth_failure(if channel_binding.is_none() {
-                            "channel_binding=require, but channel binding needs a TLS session \
-                             with a certificate whose signature hash is known"
-                                .to_owned()
-                        } else {
-                            "channel_binding=require, but the server does not offer \
-                             SCRAM-SHA-256-PLUS"
-                                .to_owned()
-                        }))
-                    }
-                    _ if plain => (
-                        "SCRAM-SHA-256",
-                        // 'y': we could bind but the server did not offer it (downgrade check).
-                        if channel_binding.is_some() && allow_binding {
-                            sasl::ChannelBinding::unrequested()
-                        } else {
-                            sasl::ChannelBinding::unsupported()
-                        },
-                    ),
-                    _ => {
-                        return Err(auth_failure(
-                            "the server offers no SASL mechanism we support".to_owned(),
-                        ))
-                    }
-                };
+                let (mechanism, binding) = choose_sasl(&body, cfg, channel_binding.as_deref())?;
+                used_plus |= mechanism == "SCRAM-SHA-256-PLUS";
                 let state = sasl::ScramSha256::new(password()?.expose().as_bytes(), binding);
                 protocol::encode_sasl_initial(mechanism, state.message(), &mut conn.write_buf)
                     .map_err(|e| auth_failure(e.to_string()))?;
@@ -1111,8 +1087,7 @@ async fn startup(
             ) => {
                 return Err(auth_failure(
                     "the server asks for GSSAPI/SSPI/Kerberos authentication, which pgferry \
-                     does not support"
-                        .to_owned(),
+                     does not support",
                 ))
             }
             _ => {
@@ -1123,13 +1098,55 @@ async fn startup(
             }
         }
     }
-    loop {
-        match conn.read().await.map_err(Failure::from_error)? {
-            Backend::Other(Message::ReadyForQuery(_)) => return Ok(()),
-            Backend::Error(error) => return Err(Failure::from_server(error)),
-            // ParameterStatus is recorded by `read`; BackendKeyData is for cancel requests,
-            // which a replication session does not need.
-            _ => {}
-        }
+}
+
+/// The SASL mechanism among those the server offers, and the channel binding to announce:
+/// SCRAM-SHA-256-PLUS when we have binding data and `channel_binding` allows it, else
+/// SCRAM-SHA-256 (announcing `y`, "could bind but the server did not offer it", when we could).
+fn choose_sasl(
+    body: &postgres_protocol::message::backend::AuthenticationSaslBody,
+    cfg: &ConnConfig,
+    channel_binding: Option<&[u8]>,
+) -> Result<(&'static str, sasl::ChannelBinding), Failure> {
+    let require_binding = cfg.channel_binding == ChannelBinding::Require;
+    let mut plus = false;
+    let mut plain = false;
+    let mut mechanisms = body.mechanisms();
+    while let Some(m) = mechanisms
+        .next()
+        .map_err(|e| Failure::new(ConnectErrorKind::Other, e.to_string()))?
+    {
+        plus |= m == "SCRAM-SHA-256-PLUS";
+        plain |= m == "SCRAM-SHA-256";
     }
+    let allow_binding = cfg.channel_binding != ChannelBinding::Disable;
+    Ok(match (channel_binding, plus && allow_binding) {
+        (Some(data), true) => (
+            "SCRAM-SHA-256-PLUS",
+            sasl::ChannelBinding::tls_server_end_point(data.to_vec()),
+        ),
+        _ if require_binding => {
+            return Err(auth_failure(if channel_binding.is_none() {
+                "channel_binding=require, but channel binding needs a TLS session \
+                 with a certificate whose signature hash is known"
+            } else {
+                "channel_binding=require, but the server does not offer \
+                 SCRAM-SHA-256-PLUS"
+            }))
+        }
+        _ if plain => (
+            "SCRAM-SHA-256",
+            // 'y': we could bind but the server did not offer it (downgrade check).
+            if channel_binding.is_some() && allow_binding {
+                sasl::ChannelBinding::unrequested()
+            } else {
+                sasl::ChannelBinding::unsupported()
+            },
+        ),
+        _ => {
+            return Err(auth_failure(
+                "the server offers no SASL mechanism we support",
+            ))
+        }
+    })
 }

@@ -23,7 +23,7 @@ use super::reconcile::{self, ReconcileError};
 use super::schema_follow::{self, SchemaFollowError, SchemaFollower};
 use super::slot;
 use super::triggers;
-use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
+use super::{state, Lsn, ReplicationConnection, ReplicationError, ReplicationStream, StartOptions};
 use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
 use crate::conn::{connect, ConnConfig, ConnectError};
 use crate::pgerror::{PgError, Side, SqlState};
@@ -644,6 +644,18 @@ enum SessionEnd {
     Shutdown,
 }
 
+/// What every step of one streaming session reads: its settings, where it reports, and how
+/// far apply got.
+#[derive(Clone, Copy)]
+struct SessionCtx<'a> {
+    src: &'a ConnConfig,
+    dst: &'a ConnConfig,
+    names: &'a ObjectNames,
+    opts: &'a FollowOptions,
+    observer: Observer<'a>,
+    applied: &'a Applied,
+}
+
 /// One streaming session: target session + applier, replication connection + pump, lag
 /// monitor. Ends on error, shutdown, or cutover (which it then carries out).
 async fn session(
@@ -655,17 +667,66 @@ async fn session(
     applied: &Applied,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<FollowOutcome, FollowError> {
+    let ctx = SessionCtx {
+        src,
+        dst,
+        names,
+        opts,
+        observer,
+        applied,
+    };
     let target = open("target", dst).await?;
     let target_major = server_major(&target.client)
         .await
         .map_err(|e| FollowError::target("reading the server version", e))?;
     let source = open("source", src).await?;
-    // Before touching the target: is somebody else streaming from this slot? (Refused at
-    // once when another live process does.)
-    wait_slot_free(&source.client, &names.slot).await?;
-    // One applier per slot: a previous session's applier may still be committing its last
-    // batch; the position is read once it is gone (see state::lock_applier).
-    let lock = |wait| state::lock_applier(&target.client, &names.slot, wait);
+    take_applier_lock(&source.client, &target.client, names, dst).await?;
+    let stored = state::load(&target.client, &names.slot)
+        .await
+        .map_err(|e| FollowError::target("reading the applied position", e))?
+        .ok_or_else(|| FollowError::SlotWithoutProgress {
+            slot: names.slot.clone(),
+            publication: names.publication.clone(),
+            database: dst.dbname.clone(),
+        })?;
+    let (applier, capture_key, source_watch) =
+        start_applier(ctx, target.client, &source.client, stored).await?;
+    let mut started = start_stream(
+        ctx,
+        &source.client,
+        stored,
+        target_major,
+        capture_key.is_some(),
+    )
+    .await?;
+    observer(FollowEvent::Streaming {
+        from: started.start,
+        binary: started.options.binary,
+    });
+    let ended = stream_and_apply(
+        ctx,
+        &mut started,
+        applier,
+        &source.client,
+        source_watch,
+        &mut shutdown,
+    )
+    .await?;
+    end_session(ctx, started.stream, &source.client, ended).await
+}
+
+/// Before touching the target: nobody else streams from the slot (refused at once when another
+/// live process does), and this session holds the slot's applier lock. A previous session's
+/// applier may still be committing its last batch; the position is read once it is gone (see
+/// state::lock_applier).
+async fn take_applier_lock(
+    source: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    names: &ObjectNames,
+    dst: &ConnConfig,
+) -> Result<(), FollowError> {
+    wait_slot_free(source, &names.slot).await?;
+    let lock = |wait| state::lock_applier(target, &names.slot, wait);
     let mut locked = lock(Duration::from_secs(2))
         .await
         .map_err(|e| FollowError::target("taking the applier lock", e))?;
@@ -673,7 +734,7 @@ async fn session(
         // Held: by another live process streaming this slot (whose walsender may have looked
         // idle a moment ago: refused now, naming it), or by our own previous session's
         // applier finishing its last batch (waited for).
-        wait_slot_free(&source.client, &names.slot).await?;
+        wait_slot_free(source, &names.slot).await?;
         locked = lock(APPLIER_LOCK_WAIT)
             .await
             .map_err(|e| FollowError::target("taking the applier lock", e))?;
@@ -684,28 +745,33 @@ async fn session(
             database: dst.dbname.clone(),
         });
     }
-    let stored = state::load(&target.client, &names.slot)
-        .await
-        .map_err(|e| FollowError::target("reading the applied position", e))?
-        .ok_or_else(|| FollowError::SlotWithoutProgress {
-            slot: names.slot.clone(),
-            publication: names.publication.clone(),
-            database: dst.dbname.clone(),
-        })?;
-    // The replica role when this user may have it; otherwise the ordered apply.
+    Ok(())
+}
+
+/// The applier on the target session from `stored` on (the replica role when this user may
+/// have it; otherwise the ordered apply), with its schema follower and the DDL capture's key,
+/// the source watch sharing the follower's known tables, and the triggers apply would fire
+/// held until the cutover.
+async fn start_applier(
+    ctx: SessionCtx<'_>,
+    target: tokio_postgres::Client,
+    source: &tokio_postgres::Client,
+    stored: Lsn,
+) -> Result<(Applier, Option<String>, super::source_watch::SourceWatch), FollowError> {
+    let (names, opts) = (ctx.names, ctx.opts);
     let mut applier = Applier::new(
-        target.client,
+        target,
         &names.slot,
         stored,
         opts.batch,
-        applied.lsn.clone(),
+        ctx.applied.lsn.clone(),
         opts.create_aiven_extras,
     )
     .await?;
-    applier.count_transactions_into(applied.transactions.clone());
-    let mut follower = schema_follower(src, applier.client(), &names.slot, opts).await?;
+    applier.count_transactions_into(ctx.applied.transactions.clone());
+    let mut follower = schema_follower(ctx.src, applier.client(), &names.slot, opts).await?;
     let capture_key = if opts.ddl_capture {
-        ddl_capture::key(&source.client, &names.publication).await?
+        ddl_capture::key(source, &names.publication).await?
     } else {
         None
     };
@@ -723,7 +789,7 @@ async fn session(
     let mode = applier.mode();
     tracing::info!("applying changes with {}", mode.describe());
     // Triggers and rules that would fire during apply stay off until the cutover.
-    let held = triggers::replica_triggers(&source.client, mode)
+    let held = triggers::replica_triggers(source, mode)
         .await
         .map_err(|e| FollowError::source("listing the triggers that apply would fire", e))?;
     let disabled = triggers::hold(applier.client(), &held)
@@ -735,24 +801,44 @@ async fn session(
              target until the cutover, so that apply does not repeat their effects"
         );
     }
+    Ok((applier, capture_key, source_watch))
+}
 
-    let Some(confirmed) = slot::confirmed_flush(&source.client, &names.slot).await? else {
+/// A replication stream just started, with what it was started with.
+struct StartedStream {
+    stream: ReplicationStream,
+    start: Lsn,
+    status_interval: Duration,
+    options: StartOptions,
+}
+
+/// Checks the slot is still there and valid, then starts streaming from it at the later of
+/// `stored` and its confirmed position, with the options both servers allow.
+async fn start_stream(
+    ctx: SessionCtx<'_>,
+    source: &tokio_postgres::Client,
+    stored: Lsn,
+    target_major: u32,
+    capture: bool,
+) -> Result<StartedStream, FollowError> {
+    let names = ctx.names;
+    let Some(confirmed) = slot::confirmed_flush(source, &names.slot).await? else {
         return Err(FollowError::SlotGone(names.slot.clone()));
     };
     let invalidated = || FollowError::SlotInvalidated {
         slot: names.slot.clone(),
-        database: dst.dbname.clone(),
+        database: ctx.dst.dbname.clone(),
     };
-    if slot_lost(&source.client, &names.slot).await? {
+    if slot_lost(source, &names.slot).await? {
         return Err(invalidated());
     }
     // The server would start at its confirmed position anyway; say so explicitly. What it
     // resends between there and `stored` is skipped by the applier.
     let start = stored.max(confirmed.unwrap_or(Lsn::INVALID));
-    let binary = use_binary(&source.client, target_major).await?;
-    let mut repl = ReplicationConnection::connect(src).await?;
+    let binary = use_binary(source, target_major).await?;
+    let mut repl = ReplicationConnection::connect(ctx.src).await?;
     let status_interval = status_interval(&mut repl).await;
-    let source_major = server_major(&source.client)
+    let source_major = server_major(source)
         .await
         .map_err(|e| FollowError::source("reading the server version", e))?;
     // Large transactions streamed while in progress (PostgreSQL 14+): the source sends them
@@ -765,12 +851,12 @@ async fn session(
         binary,
         streaming,
         // The capture's statements (PostgreSQL 14+, checked when it was installed).
-        messages: capture_key.is_some() && source_major >= 14,
+        messages: capture && source_major >= 14,
     };
-    let mut stream = match repl.start_with(&names.slot, start, &options).await {
+    let stream = match repl.start_with(&names.slot, start, &options).await {
         Ok(stream) => stream,
         // The server refuses to stream from a slot it invalidated meanwhile: say that.
-        Err(e) if !e.is_transient() && slot_lost(&source.client, &names.slot).await? => {
+        Err(e) if !e.is_transient() && slot_lost(source, &names.slot).await? => {
             return Err(invalidated());
         }
         // Another process started streaming from it since we looked.
@@ -790,21 +876,38 @@ async fn session(
         }
         Err(e) => return Err(e.into()),
     };
-    observer(FollowEvent::Streaming {
-        from: start,
-        binary,
-    });
+    Ok(StartedStream {
+        stream,
+        start,
+        status_interval,
+        options,
+    })
+}
 
+/// The pipeline until it ends: the pump and the lag monitor on this thread, the applier on a
+/// thread of its own. Returns why streaming ended (shutdown, or lag low enough to cut over).
+async fn stream_and_apply(
+    ctx: SessionCtx<'_>,
+    started: &mut StartedStream,
+    mut applier: Applier,
+    source: &tokio_postgres::Client,
+    source_watch: super::source_watch::SourceWatch,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<SessionEnd, FollowError> {
+    let applied = ctx.applied;
     let (tx, mut rx) = mpsc::channel::<Vec<ApplyItem>>(64);
     let applied_rx = applied.lsn.subscribe();
+    let (start, status_interval) = (started.start, started.status_interval);
+    let proto_version = started.options.proto_version;
+    let stream = &mut started.stream;
     let stream_side = async {
         let ended = tokio::select! {
-            r = pump(&mut stream, tx, applied_rx.clone(), start, status_interval, options.proto_version) => {
+            r = pump(stream, tx, applied_rx.clone(), start, status_interval, proto_version) => {
                 r?;
                 // The applier hung up: its own error tells why.
                 SessionEnd::Shutdown
             }
-            end = monitor(&source.client, &applied_rx, &applied.transactions, opts, source_watch, observer, &mut shutdown) => end?,
+            end = monitor(source, &applied_rx, &applied.transactions, ctx.opts, source_watch, ctx.observer, shutdown) => end?,
         };
         // `tx` is gone with the pump: the applier finishes what it has and returns.
         Ok::<_, FollowError>(ended)
@@ -837,8 +940,19 @@ async fn session(
         }
     };
     let (ended, ()) = tokio::try_join!(stream_side, apply_side)?;
+    Ok(ended)
+}
 
-    let applied = *applied.lsn.borrow();
+/// Confirms the applied position, leaves COPY mode, and either stops (slot and publication
+/// kept for a rerun) or carries out the cutover.
+async fn end_session(
+    ctx: SessionCtx<'_>,
+    mut stream: ReplicationStream,
+    source: &tokio_postgres::Client,
+    ended: SessionEnd,
+) -> Result<FollowOutcome, FollowError> {
+    let names = ctx.names;
+    let applied = *ctx.applied.lsn.borrow();
     // Tell the server where we are, then leave COPY mode.
     stream.send_status(applied, applied, applied, false).await?;
     let mut repl = stream.stop().await?;
@@ -848,11 +962,12 @@ async fn session(
             Ok(FollowOutcome::Stopped { applied })
         }
         SessionEnd::Cutover { lag } => {
-            observer(FollowEvent::CutoverStarted { lag });
-            let target = settle_target(src, dst, names, opts, &source.client, observer).await?;
+            (ctx.observer)(FollowEvent::CutoverStarted { lag });
+            let target =
+                settle_target(ctx.src, ctx.dst, names, ctx.opts, source, ctx.observer).await?;
             repl.drop_slot(&names.slot, false).await?;
             let _ = repl.close().await;
-            publication::drop_publication(&source.client, &names.publication).await?;
+            publication::drop_publication(source, &names.publication).await?;
             state::forget(&target.client, &names.slot)
                 .await
                 .map_err(|e| FollowError::target("removing the progress row", e))?;
