@@ -41,6 +41,11 @@ pub trait AttemptFailure: Sized {
     fn after_tls_failure(self, tls_failure: Self) -> Self;
 }
 
+/// `prefer`'s reason when both tries failed: the TLS attempt's, then the plain one's.
+pub fn tls_then_plain(tls_reason: &str, plain_reason: &str) -> String {
+    format!("{tls_reason}; then without TLS: {plain_reason}")
+}
+
 /// Runs `attempt` once or twice as `mode` says (see the module docs). `tls_possible` is false
 /// when no TLS configuration exists (`disable`, Unix sockets): then one plain attempt.
 pub async fn with_sslmode<T, E, F, Fut>(

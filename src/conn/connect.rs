@@ -13,7 +13,7 @@
 //! password), says what went wrong in the server's own words when the server said it, and hints
 //! at what to change.
 
-use super::attempts::{with_sslmode, AttemptFailure, TlsAttempt};
+use super::attempts::{tls_then_plain, with_sslmode, AttemptFailure, TlsAttempt};
 use super::tls::{self, CertProblem, TlsSetupError};
 use super::{ChannelBinding, ConnConfig, Host, TargetSessionAttrs};
 use std::error::Error as StdError;
@@ -201,7 +201,7 @@ impl AttemptFailure for ConnectError {
 
     fn after_tls_failure(self, tls_failure: ConnectError) -> ConnectError {
         ConnectError {
-            reason: format!("{}; then without TLS: {}", tls_failure.reason, self.reason),
+            reason: tls_then_plain(&tls_failure.reason, &self.reason),
             hint: self.hint.or(tls_failure.hint),
             ..self
         }

@@ -25,7 +25,7 @@ use super::protocol::{
     self, parse_backend, parse_copy_payload, Backend, CopyPayload, Lsn, ProtocolError,
     ServerMessage, StatusUpdate,
 };
-use crate::conn::attempts::{with_sslmode, AttemptFailure, TlsAttempt};
+use crate::conn::attempts::{tls_then_plain, with_sslmode, AttemptFailure, TlsAttempt};
 use crate::conn::connect::{ConnectErrorKind, DEFAULT_APPLICATION_NAME};
 use crate::conn::{tls, ChannelBinding, ConnConfig, Host};
 use crate::pgerror::SqlState;
@@ -235,7 +235,7 @@ impl AttemptFailure for Failure {
 
     fn after_tls_failure(self, tls_failure: Failure) -> Failure {
         Failure {
-            reason: format!("{}; then without TLS: {}", tls_failure.reason, self.reason),
+            reason: tls_then_plain(&tls_failure.reason, &self.reason),
             ..self
         }
     }
