@@ -285,7 +285,8 @@ impl Sampler<'_> {
             sessions
                 .iter()
                 .enumerate()
-                .map(|(k, (s, d))| sample.pipe_part(&s.client, &d.client, jobs, k)),
+                // Part 0 is the whole sample's seed: each pipe takes a sample of its own.
+                .map(|(k, (s, d))| sample.pipe(&s.client, &d.client, jobs, k + 1)),
         )
         .await?;
         let bytes: u64 = runs.iter().map(|r| r.bytes).sum();
@@ -535,7 +536,8 @@ impl Sample<'_> {
         format!("SELECT {} FROM ONLY {from}{sample}", cols.join(", "))
     }
 
-    /// The whole sample through one pipe.
+    /// The sample through one pipe: the whole of it (`parts` 1), or, as one of `parts` pipes
+    /// running at once, a sample of its own of `share / parts` (`part` ≥ 1 picks the seed).
     async fn pipe(
         &self,
         src: &Client,
@@ -552,17 +554,6 @@ impl Sample<'_> {
             seconds: started.elapsed().as_secs_f64(),
             cpu: cpu_seconds() - cpu,
         })
-    }
-
-    /// One of `parts` pipes running at once, each a sample of its own of `share / parts`.
-    async fn pipe_part(
-        &self,
-        src: &Client,
-        dst: &Client,
-        parts: usize,
-        part: usize,
-    ) -> Result<Moved, BenchError> {
-        self.pipe(src, dst, parts, part + 1).await
     }
 
     async fn copy(

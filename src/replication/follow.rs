@@ -603,8 +603,15 @@ async fn session_on_own_thread(
                     let relay = move |event: FollowEvent| {
                         let _ = events_tx.send(event);
                     };
-                    let result =
-                        session(&src, &dst, &names, &opts, &relay, &applied, stop_rx).await;
+                    let ctx = SessionCtx {
+                        src: &src,
+                        dst: &dst,
+                        names: &names,
+                        opts: &opts,
+                        observer: &relay,
+                        applied: &applied,
+                    };
+                    let result = session(ctx, stop_rx).await;
                     watcher.abort();
                     result
                 }),
@@ -659,22 +666,16 @@ struct SessionCtx<'a> {
 /// One streaming session: target session + applier, replication connection + pump, lag
 /// monitor. Ends on error, shutdown, or cutover (which it then carries out).
 async fn session(
-    src: &ConnConfig,
-    dst: &ConnConfig,
-    names: &ObjectNames,
-    opts: &FollowOptions,
-    observer: Observer<'_>,
-    applied: &Applied,
+    ctx: SessionCtx<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<FollowOutcome, FollowError> {
-    let ctx = SessionCtx {
+    let SessionCtx {
         src,
         dst,
         names,
-        opts,
         observer,
-        applied,
-    };
+        ..
+    } = ctx;
     let target = open("target", dst).await?;
     let target_major = server_major(&target.client)
         .await
