@@ -1,5 +1,5 @@
 //! libpq's `sslmode` as a sequence of connection attempts, written once for both clients: the
-//! tokio-postgres sessions of [`super::connect`] and our own walsender client
+//! tokio-postgres sessions of [`super::connect()`] and our own walsender client
 //! (`replication::connection`).
 //!
 //! The policy, per mode (when TLS is possible at all: not for `disable`, not over a Unix socket):
@@ -14,9 +14,26 @@
 //! to fall back from ([`AttemptFailure`] says which failure is which); the caller decides what
 //! an attempt is (socket, TLS, authentication, timeout), this module only the order.
 
-use super::connect::ConnectErrorKind;
 use super::SslMode;
 use std::future::Future;
+
+/// What kind of failure a connection attempt ended with ([`super::ConnectError`], the
+/// replication client's), for callers that react differently and for the policy here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectErrorKind {
+    /// The TLS settings could not be turned into a configuration (bad file, bad combination).
+    Setup,
+    /// Nothing answered: refused, timed out, unknown host, no socket file.
+    Unreachable,
+    /// The TLS handshake failed or the server cannot do TLS.
+    Tls,
+    /// Authentication failed (wrong password, no password, channel binding not possible).
+    Authentication,
+    /// The server refused the session (pg_hba.conf, unknown database, too many connections...).
+    Rejected,
+    /// Anything else (protocol errors, connection closed during startup).
+    Other,
+}
 
 /// How one attempt treats TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

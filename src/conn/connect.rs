@@ -13,6 +13,7 @@
 //! password), says what went wrong in the server's own words when the server said it, and hints
 //! at what to change.
 
+pub use super::attempts::ConnectErrorKind;
 use super::attempts::{tls_then_plain, with_sslmode, AttemptFailure, TlsAttempt};
 use super::tls::{self, CertProblem, TlsSetupError};
 use super::{ChannelBinding, ConnConfig, Host, TargetSessionAttrs};
@@ -65,23 +66,6 @@ pub struct TlsInfo {
     pub version: String,
     /// e.g. `TLS_AES_256_GCM_SHA384`.
     pub cipher: String,
-}
-
-/// What kind of failure a [`ConnectError`] is, for callers that react differently.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectErrorKind {
-    /// The TLS settings could not be turned into a configuration (bad file, bad combination).
-    Setup,
-    /// Nothing answered: refused, timed out, unknown host, no socket file.
-    Unreachable,
-    /// The TLS handshake failed or the server cannot do TLS.
-    Tls,
-    /// Authentication failed (wrong password, no password, channel binding not possible).
-    Authentication,
-    /// The server refused the session (pg_hba.conf, unknown database, too many connections...).
-    Rejected,
-    /// Anything else (protocol errors, connection closed during startup).
-    Other,
 }
 
 /// Why [`connect`] failed. `Display` is one line: target, reason and, when we have one, a hint.

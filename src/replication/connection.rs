@@ -5,7 +5,7 @@
 //! connection written in [`super::slot`], the slots' one owner; the others' text is
 //! [`super::command`].
 //!
-//! Connecting mirrors [`crate::conn::connect`] (which tokio-postgres cannot do for us here: it
+//! Connecting mirrors [`crate::conn::connect()`] (which tokio-postgres cannot do for us here: it
 //! has no replication mode and no COPY BOTH): the same [`ConnConfig`], the same rustls
 //! configuration from [`crate::conn::tls::client_config`], and the same order of plain and TLS
 //! attempts per `sslmode` ([`crate::conn::attempts`]); an attempt here is socket, SSLRequest
