@@ -166,78 +166,145 @@ async fn plan(src: &ConnConfig, dst: &ConnConfig, opts: &PlanOptions) -> Result<
         .await
         .map_err(fail("target", "creating the scratch schema"))?;
 
-    let jobs = opts.jobs.max(1);
-    let mut plans = Vec::new();
-    let mut speedup = 1.0;
-    let mut read_rate = 0.0;
-    let mut pipe_rate = 0.0;
-    let mut cpu_share = 0.0;
-    let mut sampled_ratio = Vec::new(); // (stream bytes per disk byte, rate bytes/s)
-    for (i, t) in tables.iter().enumerate() {
-        if i >= opts.sampled_tables || t.disk_bytes == 0 {
-            plans.push(None);
-            continue;
-        }
-        let share = (opts.sample_bytes as f64 / t.disk_bytes as f64).min(1.0);
-        let scratch = format!("{SCHEMA}.s{i}");
-        let creating = Instant::now();
-        let fmt = create_scratch(&target.client, &scratch, &t.columns, format).await?;
-        cost.ddl.push(creating.elapsed().as_secs_f64());
-        let sample = Sample {
-            table: t,
-            share,
-            scratch: &scratch,
-            format: fmt,
+    let sampler = Sampler {
+        src,
+        dst,
+        source: &source.client,
+        target: &target.client,
+        opts,
+        format,
+        jobs: opts.jobs.max(1),
+    };
+    let (plans, measured) = sampler.sample_tables(&tables, &mut cost).await?;
+    let tables = estimate_unsampled(&tables, plans, &measured.sampled_ratio);
+    Ok(sum_up(src, opts, format, tables, &cost, &measured))
+}
+
+/// What the samples measured, beyond each sampled table's own plan.
+#[derive(Default)]
+struct Measured {
+    /// Rate of `jobs` pipes over the rate of one (at least 0.5).
+    speedup: f64,
+    /// Reading the largest table alone, bytes/s.
+    read_rate: f64,
+    /// One pipe on the largest table, bytes/s.
+    pipe_rate: f64,
+    /// pgferry's CPU time per second of that pipe.
+    cpu_share: f64,
+    /// Per sampled table: (stream bytes per disk byte, rate bytes/s).
+    sampled_ratio: Vec<(f64, f64)>,
+}
+
+/// The sessions and settings the samples run with.
+struct Sampler<'a> {
+    src: &'a ConnConfig,
+    dst: &'a ConnConfig,
+    source: &'a Client,
+    target: &'a Client,
+    opts: &'a PlanOptions,
+    format: CopyFormat,
+    jobs: usize,
+}
+
+impl Sampler<'_> {
+    /// Copies a sample of each of the first `sampled_tables` tables into a scratch table and
+    /// builds its indexes; on the largest, also measures reading alone and `jobs` pipes.
+    /// `None` for a table not sampled.
+    async fn sample_tables(
+        &self,
+        tables: &[TableRow],
+        cost: &mut SchemaCost,
+    ) -> Result<(Vec<Option<TablePlan>>, Measured), BenchError> {
+        let mut plans = Vec::new();
+        let mut measured = Measured {
+            speedup: 1.0,
+            ..Measured::default()
         };
-        let one = sample.pipe(&source.client, &target.client, 1, 0).await?;
-        if i == 0 {
-            // The largest table: the speed-up of `jobs` pipes, and the source's side alone.
-            read_rate = sample.read_only(&source.client).await?;
-            pipe_rate = one.bytes as f64 / one.seconds.max(1e-9);
-            cpu_share = one.cpu / one.seconds.max(1e-9);
-            if jobs > 1 {
-                truncate(&target.client, &scratch).await?;
-                let sessions = futures::future::try_join_all((0..jobs).map(|_| async {
-                    Ok::<_, BenchError>((open("source", src).await?, open("target", dst).await?))
-                }))
-                .await?;
-                let started = Instant::now();
-                let runs = futures::future::try_join_all(
-                    sessions
-                        .iter()
-                        .enumerate()
-                        .map(|(k, (s, d))| sample.pipe_part(&s.client, &d.client, jobs, k)),
-                )
-                .await?;
-                let bytes: u64 = runs.iter().map(|r| r.bytes).sum();
-                let rate_j = bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                speedup = (rate_j / pipe_rate.max(1.0)).max(0.5);
+        for (i, t) in tables.iter().enumerate() {
+            if i >= self.opts.sampled_tables || t.disk_bytes == 0 {
+                plans.push(None);
+                continue;
             }
+            let share = (self.opts.sample_bytes as f64 / t.disk_bytes as f64).min(1.0);
+            let scratch = format!("{SCHEMA}.s{i}");
+            let creating = Instant::now();
+            let fmt = create_scratch(self.target, &scratch, &t.columns, self.format).await?;
+            cost.ddl.push(creating.elapsed().as_secs_f64());
+            let sample = Sample {
+                table: t,
+                share,
+                scratch: &scratch,
+                format: fmt,
+            };
+            let one = sample.pipe(self.source, self.target, 1, 0).await?;
+            if i == 0 {
+                // The largest table: the speed-up of `jobs` pipes, and the source's side alone.
+                measured.read_rate = sample.read_only(self.source).await?;
+                measured.pipe_rate = one.bytes as f64 / one.seconds.max(1e-9);
+                measured.cpu_share = one.cpu / one.seconds.max(1e-9);
+                if self.jobs > 1 {
+                    truncate(self.target, &scratch).await?;
+                    measured.speedup = self.speedup(&sample, measured.pipe_rate).await?;
+                }
+            }
+            let index_seconds = sample
+                .build_indexes(self.target, one.rows, &t.indexes)
+                .await?;
+            let stream_bytes = (one.bytes as f64 / share) as u64;
+            let rows = (one.rows as f64 / share) as u64;
+            let rate = one.bytes as f64 / one.seconds.max(1e-9);
+            measured
+                .sampled_ratio
+                .push((one.bytes as f64 / (t.disk_bytes as f64 * share), rate));
+            plans.push(Some(TablePlan {
+                table: qualified(&t.schema, &t.name),
+                disk_bytes: t.disk_bytes,
+                rows,
+                stream_bytes,
+                sampled_share: share,
+                rate_mb_s: rate / 1e6,
+                copy_seconds: stream_bytes as f64 / rate,
+                indexes: t.indexes.len(),
+                index_seconds: scale_build(index_seconds, one.rows, rows),
+            }));
         }
-        let index_seconds = sample
-            .build_indexes(&target.client, one.rows, &t.indexes)
-            .await?;
-        let stream_bytes = (one.bytes as f64 / share) as u64;
-        let rows = (one.rows as f64 / share) as u64;
-        let rate = one.bytes as f64 / one.seconds.max(1e-9);
-        sampled_ratio.push((one.bytes as f64 / (t.disk_bytes as f64 * share), rate));
-        plans.push(Some(TablePlan {
-            table: qualified(&t.schema, &t.name),
-            disk_bytes: t.disk_bytes,
-            rows,
-            stream_bytes,
-            sampled_share: share,
-            rate_mb_s: rate / 1e6,
-            copy_seconds: stream_bytes as f64 / rate,
-            indexes: t.indexes.len(),
-            index_seconds: scale_build(index_seconds, one.rows, rows),
-        }));
+        Ok((plans, measured))
     }
-    // Tables not sampled: the sampled tables' averages (weighted by what was sampled).
+
+    /// `jobs` pipes on their own sessions, each a part of the sample: their rate over
+    /// `pipe_rate` (one pipe's), at least 0.5.
+    async fn speedup(&self, sample: &Sample<'_>, pipe_rate: f64) -> Result<f64, BenchError> {
+        let jobs = self.jobs;
+        let (src, dst) = (self.src, self.dst);
+        let sessions = futures::future::try_join_all((0..jobs).map(|_| async {
+            Ok::<_, BenchError>((open("source", src).await?, open("target", dst).await?))
+        }))
+        .await?;
+        let started = Instant::now();
+        let runs = futures::future::try_join_all(
+            sessions
+                .iter()
+                .enumerate()
+                // Part 0 is the whole sample's seed: each pipe takes a sample of its own.
+                .map(|(k, (s, d))| sample.pipe(&s.client, &d.client, jobs, k + 1)),
+        )
+        .await?;
+        let bytes: u64 = runs.iter().map(|r| r.bytes).sum();
+        let rate_j = bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        Ok((rate_j / pipe_rate.max(1.0)).max(0.5))
+    }
+}
+
+/// Tables not sampled: the sampled tables' averages (weighted by what was sampled).
+fn estimate_unsampled(
+    tables: &[TableRow],
+    plans: Vec<Option<TablePlan>>,
+    sampled_ratio: &[(f64, f64)],
+) -> Vec<TablePlan> {
     let n = sampled_ratio.len().max(1) as f64;
     let avg_ratio = sampled_ratio.iter().map(|r| r.0).sum::<f64>() / n;
     let avg_rate = sampled_ratio.iter().map(|r| r.1).sum::<f64>() / n;
-    let tables: Vec<TablePlan> = tables
+    tables
         .iter()
         .zip(plans)
         .map(|(t, p)| {
@@ -257,8 +324,27 @@ async fn plan(src: &ConnConfig, dst: &ConnConfig, opts: &PlanOptions) -> Result<
                 }
             })
         })
-        .collect();
+        .collect()
+}
 
+/// The plan from the tables' estimates: the phases' times, what limits the copy, and the
+/// backlog streaming will find.
+fn sum_up(
+    src: &ConnConfig,
+    opts: &PlanOptions,
+    format: CopyFormat,
+    tables: Vec<TablePlan>,
+    cost: &SchemaCost,
+    measured: &Measured,
+) -> Plan {
+    let jobs = opts.jobs.max(1);
+    let Measured {
+        speedup,
+        read_rate,
+        pipe_rate,
+        cpu_share,
+        ..
+    } = *measured;
     let objects: usize = tables.iter().map(|t| 1 + t.indexes).sum();
     let schema_seconds = cost.seconds(objects, pipe_rate);
     let copy_seconds = tables.iter().map(|t| t.copy_seconds).sum::<f64>() / speedup;
@@ -301,7 +387,7 @@ async fn plan(src: &ConnConfig, dst: &ConnConfig, opts: &PlanOptions) -> Result<
             crate::units::format_size(backlog as u64)
         )
     });
-    Ok(Plan {
+    Plan {
         database: src.dbname.clone(),
         jobs,
         format: format.as_sql(),
@@ -311,17 +397,14 @@ async fn plan(src: &ConnConfig, dst: &ConnConfig, opts: &PlanOptions) -> Result<
         total_seconds,
         limit,
         catch_up,
-    })
+    }
 }
 
+/// The server's major version (`server_version_num` / 10000).
 async fn major(client: &Client, server: &'static str) -> Result<i32, BenchError> {
-    client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int4 / 10000",
-            &[],
-        )
+    crate::compat::server_version_num(client)
         .await
-        .map(|r| r.get::<_, i32>(0))
+        .map(|num| num / 10000)
         .map_err(fail(server, "reading the server version"))
 }
 
@@ -453,7 +536,8 @@ impl Sample<'_> {
         format!("SELECT {} FROM ONLY {from}{sample}", cols.join(", "))
     }
 
-    /// The whole sample through one pipe.
+    /// The sample through one pipe: the whole of it (`parts` 1), or, as one of `parts` pipes
+    /// running at once, a sample of its own of `share / parts` (`part` ≥ 1 picks the seed).
     async fn pipe(
         &self,
         src: &Client,
@@ -470,17 +554,6 @@ impl Sample<'_> {
             seconds: started.elapsed().as_secs_f64(),
             cpu: cpu_seconds() - cpu,
         })
-    }
-
-    /// One of `parts` pipes running at once, each a sample of its own of `share / parts`.
-    async fn pipe_part(
-        &self,
-        src: &Client,
-        dst: &Client,
-        parts: usize,
-        part: usize,
-    ) -> Result<Moved, BenchError> {
-        self.pipe(src, dst, parts, part + 1).await
     }
 
     async fn copy(

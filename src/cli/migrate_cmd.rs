@@ -522,7 +522,7 @@ async fn remind_left_slots(src: &crate::conn::ConnConfig) {
     let Ok(source) = crate::conn::connect(src).await else {
         return;
     };
-    let Ok(left) = crate::replication::source_watch::pgferry_slots(&source.client).await else {
+    let Ok(left) = crate::replication::slot::pgferry_slots(&source.client).await else {
         return;
     };
     for s in left {

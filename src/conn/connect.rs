@@ -1,11 +1,10 @@
 //! Opening an ordinary (non-replication) session: a resolved [`ConnConfig`] becomes a
 //! [`tokio_postgres::Config`] plus a TLS connector enforcing `sslmode` (see [`super::tls`]).
 //!
-//! tokio-postgres knows only `disable`/`prefer`/`require`; the rest of libpq's behaviour is here:
-//! - `allow`: plain first; if the server refuses that, once more with TLS.
-//! - `prefer`: TLS when the server offers it; if the TLS handshake itself fails, once more plain
-//!   (libpq does the same).
-//! - `require`/`verify-*`: TLS or nothing; the verifier decides what the certificate must prove.
+//! tokio-postgres knows only `disable`/`prefer`/`require`; libpq's sequence of attempts per mode
+//! (`allow`: plain then TLS; `prefer`: TLS then plain after a failed handshake;
+//! `require`/`verify-*`: TLS or nothing) is [`super::attempts`], shared with the replication
+//! client; the verifier decides what the certificate must prove.
 //! - Unix sockets: never TLS.
 //! - `connect_timeout` bounds each attempt as a whole (socket, TLS and authentication), as in
 //!   libpq, not only the TCP connect as in tokio-postgres.
@@ -14,8 +13,10 @@
 //! password), says what went wrong in the server's own words when the server said it, and hints
 //! at what to change.
 
+pub use super::attempts::ConnectErrorKind;
+use super::attempts::{tls_then_plain, with_sslmode, AttemptFailure, TlsAttempt};
 use super::tls::{self, CertProblem, TlsSetupError};
-use super::{ChannelBinding, ConnConfig, Host, SslMode, TargetSessionAttrs};
+use super::{ChannelBinding, ConnConfig, Host, TargetSessionAttrs};
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
@@ -65,23 +66,6 @@ pub struct TlsInfo {
     pub version: String,
     /// e.g. `TLS_AES_256_GCM_SHA384`.
     pub cipher: String,
-}
-
-/// What kind of failure a [`ConnectError`] is, for callers that react differently.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectErrorKind {
-    /// The TLS settings could not be turned into a configuration (bad file, bad combination).
-    Setup,
-    /// Nothing answered: refused, timed out, unknown host, no socket file.
-    Unreachable,
-    /// The TLS handshake failed or the server cannot do TLS.
-    Tls,
-    /// Authentication failed (wrong password, no password, channel binding not possible).
-    Authentication,
-    /// The server refused the session (pg_hba.conf, unknown database, too many connections...).
-    Rejected,
-    /// Anything else (protocol errors, connection closed during startup).
-    Other,
 }
 
 /// Why [`connect`] failed. `Display` is one line: target, reason and, when we have one, a hint.
@@ -177,39 +161,39 @@ pub async fn connect(cfg: &ConnConfig) -> Result<Session, ConnectError> {
         return attempt.plain().await;
     };
     let tls = MakeRustlsConnect::new(Arc::unwrap_or_clone(tls_config));
-    match cfg.sslmode {
-        SslMode::Allow => match attempt.plain().await {
-            Ok(session) => Ok(session),
-            // Nothing to retry if nobody answered.
-            Err(first) if first.kind == ConnectErrorKind::Unreachable => Err(first),
-            Err(first) => match attempt.run(tls, WireMode::Require).await {
-                Ok(session) => Ok(session),
-                // The server cannot do TLS either: the plain refusal is the useful message.
-                Err(second) if second.server_lacks_tls => Err(first),
-                Err(second) => Err(second),
-            },
-        },
-        SslMode::Prefer => match attempt.run(tls, WireMode::Prefer).await {
-            Ok(session) => Ok(session),
-            Err(first) if first.kind == ConnectErrorKind::Tls => match attempt.plain().await {
-                Ok(session) => Ok(session),
-                Err(second) => Err(ConnectError {
-                    reason: format!("{}; then without TLS: {}", first.reason, second.reason),
-                    hint: second.hint.or(first.hint),
-                    ..second
-                }),
-            },
-            Err(first) => Err(first),
-        },
-        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-            attempt.run(tls, WireMode::Require).await
+    with_sslmode(cfg.sslmode, true, |wish| {
+        let tls = tls.clone();
+        async move {
+            match wish {
+                TlsAttempt::Plain => attempt.plain().await,
+                TlsAttempt::Prefer => attempt.run(tls, WireMode::Prefer).await,
+                TlsAttempt::Require => attempt.run(tls, WireMode::Require).await,
+            }
         }
-        // `client_config` returns no TLS configuration for `disable`.
-        SslMode::Disable => attempt.plain().await,
+    })
+    .await
+}
+
+impl AttemptFailure for ConnectError {
+    fn kind(&self) -> ConnectErrorKind {
+        self.kind
+    }
+
+    fn server_lacks_tls(&self) -> bool {
+        self.server_lacks_tls
+    }
+
+    fn after_tls_failure(self, tls_failure: ConnectError) -> ConnectError {
+        ConnectError {
+            reason: tls_then_plain(&tls_failure.reason, &self.reason),
+            hint: self.hint.or(tls_failure.hint),
+            ..self
+        }
     }
 }
 
 /// One try at connecting, with one TLS setting.
+#[derive(Clone, Copy)]
 struct Attempt<'a> {
     cfg: &'a ConnConfig,
     target: &'a str,

@@ -859,6 +859,10 @@ mod tests {
         }
     }
 
+    /// Every URI form libpq accepts, with what it means.
+    ///
+    /// Longer than 150 lines because it is one table of cases (input, expected parameters),
+    /// read like libpq's documentation of the URI syntax; the checking is `check_ok`'s.
     #[test]
     fn uri_forms() {
         check_ok(&[
@@ -1337,6 +1341,9 @@ mod tests {
     }
 
     /// Every error case: the exact error, and no trace of the password given in the string.
+    ///
+    /// Longer than 150 lines because it is one table of cases (input, exact error) followed by
+    /// one loop: every case must go through the same password check, so the table stays whole.
     #[test]
     fn errors_never_show_the_password() {
         use ParseError as E;

@@ -7,7 +7,10 @@
 //! The flow is: [`conninfo::parse`] (what the user wrote, every key optional) →
 //! [`ConnConfig::resolve`] (environment variables, defaults and `~/.pgpass` applied) →
 //! [`connect::connect`] (TLS negotiation per `sslmode`, authentication by tokio-postgres).
+//! [`attempts`] is libpq's order of plain and TLS attempts per `sslmode`, used by both
+//! [`connect::connect`] and the replication client.
 
+pub mod attempts;
 pub mod connect;
 pub mod conninfo;
 pub mod pgpass;

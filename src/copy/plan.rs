@@ -65,12 +65,8 @@ pub struct PlanOptions {
 
 /// The source's major version (e.g. 15).
 pub async fn server_major(client: &Client) -> Result<u32, CopyError> {
-    let row = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
+    let num = crate::compat::server_version_num(client)
         .await
-        .map_err(|e| CopyError::from_pg(None, Side::Source, &e))?;
-    let num: i32 = row
-        .try_get(0)
         .map_err(|e| CopyError::from_pg(None, Side::Source, &e))?;
     Ok(u32::try_from(num / 10000).unwrap_or(0))
 }

@@ -275,7 +275,7 @@ pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig) -> Result<Option<Cleane
         let names = publication::names_for(&name, mangle);
         match connect(&src.with_dbname(&name)).await {
             Ok(source) => {
-                publication::drop_slot(&source.client, &names.slot)
+                crate::replication::slot::drop(&source.client, &names.slot)
                     .await
                     .map_err(|e| db_err(&name)(e.to_string()))?;
                 publication::drop_publication(&source.client, &names.publication)

@@ -178,16 +178,9 @@ fn describe(err: &tokio_postgres::Error) -> String {
     }
 }
 
-async fn server_version(client: &Client) -> Result<i32, tokio_postgres::Error> {
-    let row = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
-        .await?;
-    Ok(row.get(0))
-}
-
 /// Reads every role except the `pg_*` ones, with settings, comments and memberships.
 pub async fn read_globals(source: &Client) -> Result<Globals, GlobalsError> {
-    let version = server_version(source)
+    let version = crate::compat::server_version_num(source)
         .await
         .map_err(|e| GlobalsError::source("reading the server version", e))?;
     let readable: bool = source
@@ -422,7 +415,7 @@ impl Attr {
 }
 
 async fn target_user(target: &Client) -> Result<TargetUser, GlobalsError> {
-    let version = server_version(target)
+    let version = crate::compat::server_version_num(target)
         .await
         .map_err(|e| GlobalsError::target("reading the server version", e))?;
     let row = target

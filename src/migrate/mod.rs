@@ -527,12 +527,9 @@ impl Context<'_> {
         self.send(Update::ForgetTables { db: db.to_owned() });
         if !database::database_exists(&admin.client, db).await? {
             let source = open("source", &self.src.with_dbname(db)).await?;
-            let version: i32 = source
-                .client
-                .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            let version = crate::compat::server_version_num(&source.client)
                 .await
-                .map_err(|e| CloneError::source_failed("reading the server version", e))?
-                .get(0);
+                .map_err(|e| CloneError::source_failed("reading the server version", e))?;
             let props = database::source_props(&source.client, version).await?;
             let owners = &self.opts.clone.owners;
             let source_owners = access::source_owners(&source.client)
@@ -656,7 +653,7 @@ impl Context<'_> {
     async fn remove_source_objects(&self, db: &str) -> Result<(), DbError> {
         let names = publication::names_for(db, self.opts.preflight.mangle);
         let source = open("source", &self.src.with_dbname(db)).await?;
-        publication::drop_slot(&source.client, &names.slot)
+        crate::replication::slot::drop(&source.client, &names.slot)
             .await
             .map_err(|e| DbError::Other(e.to_string()))?;
         publication::drop_publication(&source.client, &names.publication)
@@ -764,7 +761,7 @@ impl Context<'_> {
         let dst_db = self.dst.with_dbname(db);
         let slot_exists = {
             let source = open("source", &src_db).await?;
-            publication::slot_exists(&source.client, &names.slot)
+            crate::replication::slot::exists(&source.client, &names.slot)
                 .await
                 .map_err(|e| DbError::Other(e.to_string()))?
         };
@@ -994,11 +991,9 @@ async fn wait_for(control: &mut watch::Receiver<Control>, pred: impl Fn(Control)
 /// Drops a database this migration created and was copying into. The sessions of a killed
 /// earlier run may still be on their way out, so on PostgreSQL 13+ `WITH (FORCE)` ends them.
 async fn drop_database(admin: &tokio_postgres::Client, db: &str) -> Result<(), DbError> {
-    let version: i32 = admin
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+    let version = crate::compat::server_version_num(admin)
         .await
-        .map_err(|e| CloneError::target_failed("reading the server version", e))?
-        .get(0);
+        .map_err(|e| CloneError::target_failed("reading the server version", e))?;
     let force = if version >= 130000 {
         " WITH (FORCE)"
     } else {

@@ -510,20 +510,13 @@ impl Checks<'_> {
 
     /// The source's replication slots named like ours (an earlier run's are reused).
     async fn our_slots(&self, source: &Client) -> Result<Vec<String>, PreflightError> {
-        Ok(source
-            .query(
-                "SELECT slot_name::text FROM pg_catalog.pg_replication_slots WHERE slot_name LIKE 'pgferry\\_%'",
-                &[],
-            )
+        crate::replication::slot::names_like(source, "pgferry\\_%")
             .await
             .map_err(query_err(
                 "source",
                 &self.src.dbname,
                 "listing replication slots",
-            ))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+            ))
     }
 
     /// Privileges on parameters (PostgreSQL 15+) that a target user who is not a superuser

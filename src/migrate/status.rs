@@ -15,7 +15,7 @@
 //! nobody is consuming. Each figure says when it was measured.
 
 use crate::replication::publication;
-use crate::replication::source_watch::{self, SlotRetention};
+use crate::replication::slot::{self, SlotRetention};
 use crate::state::lifecycle::{DatabaseStatus, Method, MigrationStatus};
 use crate::state::migration::{DatabaseRow, MigrationRow, Store, StoreError};
 use crate::units::format_size;
@@ -384,10 +384,7 @@ pub async fn read_live(
             continue;
         }
         let slot = publication::names_for(&d.dbname, mangle).slot;
-        live.insert(
-            d.dbname.clone(),
-            source_watch::read_retention(source, &slot).await?,
-        );
+        live.insert(d.dbname.clone(), slot::read_retention(source, &slot).await?);
     }
     Ok(live)
 }

@@ -880,18 +880,7 @@ impl Applier {
 
     async fn insert(&mut self, c: Insert) -> Result<(), ApplyError> {
         self.ensure_target(c.relation).await?;
-        let mask: Vec<u8> = c
-            .new
-            .0
-            .iter()
-            .map(|v| {
-                if matches!(v, Value::UnchangedToast) {
-                    0
-                } else {
-                    SET
-                }
-            })
-            .collect();
+        let mask = sent_columns(&c.new);
         let params = mask_values(&mask, SET, &c.new);
         self.send(
             c.relation,
@@ -907,18 +896,7 @@ impl Applier {
     async fn update(&mut self, c: Update) -> Result<(), ApplyError> {
         self.ensure_target(c.relation).await?;
         let rel = &self.relation(c.relation)?.rel;
-        let mut mask: Vec<u8> = c
-            .new
-            .0
-            .iter()
-            .map(|v| {
-                if matches!(v, Value::UnchangedToast) {
-                    0
-                } else {
-                    SET
-                }
-            })
-            .collect();
+        let mut mask = sent_columns(&c.new);
         let (op, key_tuple) = match &c.old {
             Some(OldTuple::Full(old)) => (Op::UpdateFull, old),
             Some(OldTuple::Key(old)) => (Op::UpdateKey, old),
@@ -1114,15 +1092,10 @@ impl Applier {
         let generated = match self.generated_supported {
             Some(g) => g,
             None => {
-                let row = self
-                    .client
-                    .query_one(
-                        "SELECT current_setting('server_version_num')::int4 >= 120000",
-                        &[],
-                    )
+                let g = crate::compat::server_version_num(&self.client)
                     .await
-                    .map_err(ApplyError::target("reading the server version"))?;
-                let g: bool = row.get(0);
+                    .map_err(ApplyError::target("reading the server version"))?
+                    >= 120000;
                 self.generated_supported = Some(g);
                 g
             }
@@ -1643,6 +1616,22 @@ fn key_bytes(values: &[RawValue]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The columns a new tuple carries a value for, as a mask of `SET`: all but the unchanged
+/// TOASTed ones, which the server sends as a marker without their value.
+fn sent_columns(tuple: &Tuple) -> Vec<u8> {
+    tuple
+        .0
+        .iter()
+        .map(|v| {
+            if matches!(v, Value::UnchangedToast) {
+                0
+            } else {
+                SET
+            }
+        })
+        .collect()
 }
 
 fn mask_values(mask: &[u8], bit: u8, tuple: &Tuple) -> Vec<RawValue> {

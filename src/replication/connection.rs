@@ -1,14 +1,16 @@
 //! The async driver: one task owns the socket of a `replication=database` session and turns the
 //! sans-IO pieces of [`super::protocol`] into calls.
 //!
-//! Connecting mirrors [`crate::conn::connect`] (which tokio-postgres cannot do for us here: it
+//! The slot commands (`CREATE_REPLICATION_SLOT`, `DROP_REPLICATION_SLOT`) are methods of the
+//! connection written in [`super::slot`], the slots' one owner; the others' text is
+//! [`super::command`].
+//!
+//! Connecting mirrors [`crate::conn::connect()`] (which tokio-postgres cannot do for us here: it
 //! has no replication mode and no COPY BOTH): the same [`ConnConfig`], the same rustls
-//! configuration from [`crate::conn::tls::client_config`], and libpq's `sslmode` fallbacks:
-//! - `allow`: plain first, TLS once more if the server refused the plain session;
-//! - `prefer`: TLS if the server answers the SSLRequest with `S`, plain on `N`, and once more
-//!   plain if the TLS handshake itself fails;
-//! - `require` / `verify-*`: TLS or nothing (`N` is an error);
-//! - Unix sockets: never TLS.
+//! configuration from [`crate::conn::tls::client_config`], and the same order of plain and TLS
+//! attempts per `sslmode` ([`crate::conn::attempts`]); an attempt here is socket, SSLRequest
+//! (`N` plain for `prefer`, an error for `require`), handshake and authentication. Unix sockets:
+//! never TLS.
 //!
 //! Authentication: trust, cleartext, md5, SCRAM-SHA-256 and, over TLS, SCRAM-SHA-256-PLUS with
 //! `tls-server-end-point` channel binding. `channel_binding=require` fails unless the server
@@ -18,13 +20,14 @@
 //! All reads are cancel-safe (bytes read stay in our buffer), so [`ReplicationStream::next_event`]
 //! can sit in a `tokio::select!` next to a timer.
 
+use super::command::{self, CommandError, StartOptions, SystemInfo};
 use super::protocol::{
     self, parse_backend, parse_copy_payload, Backend, CopyPayload, Lsn, ProtocolError,
     ServerMessage, StatusUpdate,
 };
-use super::slot::{self, CommandError, CreatedSlot, StartOptions, SystemInfo};
+use crate::conn::attempts::{tls_then_plain, with_sslmode, AttemptFailure, TlsAttempt};
 use crate::conn::connect::{ConnectErrorKind, DEFAULT_APPLICATION_NAME};
-use crate::conn::{tls, ChannelBinding, ConnConfig, Host, SslMode};
+use crate::conn::{tls, ChannelBinding, ConnConfig, Host};
 use crate::pgerror::SqlState;
 use bytes::{Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
@@ -114,7 +117,7 @@ impl ReplicationError {
         self.code() == Some(SqlState::UNDEFINED_OBJECT.code())
     }
 
-    fn unexpected(command: &str, what: impl Into<String>) -> ReplicationError {
+    pub(super) fn unexpected(command: &str, what: impl Into<String>) -> ReplicationError {
         ReplicationError::Unexpected {
             command: short(command),
             what: what.into(),
@@ -172,15 +175,6 @@ impl fmt::Debug for ReplicationConnection {
     }
 }
 
-/// Whether an attempt uses TLS.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum TlsWish {
-    Plain,
-    /// TLS if the server accepts the SSLRequest, else plain.
-    Prefer,
-    Require,
-}
-
 /// A failed attempt, before it becomes a [`ReplicationError::Connect`].
 struct Failure {
     kind: ConnectErrorKind,
@@ -230,6 +224,23 @@ impl Failure {
     }
 }
 
+impl AttemptFailure for Failure {
+    fn kind(&self) -> ConnectErrorKind {
+        self.kind
+    }
+
+    fn server_lacks_tls(&self) -> bool {
+        self.server_lacks_tls
+    }
+
+    fn after_tls_failure(self, tls_failure: Failure) -> Failure {
+        Failure {
+            reason: tls_then_plain(&tls_failure.reason, &self.reason),
+            ..self
+        }
+    }
+}
+
 impl ReplicationConnection {
     /// Opens a logical replication session to `cfg` (see the module docs for TLS and
     /// authentication).
@@ -243,43 +254,11 @@ impl ReplicationConnection {
         };
         let tls_config = tls::client_config(cfg)
             .map_err(|e| wrap(Failure::new(ConnectErrorKind::Setup, e.to_string())))?;
-        let Some(tls_config) = tls_config else {
-            return attempt(cfg, None, TlsWish::Plain, &target)
-                .await
-                .map_err(wrap);
-        };
-        let tls = Some(tls_config);
-        let result = match cfg.sslmode {
-            SslMode::Allow => match attempt(cfg, None, TlsWish::Plain, &target).await {
-                Ok(c) => Ok(c),
-                Err(first) if first.kind == ConnectErrorKind::Unreachable => Err(first),
-                Err(first) => match attempt(cfg, tls, TlsWish::Require, &target).await {
-                    Ok(c) => Ok(c),
-                    Err(second) if second.server_lacks_tls => Err(first),
-                    Err(second) => Err(second),
-                },
-            },
-            SslMode::Prefer => match attempt(cfg, tls, TlsWish::Prefer, &target).await {
-                Err(first) if first.kind == ConnectErrorKind::Tls => {
-                    match attempt(cfg, None, TlsWish::Plain, &target).await {
-                        Ok(c) => Ok(c),
-                        Err(second) => Err(Failure {
-                            reason: format!(
-                                "{}; then without TLS: {}",
-                                first.reason, second.reason
-                            ),
-                            ..second
-                        }),
-                    }
-                }
-                other => other,
-            },
-            SslMode::Disable => attempt(cfg, None, TlsWish::Plain, &target).await,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                attempt(cfg, tls, TlsWish::Require, &target).await
-            }
-        };
-        result.map_err(wrap)
+        with_sslmode(cfg.sslmode, tls_config.is_some(), |wish| {
+            attempt(cfg, tls_config.clone(), wish, &target)
+        })
+        .await
+        .map_err(wrap)
     }
 
     /// A server parameter reported at startup or later (`server_version`, `integer_datetimes`...).
@@ -293,7 +272,7 @@ impl ReplicationConnection {
     /// The server's major version (from `server_version`), 0 if it did not say.
     pub fn server_major(&self) -> u32 {
         self.parameter("server_version")
-            .and_then(slot::server_major)
+            .and_then(command::server_major)
             .unwrap_or(0)
     }
 
@@ -323,35 +302,6 @@ impl ReplicationConnection {
             })?,
             dbname: result.get(0, "dbname").map(str::to_owned),
         })
-    }
-
-    /// CREATE_REPLICATION_SLOT for pgoutput. With `export_snapshot`, the returned snapshot can
-    /// be imported by other sessions until this connection runs its next command.
-    pub async fn create_slot(
-        &mut self,
-        name: &str,
-        temporary: bool,
-        export_snapshot: bool,
-    ) -> Result<CreatedSlot, ReplicationError> {
-        let command =
-            slot::create_slot_command(name, temporary, export_snapshot, self.server_major())?;
-        let result = self.single_row(&command).await?;
-        let point = result
-            .get(0, "consistent_point")
-            .ok_or_else(|| ReplicationError::unexpected(&command, "no consistent_point"))?;
-        Ok(CreatedSlot {
-            slot_name: result.get(0, "slot_name").unwrap_or(name).to_owned(),
-            consistent_point: point.parse().map_err(|_| {
-                ReplicationError::unexpected(&command, format!("consistent_point {point:?}"))
-            })?,
-            snapshot_name: result.get(0, "snapshot_name").map(str::to_owned),
-        })
-    }
-
-    /// DROP_REPLICATION_SLOT; with `wait`, waits for another session to release it.
-    pub async fn drop_slot(&mut self, name: &str, wait: bool) -> Result<(), ReplicationError> {
-        let command = slot::drop_slot_command(name, wait, self.server_major())?;
-        self.simple_query(&command).await.map(drop)
     }
 
     /// Runs `sql` with the simple query protocol (replication commands, `SHOW`, or SQL: this
@@ -444,7 +394,7 @@ impl ReplicationConnection {
         start: Lsn,
         options: &StartOptions,
     ) -> Result<ReplicationStream, ReplicationError> {
-        let command = slot::start_replication_command(slot_name, start, options)?;
+        let command = command::start_replication_command(slot_name, start, options)?;
         protocol::encode_query(&command, &mut self.write_buf)?;
         self.flush().await?;
         loop {
@@ -485,7 +435,10 @@ impl ReplicationConnection {
         Ok(())
     }
 
-    async fn single_row(&mut self, command: &str) -> Result<QueryResult, ReplicationError> {
+    pub(super) async fn single_row(
+        &mut self,
+        command: &str,
+    ) -> Result<QueryResult, ReplicationError> {
         let mut results = self.simple_query(command).await?;
         match results.pop() {
             Some(r) if results.is_empty() && r.rows.len() == 1 => Ok(r),
@@ -795,7 +748,7 @@ impl ReplicationStream {
 async fn attempt(
     cfg: &ConnConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    wish: TlsWish,
+    wish: TlsAttempt,
     target: &str,
 ) -> Result<ReplicationConnection, Failure> {
     let work = attempt_inner(cfg, tls, wish, target);
@@ -814,7 +767,7 @@ async fn attempt(
 async fn attempt_inner(
     cfg: &ConnConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    wish: TlsWish,
+    wish: TlsAttempt,
     target: &str,
 ) -> Result<ReplicationConnection, Failure> {
     // (socket, channel binding data, encrypted)
@@ -826,7 +779,7 @@ async fn attempt_inner(
     let (io, channel_binding, tls_used): (Box<dyn Io>, Option<Vec<u8>>, bool) = match socket {
         Socket::Unix(s) => (Box::new(s), None, false),
         Socket::Tcp(mut tcp) => match (wish, tls) {
-            (TlsWish::Plain, _) | (_, None) => (Box::new(tcp), None, false),
+            (TlsAttempt::Plain, _) | (_, None) => (Box::new(tcp), None, false),
             (_, Some(tls)) => {
                 if negotiate_tls(&mut tcp).await? {
                     let name = server_name(cfg)?;
@@ -846,7 +799,7 @@ async fn attempt_inner(
                         .and_then(|certs| certs.first())
                         .and_then(|cert| tls_server_end_point(cert.as_ref()));
                     (Box::new(stream), binding, true)
-                } else if wish == TlsWish::Prefer {
+                } else if wish == TlsAttempt::Prefer {
                     (Box::new(tcp), None, false)
                 } else {
                     return Err(Failure {
@@ -1022,8 +975,30 @@ async fn startup(
     )
     .map_err(|e| Failure::new(ConnectErrorKind::Setup, e.to_string()))?;
     conn.flush().await.map_err(Failure::from_error)?;
+    authenticate(conn, cfg, channel_binding).await?;
+    loop {
+        match conn.read().await.map_err(Failure::from_error)? {
+            Backend::Other(Message::ReadyForQuery(_)) => return Ok(()),
+            Backend::Error(error) => return Err(Failure::from_server(error)),
+            // ParameterStatus is recorded by `read`; BackendKeyData is for cancel requests,
+            // which a replication session does not need.
+            _ => {}
+        }
+    }
+}
 
-    let auth_failure = |reason: String| Failure::new(ConnectErrorKind::Authentication, reason);
+fn auth_failure(reason: impl Into<String>) -> Failure {
+    Failure::new(ConnectErrorKind::Authentication, reason)
+}
+
+/// The authentication exchange, up to AuthenticationOk: trust, cleartext, md5, SCRAM-SHA-256
+/// and SCRAM-SHA-256-PLUS (`channel_binding` is the `tls-server-end-point` data of a TLS
+/// session). `channel_binding=require` refuses every method but SCRAM-SHA-256-PLUS.
+async fn authenticate(
+    conn: &mut ReplicationConnection,
+    cfg: &ConnConfig,
+    channel_binding: Option<Vec<u8>>,
+) -> Result<(), Failure> {
     let password = || {
         cfg.password.as_ref().ok_or_else(|| {
             auth_failure(format!(
@@ -1043,17 +1018,15 @@ async fn startup(
                 if require_binding && !used_plus {
                     return Err(auth_failure(
                         "channel_binding=require, but the server authenticated us without \
-                         SCRAM-SHA-256-PLUS (it needs TLS and scram-sha-256 in pg_hba.conf)"
-                            .to_owned(),
+                         SCRAM-SHA-256-PLUS (it needs TLS and scram-sha-256 in pg_hba.conf)",
                     ));
                 }
-                break;
+                return Ok(());
             }
             Backend::Other(Message::AuthenticationCleartextPassword) => {
                 if require_binding {
                     return Err(auth_failure(
-                        "channel_binding=require, but the server asks for a cleartext password"
-                            .to_owned(),
+                        "channel_binding=require, but the server asks for a cleartext password",
                     ));
                 }
                 protocol::encode_password(password()?.expose().as_bytes(), &mut conn.write_buf)
@@ -1063,8 +1036,7 @@ async fn startup(
             Backend::Other(Message::AuthenticationMd5Password(body)) => {
                 if require_binding {
                     return Err(auth_failure(
-                        "channel_binding=require, but the server asks for md5 authentication"
-                            .to_owned(),
+                        "channel_binding=require, but the server asks for md5 authentication",
                     ));
                 }
                 let hashed = md5_hash(
@@ -1077,51 +1049,8 @@ async fn startup(
                 conn.flush().await.map_err(Failure::from_error)?;
             }
             Backend::Other(Message::AuthenticationSasl(body)) => {
-                let mut plus = false;
-                let mut plain = false;
-                let mut mechanisms = body.mechanisms();
-                while let Some(m) = mechanisms
-                    .next()
-                    .map_err(|e| Failure::new(ConnectErrorKind::Other, e.to_string()))?
-                {
-                    plus |= m == "SCRAM-SHA-256-PLUS";
-                    plain |= m == "SCRAM-SHA-256";
-                }
-                let allow_binding = cfg.channel_binding != ChannelBinding::Disable;
-                let (mechanism, binding) = match (&channel_binding, plus && allow_binding) {
-                    (Some(data), true) => {
-                        used_plus = true;
-                        (
-                            "SCRAM-SHA-256-PLUS",
-                            sasl::ChannelBinding::tls_server_end_point(data.clone()),
-                        )
-                    }
-                    _ if require_binding => {
-                        return Err(auth_failure(if channel_binding.is_none() {
-                            "channel_binding=require, but channel binding needs a TLS session \
-                             with a certificate whose signature hash is known"
-                                .to_owned()
-                        } else {
-                            "channel_binding=require, but the server does not offer \
-                             SCRAM-SHA-256-PLUS"
-                                .to_owned()
-                        }))
-                    }
-                    _ if plain => (
-                        "SCRAM-SHA-256",
-                        // 'y': we could bind but the server did not offer it (downgrade check).
-                        if channel_binding.is_some() && allow_binding {
-                            sasl::ChannelBinding::unrequested()
-                        } else {
-                            sasl::ChannelBinding::unsupported()
-                        },
-                    ),
-                    _ => {
-                        return Err(auth_failure(
-                            "the server offers no SASL mechanism we support".to_owned(),
-                        ))
-                    }
-                };
+                let (mechanism, binding) = choose_sasl(&body, cfg, channel_binding.as_deref())?;
+                used_plus |= mechanism == "SCRAM-SHA-256-PLUS";
                 let state = sasl::ScramSha256::new(password()?.expose().as_bytes(), binding);
                 protocol::encode_sasl_initial(mechanism, state.message(), &mut conn.write_buf)
                     .map_err(|e| auth_failure(e.to_string()))?;
@@ -1158,8 +1087,7 @@ async fn startup(
             ) => {
                 return Err(auth_failure(
                     "the server asks for GSSAPI/SSPI/Kerberos authentication, which pgferry \
-                     does not support"
-                        .to_owned(),
+                     does not support",
                 ))
             }
             _ => {
@@ -1170,13 +1098,55 @@ async fn startup(
             }
         }
     }
-    loop {
-        match conn.read().await.map_err(Failure::from_error)? {
-            Backend::Other(Message::ReadyForQuery(_)) => return Ok(()),
-            Backend::Error(error) => return Err(Failure::from_server(error)),
-            // ParameterStatus is recorded by `read`; BackendKeyData is for cancel requests,
-            // which a replication session does not need.
-            _ => {}
-        }
+}
+
+/// The SASL mechanism among those the server offers, and the channel binding to announce:
+/// SCRAM-SHA-256-PLUS when we have binding data and `channel_binding` allows it, else
+/// SCRAM-SHA-256 (announcing `y`, "could bind but the server did not offer it", when we could).
+fn choose_sasl(
+    body: &postgres_protocol::message::backend::AuthenticationSaslBody,
+    cfg: &ConnConfig,
+    channel_binding: Option<&[u8]>,
+) -> Result<(&'static str, sasl::ChannelBinding), Failure> {
+    let require_binding = cfg.channel_binding == ChannelBinding::Require;
+    let mut plus = false;
+    let mut plain = false;
+    let mut mechanisms = body.mechanisms();
+    while let Some(m) = mechanisms
+        .next()
+        .map_err(|e| Failure::new(ConnectErrorKind::Other, e.to_string()))?
+    {
+        plus |= m == "SCRAM-SHA-256-PLUS";
+        plain |= m == "SCRAM-SHA-256";
     }
+    let allow_binding = cfg.channel_binding != ChannelBinding::Disable;
+    Ok(match (channel_binding, plus && allow_binding) {
+        (Some(data), true) => (
+            "SCRAM-SHA-256-PLUS",
+            sasl::ChannelBinding::tls_server_end_point(data.to_vec()),
+        ),
+        _ if require_binding => {
+            return Err(auth_failure(if channel_binding.is_none() {
+                "channel_binding=require, but channel binding needs a TLS session \
+                 with a certificate whose signature hash is known"
+            } else {
+                "channel_binding=require, but the server does not offer \
+                 SCRAM-SHA-256-PLUS"
+            }))
+        }
+        _ if plain => (
+            "SCRAM-SHA-256",
+            // 'y': we could bind but the server did not offer it (downgrade check).
+            if channel_binding.is_some() && allow_binding {
+                sasl::ChannelBinding::unrequested()
+            } else {
+                sasl::ChannelBinding::unsupported()
+            },
+        ),
+        _ => {
+            return Err(auth_failure(
+                "the server offers no SASL mechanism we support",
+            ))
+        }
+    })
 }

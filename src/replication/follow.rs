@@ -21,8 +21,9 @@ use super::feedback::{pump, PumpError};
 use super::publication::{self, ObjectNames, PublicationError};
 use super::reconcile::{self, ReconcileError};
 use super::schema_follow::{self, SchemaFollowError, SchemaFollower};
+use super::slot;
 use super::triggers;
-use super::{state, Lsn, ReplicationConnection, ReplicationError, StartOptions};
+use super::{state, Lsn, ReplicationConnection, ReplicationError, ReplicationStream, StartOptions};
 use crate::clone::{clone_database, sequences, CloneError, CloneOptions, CloneSummary};
 use crate::conn::{connect, ConnConfig, ConnectError};
 use crate::pgerror::{PgError, Side, SqlState};
@@ -122,10 +123,10 @@ pub enum FollowEvent {
     /// they lost their replica identity); sent when the list changes.
     NotReplicated(Vec<String>),
     /// WAL the slot makes the source keep, every `lag_interval`.
-    SlotRetention(super::source_watch::SlotRetention),
+    SlotRetention(super::slot::SlotRetention),
     /// On resuming an existing slot: the WAL it made the source keep while no pgferry was
     /// streaming (a stopped or killed run). Sent before streaming starts.
-    RetainedWhileStopped(super::source_watch::SlotRetention),
+    RetainedWhileStopped(super::slot::SlotRetention),
     /// The slot was created with an exported snapshot: from now until [`FollowEvent::Cloned`]
     /// the copy holds that snapshot open on the source.
     SnapshotHeld,
@@ -143,6 +144,8 @@ pub enum FollowOutcome {
 pub enum FollowError {
     #[error(transparent)]
     Publication(#[from] PublicationError),
+    #[error(transparent)]
+    Slot(#[from] super::slot::SlotError),
     #[error(transparent)]
     Clone(#[from] CloneError),
     #[error("{role}: {source}")]
@@ -273,7 +276,7 @@ pub async fn follow_database(
 ) -> Result<FollowOutcome, FollowError> {
     let names = publication::names_for(&src.dbname, opts.mangle);
     let source = open("source", src).await?;
-    let slot_exists = publication::slot_exists(&source.client, &names.slot).await?;
+    let slot_exists = slot::exists(&source.client, &names.slot).await?;
     let stored = stored_position(dst, &names.slot).await?;
     match (slot_exists, stored) {
         (true, Some(from)) => {
@@ -320,7 +323,7 @@ pub async fn follow_database(
                 true = wait_shutdown(&mut shutdown) => {
                     // The copy (rolled back with its sessions) cannot be resumed: remove the
                     // source objects so that nothing holds WAL for it.
-                    let _ = publication::drop_slot(&source.client, &names.slot).await;
+                    let _ = slot::drop(&source.client, &names.slot).await;
                     let _ = publication::drop_publication(&source.client, &names.publication).await;
                     return Err(FollowError::Interrupted);
                 }
@@ -385,41 +388,38 @@ async fn wait_slot_free(source: &tokio_postgres::Client, slot: &str) -> Result<(
     let mut limit: Option<Duration> = None;
     let mut told = false;
     loop {
-        let row = source
-            .query_opt(
-                "SELECT s.active, s.active_pid, \
-                        extract(epoch FROM now() - r.reply_time)::float8, \
-                        r.application_name::text, r.client_addr::text, \
-                        current_setting('wal_sender_timeout') \
-                 FROM pg_catalog.pg_replication_slots s \
-                 LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid \
-                 WHERE s.slot_name = $1",
-                &[&slot],
-            )
+        let found = slot::holder(source, slot)
             .await
             .map_err(|e| FollowError::source("looking at who uses the replication slot", e))?;
-        let Some(row) = row else {
+        let Some(found) = found else {
             return Ok(());
         };
-        if !row.get::<_, bool>(0) {
+        if !found.active {
             return Ok(());
         }
-        let reply_age: Option<f64> = row.get(2);
+        let reply_age = found.reply_age_seconds;
         let holder = || {
-            let pid: Option<i32> = row.get(1);
-            let app: Option<String> = row.get(3);
-            let addr: Option<String> = row.get(4);
             format!(
                 "PID {}{}{}",
-                pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-                app.map(|a| format!(", application_name {a}"))
+                found
+                    .pid
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                found
+                    .application_name
+                    .as_ref()
+                    .map(|a| format!(", application_name {a}"))
                     .unwrap_or_default(),
-                addr.map(|a| format!(", from {a}")).unwrap_or_default()
+                found
+                    .client_addr
+                    .as_ref()
+                    .map(|a| format!(", from {a}"))
+                    .unwrap_or_default()
             )
         };
         let waited = started.elapsed();
         let limit = *limit.get_or_insert_with(|| {
-            let timeout = parse_pg_duration_ms(&row.get::<_, String>(5)).unwrap_or(60_000);
+            let timeout = parse_pg_duration_ms(&found.wal_sender_timeout).unwrap_or(60_000);
             Duration::from_millis(if timeout == 0 { 60_000 } else { timeout }) + GRACE
         });
         let answered_while_we_watched =
@@ -444,7 +444,7 @@ async fn wait_slot_free(source: &tokio_postgres::Client, slot: &str) -> Result<(
 /// Whether the source invalidated the slot (`wal_status = 'lost'`, PostgreSQL 13+; older
 /// servers never invalidate slots).
 async fn slot_lost(source: &tokio_postgres::Client, slot: &str) -> Result<bool, FollowError> {
-    let lost = super::source_watch::read_retention(source, slot)
+    let lost = slot::read_retention(source, slot)
         .await
         .map_err(|e| FollowError::source("reading the replication slot's state", e))?
         .is_some_and(|r| r.wal_status.as_deref() == Some("lost"));
@@ -453,7 +453,7 @@ async fn slot_lost(source: &tokio_postgres::Client, slot: &str) -> Result<bool, 
 
 /// Before resuming: says how much WAL the slot made the source keep while nobody consumed it.
 async fn warn_retained(source: &tokio_postgres::Client, slot: &str, observer: Observer<'_>) {
-    if let Ok(Some(r)) = super::source_watch::read_retention(source, slot).await {
+    if let Ok(Some(r)) = slot::read_retention(source, slot).await {
         // Reported once, by the caller.
         observer(FollowEvent::RetainedWhileStopped(r));
     }
@@ -523,7 +523,7 @@ async fn start_fresh(
     }
     .await;
     if result.is_err() {
-        let _ = publication::drop_slot(source, &names.slot).await;
+        let _ = slot::drop(source, &names.slot).await;
         let _ = publication::drop_publication(source, &names.publication).await;
     }
     result
@@ -603,8 +603,15 @@ async fn session_on_own_thread(
                     let relay = move |event: FollowEvent| {
                         let _ = events_tx.send(event);
                     };
-                    let result =
-                        session(&src, &dst, &names, &opts, &relay, &applied, stop_rx).await;
+                    let ctx = SessionCtx {
+                        src: &src,
+                        dst: &dst,
+                        names: &names,
+                        opts: &opts,
+                        observer: &relay,
+                        applied: &applied,
+                    };
+                    let result = session(ctx, stop_rx).await;
                     watcher.abort();
                     result
                 }),
@@ -644,28 +651,83 @@ enum SessionEnd {
     Shutdown,
 }
 
+/// What every step of one streaming session reads: its settings, where it reports, and how
+/// far apply got.
+#[derive(Clone, Copy)]
+struct SessionCtx<'a> {
+    src: &'a ConnConfig,
+    dst: &'a ConnConfig,
+    names: &'a ObjectNames,
+    opts: &'a FollowOptions,
+    observer: Observer<'a>,
+    applied: &'a Applied,
+}
+
 /// One streaming session: target session + applier, replication connection + pump, lag
 /// monitor. Ends on error, shutdown, or cutover (which it then carries out).
 async fn session(
-    src: &ConnConfig,
-    dst: &ConnConfig,
-    names: &ObjectNames,
-    opts: &FollowOptions,
-    observer: Observer<'_>,
-    applied: &Applied,
+    ctx: SessionCtx<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<FollowOutcome, FollowError> {
+    let SessionCtx {
+        src,
+        dst,
+        names,
+        observer,
+        ..
+    } = ctx;
     let target = open("target", dst).await?;
     let target_major = server_major(&target.client)
         .await
         .map_err(|e| FollowError::target("reading the server version", e))?;
     let source = open("source", src).await?;
-    // Before touching the target: is somebody else streaming from this slot? (Refused at
-    // once when another live process does.)
-    wait_slot_free(&source.client, &names.slot).await?;
-    // One applier per slot: a previous session's applier may still be committing its last
-    // batch; the position is read once it is gone (see state::lock_applier).
-    let lock = |wait| state::lock_applier(&target.client, &names.slot, wait);
+    take_applier_lock(&source.client, &target.client, names, dst).await?;
+    let stored = state::load(&target.client, &names.slot)
+        .await
+        .map_err(|e| FollowError::target("reading the applied position", e))?
+        .ok_or_else(|| FollowError::SlotWithoutProgress {
+            slot: names.slot.clone(),
+            publication: names.publication.clone(),
+            database: dst.dbname.clone(),
+        })?;
+    let (applier, capture_key, source_watch) =
+        start_applier(ctx, target.client, &source.client, stored).await?;
+    let mut started = start_stream(
+        ctx,
+        &source.client,
+        stored,
+        target_major,
+        capture_key.is_some(),
+    )
+    .await?;
+    observer(FollowEvent::Streaming {
+        from: started.start,
+        binary: started.options.binary,
+    });
+    let ended = stream_and_apply(
+        ctx,
+        &mut started,
+        applier,
+        &source.client,
+        source_watch,
+        &mut shutdown,
+    )
+    .await?;
+    end_session(ctx, started.stream, &source.client, ended).await
+}
+
+/// Before touching the target: nobody else streams from the slot (refused at once when another
+/// live process does), and this session holds the slot's applier lock. A previous session's
+/// applier may still be committing its last batch; the position is read once it is gone (see
+/// state::lock_applier).
+async fn take_applier_lock(
+    source: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    names: &ObjectNames,
+    dst: &ConnConfig,
+) -> Result<(), FollowError> {
+    wait_slot_free(source, &names.slot).await?;
+    let lock = |wait| state::lock_applier(target, &names.slot, wait);
     let mut locked = lock(Duration::from_secs(2))
         .await
         .map_err(|e| FollowError::target("taking the applier lock", e))?;
@@ -673,7 +735,7 @@ async fn session(
         // Held: by another live process streaming this slot (whose walsender may have looked
         // idle a moment ago: refused now, naming it), or by our own previous session's
         // applier finishing its last batch (waited for).
-        wait_slot_free(&source.client, &names.slot).await?;
+        wait_slot_free(source, &names.slot).await?;
         locked = lock(APPLIER_LOCK_WAIT)
             .await
             .map_err(|e| FollowError::target("taking the applier lock", e))?;
@@ -684,28 +746,33 @@ async fn session(
             database: dst.dbname.clone(),
         });
     }
-    let stored = state::load(&target.client, &names.slot)
-        .await
-        .map_err(|e| FollowError::target("reading the applied position", e))?
-        .ok_or_else(|| FollowError::SlotWithoutProgress {
-            slot: names.slot.clone(),
-            publication: names.publication.clone(),
-            database: dst.dbname.clone(),
-        })?;
-    // The replica role when this user may have it; otherwise the ordered apply.
+    Ok(())
+}
+
+/// The applier on the target session from `stored` on (the replica role when this user may
+/// have it; otherwise the ordered apply), with its schema follower and the DDL capture's key,
+/// the source watch sharing the follower's known tables, and the triggers apply would fire
+/// held until the cutover.
+async fn start_applier(
+    ctx: SessionCtx<'_>,
+    target: tokio_postgres::Client,
+    source: &tokio_postgres::Client,
+    stored: Lsn,
+) -> Result<(Applier, Option<String>, super::source_watch::SourceWatch), FollowError> {
+    let (names, opts) = (ctx.names, ctx.opts);
     let mut applier = Applier::new(
-        target.client,
+        target,
         &names.slot,
         stored,
         opts.batch,
-        applied.lsn.clone(),
+        ctx.applied.lsn.clone(),
         opts.create_aiven_extras,
     )
     .await?;
-    applier.count_transactions_into(applied.transactions.clone());
-    let mut follower = schema_follower(src, applier.client(), &names.slot, opts).await?;
+    applier.count_transactions_into(ctx.applied.transactions.clone());
+    let mut follower = schema_follower(ctx.src, applier.client(), &names.slot, opts).await?;
     let capture_key = if opts.ddl_capture {
-        ddl_capture::key(&source.client, &names.publication).await?
+        ddl_capture::key(source, &names.publication).await?
     } else {
         None
     };
@@ -723,7 +790,7 @@ async fn session(
     let mode = applier.mode();
     tracing::info!("applying changes with {}", mode.describe());
     // Triggers and rules that would fire during apply stay off until the cutover.
-    let held = triggers::replica_triggers(&source.client, mode)
+    let held = triggers::replica_triggers(source, mode)
         .await
         .map_err(|e| FollowError::source("listing the triggers that apply would fire", e))?;
     let disabled = triggers::hold(applier.client(), &held)
@@ -735,25 +802,44 @@ async fn session(
              target until the cutover, so that apply does not repeat their effects"
         );
     }
+    Ok((applier, capture_key, source_watch))
+}
 
-    let Some(confirmed) = publication::slot_confirmed_flush(&source.client, &names.slot).await?
-    else {
+/// A replication stream just started, with what it was started with.
+struct StartedStream {
+    stream: ReplicationStream,
+    start: Lsn,
+    status_interval: Duration,
+    options: StartOptions,
+}
+
+/// Checks the slot is still there and valid, then starts streaming from it at the later of
+/// `stored` and its confirmed position, with the options both servers allow.
+async fn start_stream(
+    ctx: SessionCtx<'_>,
+    source: &tokio_postgres::Client,
+    stored: Lsn,
+    target_major: u32,
+    capture: bool,
+) -> Result<StartedStream, FollowError> {
+    let names = ctx.names;
+    let Some(confirmed) = slot::confirmed_flush(source, &names.slot).await? else {
         return Err(FollowError::SlotGone(names.slot.clone()));
     };
     let invalidated = || FollowError::SlotInvalidated {
         slot: names.slot.clone(),
-        database: dst.dbname.clone(),
+        database: ctx.dst.dbname.clone(),
     };
-    if slot_lost(&source.client, &names.slot).await? {
+    if slot_lost(source, &names.slot).await? {
         return Err(invalidated());
     }
     // The server would start at its confirmed position anyway; say so explicitly. What it
     // resends between there and `stored` is skipped by the applier.
     let start = stored.max(confirmed.unwrap_or(Lsn::INVALID));
-    let binary = use_binary(&source.client, target_major).await?;
-    let mut repl = ReplicationConnection::connect(src).await?;
+    let binary = use_binary(source, target_major).await?;
+    let mut repl = ReplicationConnection::connect(ctx.src).await?;
     let status_interval = status_interval(&mut repl).await;
-    let source_major = server_major(&source.client)
+    let source_major = server_major(source)
         .await
         .map_err(|e| FollowError::source("reading the server version", e))?;
     // Large transactions streamed while in progress (PostgreSQL 14+): the source sends them
@@ -766,12 +852,12 @@ async fn session(
         binary,
         streaming,
         // The capture's statements (PostgreSQL 14+, checked when it was installed).
-        messages: capture_key.is_some() && source_major >= 14,
+        messages: capture && source_major >= 14,
     };
-    let mut stream = match repl.start_with(&names.slot, start, &options).await {
+    let stream = match repl.start_with(&names.slot, start, &options).await {
         Ok(stream) => stream,
         // The server refuses to stream from a slot it invalidated meanwhile: say that.
-        Err(e) if !e.is_transient() && slot_lost(&source.client, &names.slot).await? => {
+        Err(e) if !e.is_transient() && slot_lost(source, &names.slot).await? => {
             return Err(invalidated());
         }
         // Another process started streaming from it since we looked.
@@ -791,21 +877,38 @@ async fn session(
         }
         Err(e) => return Err(e.into()),
     };
-    observer(FollowEvent::Streaming {
-        from: start,
-        binary,
-    });
+    Ok(StartedStream {
+        stream,
+        start,
+        status_interval,
+        options,
+    })
+}
 
+/// The pipeline until it ends: the pump and the lag monitor on this thread, the applier on a
+/// thread of its own. Returns why streaming ended (shutdown, or lag low enough to cut over).
+async fn stream_and_apply(
+    ctx: SessionCtx<'_>,
+    started: &mut StartedStream,
+    mut applier: Applier,
+    source: &tokio_postgres::Client,
+    source_watch: super::source_watch::SourceWatch,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<SessionEnd, FollowError> {
+    let applied = ctx.applied;
     let (tx, mut rx) = mpsc::channel::<Vec<ApplyItem>>(64);
     let applied_rx = applied.lsn.subscribe();
+    let (start, status_interval) = (started.start, started.status_interval);
+    let proto_version = started.options.proto_version;
+    let stream = &mut started.stream;
     let stream_side = async {
         let ended = tokio::select! {
-            r = pump(&mut stream, tx, applied_rx.clone(), start, status_interval, options.proto_version) => {
+            r = pump(stream, tx, applied_rx.clone(), start, status_interval, proto_version) => {
                 r?;
                 // The applier hung up: its own error tells why.
                 SessionEnd::Shutdown
             }
-            end = monitor(&source.client, &applied_rx, &applied.transactions, opts, source_watch, observer, &mut shutdown) => end?,
+            end = monitor(source, &applied_rx, &applied.transactions, ctx.opts, source_watch, ctx.observer, shutdown) => end?,
         };
         // `tx` is gone with the pump: the applier finishes what it has and returns.
         Ok::<_, FollowError>(ended)
@@ -838,8 +941,19 @@ async fn session(
         }
     };
     let (ended, ()) = tokio::try_join!(stream_side, apply_side)?;
+    Ok(ended)
+}
 
-    let applied = *applied.lsn.borrow();
+/// Confirms the applied position, leaves COPY mode, and either stops (slot and publication
+/// kept for a rerun) or carries out the cutover.
+async fn end_session(
+    ctx: SessionCtx<'_>,
+    mut stream: ReplicationStream,
+    source: &tokio_postgres::Client,
+    ended: SessionEnd,
+) -> Result<FollowOutcome, FollowError> {
+    let names = ctx.names;
+    let applied = *ctx.applied.lsn.borrow();
     // Tell the server where we are, then leave COPY mode.
     stream.send_status(applied, applied, applied, false).await?;
     let mut repl = stream.stop().await?;
@@ -849,11 +963,12 @@ async fn session(
             Ok(FollowOutcome::Stopped { applied })
         }
         SessionEnd::Cutover { lag } => {
-            observer(FollowEvent::CutoverStarted { lag });
-            let target = settle_target(src, dst, names, opts, &source.client, observer).await?;
+            (ctx.observer)(FollowEvent::CutoverStarted { lag });
+            let target =
+                settle_target(ctx.src, ctx.dst, names, ctx.opts, source, ctx.observer).await?;
             repl.drop_slot(&names.slot, false).await?;
             let _ = repl.close().await;
-            publication::drop_publication(&source.client, &names.publication).await?;
+            publication::drop_publication(source, &names.publication).await?;
             state::forget(&target.client, &names.slot)
                 .await
                 .map_err(|e| FollowError::target("removing the progress row", e))?;
@@ -993,14 +1108,10 @@ async fn wait_shutdown(shutdown: &mut watch::Receiver<bool>) -> bool {
     shutdown.wait_for(|s| *s).await.is_ok()
 }
 
+/// The server's major version (`server_version_num` / 10000).
 async fn server_major(client: &tokio_postgres::Client) -> Result<u32, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int4 / 10000",
-            &[],
-        )
-        .await?;
-    Ok(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0))
+    let num = crate::compat::server_version_num(client).await?;
+    Ok(u32::try_from(num / 10000).unwrap_or(0))
 }
 
 /// Binary values only when they are surely readable by the target: same major version (14+
@@ -1071,7 +1182,7 @@ fn parse_pg_duration_ms(text: &str) -> Option<u64> {
 pub async fn cleanup(src: &ConnConfig, dst: &ConnConfig, mangle: bool) -> Result<(), FollowError> {
     let names = publication::names_for(&src.dbname, mangle);
     let source = open("source", src).await?;
-    publication::drop_slot(&source.client, &names.slot).await?;
+    slot::drop(&source.client, &names.slot).await?;
     publication::drop_publication(&source.client, &names.publication).await?;
     match connect(dst).await {
         Ok(target) => state::forget(&target.client, &names.slot)

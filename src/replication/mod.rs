@@ -7,7 +7,8 @@
 //!   [`Lsn`]);
 //! - [`connection`]: the async driver ([`ReplicationConnection`], [`ReplicationStream`]), using
 //!   the same connection settings and TLS rules as [`crate::conn`];
-//! - [`slot`]: the replication commands' text (quoted names, version-dependent syntax);
+//! - [`command`]: the walsender commands' text (quoted names) and the answers' shapes;
+//! - [`slot`]: our slots' one owner: create, inspect, drop (walsender commands and SQL);
 //! - [`pgoutput`]: a pure, panic-free decoder of pgoutput messages.
 //!
 //! The flow of a live migration: [`ReplicationConnection::create_slot`] with an exported
@@ -22,6 +23,7 @@
 //! [`follow`] (one database from clone to cutover).
 
 pub mod apply;
+pub mod command;
 pub mod connection;
 pub mod ddl_capture;
 pub mod feedback;
@@ -40,6 +42,7 @@ pub mod spool;
 pub use crate::state::applier as state;
 pub mod triggers;
 
+pub use command::{StartOptions, SystemInfo};
 pub use connection::{
     QueryResult, ReplicationConnection, ReplicationError, ReplicationEvent, ReplicationStream,
 };
@@ -47,4 +50,4 @@ pub use follow::{
     cleanup, follow_database, FollowError, FollowEvent, FollowOptions, FollowOutcome,
 };
 pub use protocol::Lsn;
-pub use slot::{CreatedSlot, StartOptions, SystemInfo};
+pub use slot::CreatedSlot;

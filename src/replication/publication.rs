@@ -1,5 +1,6 @@
-//! The source side of a live migration: our publication and slot, their names, and the tables
-//! that would break the source's own writes once published.
+//! The source side of a live migration: our publication, the names of our publication and slot
+//! (the slot itself is [`super::slot`]'s), and the tables that would break the source's own
+//! writes once published.
 //!
 //! A table in a publication that publishes UPDATE and DELETE must have a usable replica
 //! identity, or PostgreSQL refuses those statements *on the source* ("cannot update table ...
@@ -18,7 +19,7 @@ use super::identity::{
 };
 use crate::copy::TableFilter;
 use crate::pgerror::SqlState;
-use crate::quote::{qualified, quote_ident, quote_literal};
+use crate::quote::{qualified, quote_ident};
 use md5::{Digest, Md5};
 use thiserror::Error;
 use tokio_postgres::Client;
@@ -144,14 +145,6 @@ async fn is_superuser(client: &Client) -> Result<bool, PublicationError> {
     Ok(row.get(0))
 }
 
-async fn server_version_num(client: &Client) -> Result<i32, PublicationError> {
-    let row = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
-        .await
-        .map_err(source_err("reading the server version"))?;
-    Ok(row.get(0))
-}
-
 /// Whether our publication exists.
 pub async fn publication_exists(client: &Client, name: &str) -> Result<bool, PublicationError> {
     let row = client
@@ -162,35 +155,6 @@ pub async fn publication_exists(client: &Client, name: &str) -> Result<bool, Pub
         .await
         .map_err(source_err("looking for the publication"))?;
     Ok(row.get(0))
-}
-
-/// Whether our slot exists (in any database: slot names are cluster-wide).
-pub async fn slot_exists(client: &Client, name: &str) -> Result<bool, PublicationError> {
-    let row = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1)",
-            &[&name],
-        )
-        .await
-        .map_err(source_err("looking for the replication slot"))?;
-    Ok(row.get(0))
-}
-
-/// The slot's `confirmed_flush_lsn`: `None` when the slot does not exist, `Some(None)` when it
-/// has confirmed nothing yet.
-pub async fn slot_confirmed_flush(
-    client: &Client,
-    name: &str,
-) -> Result<Option<Option<super::Lsn>>, PublicationError> {
-    let row = client
-        .query_opt(
-            "SELECT confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots \
-             WHERE slot_name = $1",
-            &[&name],
-        )
-        .await
-        .map_err(source_err("reading the replication slot"))?;
-    Ok(row.map(|r| r.get::<_, Option<String>>(0).and_then(|t| t.parse().ok())))
 }
 
 /// The schema of the `aiven_extras` extension in this database, if installed: it offers
@@ -238,7 +202,9 @@ pub async fn create_publication(
         drop_publication(client, name).await?;
     }
     let superuser = is_superuser(client).await?;
-    let version = server_version_num(client).await?;
+    let version = crate::compat::server_version_num(client)
+        .await
+        .map_err(source_err("reading the server version"))?;
     let tables = tables_to_publish(client, filter, version >= 130000).await?;
     // No table needs no help: anyone may create an empty publication.
     let aiven = if !superuser && !tables.is_empty() {
@@ -367,41 +333,6 @@ pub async fn drop_publication(client: &Client, name: &str) -> Result<(), Publica
             Ok(())
         }
         other => other.map_err(source_err("dropping the publication")),
-    }
-}
-
-/// Drops our slot if it exists. A session still holding it (a pgferry that was killed or
-/// abandoned, whose walsender has not noticed yet) is terminated first: the slot is ours by
-/// name, and dropping it means giving up this migration anyway.
-pub async fn drop_slot(client: &Client, name: &str) -> Result<(), PublicationError> {
-    let literal = quote_literal(name);
-    let mut tries = 0;
-    loop {
-        client
-            .batch_execute(&format!(
-                "SELECT pg_catalog.pg_terminate_backend(active_pid) \
-                 FROM pg_catalog.pg_replication_slots \
-                 WHERE slot_name = {literal} AND active_pid IS NOT NULL"
-            ))
-            .await
-            .map_err(source_err(
-                "ending the session holding the replication slot",
-            ))?;
-        let result = client
-            .batch_execute(&format!(
-                "SELECT pg_catalog.pg_drop_replication_slot(slot_name) \
-                 FROM pg_catalog.pg_replication_slots WHERE slot_name = {literal}"
-            ))
-            .await;
-        match result {
-            Ok(()) => return Ok(()),
-            // 55006: still active (the terminated session is on its way out).
-            Err(e) if e.code().is_some_and(|c| *c == SqlState::OBJECT_IN_USE) && tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(source_err("dropping the replication slot")(e)),
-        }
     }
 }
 

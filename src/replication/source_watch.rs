@@ -13,6 +13,7 @@
 
 use super::guard;
 use super::publication::{self, ObjectNames};
+use super::slot::{self, read_retention, SlotRetention};
 use crate::copy::TableFilter;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -21,43 +22,6 @@ use tokio_postgres::Client;
 /// `--max-slot-retained` when not given: 64 GiB. Large enough not to fire on a busy but
 /// healthy migration, small enough to stop before most data disks are full.
 pub const DEFAULT_MAX_SLOT_RETAINED: u64 = 64 << 30;
-
-/// How much WAL the slot holds back on the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlotRetention {
-    /// `pg_current_wal_lsn() - restart_lsn`; `None` when the slot has no restart_lsn (lost).
-    pub retained_bytes: Option<u64>,
-    /// `reserved`, `extended`, `unreserved`, `lost` (PostgreSQL 13+).
-    pub wal_status: Option<String>,
-    /// Bytes that can still be written before the slot is in danger of being invalidated
-    /// (PostgreSQL 13+, only with `max_slot_wal_keep_size` set).
-    pub safe_wal_size: Option<i64>,
-    /// The server's `max_slot_wal_keep_size` in bytes when it sets one (13+; -1 = unlimited is
-    /// reported as `None`).
-    pub max_slot_wal_keep_size: Option<u64>,
-}
-
-impl SlotRetention {
-    /// One line for the log: `slot retains 12.0 MB of WAL on the source (wal_status reserved)`.
-    pub fn describe(&self) -> String {
-        let size = match self.retained_bytes {
-            Some(b) => crate::units::format_size(b),
-            None => "no WAL (restart_lsn unset)".into(),
-        };
-        let mut out = format!("the slot retains {size} of WAL on the source");
-        if let Some(status) = &self.wal_status {
-            out.push_str(&format!(" (wal_status {status}"));
-            if let Some(safe) = self.safe_wal_size {
-                out.push_str(&format!(
-                    ", {} left before max_slot_wal_keep_size",
-                    crate::units::format_size(safe.max(0) as u64)
-                ));
-            }
-            out.push(')');
-        }
-        out
-    }
-}
 
 #[derive(Debug, Error)]
 pub enum WatchError {
@@ -86,75 +50,6 @@ pub struct RetentionExceeded {
     pub limit: u64,
     /// Empty, or why dropping failed (then the user must drop the slot).
     pub dropped: String,
-}
-
-/// Reads the slot's retention; `None` when the slot does not exist.
-pub async fn read_retention(
-    client: &Client,
-    slot: &str,
-) -> Result<Option<SlotRetention>, tokio_postgres::Error> {
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
-        .await?
-        .get(0);
-    let sql = if version >= 130000 {
-        "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::int8, \
-                wal_status::text, safe_wal_size::int8, \
-                (SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'max_slot_wal_keep_size') \
-         FROM pg_catalog.pg_replication_slots WHERE slot_name = $1"
-    } else {
-        "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::int8, \
-                NULL::text, NULL::int8, NULL::int8 \
-         FROM pg_catalog.pg_replication_slots WHERE slot_name = $1"
-    };
-    let Some(row) = client.query_opt(sql, &[&slot]).await? else {
-        return Ok(None);
-    };
-    let retained: Option<i64> = row.get(0);
-    let keep_mb: Option<i64> = row.get(3);
-    Ok(Some(SlotRetention {
-        retained_bytes: retained.map(|b| b.max(0) as u64),
-        wal_status: row.get(1),
-        safe_wal_size: row.get(2),
-        max_slot_wal_keep_size: keep_mb
-            .filter(|mb| *mb >= 0)
-            .map(|mb| (mb as u64).saturating_mul(1 << 20)),
-    }))
-}
-
-/// A replication slot named like pgferry's on the source server, with what it retains.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeftSlot {
-    pub slot: String,
-    pub database: String,
-    /// `pg_current_wal_lsn() - restart_lsn`.
-    pub retained_bytes: Option<u64>,
-    /// A process streams from it now.
-    pub active: bool,
-}
-
-/// Every slot on the server `client` is connected to whose name pgferry would give
-/// (`pgferry_..._slot`): after a cleanup, what is still there keeps retaining WAL.
-pub async fn pgferry_slots(client: &Client) -> Result<Vec<LeftSlot>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT slot_name::text, coalesce(database::text, ''), \
-                    pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::int8, \
-                    active \
-             FROM pg_catalog.pg_replication_slots \
-             WHERE slot_name::text LIKE 'pgferry\\_%\\_slot' ORDER BY 1",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| LeftSlot {
-            slot: r.get(0),
-            database: r.get(1),
-            retained_bytes: r.get::<_, Option<i64>>(2).map(|b| b.max(0) as u64),
-            active: r.get(3),
-        })
-        .collect())
 }
 
 /// What a tick found that the caller reports.
@@ -292,7 +187,7 @@ impl SourceWatch {
             self.names.publication
         );
         let mut dropped = String::new();
-        if let Err(e) = publication::drop_slot(client, &self.names.slot).await {
+        if let Err(e) = slot::drop(client, &self.names.slot).await {
             dropped = format!(
                 " (but dropping the slot failed: {e}; drop it: SELECT pg_drop_replication_slot('{}'))",
                 self.names.slot
