@@ -1,4 +1,5 @@
-//! Catalog → objects with dependencies.
+//! Catalog → objects with dependencies. The objects themselves are made in `make` (one
+//! description per kind); this module indexes the catalog and adds pg_depend's edges.
 //!
 //! Dependencies come from `pg_depend`, redirected to the object that actually emits the DDL
 //! (a column default belongs to its table, a row type to its table, an array type to its
@@ -86,24 +87,9 @@ impl Model {
 
     fn index_catalog(&mut self) {
         let c = &self.catalog;
-        self.relations = c
-            .relations
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.oid, i))
-            .collect();
-        self.indexes = c
-            .indexes
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (x.oid, i))
-            .collect();
-        self.sequences = c
-            .sequences
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.relid, i))
-            .collect();
+        self.relations = positions(&c.relations, |r| r.oid);
+        self.indexes = positions(&c.indexes, |x| x.oid);
+        self.sequences = positions(&c.sequences, |s| s.relid);
         for (i, k) in c.constraints.iter().enumerate() {
             self.constraints.entry(k.relid).or_default().push(i);
         }
@@ -193,4 +179,9 @@ impl Model {
             }
         }
     }
+}
+
+/// Key → index of the row in `rows` (the last row of a key, were there two).
+fn positions<T>(rows: &[T], key: impl Fn(&T) -> u32) -> HashMap<u32, usize> {
+    rows.iter().enumerate().map(|(i, r)| (key(r), i)).collect()
 }
