@@ -4,8 +4,8 @@
 use crate::catalog::BaseType;
 use crate::schema::{DumpOptions, Item, Model};
 
-use super::privileges::{acl_statements, Target};
-use super::render::{comment, owner};
+use super::privileges::object_privileges;
+use super::render::{comment, owner_and_comment};
 use crate::quote::{qualified, quote_ident, quote_literal};
 
 /// The full `CREATE TYPE name (…)` of a base type, whose shell and I/O functions exist.
@@ -98,8 +98,8 @@ pub fn render_internal(m: &Model, item: Item, opts: &DumpOptions) -> Option<Stri
                 quote_literal(&c.to),
                 c.function
             );
-            s.push_str(&owner("CONVERSION", &name, &c.owner, opts));
-            s.push_str(&comment("CONVERSION", &name, &c.comment));
+            let kind = "CONVERSION";
+            s.push_str(&owner_and_comment(kind, &name, &c.owner, &c.comment, opts));
             s
         }
         Item::TsParser(i) => {
@@ -165,19 +165,12 @@ pub fn render_internal(m: &Model, item: Item, opts: &DumpOptions) -> Option<Stri
                 s.push_str(&format!(" VALIDATOR {f}"));
             }
             s.push_str(";\n");
-            s.push_str(&owner("LANGUAGE", &name, &l.owner, opts));
-            s.push_str(&comment("LANGUAGE", &name, &l.comment));
-            if !opts.no_privileges {
-                let target = Target {
-                    kind: "LANGUAGE",
-                    name: &name,
-                    column: None,
-                    owner: &l.owner,
-                    prefix: "",
-                    set_role: opts.grants_by_set_role,
-                };
-                s.push_str(&acl_statements(&target, &l.acl));
-            }
+            s.push_str(&owner_and_comment(
+                "LANGUAGE", &name, &l.owner, &l.comment, opts,
+            ));
+            s.push_str(&object_privileges(
+                "LANGUAGE", &name, &l.owner, &l.acl, opts,
+            ));
             s
         }
         _ => return None,

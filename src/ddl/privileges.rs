@@ -6,6 +6,7 @@
 //! replayed under that role with SET SESSION AUTHORIZATION, which keeps the grantor.
 
 use crate::catalog::{Acl, AclItem};
+use crate::schema::DumpOptions;
 
 use crate::quote::quote_ident;
 
@@ -93,6 +94,31 @@ impl Target<'_> {
             format!("{list} ON {} {}", self.kind, self.name)
         }
     }
+}
+
+/// The GRANT/REVOKE statements for the ACL of object `name` of `kind` (the whole object, no
+/// prefix); empty with `--no-privileges` or when the object keeps its starting privileges.
+pub(super) fn object_privileges(
+    kind: &str,
+    name: &str,
+    owner: &str,
+    acl: &Acl,
+    opts: &DumpOptions,
+) -> String {
+    if opts.no_privileges {
+        return String::new();
+    }
+    acl_statements(
+        &Target {
+            kind,
+            name,
+            column: None,
+            owner,
+            prefix: "",
+            set_role: opts.grants_by_set_role,
+        },
+        acl,
+    )
 }
 
 /// The statements for one ACL; empty if the object keeps its starting privileges.

@@ -4,10 +4,10 @@
 //! comment and privileges, so that each object's text can be placed anywhere its dependencies
 //! allow.
 
-use crate::catalog::{Acl, Column, Function, RelKind, Relation, TypeDef};
+use crate::catalog::{Column, Function, RelKind, Relation, TypeDef};
 use crate::schema::{DumpOptions, Item, Model, Object};
 
-use super::privileges::{acl_statements, Target};
+use super::privileges::{acl_statements, object_privileges, Target};
 use crate::quote::{qualified, quote_ident, quote_literal};
 
 /// Renders one object.
@@ -54,16 +54,7 @@ fn render_item(m: &Model, o: &Object, opts: &DumpOptions) -> String {
     }
     match o.item {
         Item::Schema(i) => schema(&c.schemas[i], c.server_version_num, opts),
-        Item::Extension(i) => {
-            let e = &c.extensions[i];
-            let mut s = format!(
-                "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {};\n",
-                quote_ident(&e.name),
-                quote_ident(&e.schema)
-            );
-            s.push_str(&comment("EXTENSION", &quote_ident(&e.name), &e.comment));
-            s
-        }
+        Item::Extension(i) => extension(m, i),
         Item::Type(i) => type_def(m, i, opts),
         Item::Function(i) => function(&c.functions[i], opts),
         Item::Relation(i) => {
@@ -74,160 +65,187 @@ fn render_item(m: &Model, o: &Object, opts: &DumpOptions) -> String {
             }
         }
         Item::Sequence { rel, seq } => sequence(m, rel, seq, opts),
-        Item::OwnedBy(si) => {
-            let s = &c.sequences[si];
-            match (&s.owned_by, m.relations.get(&s.relid)) {
-                (Some((table, col)), Some(&ri)) => format!(
-                    "ALTER SEQUENCE {} OWNED BY {}.{};\n",
-                    rel_qname(m, ri),
-                    rel_name_by_oid(m, *table),
-                    quote_ident(col)
-                ),
-                _ => String::new(),
-            }
-        }
-        Item::Attach(i) => {
-            let r = &c.relations[i];
-            let parent = r.parents.first().map(|p| rel_name_by_oid(m, *p));
-            match (parent, &r.partbound) {
-                (Some(p), Some(bound)) => format!(
-                    "ALTER TABLE ONLY {p} ATTACH PARTITION {} {bound};\n",
-                    qualified(&r.schema, &r.name)
-                ),
-                _ => String::new(),
-            }
-        }
+        Item::OwnedBy(si) => owned_by(m, si),
+        Item::Attach(i) => attach_partition(m, i),
         Item::Index(i) => index(m, i),
         Item::Constraint(i) => constraint(m, i),
-        Item::IndexAttach(i) => {
-            let x = &c.indexes[i];
-            let parent = x
-                .parent
-                .and_then(|p| m.indexes.get(&p))
-                .map(|&p| &c.indexes[p]);
-            match parent {
-                Some(p) => format!(
-                    "ALTER INDEX {} ATTACH PARTITION {};\n",
-                    qualified(&p.schema, &p.name),
-                    qualified(&x.schema, &x.name)
-                ),
-                None => String::new(),
-            }
-        }
-        Item::Trigger(i) => {
-            let t = &c.triggers[i];
-            let table = rel_name_by_oid(m, t.relid);
-            // A clone (parent != 0) exists once its parent does; only its state is set.
-            let mut s = if t.parent == 0 {
-                format!("{};\n", t.def)
-            } else {
-                String::new()
-            };
-            let action = match t.enabled.as_str() {
-                "D" => Some("DISABLE TRIGGER"),
-                "R" => Some("ENABLE REPLICA TRIGGER"),
-                "A" => Some("ENABLE ALWAYS TRIGGER"),
-                _ if t.parent != 0 => Some("ENABLE TRIGGER"),
-                _ => None,
-            };
-            if let Some(a) = action {
-                s.push_str(&format!(
-                    "ALTER TABLE {table} {a} {};\n",
-                    quote_ident(&t.name)
-                ));
-            }
-            let on = format!("{} ON {table}", quote_ident(&t.name));
-            s.push_str(&comment("TRIGGER", &on, &t.comment));
-            s
-        }
-        Item::Rule(i) => {
-            let r = &c.rules[i];
-            let table = rel_name_by_oid(m, r.relid);
-            let mut s = format!("{}\n", r.def);
-            let action = match r.enabled.as_str() {
-                "D" => Some("DISABLE RULE"),
-                "R" => Some("ENABLE REPLICA RULE"),
-                "A" => Some("ENABLE ALWAYS RULE"),
-                _ => None,
-            };
-            if let Some(a) = action {
-                s.push_str(&format!(
-                    "ALTER TABLE {table} {a} {};\n",
-                    quote_ident(&r.name)
-                ));
-            }
-            let on = format!("{} ON {table}", quote_ident(&r.name));
-            s.push_str(&comment("RULE", &on, &r.comment));
-            s
-        }
+        Item::IndexAttach(i) => index_attach(m, i),
+        Item::Trigger(i) => trigger(m, i),
+        Item::Rule(i) => rule(m, i),
         Item::Policy(i) => policy(m, i),
-        Item::RowSecurity(i) => {
-            let r = &c.relations[i];
-            let name = qualified(&r.schema, &r.name);
-            let mut s = String::new();
-            if r.row_security {
-                s.push_str(&format!("ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;\n"));
-            }
-            if r.force_row_security {
-                s.push_str(&format!("ALTER TABLE {name} FORCE ROW LEVEL SECURITY;\n"));
-            }
-            s
-        }
-        Item::DefaultAcl(i) => {
-            if opts.no_privileges {
-                return String::new();
-            }
-            let d = &c.default_acls[i];
-            if opts.owners_not_kept.contains(&d.role) {
-                // ALTER DEFAULT PRIVILEGES FOR ROLE needs membership in that role.
-                return String::new();
-            }
-            let kind = match d.objtype.as_str() {
-                "r" => "TABLES",
-                "S" => "SEQUENCES",
-                "f" => "FUNCTIONS",
-                "T" => "TYPES",
-                "n" => "SCHEMAS",
-                _ => return String::new(),
-            };
-            let prefix = match &d.schema {
-                Some(s) => format!(
-                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} ",
-                    quote_ident(&d.role),
-                    quote_ident(s)
-                ),
-                None => format!(
-                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} ",
-                    quote_ident(&d.role)
-                ),
-            };
-            acl_statements(
-                &Target {
-                    kind,
-                    name: "",
-                    column: None,
-                    owner: &d.role,
-                    prefix: &prefix,
-                    set_role: opts.grants_by_set_role,
-                },
-                &d.acl,
-            )
-        }
-        Item::ViewStub(i) => {
-            let r = &c.relations[i];
-            let cols: Vec<String> = columns(m, r.oid)
-                .iter()
-                .map(|c| format!("\n    NULL::{} AS {}", c.type_name, quote_ident(&c.name)))
-                .collect();
-            format!(
-                "CREATE VIEW {} AS\n SELECT{};\n",
-                qualified(&r.schema, &r.name),
-                cols.join(",")
-            )
-        }
+        Item::RowSecurity(i) => row_security(m, i),
+        Item::DefaultAcl(i) => default_acl(m, i, opts),
+        Item::ViewStub(i) => view_stub(m, i),
         // Rendered by `extras` above.
         _ => String::new(),
     }
+}
+
+fn extension(m: &Model, i: usize) -> String {
+    let e = &m.catalog.extensions[i];
+    let mut s = format!(
+        "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {};\n",
+        quote_ident(&e.name),
+        quote_ident(&e.schema)
+    );
+    s.push_str(&comment("EXTENSION", &quote_ident(&e.name), &e.comment));
+    s
+}
+
+fn owned_by(m: &Model, si: usize) -> String {
+    let s = &m.catalog.sequences[si];
+    match (&s.owned_by, m.relations.get(&s.relid)) {
+        (Some((table, col)), Some(&ri)) => format!(
+            "ALTER SEQUENCE {} OWNED BY {}.{};\n",
+            rel_qname(m, ri),
+            rel_name_by_oid(m, *table),
+            quote_ident(col)
+        ),
+        _ => String::new(),
+    }
+}
+
+fn attach_partition(m: &Model, i: usize) -> String {
+    let r = &m.catalog.relations[i];
+    let parent = r.parents.first().map(|p| rel_name_by_oid(m, *p));
+    match (parent, &r.partbound) {
+        (Some(p), Some(bound)) => format!(
+            "ALTER TABLE ONLY {p} ATTACH PARTITION {} {bound};\n",
+            qualified(&r.schema, &r.name)
+        ),
+        _ => String::new(),
+    }
+}
+
+fn index_attach(m: &Model, i: usize) -> String {
+    let x = &m.catalog.indexes[i];
+    let parent = x
+        .parent
+        .and_then(|p| m.indexes.get(&p))
+        .map(|&p| &m.catalog.indexes[p]);
+    match parent {
+        Some(p) => format!(
+            "ALTER INDEX {} ATTACH PARTITION {};\n",
+            qualified(&p.schema, &p.name),
+            qualified(&x.schema, &x.name)
+        ),
+        None => String::new(),
+    }
+}
+
+fn trigger(m: &Model, i: usize) -> String {
+    let t = &m.catalog.triggers[i];
+    // A clone (parent != 0) exists once its parent does; only its state is set.
+    let mut s = if t.parent == 0 {
+        format!("{};\n", t.def)
+    } else {
+        String::new()
+    };
+    let table = rel_name_by_oid(m, t.relid);
+    s.push_str(&firing(
+        &table,
+        "TRIGGER",
+        &t.name,
+        &t.enabled,
+        t.parent != 0,
+    ));
+    let on = format!("{} ON {table}", quote_ident(&t.name));
+    s.push_str(&comment("TRIGGER", &on, &t.comment));
+    s
+}
+
+fn rule(m: &Model, i: usize) -> String {
+    let r = &m.catalog.rules[i];
+    let mut s = format!("{}\n", r.def);
+    let table = rel_name_by_oid(m, r.relid);
+    s.push_str(&firing(&table, "RULE", &r.name, &r.enabled, false));
+    let on = format!("{} ON {table}", quote_ident(&r.name));
+    s.push_str(&comment("RULE", &on, &r.comment));
+    s
+}
+
+/// The `ALTER TABLE` that sets when trigger or rule `name` (`what`) fires: `enabled` is D
+/// (disabled), R (replica), A (always) or O (origin, the default, set only when
+/// `set_default`: a trigger clone gets the state its parent's creation does not give it).
+fn firing(table: &str, what: &str, name: &str, enabled: &str, set_default: bool) -> String {
+    let action = match enabled {
+        "D" => "DISABLE",
+        "R" => "ENABLE REPLICA",
+        "A" => "ENABLE ALWAYS",
+        _ if set_default => "ENABLE",
+        _ => return String::new(),
+    };
+    format!(
+        "ALTER TABLE {table} {action} {what} {};\n",
+        quote_ident(name)
+    )
+}
+
+fn row_security(m: &Model, i: usize) -> String {
+    let r = &m.catalog.relations[i];
+    let name = qualified(&r.schema, &r.name);
+    let mut s = String::new();
+    if r.row_security {
+        s.push_str(&format!("ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;\n"));
+    }
+    if r.force_row_security {
+        s.push_str(&format!("ALTER TABLE {name} FORCE ROW LEVEL SECURITY;\n"));
+    }
+    s
+}
+
+fn default_acl(m: &Model, i: usize, opts: &DumpOptions) -> String {
+    if opts.no_privileges {
+        return String::new();
+    }
+    let d = &m.catalog.default_acls[i];
+    if opts.owners_not_kept.contains(&d.role) {
+        // ALTER DEFAULT PRIVILEGES FOR ROLE needs membership in that role.
+        return String::new();
+    }
+    let kind = match d.objtype.as_str() {
+        "r" => "TABLES",
+        "S" => "SEQUENCES",
+        "f" => "FUNCTIONS",
+        "T" => "TYPES",
+        "n" => "SCHEMAS",
+        _ => return String::new(),
+    };
+    let prefix = match &d.schema {
+        Some(s) => format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} ",
+            quote_ident(&d.role),
+            quote_ident(s)
+        ),
+        None => format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {} ",
+            quote_ident(&d.role)
+        ),
+    };
+    acl_statements(
+        &Target {
+            kind,
+            name: "",
+            column: None,
+            owner: &d.role,
+            prefix: &prefix,
+            set_role: opts.grants_by_set_role,
+        },
+        &d.acl,
+    )
+}
+
+fn view_stub(m: &Model, i: usize) -> String {
+    let r = &m.catalog.relations[i];
+    let cols: Vec<String> = columns(m, r.oid)
+        .iter()
+        .map(|c| format!("\n    NULL::{} AS {}", c.type_name, quote_ident(&c.name)))
+        .collect();
+    format!(
+        "CREATE VIEW {} AS\n SELECT{};\n",
+        qualified(&r.schema, &r.name),
+        cols.join(",")
+    )
 }
 
 pub(super) fn comment(kind: &str, name: &str, text: &Option<String>) -> String {
@@ -245,21 +263,18 @@ pub(super) fn owner(kind: &str, name: &str, owner: &str, opts: &DumpOptions) -> 
     }
 }
 
-fn privileges(kind: &str, name: &str, owner: &str, acl: &Acl, opts: &DumpOptions) -> String {
-    if opts.no_privileges {
-        return String::new();
-    }
-    acl_statements(
-        &Target {
-            kind,
-            name,
-            column: None,
-            owner,
-            prefix: "",
-            set_role: opts.grants_by_set_role,
-        },
-        acl,
-    )
+/// `ALTER … OWNER TO` (see [`owner`]) then `COMMENT ON` (see [`comment`]): how most objects
+/// end.
+pub(super) fn owner_and_comment(
+    kind: &str,
+    name: &str,
+    role: &str,
+    text: &Option<String>,
+    opts: &DumpOptions,
+) -> String {
+    let mut out = owner(kind, name, role, opts);
+    out.push_str(&comment(kind, name, text));
+    out
 }
 
 fn rel_qname(m: &Model, i: usize) -> String {
@@ -339,10 +354,11 @@ fn schema(s: &crate::catalog::Schema, source_version: i32, opts: &DumpOptions) -
         }
     } else {
         out.push_str(&format!("CREATE SCHEMA {name};\n"));
-        out.push_str(&owner("SCHEMA", &name, &s.owner, opts));
-        out.push_str(&comment("SCHEMA", &name, &s.comment));
+        out.push_str(&owner_and_comment(
+            "SCHEMA", &name, &s.owner, &s.comment, opts,
+        ));
     }
-    out.push_str(&privileges("SCHEMA", &name, &s.owner, &s.acl, opts));
+    out.push_str(&object_privileges("SCHEMA", &name, &s.owner, &s.acl, opts));
     out
 }
 
@@ -459,9 +475,8 @@ fn type_def(m: &Model, i: usize, opts: &DumpOptions) -> String {
             ));
         }
     }
-    out.push_str(&owner(kind, &name, &t.owner, opts));
-    out.push_str(&comment(kind, &name, &t.comment));
-    out.push_str(&privileges(kind, &name, &t.owner, &t.acl, opts));
+    out.push_str(&owner_and_comment(kind, &name, &t.owner, &t.comment, opts));
+    out.push_str(&object_privileges(kind, &name, &t.owner, &t.acl, opts));
     out
 }
 
@@ -485,14 +500,13 @@ fn function(f: &Function, opts: &DumpOptions) -> String {
     };
     let sig = format!("{}({args})", qualified(&f.schema, &f.name));
     let mut out = body;
-    out.push_str(&owner(kind, &sig, &f.owner, opts));
-    out.push_str(&comment(kind, &sig, &f.comment));
+    out.push_str(&owner_and_comment(kind, &sig, &f.owner, &f.comment, opts));
     let acl_kind = if kind == "PROCEDURE" {
         "PROCEDURE"
     } else {
         "FUNCTION"
     };
-    out.push_str(&privileges(acl_kind, &sig, &f.owner, &f.acl, opts));
+    out.push_str(&object_privileges(acl_kind, &sig, &f.owner, &f.acl, opts));
     out
 }
 
@@ -602,9 +616,12 @@ fn sequence(m: &Model, rel: usize, seq: usize, opts: &DumpOptions) -> String {
         "CREATE {unlogged}SEQUENCE {name}\n    {};\n",
         sequence_options(s, true).join("\n    ")
     );
-    out.push_str(&owner("SEQUENCE", &name, &r.owner, opts));
-    out.push_str(&comment("SEQUENCE", &name, &r.comment));
-    out.push_str(&privileges("SEQUENCE", &name, &r.owner, &r.acl, opts));
+    out.push_str(&owner_and_comment(
+        "SEQUENCE", &name, &r.owner, &r.comment, opts,
+    ));
+    out.push_str(&object_privileges(
+        "SEQUENCE", &name, &r.owner, &r.acl, opts,
+    ));
     out
 }
 
@@ -622,6 +639,51 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
     // created on its own and attached with ALTER TABLE … INHERIT (which keeps its order).
     let attach_later = child && inherit_keeps_order_only_attached(m, r, cols);
     let inherits = child && !attach_later;
+    let (mut lines, after) = column_lines(m, r, &name, cols, inherits);
+    lines.extend(inline_checks(m, r));
+    let foreign = r.kind == RelKind::ForeignTable;
+    let what = if foreign { "FOREIGN TABLE" } else { "TABLE" };
+    let mut out = create_table(m, r, &name, &lines, inherits);
+    if attach_later {
+        for p in &r.parents {
+            out.push_str(&format!(
+                "ALTER TABLE ONLY {name} INHERIT {};\n",
+                rel_name_by_oid(m, *p)
+            ));
+        }
+    }
+    out.push_str(&after);
+
+    for c in cols {
+        if c.identity == "a" || c.identity == "d" {
+            out.push_str(&identity(m, r, c, opts));
+        }
+    }
+    out.push_str(&column_settings(&name, cols));
+    // Foreign tables have no replica identity to set.
+    match r.replident.as_str().chars().next().filter(|_| !foreign) {
+        Some('f') => out.push_str(&format!("ALTER TABLE ONLY {name} REPLICA IDENTITY FULL;\n")),
+        Some('n') => out.push_str(&format!(
+            "ALTER TABLE ONLY {name} REPLICA IDENTITY NOTHING;\n"
+        )),
+        _ => {}
+    }
+    out.push_str(&owner_and_comment(what, &name, &r.owner, &r.comment, opts));
+    out.push_str(&table_comments(m, r, &name, cols));
+    out.push_str(&object_privileges("TABLE", &name, &r.owner, &r.acl, opts));
+    out.push_str(&column_privileges(&name, &r.owner, cols, opts));
+    out
+}
+
+/// The column lines of CREATE TABLE, and what inherited columns need after it (their own
+/// defaults and NOT NULLs, when CREATE TABLE … INHERITS brings the column).
+fn column_lines(
+    m: &Model,
+    r: &Relation,
+    name: &str,
+    cols: &[Column],
+    inherits: bool,
+) -> (Vec<String>, String) {
     let mut lines = Vec::new();
     let mut after = String::new();
     for c in cols {
@@ -635,7 +697,7 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
                     quote_ident(&c.name)
                 ));
             }
-            after.push_str(&inherited_not_null(m, &name, r, c));
+            after.push_str(&inherited_not_null(m, name, r, c));
             continue;
         }
         if r.of_type.is_some() {
@@ -680,21 +742,30 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
         l.push_str(&not_null_clause(m, r, c));
         lines.push(l);
     }
-    // ATTACH PARTITION insists that the partition already has the parent's CHECK constraints,
-    // so a partition lists its inherited ones too.
-    for con in table_constraints(m, r.oid) {
-        if con.kind == "c"
+    (lines, after)
+}
+
+/// The CHECK constraint lines of CREATE TABLE. ATTACH PARTITION insists that the partition
+/// already has the parent's CHECK constraints, so a partition lists its inherited ones too.
+fn inline_checks<'a>(m: &'a Model, r: &'a Relation) -> impl Iterator<Item = String> + 'a {
+    written_checks(m, r).map(|con| format!("    CONSTRAINT {} {}", quote_ident(&con.name), con.def))
+}
+
+/// The CHECK constraints written inside the table's CREATE TABLE.
+fn written_checks<'a>(
+    m: &'a Model,
+    r: &'a Relation,
+) -> impl Iterator<Item = &'a crate::catalog::Constraint> + 'a {
+    table_constraints(m, r.oid).filter(|con| {
+        con.kind == "c"
             && (con.is_local || r.is_partition)
             && con.validated
             && !m.separate_checks.contains(&con.oid)
-        {
-            lines.push(format!(
-                "    CONSTRAINT {} {}",
-                quote_ident(&con.name),
-                con.def
-            ));
-        }
-    }
+    })
+}
+
+/// `CREATE [UNLOGGED] [FOREIGN] TABLE name [OF type] (lines) [INHERITS …] … ;`
+fn create_table(m: &Model, r: &Relation, name: &str, lines: &[String], inherits: bool) -> String {
     let unlogged = if r.persistence == "u" {
         "UNLOGGED "
     } else {
@@ -735,32 +806,12 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
         out.push_str("\nWITH OIDS");
     }
     out.push_str(";\n");
-    if attach_later {
-        for p in &r.parents {
-            out.push_str(&format!(
-                "ALTER TABLE ONLY {name} INHERIT {};\n",
-                rel_name_by_oid(m, *p)
-            ));
-        }
-    }
-    out.push_str(&after);
+    out
+}
 
-    for c in cols {
-        if c.identity == "a" || c.identity == "d" {
-            out.push_str(&identity(m, r, c, opts));
-        }
-    }
-    out.push_str(&column_settings(&name, cols));
-    // Foreign tables have no replica identity to set.
-    match r.replident.as_str().chars().next().filter(|_| !foreign) {
-        Some('f') => out.push_str(&format!("ALTER TABLE ONLY {name} REPLICA IDENTITY FULL;\n")),
-        Some('n') => out.push_str(&format!(
-            "ALTER TABLE ONLY {name} REPLICA IDENTITY NOTHING;\n"
-        )),
-        _ => {}
-    }
-    out.push_str(&owner(what, &name, &r.owner, opts));
-    out.push_str(&comment(what, &name, &r.comment));
+/// The comments on a table's columns, NOT NULL constraints and inline CHECK constraints.
+fn table_comments(m: &Model, r: &Relation, name: &str, cols: &[Column]) -> String {
+    let mut out = String::new();
     for c in cols {
         let col = format!("{name}.{}", quote_ident(&c.name));
         out.push_str(&comment("COLUMN", &col, &c.comment));
@@ -776,18 +827,10 @@ fn table(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
             out.push_str(&comment("CONSTRAINT", &on, &nn.comment));
         }
     }
-    for con in table_constraints(m, r.oid) {
-        if con.kind == "c"
-            && (con.is_local || r.is_partition)
-            && con.validated
-            && !m.separate_checks.contains(&con.oid)
-        {
-            let on = format!("{} ON {name}", quote_ident(&con.name));
-            out.push_str(&comment("CONSTRAINT", &on, &con.comment));
-        }
+    for con in written_checks(m, r) {
+        let on = format!("{} ON {name}", quote_ident(&con.name));
+        out.push_str(&comment("CONSTRAINT", &on, &con.comment));
     }
-    out.push_str(&privileges("TABLE", &name, &r.owner, &r.acl, opts));
-    out.push_str(&column_privileges(&name, &r.owner, cols, opts));
     out
 }
 
@@ -1003,7 +1046,7 @@ fn identity(m: &Model, r: &Relation, c: &Column, opts: &DumpOptions) -> String {
     }
     // The sequence is not an object of its own here, so its comment and grants come along.
     out.push_str(&comment("SEQUENCE", &seq_name, &srel.comment));
-    out.push_str(&privileges(
+    out.push_str(&object_privileges(
         "SEQUENCE",
         &seq_name,
         &srel.owner,
@@ -1057,13 +1100,12 @@ fn view(m: &Model, r: &Relation, opts: &DumpOptions) -> String {
             }
         }
     }
-    out.push_str(&owner(kind, &name, &r.owner, opts));
-    out.push_str(&comment(kind, &name, &r.comment));
+    out.push_str(&owner_and_comment(kind, &name, &r.owner, &r.comment, opts));
     for c in cols {
         let col = format!("{name}.{}", quote_ident(&c.name));
         out.push_str(&comment("COLUMN", &col, &c.comment));
     }
-    out.push_str(&privileges("TABLE", &name, &r.owner, &r.acl, opts));
+    out.push_str(&object_privileges("TABLE", &name, &r.owner, &r.acl, opts));
     out.push_str(&column_privileges(&name, &r.owner, cols, opts));
     out
 }

@@ -8,6 +8,7 @@
 
 mod build;
 mod cycles;
+mod make;
 mod object;
 mod options;
 mod order;
