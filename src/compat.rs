@@ -62,13 +62,11 @@ pub async fn server_version_num(
     row.try_get(0)
 }
 
-/// The major version of a `server_version_num` (15 for 150010; 9 for 90624).
+/// The first number of a `server_version_num`'s version: the major from PostgreSQL 10 on (15
+/// for 150010); 9 for any 9.x (90624), whose major had two numbers and which pgferry refuses
+/// anyway ([`OLDEST_SUPPORTED`]).
 pub fn major(num: i32) -> i32 {
-    if num >= OLDEST_SUPPORTED {
-        num / 10000
-    } else {
-        num / 100
-    }
+    num / 10000
 }
 
 /// `150010` → `15.10`; `90624` → `9.6.24`.

@@ -6,7 +6,6 @@
 //! a table could not be read, the options made no sense. Its message names the side, the
 //! server (never the password), the object, and what to do about it.
 
-
 use tokio_postgres::error::SqlState;
 
 use crate::conn::ConnectError;
