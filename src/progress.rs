@@ -6,6 +6,7 @@
 //! seconds), and `summary` (written by the command at the end). Fields may be added over time.
 
 use crate::copy::{CopyStats, ProgressSink, TableJob};
+use crate::state::lifecycle::Phase;
 use crate::units::format_size;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde_json::json;
@@ -17,8 +18,10 @@ use std::sync::Mutex;
 pub trait Reporter: ProgressSink {
     /// The copy plan is known: `jobs` jobs, about `bytes` bytes in all.
     fn planned(&self, jobs: usize, bytes: u64);
-    /// A stage begins (e.g. "creating the schema").
-    fn stage(&self, what: &str);
+    /// A stage begins: `what` is the text shown (e.g. "creating the schema"), `phase` the
+    /// migration phase it starts, if any (typed, so that the live view and the state store
+    /// never read it back from the text).
+    fn stage(&self, phase: Option<Phase>, what: &str);
 }
 
 /// Terminal bars. Hidden automatically when stderr is not a terminal.
@@ -110,7 +113,7 @@ impl Reporter for Bars {
         bar.reset_eta();
     }
 
-    fn stage(&self, what: &str) {
+    fn stage(&self, _: Option<Phase>, what: &str) {
         let _ = self.multi.println(format!("pgferry: {what}"));
     }
 }
@@ -192,7 +195,7 @@ impl Reporter for JsonEvents {
         self.emit("planned", json!({ "jobs": jobs, "estimated_bytes": bytes }));
     }
 
-    fn stage(&self, what: &str) {
+    fn stage(&self, _: Option<Phase>, what: &str) {
         self.emit("stage", json!({ "stage": what }));
     }
 }

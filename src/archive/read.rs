@@ -37,6 +37,7 @@ use crate::conn::ConnConfig;
 use crate::copy::{CopyError, CopyFormat, CopyStats, Side, TableJob};
 use crate::progress::Reporter;
 use crate::script::PostDataUnit;
+use crate::state::lifecycle::Phase;
 use crate::units::count;
 
 /// Which parts to load (`--section`).
@@ -282,7 +283,7 @@ async fn run(
     let target = open("target", dst).await?;
     if loading.pre {
         *stage = Stage::Schema;
-        progress.stage("creating the schema (pre-data)");
+        progress.stage(Some(Phase::Schema), "creating the schema (pre-data)");
         target
             .client
             .batch_execute(&format!("BEGIN;\n{}\nCOMMIT;", archive.pre_data))
@@ -319,7 +320,10 @@ async fn run(
     };
     if loading.post {
         *stage = Stage::PostData;
-        progress.stage("building indexes and constraints (post-data)");
+        progress.stage(
+            Some(Phase::PostData),
+            "building indexes and constraints (post-data)",
+        );
         summary.post_data_statements =
             build_post_data(archive, dst, &archive.post_data, &analyze, opts.jobs).await?;
         *stage = Stage::Finishing;
@@ -332,7 +336,7 @@ async fn run(
                 .await;
         }
     } else if !analyze.is_empty() {
-        progress.stage("analyzing");
+        progress.stage(None, "analyzing");
         build_post_data(archive, dst, &[], &analyze, opts.jobs).await?;
     }
     Ok(summary)
@@ -434,11 +438,14 @@ async fn load_data_files(
         .collect();
     loads.sort_by_key(|(t, _)| std::cmp::Reverse(t.raw_bytes));
     progress.planned(loads.len(), loads.iter().map(|(t, _)| t.raw_bytes).sum());
-    progress.stage(&format!(
-        "loading {} with {}",
-        count(loads.len() as u64, "data file"),
-        count(opts.jobs as u64, "worker")
-    ));
+    progress.stage(
+        Some(Phase::Copy),
+        &format!(
+            "loading {} with {}",
+            count(loads.len() as u64, "data file"),
+            count(opts.jobs as u64, "worker")
+        ),
+    );
     load_tables(archive, dst, loads, opts.jobs, progress).await
 }
 
@@ -465,10 +472,13 @@ async fn load_sequences_and_large_objects(
     sequences::apply(target, &values).await?;
     summary.sequences = values.len();
     if !m.large_objects.is_empty() {
-        progress.stage(&format!(
-            "loading {}",
-            count(m.large_objects.len() as u64, "large object")
-        ));
+        progress.stage(
+            Some(Phase::Copy),
+            &format!(
+                "loading {}",
+                count(m.large_objects.len() as u64, "large object")
+            ),
+        );
         summary.large_objects = load_large_objects(archive, dst, opts.jobs).await?;
     }
     Ok(())

@@ -37,6 +37,7 @@ use crate::copy::{
 use crate::progress::Reporter;
 use crate::schema::{Model, Section};
 use crate::script::render_script;
+use crate::state::lifecycle::Phase;
 use crate::units::count;
 
 /// What to dump and how.
@@ -243,7 +244,7 @@ async fn dump_schema_files(
     dir: &Path,
     progress: &dyn Reporter,
 ) -> Result<(Vec<ObjectEntry>, SchemaFiles, Vec<String>), ArchiveError> {
-    progress.stage("reading the schema");
+    progress.stage(None, "reading the schema");
     let catalog = crate::catalog::read_catalog(reader, &Default::default()).await?;
     let model = Model::build(catalog);
     let objects = model
@@ -319,18 +320,21 @@ async fn dump_data(
     let sequences = sequences::read(reader).await?;
     let los = large_objects::list(reader).await?;
     progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
-    progress.stage(&format!(
-        "dumping {} with {}",
-        count(jobs.len() as u64, "table"),
-        count(opts.jobs as u64, "worker")
-    ));
+    progress.stage(
+        Some(Phase::Copy),
+        &format!(
+            "dumping {} with {}",
+            count(jobs.len() as u64, "table"),
+            count(opts.jobs as u64, "worker")
+        ),
+    );
     let tables = dump_tables(src, snapshot, dir, jobs, opts, progress).await?;
     let mut large_objects = Vec::new();
     if !los.is_empty() {
-        progress.stage(&format!(
-            "dumping {}",
-            count(los.len() as u64, "large object")
-        ));
+        progress.stage(
+            Some(Phase::Copy),
+            &format!("dumping {}", count(los.len() as u64, "large object")),
+        );
         large_objects = dump_large_objects(src, snapshot, dir, los, opts).await?;
     }
     Ok(DumpedData {

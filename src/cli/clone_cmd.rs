@@ -11,6 +11,7 @@ use crate::live::{Board, Mode, Renderer};
 use crate::progress::{Bars, JsonEvents, Reporter};
 use crate::replication::ddl_capture::CaptureError;
 use crate::replication::{follow_database, FollowError, FollowEvent, FollowOptions, FollowOutcome};
+use crate::state::lifecycle::Phase;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,12 +136,12 @@ impl Reporter for LiveReporter<'_> {
         }
     }
 
-    fn stage(&self, what: &str) {
-        if let Some(phase) = crate::state::lifecycle::Phase::of_stage(what) {
+    fn stage(&self, phase: Option<Phase>, what: &str) {
+        if let Some(phase) = phase {
             self.board.phase(self.db, phase.as_str());
         }
         match self.events {
-            Some(events) => events.stage(what),
+            Some(events) => events.stage(phase, what),
             None => self.live.println(&format!("pgferry: {what}")),
         }
     }

@@ -30,6 +30,7 @@ use crate::progress::Reporter;
 use crate::schema::DumpOptions;
 use crate::script::{dump_schema, DumpError};
 use crate::server::access::Owners;
+use crate::state::lifecycle::Phase;
 use database::ExistingTarget;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -266,7 +267,7 @@ async fn run(
     let mut one_by_one = mode.downgrade;
     if !prepared.keep_schema {
         *stage = Stage::Schema;
-        progress.stage("creating the schema (pre-data)");
+        progress.stage(Some(Phase::Schema), "creating the schema (pre-data)");
         one_by_one = create_pre_data(
             &target.client,
             &script.pre_data,
@@ -307,7 +308,10 @@ async fn run(
     .await?;
 
     *stage = Stage::Finishing;
-    progress.stage("setting sequences, refreshing materialized views");
+    progress.stage(
+        Some(Phase::Finishing),
+        "setting sequences, refreshing materialized views",
+    );
     finish(
         &target.client,
         &script,
@@ -682,11 +686,14 @@ async fn copy_and_build(
         ..
     } = plan;
     progress.planned(jobs.len(), jobs.iter().map(|j| j.estimated_bytes).sum());
-    progress.stage(&format!(
-        "copying {} with {}",
-        crate::units::count(analyze_targets.len() as u64, "table"),
-        crate::units::count(opts.jobs as u64, "worker")
-    ));
+    progress.stage(
+        Some(Phase::Copy),
+        &format!(
+            "copying {} with {}",
+            crate::units::count(analyze_targets.len() as u64, "table"),
+            crate::units::count(opts.jobs as u64, "worker")
+        ),
+    );
     let ready = postdata::DataReady::new(&jobs);
     let copy_finished = AtomicBool::new(false);
     let mut large_objects_copied = 0;
@@ -695,10 +702,13 @@ async fn copy_and_build(
         let stats = copy_all(src, dst, source.snapshot.name(), jobs, opts.jobs, &sink).await?;
         ready.all_done();
         if !large_objects.is_empty() {
-            progress.stage(&format!(
-                "copying {}",
-                crate::units::count(large_objects.len() as u64, "large object")
-            ));
+            progress.stage(
+                Some(Phase::Copy),
+                &format!(
+                    "copying {}",
+                    crate::units::count(large_objects.len() as u64, "large object")
+                ),
+            );
             if keep_schema {
                 // --truncate reloads all data, large objects included.
                 target
@@ -725,7 +735,10 @@ async fn copy_and_build(
         }
         source.close().await;
         copy_finished.store(true, Ordering::Relaxed);
-        progress.stage("building indexes and constraints (post-data)");
+        progress.stage(
+            Some(Phase::PostData),
+            "building indexes and constraints (post-data)",
+        );
         Ok::<_, CloneError>(stats)
     };
     if let Some(refusal) = one_by_one {

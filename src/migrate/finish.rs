@@ -225,7 +225,7 @@ impl crate::copy::ProgressSink for Quiet {
 
 impl Reporter for Quiet {
     fn planned(&self, _: usize, _: u64) {}
-    fn stage(&self, _: &str) {}
+    fn stage(&self, _: Option<crate::state::lifecycle::Phase>, _: &str) {}
 }
 
 /// How long `stop` waits for the run lock to come back before it concludes that the running

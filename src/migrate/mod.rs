@@ -1077,8 +1077,8 @@ impl Reporter for DbProgress<'_> {
         );
     }
 
-    fn stage(&self, what: &str) {
-        if let Some(phase) = Phase::of_stage(what) {
+    fn stage(&self, phase: Option<Phase>, what: &str) {
+        if let Some(phase) = phase {
             self.ctx.phase(&self.db, phase);
         }
         self.ctx.out.message(Some(&self.db), what);

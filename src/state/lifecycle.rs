@@ -159,22 +159,6 @@ stored_as_text!(Phase, "migration_db.phase", {
 });
 
 impl Phase {
-    /// The phase a copy's stage message starts (`copy::ProgressSink` reports stages as the
-    /// text shown to the user); `None` for stages that do not start a phase.
-    pub fn of_stage(stage: &str) -> Option<Phase> {
-        if stage.starts_with("creating the schema") {
-            Some(Phase::Schema)
-        } else if stage.starts_with("copying") {
-            Some(Phase::Copy)
-        } else if stage.starts_with("building") {
-            Some(Phase::PostData)
-        } else if stage.starts_with("setting sequences") {
-            Some(Phase::Finishing)
-        } else {
-            None
-        }
-    }
-
     /// The status that goes with the phase: a database streams (`syncing`) only after its
     /// copy committed.
     pub fn status(self) -> DatabaseStatus {
@@ -265,13 +249,5 @@ mod tests {
             serde_json::json!("syncing")
         );
         assert!("stopped".parse::<MigrationStatus>().is_err());
-    }
-
-    #[test]
-    fn stages_start_phases() {
-        assert_eq!(Phase::of_stage("copying 3 tables"), Some(Phase::Copy),);
-        assert_eq!(Phase::of_stage("building indexes"), Some(Phase::PostData));
-        assert_eq!(Phase::of_stage("analyzing"), None);
-        assert_eq!(Phase::Cutover.status(), DatabaseStatus::Syncing);
     }
 }
