@@ -7,40 +7,20 @@ mod support;
 
 use pgferry::localpg::{Cluster, ClusterOptions};
 use serde_json::Value;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::psql;
+use support::{output_text as text, pgferry, pgferry_command, psql};
 
 fn start_cluster() -> Cluster {
     Cluster::start(&support::install(), ClusterOptions::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn pgferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .env_remove("SOURCE_SERVICE_URI")
-        .env_remove("TARGET_SERVICE_URI")
-        .output()
-        .expect("run pgferry")
-}
-
 fn spawn_pgferry(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .env_remove("PGPASSWORD")
+    pgferry_command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn pgferry")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn status_json(dst: &Cluster) -> Option<Value> {

@@ -4,28 +4,21 @@
 
 mod support;
 
-use pgferry::localpg::{Cluster, ClusterOptions};
+use pgferry::localpg::Cluster;
 use pgferry::replication::{cleanup, FollowOptions, FollowOutcome};
 use pgferry::verify::{verify, VerifyOptions};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::follow::{cfg, Follower, Writer};
-use support::psql;
+use support::{psql, ClusterPair};
+
+static CLUSTERS: ClusterPair = ClusterPair::new(&[]);
 
 fn source() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("could not start the source cluster: {e}"))
-    })
+    CLUSTERS.source()
 }
 
 fn target() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("could not start the target cluster: {e}"))
-    })
+    CLUSTERS.target()
 }
 
 /// The two clusters of a run: the source may be of another major.

@@ -17,12 +17,11 @@ use pgferry::localpg::{Cluster, ClusterOptions};
 use pgferry::verify::{verify, VerifyOptions};
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::ferry::Ferry;
 use support::{output_text as text, pgferry, psql};
 
 fn start_cluster() -> Cluster {
@@ -134,81 +133,6 @@ impl App {
         self.handle.join().unwrap();
         let errors = self.errors.lock().unwrap().clone();
         (self.done.load(Ordering::SeqCst), errors)
-    }
-}
-
-/// A pgferry child process whose stderr lines are collected.
-struct Ferry {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Ferry {
-    fn spawn(args: &[&str]) -> Ferry {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-            .args(args)
-            .env_remove("PGPASSWORD")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log2 = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        Ferry { child, lines, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a stderr line containing every one of `what`.
-    fn wait_for(&mut self, what: &[&str], limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if what.iter().all(|w| line.contains(w)) => return line,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "no line with {what:?} from pgferry within {limit:?}; status {:?}; stderr:\n{}",
-                    self.child.try_wait(),
-                    self.log()
-                ),
-            }
-        }
-    }
-
-    fn terminate(&mut self) {
-        let term = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
-    }
-
-    fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread drain what is left.
-                std::thread::sleep(Duration::from_millis(200));
-                return (status, self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("pgferry did not exit within {limit:?}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 
