@@ -379,10 +379,7 @@ impl CellSetup {
         }
         let dst = match target_major {
             None => support::start_cluster("target", ClusterOptions::default()),
-            Some(major) => match support::start_major(major, &test, ClusterOptions::default()) {
-                Some(c) => c,
-                None => return None,
-            },
+            Some(major) => support::start_major(major, &test, ClusterOptions::default())?,
         };
         if target_user == TargetUser::AdminAivenExtras
             && support::aiven::install_stand_in(dst.install()).is_none()
@@ -428,11 +425,11 @@ impl CellSetup {
         let out = pgferry(&[
             "migrate",
             "-s",
-            &src_uri,
+            src_uri,
             "-t",
-            &dst_uri,
+            dst_uri,
             "--databases",
-            &db,
+            db,
             "--validate",
         ]);
         let report = text(&out);
@@ -459,17 +456,17 @@ impl CellSetup {
             dst_uri,
             ..
         } = self;
-        let app = Application::start(uri_as(src, "app_owner", &db)).await;
+        let app = Application::start(uri_as(src, "app_owner", db)).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
             .args([
                 "migrate",
                 "-s",
-                &src_uri,
+                src_uri,
                 "-t",
-                &dst_uri,
+                dst_uri,
                 "--databases",
-                &db,
+                db,
                 "-j",
                 "2",
             ])
@@ -480,7 +477,7 @@ impl CellSetup {
             .expect("spawn pgferry");
         let deadline = Instant::now() + Duration::from_secs(180);
         let at_copy_end = loop {
-            if db_status(&dst_uri, &db).as_deref() == Some("syncing") {
+            if db_status(dst_uri, db).as_deref() == Some("syncing") {
                 break app.transactions();
             }
             if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
@@ -502,7 +499,7 @@ impl CellSetup {
             "{test}: the application got errors on the source: {errors:?}"
         );
         assert!(total > 30, "{test}: only {total} application transactions");
-        let out = pgferry(&["stop", "-t", &dst_uri, "--max-replication-lag", "0"]);
+        let out = pgferry(&["stop", "-t", dst_uri, "--max-replication-lag", "0"]);
         assert!(out.status.success(), "{test}: stop: {}", text(&out));
         let deadline = Instant::now() + Duration::from_secs(180);
         let exit = loop {
@@ -522,7 +519,7 @@ impl CellSetup {
         eprintln!("{test}: migrate said:\n{log}");
         assert!(exit.success(), "{test}: migrate failed:\n{log}");
         assert_eq!(
-            db_status(&dst_uri, &db).as_deref(),
+            db_status(dst_uri, db).as_deref(),
             Some("done"),
             "{test}:\n{log}"
         );
@@ -543,7 +540,7 @@ impl CellSetup {
         } = self;
         let (src, dst, target_user, majors) = (*src, dst, *target_user, *majors);
         // Data, sequences and large objects equal.
-        let out = pgferry(&["verify", "-s", &src.uri(&db), "-t", &dst.uri(&db)]);
+        let out = pgferry(&["verify", "-s", &src.uri(db), "-t", &dst.uri(db)]);
         assert!(
             out.status.success(),
             "{test}: verify: {}\n{log}",
@@ -553,7 +550,7 @@ impl CellSetup {
         assert_eq!(
             psql(
                 src,
-                &db,
+                db,
                 // Slots are per cluster, and the other cells stream from this one meanwhile.
                 "SELECT (SELECT count(*) FROM pg_replication_slots \
                      WHERE slot_name LIKE 'pgferry%' AND database = current_database()) || '/' || \
@@ -564,7 +561,7 @@ impl CellSetup {
         );
         // Owners and privileges as on the source, except where a difference was announced: a
         // role the target user may not act as leaves its objects to that user.
-        let announced = announced_owners(&log);
+        let announced = announced_owners(log);
         let me = if target_user == TargetUser::Superuser {
             "postgres"
         } else {
@@ -574,7 +571,7 @@ impl CellSetup {
             announced.iter().all(|r| r == "postgres"),
             "{test}: only the source's superuser may be announced: {announced:?}\n{log}"
         );
-        let expected: Vec<String> = psql(src, &db, OWNERS_AND_ACLS)
+        let expected: Vec<String> = psql(src, db, OWNERS_AND_ACLS)
             .lines()
             .map(|l| {
                 let mut cols: Vec<&str> = l.split('|').collect();
@@ -586,7 +583,7 @@ impl CellSetup {
             .collect();
         // From 17 an owner holds MAINTAIN too (what `pg_dump | psql` gives there as well).
         let newer_maintain = src.install().major() < 17 && dst.install().major() >= 17;
-        let got: Vec<String> = psql(&dst, &db, OWNERS_AND_ACLS)
+        let got: Vec<String> = psql(dst, db, OWNERS_AND_ACLS)
             .lines()
             .map(|l| {
                 if newer_maintain {
@@ -599,13 +596,13 @@ impl CellSetup {
         assert_eq!(got, expected, "{test}: owners/ACLs differ\n{log}");
         // The audit rows came from the source only (the target's trigger did not add its own).
         assert_eq!(
-            psql(&dst, &db, "SELECT count(*), max(id) FROM audit"),
-            psql(src, &db, "SELECT count(*), max(id) FROM audit"),
+            psql(dst, db, "SELECT count(*), max(id) FROM audit"),
+            psql(src, db, "SELECT count(*), max(id) FROM audit"),
         );
         // The schema itself (same major only: one pg_dump reads both).
         if majors.is_none_or(|(s, t)| s == t) {
             let dump = |c: &Cluster| -> Vec<String> {
-                support::fidelity::pg_dump_schema_with(c, &db, &["-N", "pgferry"])
+                support::fidelity::pg_dump_schema_with(c, db, &["-N", "pgferry"])
                     .into_iter()
                     .filter(|l| !l.contains("PUBLICATION"))
                     .collect()
@@ -618,7 +615,7 @@ impl CellSetup {
                     })
                 })
                 .collect();
-            let b = dump(&dst);
+            let b = dump(dst);
             assert!(
                 a == b,
                 "{test}: schema differs: {:?}",
@@ -630,7 +627,7 @@ impl CellSetup {
             let acl =
                 "SELECT parname, paracl FROM pg_parameter_acl WHERE parname = 'log_statement'";
             if target_user == TargetUser::Superuser {
-                assert_eq!(psql(&dst, "postgres", acl), psql(src, "postgres", acl));
+                assert_eq!(psql(dst, "postgres", acl), psql(src, "postgres", acl));
             } else {
                 assert!(
                     log.contains("ON PARAMETER log_statement"),

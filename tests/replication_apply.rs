@@ -1134,12 +1134,6 @@ async fn applier_copies_long_insert_runs() {
 /// re-insert of a key, a key change, a second table in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applier_folds_repeated_updates_of_a_row() {
-    use bytes::Bytes;
-    use pgferry::replication::pgoutput::{
-        Begin, Column, Commit, Delete, Insert, Message, OldTuple, Relation, ReplicaIdentity, Tuple,
-        Update, Value,
-    };
-
     let (db, mut applier, _applied_rx) = test_applier(
         "applier_fold",
         "CREATE TABLE t (id int PRIMARY KEY, a int, b text);
@@ -1148,6 +1142,43 @@ async fn applier_folds_repeated_updates_of_a_row() {
          INSERT INTO u VALUES (1, 0);",
     )
     .await;
+    let (messages, lsn) = fold_messages();
+    tx_all(&mut applier, messages).await;
+    assert!(
+        applier.stats.merged_updates >= 200,
+        "updates folded: {}",
+        applier.stats.merged_updates
+    );
+    assert_eq!(applier.stats.target_commits, 1);
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT string_agg(id || ':' || a || ':' || b, ' ' ORDER BY id) FROM t"
+        ),
+        "1:1001:last 2:-100:two 3:32:again2 5:0:b5 40:42:moved2"
+    );
+    assert_eq!(psql(target(), &db, "SELECT n FROM u"), "100");
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT lsn FROM pgferry.apply_progress WHERE slot = 's'"
+        ),
+        format!("0/{:X}", lsn - 0x100 + 0x40)
+    );
+}
+
+/// The stream of [`applier_folds_repeated_updates_of_a_row`]: its two relations, then one
+/// transaction after another from LSN 0/2000 on; returns the messages and the LSN after the
+/// last transaction.
+fn fold_messages() -> (Vec<pgferry::replication::pgoutput::Message>, u64) {
+    use bytes::Bytes;
+    use pgferry::replication::pgoutput::{
+        Begin, Column, Commit, Delete, Insert, Message, OldTuple, Relation, ReplicaIdentity, Tuple,
+        Update, Value,
+    };
+
     let column = |name: &str, flags: u8, type_oid: u32| Column {
         flags,
         name: name.into(),
@@ -1270,30 +1301,7 @@ async fn applier_folds_repeated_updates_of_a_row() {
         ],
         &mut messages,
     );
-    tx_all(&mut applier, messages).await;
-    assert!(
-        applier.stats.merged_updates >= 200,
-        "updates folded: {}",
-        applier.stats.merged_updates
-    );
-    assert_eq!(applier.stats.target_commits, 1);
-    assert_eq!(
-        psql(
-            target(),
-            &db,
-            "SELECT string_agg(id || ':' || a || ':' || b, ' ' ORDER BY id) FROM t"
-        ),
-        "1:1001:last 2:-100:two 3:32:again2 5:0:b5 40:42:moved2"
-    );
-    assert_eq!(psql(target(), &db, "SELECT n FROM u"), "100");
-    assert_eq!(
-        psql(
-            target(),
-            &db,
-            "SELECT lsn FROM pgferry.apply_progress WHERE slot = 's'"
-        ),
-        format!("0/{:X}", lsn - 0x100 + 0x40)
-    );
+    (messages, lsn)
 }
 
 /// Sends `messages` to the applier in batches of varying size, as the stream would, and runs

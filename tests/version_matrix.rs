@@ -944,7 +944,7 @@ impl UpgradeRun<'_> {
         );
         let rt = tokio::runtime::Runtime::new().unwrap();
         if streams {
-            rt.block_on(assert_verified(src, dst, live, &test));
+            rt.block_on(assert_verified(src, dst, live, test));
         } else {
             // 10 and 11 print floats with 17 digits where 12+ print the shortest exact text, so
             // verify's text checksums differ on float columns whose values are equal: every other
@@ -983,8 +983,8 @@ impl UpgradeRun<'_> {
             ))
             .unwrap();
         assert!(report.is_clean(), "{test}: {report:#?}");
-        assert_schema_like_native_upgrade(src, live, dst, &test);
-        assert_schema_like_native_upgrade(src, plain, dst, &&format!("{test}_plain"));
+        assert_schema_like_native_upgrade(src, live, dst, test);
+        assert_schema_like_native_upgrade(src, plain, dst, &format!("{test}_plain"));
     }
 }
 
