@@ -412,26 +412,33 @@ impl CellSetup {
         })
     }
 
+    /// `pgferry migrate` of the cell's database between its users' URIs, with `extra`.
+    fn migrate_command(&self, extra: &[&str]) -> Command {
+        let mut cmd = support::pgferry_command(&[
+            "migrate",
+            "-s",
+            &self.src_uri,
+            "-t",
+            &self.dst_uri,
+            "--databases",
+            &self.db,
+        ]);
+        cmd.args(extra);
+        cmd
+    }
+
     /// Preflight says which apply mode this target user gets, and passes.
     fn validate_says_live(&self) {
         let CellSetup {
             test,
             db,
-            src_uri,
-            dst_uri,
             target_user,
             ..
         } = self;
-        let out = pgferry(&[
-            "migrate",
-            "-s",
-            src_uri,
-            "-t",
-            dst_uri,
-            "--databases",
-            db,
-            "--validate",
-        ]);
+        let out = self
+            .migrate_command(&["--validate"])
+            .output()
+            .expect("run pgferry");
         let report = text(&out);
         assert!(out.status.success(), "{test}: validate failed:\n{report}");
         assert!(
@@ -452,25 +459,13 @@ impl CellSetup {
             test,
             src,
             db,
-            src_uri,
             dst_uri,
             ..
         } = self;
         let app = Application::start(uri_as(src, "app_owner", db)).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-            .args([
-                "migrate",
-                "-s",
-                src_uri,
-                "-t",
-                dst_uri,
-                "--databases",
-                db,
-                "-j",
-                "2",
-            ])
-            .env_remove("PGPASSWORD")
+        let mut child = self
+            .migrate_command(&["-j", "2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

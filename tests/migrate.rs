@@ -7,7 +7,7 @@ mod support;
 
 use pgferry::localpg::{Cluster, ClusterOptions};
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::{output_text as text, pgferry, pgferry_command, psql};
 
@@ -250,6 +250,15 @@ struct WholeCluster<'a> {
     postgis: bool,
 }
 
+impl WholeCluster<'_> {
+    /// `pgferry migrate` from the source to the target with `extra`.
+    fn migrate(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["migrate", "-s", self.s, "-t", self.t];
+        args.extend_from_slice(extra);
+        pgferry(&args)
+    }
+}
+
 fn validate_refuses_and_touches_nothing(run: &WholeCluster) {
     let target_roles_before = dump_roles(run.dst);
 
@@ -276,18 +285,7 @@ fn validate_refuses_and_touches_nothing(run: &WholeCluster) {
 
     // --validate: the method per database and why; nothing created on either side. crm is
     // copied once, as the user chose for it.
-    let out = pgferry(&[
-        "migrate",
-        "-s",
-        run.s,
-        "-t",
-        run.t,
-        "-f",
-        "skipme",
-        "--force-method",
-        "crm=dump",
-        "--validate",
-    ]);
+    let out = run.migrate(&["-f", "skipme", "--force-method", "crm=dump", "--validate"]);
     let report = text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(
@@ -319,12 +317,7 @@ fn validate_refuses_and_touches_nothing(run: &WholeCluster) {
     assert_eq!(source_footprint(run.src, "Shop-2"), "0/0");
 
     // A forced replication of a database that cannot replicate is a preflight failure (3).
-    let out = pgferry(&[
-        "migrate",
-        "-s",
-        run.s,
-        "-t",
-        run.t,
+    let out = run.migrate(&[
         "--databases",
         "crm",
         "--force-method",
@@ -452,7 +445,7 @@ fn rerun_refusal_and_cleanup(run: &WholeCluster) {
     // A second identical run changes nothing.
     let before: Vec<Vec<String>> = run.dbs.iter().map(|db| dump_schema(run.dst, db)).collect();
     let counts = psql(run.dst, "Shop-2", "SELECT count(*) FROM app.orders");
-    let out = pgferry(&["migrate", "-s", run.s, "-t", run.t, "-f", "skipme"]);
+    let out = run.migrate(&["-f", "skipme"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("done by an earlier run"),
@@ -468,15 +461,7 @@ fn rerun_refusal_and_cleanup(run: &WholeCluster) {
     assert_eq!(source_footprint(run.src, "Shop-2"), "0/0");
 
     // Another migration into the same target is refused, naming the one there.
-    let out = pgferry(&[
-        "migrate",
-        "-s",
-        run.s,
-        "-t",
-        run.t,
-        "--migration-id",
-        "other",
-    ]);
+    let out = run.migrate(&["--migration-id", "other"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("already holds migration"),
