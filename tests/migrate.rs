@@ -264,16 +264,7 @@ fn validate_refuses_and_touches_nothing(run: &WholeCluster) {
 
     // A live migration of crm, whose notes have no replica identity, is refused, listing the
     // table and the ways out; a one-shot copy would lose the writes made after it.
-    let out = pgferry(&[
-        "migrate",
-        "-s",
-        run.s,
-        "-t",
-        run.t,
-        "-f",
-        "skipme",
-        "--validate",
-    ]);
+    let out = run.migrate(&["-f", "skipme", "--validate"]);
     let report = text(&out);
     assert_eq!(out.status.code(), Some(3), "{report}");
     assert!(
