@@ -6,36 +6,9 @@ mod support;
 
 use support::fidelity::pg_dump_schema;
 
-use pgferry::localpg::{Cluster, ClusterOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-use support::{fresh_db, psql, shared_cluster};
-
-/// The target cluster (the source is the shared one).
-fn target_cluster() -> &'static Cluster {
-    static T: OnceLock<Cluster> = OnceLock::new();
-    T.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"))
-    })
-}
-
-fn pgferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .output()
-        .expect("run pgferry")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::{fresh_db, output_text as text, pgferry, psql, shared_cluster, target_cluster};
 
 /// A fresh directory for archives, removed with the returned guard.
 fn workdir() -> tempfile::TempDir {

@@ -5,13 +5,13 @@
 
 mod support;
 
-use pgferry::localpg::{Cluster, ClusterOptions};
+use pgferry::localpg::{Cluster, TlsFiles};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::TestPki;
+use support::{TestPki, TlsCluster};
 
 const SCRAM_PW: &str = "Scram-pw-4711";
 const MD5_PW: &str = "Md5-pw-4712";
@@ -31,30 +31,16 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let pki = TestPki::new();
-        let hba: Vec<String> = [
-            "host all postgres 127.0.0.1/32 trust",
-            "hostssl all tlsonly 127.0.0.1/32 scram-sha-256",
-            "hostnossl all tlsonly 127.0.0.1/32 reject",
-            "host all scram 127.0.0.1/32 scram-sha-256",
-            "host all md5user 127.0.0.1/32 md5",
-            "host all clear 127.0.0.1/32 password",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let main = Cluster::start(
-            &support::install(),
-            ClusterOptions {
-                tls: Some(pki.server_tls(&["localhost", "127.0.0.1"], "localhost")),
-                hba: Some(hba),
-                ..ClusterOptions::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        support::psql(
-            &main,
-            "postgres",
+        let TlsCluster { pki, cluster: main } = TlsCluster::start(
+            &[
+                "host all postgres 127.0.0.1/32 trust",
+                "hostssl all tlsonly 127.0.0.1/32 scram-sha-256",
+                "hostnossl all tlsonly 127.0.0.1/32 reject",
+                "host all scram 127.0.0.1/32 scram-sha-256",
+                "host all md5user 127.0.0.1/32 md5",
+                "host all clear 127.0.0.1/32 password",
+            ],
+            false,
             &format!(
                 "CREATE ROLE tlsonly LOGIN PASSWORD '{SCRAM_PW}';
                  CREATE ROLE scram LOGIN PASSWORD '{SCRAM_PW}';
@@ -65,31 +51,17 @@ fn fixture() -> &'static Fixture {
         );
         let (cert_pem, key_pem) = pki.self_signed_ca_server("localhost", &["localhost"]);
         let self_signed_pem = cert_pem.clone();
-        let self_signed = Cluster::start(
-            &support::install(),
-            ClusterOptions {
-                tls: Some(pgferry::localpg::TlsFiles {
-                    cert_pem,
-                    key_pem,
-                    ca_pem: None,
-                }),
-                ..ClusterOptions::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let self_signed = support::start_with_certificate(TlsFiles {
+            cert_pem,
+            key_pem,
+            ca_pem: None,
+        });
         let (cert_pem, key_pem) = pki.server_cert_cn_only("localhost");
-        let cn_only = Cluster::start(
-            &support::install(),
-            ClusterOptions {
-                tls: Some(pgferry::localpg::TlsFiles {
-                    cert_pem,
-                    key_pem,
-                    ca_pem: None,
-                }),
-                ..ClusterOptions::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let cn_only = support::start_with_certificate(TlsFiles {
+            cert_pem,
+            key_pem,
+            ca_pem: None,
+        });
         let home = tempfile::tempdir().unwrap();
         let f = Fixture {
             pki,

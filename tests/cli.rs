@@ -1,28 +1,19 @@
 //! The binary's command line as a user meets it: help texts, usage errors, exit codes, the
 //! SOURCE_SERVICE_URI / TARGET_SERVICE_URI fallbacks. No server needed here.
 
+mod support;
+
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::Output;
+use support::{output_text as text, pgferry_command};
 
+/// pgferry with a clean environment, no password file, and `env` added.
 fn pgferry(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgferry"));
-    cmd.args(args)
-        .env_remove("SOURCE_SERVICE_URI")
-        .env_remove("TARGET_SERVICE_URI")
-        .env_remove("PGPASSWORD")
-        .env("PGPASSFILE", "/nonexistent/pgpass");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run pgferry")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    pgferry_command(args)
+        .env("PGPASSFILE", "/nonexistent/pgpass")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run pgferry")
 }
 
 /// A local port with nothing listening: bind, note the port, close.

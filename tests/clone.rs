@@ -3,66 +3,9 @@
 
 mod support;
 
-use pgferry::localpg::{Cluster, ClusterOptions};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
-use support::{fresh_db, psql, shared_cluster};
-
-/// The target cluster (the source is the shared one).
-fn target_cluster() -> &'static Cluster {
-    static T: OnceLock<Cluster> = OnceLock::new();
-    T.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"))
-    })
-}
-
-fn pgferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .output()
-        .expect("run pgferry")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn pg_dump_schema(cluster: &Cluster, db: &str) -> Vec<String> {
-    let out = Command::new(support::tool(&support::install(), "pg_dump"))
-        .args([
-            "-s",
-            "-h",
-            cluster.host(),
-            "-p",
-            &cluster.port().to_string(),
-            "-U",
-            "postgres",
-            db,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            !l.starts_with("--")
-                && !l.starts_with("\\restrict")
-                && !l.starts_with("\\unrestrict")
-                && !l.trim().is_empty()
-        })
-        .map(str::to_string)
-        .collect()
-}
+use std::process::Command;
+use support::fidelity::pg_dump_schema;
+use support::{fresh_db, output_text as text, pgferry, psql, shared_cluster, target_cluster};
 
 /// Creates every role of the source cluster on the target cluster (roles are global objects,
 /// created by `migrate`, not by `clone`; the schema refers to them by name).
@@ -785,12 +728,15 @@ fn primary_keys_and_unique_constraints_are_built_then_attached_using_index() {
 
     // The clone took the USING INDEX path for ordinary tables and the plain one where the
     // server does not allow it (exclusion constraints, partitioned tables).
-    let out = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(["--debug", "clone", "--drop-if-exists", "-s"])
-        .arg(shared_cluster().uri(&db))
-        .args(["-t", &dst_uri])
-        .output()
-        .expect("run pgferry");
+    let out = pgferry(&[
+        "--debug",
+        "clone",
+        "--drop-if-exists",
+        "-s",
+        &shared_cluster().uri(&db),
+        "-t",
+        &dst_uri,
+    ]);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     for expected in [

@@ -19,50 +19,33 @@ use pgferry::conn::{
     connect, ChannelBinding, ConnConfig, ConnectError, Host, Secret, Session, SslMode,
     TargetSessionAttrs,
 };
-use pgferry::localpg::{Cluster, ClusterOptions, TlsFiles};
+use pgferry::localpg::{Cluster, TlsFiles};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::TestPki;
+use support::{TestPki, TlsCluster};
 
 const ALICE_PASSWORD: &str = "Alice-s3cret-pw";
 const CB_PASSWORD: &str = "cb-s3cret-pw";
 const MD5_PASSWORD: &str = "md5-s3cret-pw";
 const CLEAR_PASSWORD: &str = "clear-s3cret-pw";
 
-struct Fixture {
-    pki: TestPki,
-    cluster: Cluster,
-}
-
 /// The main TLS cluster, started once per test binary.
-fn main_cluster() -> &'static Fixture {
-    static MAIN: OnceLock<Fixture> = OnceLock::new();
+fn main_cluster() -> &'static TlsCluster {
+    static MAIN: OnceLock<TlsCluster> = OnceLock::new();
     MAIN.get_or_init(|| {
-        let pki = TestPki::new();
-        let hba = [
-            "local all postgres trust",
-            "host all postgres 127.0.0.1/32 trust",
-            "hostssl all alice 127.0.0.1/32 scram-sha-256",
-            "host all cbuser 127.0.0.1/32 scram-sha-256",
-            "host all md5user 127.0.0.1/32 md5",
-            "host all pwuser 127.0.0.1/32 password",
-            "hostssl all certuser 127.0.0.1/32 cert",
-        ];
-        let cluster = Cluster::start(
-            &support::install(),
-            ClusterOptions {
-                tls: Some(pki.server_tls(&["localhost", "127.0.0.1"], "localhost")),
-                hba: Some(hba.iter().map(|l| l.to_string()).collect()),
-                listen_unix: true,
-                ..ClusterOptions::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("could not start the TLS cluster: {e}"));
-        support::psql(
-            &cluster,
-            "postgres",
+        TlsCluster::start(
+            &[
+                "local all postgres trust",
+                "host all postgres 127.0.0.1/32 trust",
+                "hostssl all alice 127.0.0.1/32 scram-sha-256",
+                "host all cbuser 127.0.0.1/32 scram-sha-256",
+                "host all md5user 127.0.0.1/32 md5",
+                "host all pwuser 127.0.0.1/32 password",
+                "hostssl all certuser 127.0.0.1/32 cert",
+            ],
+            true,
             &format!(
                 "CREATE ROLE alice LOGIN PASSWORD '{ALICE_PASSWORD}';
                  CREATE ROLE cbuser LOGIN PASSWORD '{CB_PASSWORD}';
@@ -71,21 +54,8 @@ fn main_cluster() -> &'static Fixture {
                  SET password_encryption = 'md5';
                  CREATE ROLE md5user LOGIN PASSWORD '{MD5_PASSWORD}';"
             ),
-        );
-        Fixture { pki, cluster }
+        )
     })
-}
-
-/// A cluster whose server certificate is `tls`, trusting everyone on 127.0.0.1.
-fn cluster_with_cert(tls: TlsFiles) -> Cluster {
-    Cluster::start(
-        &support::install(),
-        ClusterOptions {
-            tls: Some(tls),
-            ..ClusterOptions::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("could not start a TLS cluster: {e}"))
 }
 
 /// A TCP config for `cluster` as `user`, connecting by the name `host` to 127.0.0.1.
@@ -364,7 +334,7 @@ async fn a_self_signed_ca_server_certificate_trusted_directly_passes_verify_full
     let pki = TestPki::new();
     let (cert_pem, key_pem) = pki.self_signed_ca_server("localhost", &["localhost"]);
     let root = pki.write_pem(&cert_pem);
-    let cluster = cluster_with_cert(TlsFiles {
+    let cluster = support::start_with_certificate(TlsFiles {
         cert_pem,
         key_pem,
         ca_pem: None,
@@ -385,7 +355,7 @@ async fn a_self_signed_ca_server_certificate_trusted_directly_passes_verify_full
 async fn a_cn_only_server_certificate_passes_verify_full_for_its_name() {
     let pki = TestPki::new();
     let (cert_pem, key_pem) = pki.server_cert_cn_only("localhost");
-    let cluster = cluster_with_cert(TlsFiles {
+    let cluster = support::start_with_certificate(TlsFiles {
         cert_pem,
         key_pem,
         ca_pem: None,

@@ -6,23 +6,19 @@
 
 mod support;
 
-use pgferry::localpg::{Cluster, ClusterOptions};
+use pgferry::localpg::Cluster;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::{fresh_db, output_text as text, pgferry, psql, shared_cluster};
 
-/// The target: a cluster of its own; the shared one is the source.
+/// The target: a cluster of its own (the shared one is the source; migrating a server onto
+/// itself is refused, which would hide what these tests look at).
 fn target() -> &'static Cluster {
-    static TARGET: OnceLock<Cluster> = OnceLock::new();
-    TARGET.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("could not start the target cluster: {e}"))
-    })
+    support::target_cluster()
 }
 
 /// A source database with `rows` rows in table t, and a bootstrap database on the target of

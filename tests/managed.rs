@@ -338,232 +338,297 @@ const OWNERS_AND_ACLS: &str = "
 /// One cell of the matrix; `majors`: (source, target) majors other than the default
 /// installation's, for the cells that check other versions' rules.
 async fn cell(source_user: SourceUser, target_user: TargetUser, majors: Option<(u32, u32)>) {
-    let test = format!("{source_user:?}_to_{target_user:?}").to_lowercase();
-    let target_major = majors.map(|(_, t)| t);
-    if (source_user == SourceUser::AivenExtras || target_user == TargetUser::AdminAivenExtras)
-        && support::aiven::install_stand_in(&support::install()).is_none()
-    {
-        support::skip(
+    let Some(cell) = CellSetup::start(source_user, target_user, majors) else {
+        return;
+    };
+    cell.validate_says_live();
+    let log = cell.migrate_under_writes().await;
+    cell.assert_target_matches_source(&log);
+}
+
+/// A cell's clusters, database and users, ready to migrate.
+struct CellSetup {
+    test: String,
+    src: &'static Cluster,
+    dst: Cluster,
+    db: String,
+    src_uri: String,
+    dst_uri: String,
+    target_user: TargetUser,
+    majors: Option<(u32, u32)>,
+}
+
+impl CellSetup {
+    /// The clusters, the source database and both users; `None` (with a SKIPPED line) when
+    /// this machine cannot run the cell.
+    fn start(
+        source_user: SourceUser,
+        target_user: TargetUser,
+        majors: Option<(u32, u32)>,
+    ) -> Option<CellSetup> {
+        let test = format!("{source_user:?}_to_{target_user:?}").to_lowercase();
+        let target_major = majors.map(|(_, t)| t);
+        if (source_user == SourceUser::AivenExtras || target_user == TargetUser::AdminAivenExtras)
+            && support::aiven::install_stand_in(&support::install()).is_none()
+        {
+            support::skip(
             &test,
             "the server's extension directory is not writable (run as root) for the aiven_extras stand-in",
         );
-        return;
+            return None;
+        }
+        let dst = match target_major {
+            None => support::start_cluster("target", ClusterOptions::default()),
+            Some(major) => support::start_major(major, &test, ClusterOptions::default())?,
+        };
+        if target_user == TargetUser::AdminAivenExtras
+            && support::aiven::install_stand_in(dst.install()).is_none()
+        {
+            support::skip(
+                &test,
+                "cannot install the aiven_extras stand-in on the target",
+            );
+            return None;
+        }
+        if target_user == TargetUser::AdminSetParameter && dst.install().major() < 15 {
+            support::skip(&test, "parameter privileges need PostgreSQL 15+");
+            return None;
+        }
+        let src = source_of(majors.map(|(s, _)| s), &test)?;
+        static N: AtomicU64 = AtomicU64::new(0);
+        let db = format!("m{}_{test}", N.fetch_add(1, Ordering::SeqCst));
+        setup_source_db(src, &db, source_user);
+        let src_uri = source_uri(src, &db, source_user);
+        let dst_uri = setup_target(&dst, target_user);
+        Some(CellSetup {
+            test,
+            src,
+            dst,
+            db,
+            src_uri,
+            dst_uri,
+            target_user,
+            majors,
+        })
     }
-    let dst = match target_major {
-        None => Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("{e}")),
-        Some(major) => match support::start_major(major, &test, ClusterOptions::default()) {
-            Some(c) => c,
-            None => return,
-        },
-    };
-    if target_user == TargetUser::AdminAivenExtras
-        && support::aiven::install_stand_in(dst.install()).is_none()
-    {
-        support::skip(
-            &test,
-            "cannot install the aiven_extras stand-in on the target",
-        );
-        return;
-    }
-    if target_user == TargetUser::AdminSetParameter && dst.install().major() < 15 {
-        support::skip(&test, "parameter privileges need PostgreSQL 15+");
-        return;
-    }
-    let Some(src) = source_of(majors.map(|(s, _)| s), &test) else {
-        return;
-    };
-    static N: AtomicU64 = AtomicU64::new(0);
-    let db = format!("m{}_{test}", N.fetch_add(1, Ordering::SeqCst));
-    setup_source_db(src, &db, source_user);
-    let src_uri = source_uri(src, &db, source_user);
-    let dst_uri = setup_target(&dst, target_user);
 
-    // Preflight says which apply mode this target user gets, and passes.
-    let out = pgferry(&[
-        "migrate",
-        "-s",
-        &src_uri,
-        "-t",
-        &dst_uri,
-        "--databases",
-        &db,
-        "--validate",
-    ]);
-    let report = text(&out);
-    assert!(out.status.success(), "{test}: validate failed:\n{report}");
-    assert!(
-        report.contains(target_user.expected_apply()),
-        "{test}: expected `{}` in:\n{report}",
-        target_user.expected_apply()
-    );
-    assert!(
-        report.contains(&format!("{db}  replication")),
-        "{test}: not live:\n{report}"
-    );
-
-    // The application writes from before the start to after the copy.
-    let app = Application::start(uri_as(src, "app_owner", &db)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args([
+    /// `pgferry migrate` of the cell's database between its users' URIs, with `extra`.
+    fn migrate_command(&self, extra: &[&str]) -> Command {
+        let mut cmd = support::pgferry_command(&[
             "migrate",
             "-s",
-            &src_uri,
+            &self.src_uri,
             "-t",
-            &dst_uri,
+            &self.dst_uri,
             "--databases",
-            &db,
-            "-j",
-            "2",
-        ])
-        .env_remove("PGPASSWORD")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pgferry");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let at_copy_end = loop {
-        if db_status(&dst_uri, &db).as_deref() == Some("syncing") {
-            break app.transactions();
-        }
-        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
-            let _ = child.kill();
-            panic!(
-                "{test}: never syncing; migrate said:\n{}",
-                child_log(&mut child)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    // Writes while streaming, then the application stops and the user cuts over.
-    while app.transactions() < at_copy_end + 30 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+            &self.db,
+        ]);
+        cmd.args(extra);
+        cmd
     }
-    let (total, errors) = app.stop().await;
-    assert!(
-        errors.is_empty(),
-        "{test}: the application got errors on the source: {errors:?}"
-    );
-    assert!(total > 30, "{test}: only {total} application transactions");
-    let out = pgferry(&["stop", "-t", &dst_uri, "--max-replication-lag", "0"]);
-    assert!(out.status.success(), "{test}: stop: {}", text(&out));
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "{test}: migrate did not end after stop:\n{}",
-                child_log(&mut child)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let log = child_log(&mut child);
-    eprintln!("{test}: migrate said:\n{log}");
-    assert!(exit.success(), "{test}: migrate failed:\n{log}");
-    assert_eq!(
-        db_status(&dst_uri, &db).as_deref(),
-        Some("done"),
-        "{test}:\n{log}"
-    );
 
-    // Data, sequences and large objects equal.
-    let out = pgferry(&["verify", "-s", &src.uri(&db), "-t", &dst.uri(&db)]);
-    assert!(
-        out.status.success(),
-        "{test}: verify: {}\n{log}",
-        text(&out)
-    );
-    // Nothing left on the source.
-    assert_eq!(
-        psql(
-            src,
-            &db,
-            // Slots are per cluster, and the other cells stream from this one meanwhile.
-            "SELECT (SELECT count(*) FROM pg_replication_slots \
-                     WHERE slot_name LIKE 'pgferry%' AND database = current_database()) || '/' || \
-                    (SELECT count(*) FROM pg_publication)",
-        ),
-        "0/0",
-        "{test}: slot or publication left on the source\n{log}"
-    );
-    // Owners and privileges as on the source, except where a difference was announced: a
-    // role the target user may not act as leaves its objects to that user.
-    let announced = announced_owners(&log);
-    let me = if target_user == TargetUser::Superuser {
-        "postgres"
-    } else {
-        "avnadmin"
-    };
-    assert!(
-        announced.iter().all(|r| r == "postgres"),
-        "{test}: only the source's superuser may be announced: {announced:?}\n{log}"
-    );
-    let expected: Vec<String> = psql(src, &db, OWNERS_AND_ACLS)
-        .lines()
-        .map(|l| {
-            let mut cols: Vec<&str> = l.split('|').collect();
-            if cols.len() > 1 && announced.iter().any(|r| r == cols[1]) {
-                cols[1] = me;
-            }
-            cols.join("|")
-        })
-        .collect();
-    // From 17 an owner holds MAINTAIN too (what `pg_dump | psql` gives there as well).
-    let newer_maintain = src.install().major() < 17 && dst.install().major() >= 17;
-    let got: Vec<String> = psql(&dst, &db, OWNERS_AND_ACLS)
-        .lines()
-        .map(|l| {
-            if newer_maintain {
-                l.replace("arwdDxtm/", "arwdDxt/")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect();
-    assert_eq!(got, expected, "{test}: owners/ACLs differ\n{log}");
-    // The audit rows came from the source only (the target's trigger did not add its own).
-    assert_eq!(
-        psql(&dst, &db, "SELECT count(*), max(id) FROM audit"),
-        psql(src, &db, "SELECT count(*), max(id) FROM audit"),
-    );
-    // The schema itself (same major only: one pg_dump reads both).
-    if majors.is_none_or(|(s, t)| s == t) {
-        let dump = |c: &Cluster| -> Vec<String> {
-            support::fidelity::pg_dump_schema_with(c, &db, &["-N", "pgferry"])
-                .into_iter()
-                .filter(|l| !l.contains("PUBLICATION"))
-                .collect()
-        };
-        let a: Vec<String> = dump(src)
-            .into_iter()
-            .map(|l| {
-                announced.iter().fold(l, |l, r| {
-                    l.replace(&format!(" OWNER TO {r};"), &format!(" OWNER TO {me};"))
-                })
-            })
-            .collect();
-        let b = dump(&dst);
+    /// Preflight says which apply mode this target user gets, and passes.
+    fn validate_says_live(&self) {
+        let CellSetup {
+            test,
+            db,
+            target_user,
+            ..
+        } = self;
+        let out = self
+            .migrate_command(&["--validate"])
+            .output()
+            .expect("run pgferry");
+        let report = text(&out);
+        assert!(out.status.success(), "{test}: validate failed:\n{report}");
         assert!(
-            a == b,
-            "{test}: schema differs: {:?}",
-            support::fidelity::first_diff(&a, &b)
+            report.contains(target_user.expected_apply()),
+            "{test}: expected `{}` in:\n{report}",
+            target_user.expected_apply()
+        );
+        assert!(
+            report.contains(&format!("{db}  replication")),
+            "{test}: not live:\n{report}"
         );
     }
-    // Parameter privileges: reproduced by a superuser target, reported by the others.
-    if dst.install().major() >= 15 && src.install().major() >= 15 {
-        let acl = "SELECT parname, paracl FROM pg_parameter_acl WHERE parname = 'log_statement'";
-        if target_user == TargetUser::Superuser {
-            assert_eq!(psql(&dst, "postgres", acl), psql(src, "postgres", acl));
+
+    /// Migrates while the application writes from before the start to after the copy; the
+    /// user stops it at lag 0. Returns what migrate said.
+    async fn migrate_under_writes(&self) -> String {
+        let CellSetup {
+            test,
+            src,
+            db,
+            dst_uri,
+            ..
+        } = self;
+        let app = Application::start(uri_as(src, "app_owner", db)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut child = self
+            .migrate_command(&["-j", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pgferry");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let at_copy_end = loop {
+            if db_status(dst_uri, db).as_deref() == Some("syncing") {
+                break app.transactions();
+            }
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                panic!(
+                    "{test}: never syncing; migrate said:\n{}",
+                    child_log(&mut child)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        // Writes while streaming, then the application stops and the user cuts over.
+        while app.transactions() < at_copy_end + 30 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (total, errors) = app.stop().await;
+        assert!(
+            errors.is_empty(),
+            "{test}: the application got errors on the source: {errors:?}"
+        );
+        assert!(total > 30, "{test}: only {total} application transactions");
+        let out = pgferry(&["stop", "-t", dst_uri, "--max-replication-lag", "0"]);
+        assert!(out.status.success(), "{test}: stop: {}", text(&out));
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let exit = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "{test}: migrate did not end after stop:\n{}",
+                    child_log(&mut child)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let log = child_log(&mut child);
+        eprintln!("{test}: migrate said:\n{log}");
+        assert!(exit.success(), "{test}: migrate failed:\n{log}");
+        assert_eq!(
+            db_status(dst_uri, db).as_deref(),
+            Some("done"),
+            "{test}:\n{log}"
+        );
+        log
+    }
+
+    /// Data, sequences, large objects, owners, privileges and schema as on the source, and
+    /// nothing left there.
+    fn assert_target_matches_source(&self, log: &str) {
+        let CellSetup {
+            test,
+            src,
+            dst,
+            db,
+            target_user,
+            majors,
+            ..
+        } = self;
+        let (src, dst, target_user, majors) = (*src, dst, *target_user, *majors);
+        // Data, sequences and large objects equal.
+        let out = pgferry(&["verify", "-s", &src.uri(db), "-t", &dst.uri(db)]);
+        assert!(
+            out.status.success(),
+            "{test}: verify: {}\n{log}",
+            text(&out)
+        );
+        // Nothing left on the source.
+        assert_eq!(
+            psql(
+                src,
+                db,
+                // Slots are per cluster, and the other cells stream from this one meanwhile.
+                "SELECT (SELECT count(*) FROM pg_replication_slots \
+                     WHERE slot_name LIKE 'pgferry%' AND database = current_database()) || '/' || \
+                    (SELECT count(*) FROM pg_publication)",
+            ),
+            "0/0",
+            "{test}: slot or publication left on the source\n{log}"
+        );
+        // Owners and privileges as on the source, except where a difference was announced: a
+        // role the target user may not act as leaves its objects to that user.
+        let announced = announced_owners(log);
+        let me = if target_user == TargetUser::Superuser {
+            "postgres"
         } else {
+            "avnadmin"
+        };
+        assert!(
+            announced.iter().all(|r| r == "postgres"),
+            "{test}: only the source's superuser may be announced: {announced:?}\n{log}"
+        );
+        let expected: Vec<String> = psql(src, db, OWNERS_AND_ACLS)
+            .lines()
+            .map(|l| {
+                let mut cols: Vec<&str> = l.split('|').collect();
+                if cols.len() > 1 && announced.iter().any(|r| r == cols[1]) {
+                    cols[1] = me;
+                }
+                cols.join("|")
+            })
+            .collect();
+        // From 17 an owner holds MAINTAIN too (what `pg_dump | psql` gives there as well).
+        let newer_maintain = src.install().major() < 17 && dst.install().major() >= 17;
+        let got: Vec<String> = psql(dst, db, OWNERS_AND_ACLS)
+            .lines()
+            .map(|l| {
+                if newer_maintain {
+                    l.replace("arwdDxtm/", "arwdDxt/")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        assert_eq!(got, expected, "{test}: owners/ACLs differ\n{log}");
+        // The audit rows came from the source only (the target's trigger did not add its own).
+        assert_eq!(
+            psql(dst, db, "SELECT count(*), max(id) FROM audit"),
+            psql(src, db, "SELECT count(*), max(id) FROM audit"),
+        );
+        // The schema itself (same major only: one pg_dump reads both).
+        if majors.is_none_or(|(s, t)| s == t) {
+            let dump = |c: &Cluster| -> Vec<String> {
+                support::fidelity::pg_dump_schema_with(c, db, &["-N", "pgferry"])
+                    .into_iter()
+                    .filter(|l| !l.contains("PUBLICATION"))
+                    .collect()
+            };
+            let a: Vec<String> = dump(src)
+                .into_iter()
+                .map(|l| {
+                    announced.iter().fold(l, |l, r| {
+                        l.replace(&format!(" OWNER TO {r};"), &format!(" OWNER TO {me};"))
+                    })
+                })
+                .collect();
+            let b = dump(dst);
             assert!(
-                log.contains("ON PARAMETER log_statement"),
-                "{test}: parameter privilege neither reproduced nor reported:\n{log}"
+                a == b,
+                "{test}: schema differs: {:?}",
+                support::fidelity::first_diff(&a, &b)
             );
+        }
+        // Parameter privileges: reproduced by a superuser target, reported by the others.
+        if dst.install().major() >= 15 && src.install().major() >= 15 {
+            let acl =
+                "SELECT parname, paracl FROM pg_parameter_acl WHERE parname = 'log_statement'";
+            if target_user == TargetUser::Superuser {
+                assert_eq!(psql(dst, "postgres", acl), psql(src, "postgres", acl));
+            } else {
+                assert!(
+                    log.contains("ON PARAMETER log_statement"),
+                    "{test}: parameter privilege neither reproduced nor reported:\n{log}"
+                );
+            }
         }
     }
 }

@@ -9,38 +9,18 @@ use pgferry::localpg::{Cluster, ClusterOptions};
 use serde_json::Value;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::psql;
+use support::{output_text as text, pgferry, pgferry_command, psql};
 
 fn start_cluster() -> Cluster {
     Cluster::start(&support::install(), ClusterOptions::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn pgferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .env_remove("SOURCE_SERVICE_URI")
-        .env_remove("TARGET_SERVICE_URI")
-        .output()
-        .expect("run pgferry")
-}
-
 fn spawn_pgferry(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .env_remove("PGPASSWORD")
+    pgferry_command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn pgferry")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn status_json(dst: &Cluster) -> Option<Value> {
@@ -230,6 +210,9 @@ fn setup_source(src: &Cluster) -> bool {
     postgis
 }
 
+/// One whole-cluster migration as a user runs it, in the order the steps must come: refusals
+/// and `--validate` first (nothing may exist yet), then the live run until `pgferry stop`, the
+/// checks of its result, and the reruns and cleanup that need that result.
 #[test]
 fn whole_cluster_migration_end_to_end() {
     let src = start_cluster();
@@ -240,11 +223,48 @@ fn whole_cluster_migration_end_to_end() {
     if postgis {
         dbs.push("geo");
     }
-    let target_roles_before = dump_roles(&dst);
+    let run = WholeCluster {
+        src: &src,
+        dst: &dst,
+        s: &s,
+        t: &t,
+        dbs,
+        postgis,
+    };
+    validate_refuses_and_touches_nothing(&run);
+    live_migration_until_stopped(&run);
+    assert_done_and_identical(&run);
+    rerun_refusal_and_cleanup(&run);
+}
+
+/// The clusters and databases of [`whole_cluster_migration_end_to_end`].
+struct WholeCluster<'a> {
+    src: &'a Cluster,
+    dst: &'a Cluster,
+    /// The source's and target's URIs.
+    s: &'a str,
+    t: &'a str,
+    /// The databases migrated (all but `skipme`).
+    dbs: Vec<&'static str>,
+    /// Whether the `geo` database (PostGIS) is among them.
+    postgis: bool,
+}
+
+impl WholeCluster<'_> {
+    /// `pgferry migrate` from the source to the target with `extra`.
+    fn migrate(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["migrate", "-s", self.s, "-t", self.t];
+        args.extend_from_slice(extra);
+        pgferry(&args)
+    }
+}
+
+fn validate_refuses_and_touches_nothing(run: &WholeCluster) {
+    let target_roles_before = dump_roles(run.dst);
 
     // A live migration of crm, whose notes have no replica identity, is refused, listing the
     // table and the ways out; a one-shot copy would lose the writes made after it.
-    let out = pgferry(&["migrate", "-s", &s, "-t", &t, "-f", "skipme", "--validate"]);
+    let out = run.migrate(&["-f", "skipme", "--validate"]);
     let report = text(&out);
     assert_eq!(out.status.code(), Some(3), "{report}");
     assert!(
@@ -256,18 +276,7 @@ fn whole_cluster_migration_end_to_end() {
 
     // --validate: the method per database and why; nothing created on either side. crm is
     // copied once, as the user chose for it.
-    let out = pgferry(&[
-        "migrate",
-        "-s",
-        &s,
-        "-t",
-        &t,
-        "-f",
-        "skipme",
-        "--force-method",
-        "crm=dump",
-        "--validate",
-    ]);
+    let out = run.migrate(&["-f", "skipme", "--force-method", "crm=dump", "--validate"]);
     let report = text(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(
@@ -279,10 +288,10 @@ fn whole_cluster_migration_end_to_end() {
         "crm is copied once (--force-method crm=dump): {report}"
     );
     assert!(!report.contains("skipme"), "{report}");
-    assert_eq!(dump_roles(&dst), target_roles_before);
+    assert_eq!(dump_roles(run.dst), target_roles_before);
     assert_eq!(
         psql(
-            &dst,
+            run.dst,
             "postgres",
             "SELECT count(*) FROM pg_database WHERE datname IN ('Shop-2', 'crm', 'geo')"
         ),
@@ -290,21 +299,16 @@ fn whole_cluster_migration_end_to_end() {
     );
     assert_eq!(
         psql(
-            &dst,
+            run.dst,
             "postgres",
             "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"
         ),
         "0"
     );
-    assert_eq!(source_footprint(&src, "Shop-2"), "0/0");
+    assert_eq!(source_footprint(run.src, "Shop-2"), "0/0");
 
     // A forced replication of a database that cannot replicate is a preflight failure (3).
-    let out = pgferry(&[
-        "migrate",
-        "-s",
-        &s,
-        "-t",
-        &t,
+    let out = run.migrate(&[
         "--databases",
         "crm",
         "--force-method",
@@ -312,34 +316,36 @@ fn whole_cluster_migration_end_to_end() {
         "--validate",
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}
 
+fn live_migration_until_stopped(run: &WholeCluster) {
     // The live migration: runs until stopped; writes continue meanwhile.
     let mut child = spawn_pgferry(&[
         "pg",
         "-s",
-        &s,
+        run.s,
         "-t",
-        &t,
+        run.t,
         "-f",
         "skipme",
         "--force-method",
         "crm=dump",
         "-v",
     ]);
-    let syncing = wait_status(&dst, &mut child, "Shop-2 syncing", |s| {
+    let syncing = wait_status(run.dst, &mut child, "Shop-2 syncing", |s| {
         detail(s, "Shop-2").is_some_and(|d| d["status"] == "syncing")
     });
     assert_eq!(detail(&syncing, "Shop-2").unwrap()["method"], "replication");
     psql(
-        &src,
+        run.src,
         "Shop-2",
         "INSERT INTO app.orders (customer, amount, note) SELECT 1, 1, 'late' FROM generate_series(1, 500); \
          UPDATE app.customers SET name = 'renamed' WHERE id <= 10; DELETE FROM app.orders WHERE id <= 100; \
          SELECT nextval('app.odd_seq'); SELECT nextval('app.odd_seq');",
     );
-    let everything_settled = wait_status(&dst, &mut child, "all databases copied", |s| {
+    let everything_settled = wait_status(run.dst, &mut child, "all databases copied", |s| {
         s["migration_detail"].as_array().is_some_and(|a| {
-            a.len() == dbs.len()
+            a.len() == run.dbs.len()
                 && a.iter()
                     .all(|d| d["status"] == "syncing" || d["status"] == "done")
         })
@@ -352,21 +358,23 @@ fn whole_cluster_migration_end_to_end() {
         .as_str()
         .unwrap()
         .contains("--force-method dump"));
-    assert_eq!(source_footprint(&src, "Shop-2"), "1/1");
+    assert_eq!(source_footprint(run.src, "Shop-2"), "1/1");
 
-    let out = pgferry(&["stop", "-t", &t]);
+    let out = pgferry(&["stop", "-t", run.t]);
     assert!(out.status.success(), "stop: {}", text(&out));
     let run = child.wait_with_output().unwrap();
     assert!(run.status.success(), "migrate: {}", text(&run));
     let log = text(&run);
     assert!(!log.contains("owner-secret"), "{log}");
+}
 
+fn assert_done_and_identical(run: &WholeCluster) {
     // Status: the seed's shape, everything done.
-    let done = status_json(&dst).expect("status");
+    let done = status_json(run.dst).expect("status");
     assert_eq!(done["migration"]["status"], "done", "{done}");
     assert_eq!(done["migration"]["method"], "");
     assert!(done["migration"]["error"].is_null());
-    for db in &dbs {
+    for db in &run.dbs {
         let d = detail(&done, db).unwrap_or_else(|| panic!("{db} missing from {done}"));
         assert_eq!(d["status"], "done", "{done}");
         assert!(d["error"].is_null(), "{done}");
@@ -374,35 +382,35 @@ fn whole_cluster_migration_end_to_end() {
     assert!(detail(&done, "skipme").is_none());
 
     // The target equals the source: roles, schema, data, sequences, large objects.
-    assert_eq!(dump_roles(&src), dump_roles(&dst));
-    for db in &dbs {
+    assert_eq!(dump_roles(run.src), dump_roles(run.dst));
+    for db in &run.dbs {
         assert_eq!(
-            dump_schema(&src, db),
-            dump_schema(&dst, db),
+            dump_schema(run.src, db),
+            dump_schema(run.dst, db),
             "schema of {db}"
         );
-        verify(&src, &dst, db);
+        verify(run.src, run.dst, db);
     }
     assert_eq!(
         psql(
-            &dst,
+            run.dst,
             "Shop-2",
             "SELECT last_value, is_called FROM app.odd_seq"
         ),
         psql(
-            &src,
+            run.src,
             "Shop-2",
             "SELECT last_value, is_called FROM app.odd_seq"
         )
     );
     assert_eq!(
-        psql(&dst, "postgres", "SELECT setconfig::text FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'Shop-2' AND s.setrole = 0"),
+        psql(run.dst, "postgres", "SELECT setconfig::text FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'Shop-2' AND s.setrole = 0"),
         "{work_mem=8MB}"
     );
-    if postgis {
+    if run.postgis {
         assert_eq!(
             psql(
-                &dst,
+                run.dst,
                 "geo",
                 "SELECT count(*) FROM spatial_ref_sys WHERE srid = 990001"
             ),
@@ -410,39 +418,41 @@ fn whole_cluster_migration_end_to_end() {
         );
     }
     assert_eq!(
-        source_footprint(&src, "Shop-2"),
+        source_footprint(run.src, "Shop-2"),
         "0/0",
         "cutover drops slot and publication"
     );
     assert_eq!(
         psql(
-            &dst,
+            run.dst,
             "postgres",
             "SELECT count(*) FROM pg_database WHERE datname = 'skipme'"
         ),
         "0"
     );
+}
 
+fn rerun_refusal_and_cleanup(run: &WholeCluster) {
     // A second identical run changes nothing.
-    let before: Vec<Vec<String>> = dbs.iter().map(|db| dump_schema(&dst, db)).collect();
-    let counts = psql(&dst, "Shop-2", "SELECT count(*) FROM app.orders");
-    let out = pgferry(&["migrate", "-s", &s, "-t", &t, "-f", "skipme"]);
+    let before: Vec<Vec<String>> = run.dbs.iter().map(|db| dump_schema(run.dst, db)).collect();
+    let counts = psql(run.dst, "Shop-2", "SELECT count(*) FROM app.orders");
+    let out = run.migrate(&["-f", "skipme"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("done by an earlier run"),
         "{}",
         text(&out)
     );
-    let after: Vec<Vec<String>> = dbs.iter().map(|db| dump_schema(&dst, db)).collect();
+    let after: Vec<Vec<String>> = run.dbs.iter().map(|db| dump_schema(run.dst, db)).collect();
     assert_eq!(before, after);
     assert_eq!(
-        psql(&dst, "Shop-2", "SELECT count(*) FROM app.orders"),
+        psql(run.dst, "Shop-2", "SELECT count(*) FROM app.orders"),
         counts
     );
-    assert_eq!(source_footprint(&src, "Shop-2"), "0/0");
+    assert_eq!(source_footprint(run.src, "Shop-2"), "0/0");
 
     // Another migration into the same target is refused, naming the one there.
-    let out = pgferry(&["migrate", "-s", &s, "-t", &t, "--migration-id", "other"]);
+    let out = run.migrate(&["--migration-id", "other"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("already holds migration"),
@@ -452,12 +462,12 @@ fn whole_cluster_migration_end_to_end() {
 
     // Cleanup removes the state; idempotent.
     for _ in 0..2 {
-        let out = pgferry(&["cleanup", "-s", &s, "-t", &t]);
+        let out = pgferry(&["cleanup", "-s", run.s, "-t", run.t]);
         assert!(out.status.success(), "{}", text(&out));
     }
     assert_eq!(
         psql(
-            &dst,
+            run.dst,
             "postgres",
             "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry'"
         ),

@@ -7,41 +7,29 @@
 mod support;
 
 use pgferry::conn::{connect, ConnConfig};
-use pgferry::localpg::{Cluster, ClusterOptions};
+use pgferry::localpg::Cluster;
 use pgferry::progress::Bars;
 use pgferry::replication::publication::object_names;
 use pgferry::replication::{
     cleanup, follow_database, FollowError, FollowEvent, FollowOptions, FollowOutcome,
 };
-use pgferry::verify::{verify, VerifyOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::follow::{cfg, Follower};
-use support::psql;
+use support::follow::{cfg, spawn_random_writer, Follower};
+use support::{psql, ClusterPair};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The source's short `wal_sender_timeout`: see the module doc.
+static CLUSTERS: ClusterPair = ClusterPair::new(&[("wal_sender_timeout", "5s")]);
+
 fn source() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::start(
-            &support::install(),
-            ClusterOptions {
-                settings: vec![("wal_sender_timeout".into(), "5s".into())],
-                ..ClusterOptions::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("could not start the source cluster: {e}"))
-    })
+    CLUSTERS.source()
 }
 
 fn target() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("could not start the target cluster: {e}"))
-    })
+    CLUSTERS.target()
 }
 
 /// A follower of `db` from the source to the target cluster (see [`support::follow`]).
@@ -67,28 +55,11 @@ async fn cutover(db: &str) -> (FollowOutcome, Vec<String>) {
 }
 
 async fn assert_identical(db: &str) {
-    let report = verify(
-        &cfg(source(), db),
-        &cfg(target(), db),
-        &VerifyOptions::default(),
-    )
-    .await
-    .unwrap();
-    assert!(report.is_clean(), "source and target differ: {report:#?}");
+    support::follow::assert_identical(source(), target(), db).await;
 }
 
 fn assert_source_clean(db: &str) {
-    let names = object_names(db);
-    let left = psql(
-        source(),
-        db,
-        &format!(
-            "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}') + \
-                    (SELECT count(*) FROM pg_publication WHERE pubname = '{}')",
-            names.slot, names.publication
-        ),
-    );
-    assert_eq!(left, "0", "slot or publication left on the source");
+    support::follow::assert_source_clean(source(), db);
 }
 
 /// Waits until `query` on the target returns `want`.
@@ -125,57 +96,33 @@ const WORKLOAD_SCHEMA: &str = "
 
 /// Small random transactions on every table of [`WORKLOAD_SCHEMA`] until `stop`.
 fn spawn_writer(db: &str, seed: u64, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
-    let src = cfg(source(), db);
-    tokio::spawn(async move {
-        let session = connect(&src).await.unwrap();
-        let client = &session.client;
-        let mut x = seed | 1;
-        let mut next = move |n: u64| {
-            // xorshift64: deterministic per seed, no dependency.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n) as i32
-        };
-        let mut transactions = 0u64;
-        while !stop.load(Ordering::SeqCst) {
-            let mut sql = String::from("BEGIN;");
-            for _ in 0..(1 + next(4)) {
-                let id = 1 + next(25000);
-                sql.push_str(&match next(8) {
-                    0 => format!(
-                        "INSERT INTO accounts (balance, note) VALUES ({}, 'new');",
-                        next(1000)
-                    ),
-                    1 => format!("UPDATE accounts SET balance = balance + 1 WHERE id = {id};"),
-                    2 => format!("DELETE FROM accounts WHERE id = {id};"),
-                    3 => format!(
-                        "INSERT INTO events (account, payload) VALUES ({id}, '{{\"k\": {id}}}');"
-                    ),
-                    4 => format!("INSERT INTO nopk VALUES ({}, 'dup {}');", id % 50, id % 50),
-                    5 => format!(
-                        "DELETE FROM nopk WHERE ctid = (SELECT ctid FROM nopk WHERE a = {} LIMIT 1);",
-                        id % 50
-                    ),
-                    6 => format!(
-                        "UPDATE parted SET region = (region + 1) % 3, v = v || '+' WHERE id = {};",
-                        id % 3000
-                    ),
-                    _ => format!("UPDATE nopk SET b = b || '.' WHERE a = {};", id % 50),
-                });
-            }
-            sql.push_str("COMMIT;");
-            match client.batch_execute(&sql).await {
-                Ok(()) => transactions += 1,
-                // Two writers moving the same row between partitions, or deadlocking: the
-                // source rolls back, and so nothing of it may reach the target.
-                Err(e) if matches!(e.code().map(|c| c.code()), Some("40001" | "40P01")) => {
-                    client.batch_execute("ROLLBACK").await.unwrap();
-                }
-                Err(e) => panic!("workload: {e}"),
-            }
+    spawn_random_writer(cfg(source(), db), seed, stop, Duration::ZERO, |random| {
+        let mut sql = String::new();
+        for _ in 0..(1 + random.below(4)) {
+            let id = 1 + random.below(25000);
+            sql.push_str(&match random.below(8) {
+                0 => format!(
+                    "INSERT INTO accounts (balance, note) VALUES ({}, 'new');",
+                    random.below(1000)
+                ),
+                1 => format!("UPDATE accounts SET balance = balance + 1 WHERE id = {id};"),
+                2 => format!("DELETE FROM accounts WHERE id = {id};"),
+                3 => format!(
+                    "INSERT INTO events (account, payload) VALUES ({id}, '{{\"k\": {id}}}');"
+                ),
+                4 => format!("INSERT INTO nopk VALUES ({}, 'dup {}');", id % 50, id % 50),
+                5 => format!(
+                    "DELETE FROM nopk WHERE ctid = (SELECT ctid FROM nopk WHERE a = {} LIMIT 1);",
+                    id % 50
+                ),
+                6 => format!(
+                    "UPDATE parted SET region = (region + 1) % 3, v = v || '+' WHERE id = {};",
+                    id % 3000
+                ),
+                _ => format!("UPDATE nopk SET b = b || '.' WHERE a = {};", id % 50),
+            });
         }
-        transactions
+        sql
     })
 }
 
@@ -1187,12 +1134,6 @@ async fn applier_copies_long_insert_runs() {
 /// re-insert of a key, a key change, a second table in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applier_folds_repeated_updates_of_a_row() {
-    use bytes::Bytes;
-    use pgferry::replication::pgoutput::{
-        Begin, Column, Commit, Delete, Insert, Message, OldTuple, Relation, ReplicaIdentity, Tuple,
-        Update, Value,
-    };
-
     let (db, mut applier, _applied_rx) = test_applier(
         "applier_fold",
         "CREATE TABLE t (id int PRIMARY KEY, a int, b text);
@@ -1201,6 +1142,43 @@ async fn applier_folds_repeated_updates_of_a_row() {
          INSERT INTO u VALUES (1, 0);",
     )
     .await;
+    let (messages, lsn) = fold_messages();
+    tx_all(&mut applier, messages).await;
+    assert!(
+        applier.stats.merged_updates >= 200,
+        "updates folded: {}",
+        applier.stats.merged_updates
+    );
+    assert_eq!(applier.stats.target_commits, 1);
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT string_agg(id || ':' || a || ':' || b, ' ' ORDER BY id) FROM t"
+        ),
+        "1:1001:last 2:-100:two 3:32:again2 5:0:b5 40:42:moved2"
+    );
+    assert_eq!(psql(target(), &db, "SELECT n FROM u"), "100");
+    assert_eq!(
+        psql(
+            target(),
+            &db,
+            "SELECT lsn FROM pgferry.apply_progress WHERE slot = 's'"
+        ),
+        format!("0/{:X}", lsn - 0x100 + 0x40)
+    );
+}
+
+/// The stream of [`applier_folds_repeated_updates_of_a_row`]: its two relations, then one
+/// transaction after another from LSN 0/2000 on; returns the messages and the LSN after the
+/// last transaction.
+fn fold_messages() -> (Vec<pgferry::replication::pgoutput::Message>, u64) {
+    use bytes::Bytes;
+    use pgferry::replication::pgoutput::{
+        Begin, Column, Commit, Delete, Insert, Message, OldTuple, Relation, ReplicaIdentity, Tuple,
+        Update, Value,
+    };
+
     let column = |name: &str, flags: u8, type_oid: u32| Column {
         flags,
         name: name.into(),
@@ -1323,30 +1301,7 @@ async fn applier_folds_repeated_updates_of_a_row() {
         ],
         &mut messages,
     );
-    tx_all(&mut applier, messages).await;
-    assert!(
-        applier.stats.merged_updates >= 200,
-        "updates folded: {}",
-        applier.stats.merged_updates
-    );
-    assert_eq!(applier.stats.target_commits, 1);
-    assert_eq!(
-        psql(
-            target(),
-            &db,
-            "SELECT string_agg(id || ':' || a || ':' || b, ' ' ORDER BY id) FROM t"
-        ),
-        "1:1001:last 2:-100:two 3:32:again2 5:0:b5 40:42:moved2"
-    );
-    assert_eq!(psql(target(), &db, "SELECT n FROM u"), "100");
-    assert_eq!(
-        psql(
-            target(),
-            &db,
-            "SELECT lsn FROM pgferry.apply_progress WHERE slot = 's'"
-        ),
-        format!("0/{:X}", lsn - 0x100 + 0x40)
-    );
+    (messages, lsn)
 }
 
 /// Sends `messages` to the applier in batches of varying size, as the stream would, and runs

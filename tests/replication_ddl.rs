@@ -4,28 +4,22 @@
 
 mod support;
 
-use pgferry::localpg::{Cluster, ClusterOptions};
+use pgferry::conn::ConnConfig;
+use pgferry::localpg::Cluster;
 use pgferry::replication::{cleanup, FollowOptions, FollowOutcome};
 use pgferry::verify::{verify, VerifyOptions};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::follow::{cfg, Follower, Writer};
-use support::psql;
+use support::{psql, ClusterPair};
+
+static CLUSTERS: ClusterPair = ClusterPair::new(&[]);
 
 fn source() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("could not start the source cluster: {e}"))
-    })
+    CLUSTERS.source()
 }
 
 fn target() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("could not start the target cluster: {e}"))
-    })
+    CLUSTERS.target()
 }
 
 /// The two clusters of a run: the source may be of another major.
@@ -307,6 +301,24 @@ async fn scenario(pair: Pair, db: &str, capture: bool, users: Option<Users>) {
         markers: 0,
         follower,
     };
+    change_columns(&mut steps, &writer).await;
+    change_tables(&mut steps, &writer).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (done, errors) = writer.finish().await;
+    assert!(
+        errors.is_empty(),
+        "the application got {} error(s), the first: {:#?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
+    assert!(done > 100, "the application barely wrote: {done}");
+
+    cut_over_and_compare(pair, &db, (src, dst), opts, steps.follower, triggers).await;
+}
+
+/// Every kind of column change on `t`, each at its place in the stream; the application then
+/// writes the changed columns too.
+async fn change_columns(steps: &mut Steps<'_>, writer: &Writer) {
     // Columns.
     steps.step("ALTER TABLE t ADD COLUMN n1 int").await;
     steps
@@ -334,6 +346,11 @@ async fn scenario(pair: Pair, db: &str, capture: bool, users: Option<Users>) {
         .step("ALTER TABLE t ALTER COLUMN d1 DROP NOT NULL")
         .await;
     writer.add("UPDATE t SET n1 = n1 + 1, a2 = a2 || '.' WHERE id = {n} % 2000 + 1");
+}
+
+/// New (with rows, then streamed), dropped and renamed tables, an index, and partitions
+/// created in place or attached.
+async fn change_tables(steps: &mut Steps<'_>, writer: &Writer) {
     // Tables.
     steps
         .step(
@@ -344,13 +361,13 @@ async fn scenario(pair: Pair, db: &str, capture: bool, users: Option<Users>) {
     writer.add("INSERT INTO newt VALUES ({n} + 1000, {n} % 100 + 1, 'streamed')");
     // The watch adds it to the publication; its rows arrive once it is copied.
     wait_target(
-        pair,
-        &db,
+        steps.pair,
+        steps.db,
         "SELECT to_regclass('public.newt') IS NOT NULL",
         "t",
     )
     .await;
-    wait_target(pair, &db, "SELECT count(*) >= 50 FROM newt", "t").await;
+    wait_target(steps.pair, steps.db, "SELECT count(*) >= 50 FROM newt", "t").await;
     steps.step("DROP TABLE dropme").await;
     steps
         .step("ALTER TABLE ren RENAME TO ren2; UPDATE ren2 SET v = v + 1")
@@ -371,18 +388,20 @@ async fn scenario(pair: Pair, db: &str, capture: bool, users: Option<Users>) {
          INSERT INTO p SELECT g, 3, 'three' FROM generate_series(1, 40) g",
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (done, errors) = writer.finish().await;
-    assert!(
-        errors.is_empty(),
-        "the application got {} error(s), the first: {:#?}",
-        errors.len(),
-        &errors[..errors.len().min(3)]
-    );
-    assert!(done > 100, "the application barely wrote: {done}");
+}
 
+/// Stops the follower and resumes it to cut over at lag 0; then data, schema and the
+/// removed capture are compared, and pgferry's objects cleaned up.
+async fn cut_over_and_compare(
+    pair: Pair,
+    db: &str,
+    (src, dst): (ConnConfig, ConnConfig),
+    opts: FollowOptions,
+    follower: Follower,
+    triggers: &str,
+) {
     // Stopped and resumed, then cut over.
-    let stopped = steps.follower.stop().await.unwrap();
+    let stopped = follower.stop().await.unwrap();
     assert!(
         matches!(stopped, FollowOutcome::Stopped { .. }),
         "{stopped:?}"
@@ -405,17 +424,14 @@ async fn scenario(pair: Pair, db: &str, capture: bool, users: Option<Users>) {
 
     let report = verify(&src, &dst, &VerifyOptions::default()).await.unwrap();
     assert!(report.is_clean(), "source and target differ: {report:#?}");
-    let (a, b) = (
-        schema_of(pair, pair.src, &db),
-        schema_of(pair, pair.dst, &db),
-    );
+    let (a, b) = (schema_of(pair, pair.src, db), schema_of(pair, pair.dst, db));
     assert!(
         a == b,
         "pg_dump -s differs: {}",
         support::fidelity::first_diff(&a, &b).unwrap_or_default()
     );
     assert_eq!(
-        psql(pair.src, &db, triggers),
+        psql(pair.src, db, triggers),
         "0",
         "the capture is removed at cutover"
     );

@@ -10,39 +10,27 @@ use pgferry::localpg::{Cluster, ClusterOptions};
 use pgferry::progress::Bars;
 use pgferry::replication::publication::object_names;
 use pgferry::replication::{follow_database, FollowEvent, FollowOptions, FollowOutcome};
-use pgferry::verify::{verify, VerifyOptions};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::ferry::Ferry;
+use support::follow::{assert_source_clean, cfg, spawn_random_writer};
 use support::proxy::Proxy;
-use support::psql;
+use support::{psql, ClusterPair, XorShift};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A short `wal_sender_timeout`: pgferry must keep talking, and its own silence detection
-/// (a multiple of its status interval, derived from this setting) fires within seconds.
+/// The source runs with a short `wal_sender_timeout`: pgferry must keep talking, and its own
+/// silence detection (a multiple of its status interval, derived from this setting) fires
+/// within seconds.
+static CLUSTERS: ClusterPair = ClusterPair::new(&[("wal_sender_timeout", "3s")]);
+
 fn source() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::start(
-            &support::install(),
-            ClusterOptions {
-                settings: vec![("wal_sender_timeout".into(), "3s".into())],
-                ..ClusterOptions::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("could not start the source cluster: {e}"))
-    })
+    CLUSTERS.source()
 }
 
 fn target() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::start(&support::install(), ClusterOptions::default())
-            .unwrap_or_else(|e| panic!("could not start the target cluster: {e}"))
-    })
+    CLUSTERS.target()
 }
 
 fn cfg_uri(uri: &str) -> ConnConfig {
@@ -59,25 +47,19 @@ const SCHEMA: &str = "
     INSERT INTO nopk SELECT g % 20, 'dup' FROM generate_series(1, 200) g;
 ";
 
-/// Small random transactions until `stop`; returns how many committed.
+/// Small random transactions on every table of [`SCHEMA`] until `stop`; returns how many
+/// committed.
 fn spawn_writer(db: &str, seed: u64, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
-    let src = cfg_uri(&source().uri(db));
-    tokio::spawn(async move {
-        let session = connect(&src).await.unwrap();
-        let client = &session.client;
-        let mut x = seed | 1;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n) as i32
-        };
-        let mut committed = 0;
-        while !stop.load(Ordering::SeqCst) {
-            let mut sql = String::from("BEGIN;");
-            for _ in 0..(1 + next(5)) {
-                let id = 1 + next(6000);
-                sql.push_str(&match next(6) {
+    spawn_random_writer(
+        cfg(source(), db),
+        seed,
+        stop,
+        Duration::from_millis(2),
+        |random| {
+            let mut sql = String::new();
+            for _ in 0..(1 + random.below(5)) {
+                let id = 1 + random.below(6000);
+                sql.push_str(&match random.below(6) {
                     0 => format!("INSERT INTO accounts (balance, note) VALUES ({id}, 'n');"),
                     1 => format!("UPDATE accounts SET balance = balance - 1 WHERE id = {id};"),
                     2 => format!("DELETE FROM accounts WHERE id = {id};"),
@@ -89,29 +71,15 @@ fn spawn_writer(db: &str, seed: u64, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
                     ),
                 });
             }
-            sql.push_str("COMMIT;");
-            match client.batch_execute(&sql).await {
-                Ok(()) => committed += 1,
-                Err(e) if matches!(e.code().map(|c| c.code()), Some("40001" | "40P01")) => {
-                    client.batch_execute("ROLLBACK").await.unwrap();
-                }
-                Err(e) => panic!("workload: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        committed
-    })
+            sql
+        },
+    )
 }
 
+/// The end of every run here: data identical, the table without a key holding the same
+/// multiset of rows (nothing applied twice), nothing of pgferry's left on the source.
 async fn assert_identical(db: &str) {
-    let report = verify(
-        &cfg_uri(&source().uri(db)),
-        &cfg_uri(&target().uri(db)),
-        &VerifyOptions::default(),
-    )
-    .await
-    .unwrap();
-    assert!(report.is_clean(), "source and target differ: {report:#?}");
+    support::follow::assert_identical(source(), target(), db).await;
     assert_eq!(
         psql(
             source(),
@@ -124,94 +92,24 @@ async fn assert_identical(db: &str) {
             "SELECT count(*), count(DISTINCT (a, b)) FROM nopk"
         ),
     );
-    let names = object_names(db);
-    assert_eq!(
-        psql(
-            source(),
-            db,
-            &format!(
-                "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}') + \
-                        (SELECT count(*) FROM pg_publication WHERE pubname = '{}')",
-                names.slot, names.publication
-            ),
-        ),
-        "0"
-    );
+    assert_source_clean(source(), db);
 }
 
-/// `pgferry clone --follow` as a child process; its stderr lines arrive on a channel.
-struct Child {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Child {
-    fn spawn(db: &str, extra: &[&str]) -> Child {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-            .args(["clone", "--follow", "-s"])
-            .arg(source().uri(db))
-            .arg("-t")
-            .arg(target().uri(db))
-            .args(["--retry-for", "2m"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log2 = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        Child { child, lines, log }
-    }
-
-    /// Waits for a stderr line containing `what`.
-    fn wait_for(&mut self, what: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(what) => return,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "no {what:?} from pgferry within {limit:?}; status {:?}; stderr:\n{}",
-                    self.child.try_wait(),
-                    self.log.lock().unwrap().join("\n")
-                ),
-            }
-        }
-    }
-
-    fn kill(mut self) {
-        // SIGKILL: no chance to commit, roll back or say goodbye.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return (status, self.log.lock().unwrap().join("\n"));
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "pgferry did not finish within {limit:?}; stderr:\n{}",
-                    self.log.lock().unwrap().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// `pgferry clone --follow` of `db` from the source to the target, retrying for 2 minutes.
+fn spawn_clone_follow(db: &str, extra: &[&str]) -> Ferry {
+    let (src, dst) = (source().uri(db), target().uri(db));
+    let mut args = vec![
+        "clone",
+        "--follow",
+        "-s",
+        &src,
+        "-t",
+        &dst,
+        "--retry-for",
+        "2m",
+    ];
+    args.extend_from_slice(extra);
+    Ferry::spawn(&args)
 }
 
 /// SIGKILL the follower four times under load at random points of the stream (50 ms to 2 s
@@ -227,8 +125,8 @@ async fn sigkill_under_load_then_cutover() {
     ];
     let db2 = db.clone();
     tokio::task::spawn_blocking(move || {
-        let mut child = Child::spawn(&db2, &[]);
-        child.wait_for("streaming from", Duration::from_secs(120));
+        let mut child = spawn_clone_follow(&db2, &[]);
+        child.wait_for(&["streaming from"], Duration::from_secs(120));
         // Random points of the stream; the seed is printed so that a failure can be replayed
         // with PGFERRY_TEST_SEED.
         let seed: u64 = std::env::var("PGFERRY_TEST_SEED")
@@ -241,21 +139,14 @@ async fn sigkill_under_load_then_cutover() {
                     .unwrap_or(1)
             });
         eprintln!("sigkill_under_load_then_cutover: PGFERRY_TEST_SEED={seed}");
-        let mut x = seed | 1;
-        let delays: Vec<u64> = (0..4)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                50 + x % 2000
-            })
-            .collect();
+        let mut random = XorShift::new(seed);
+        let delays: Vec<u64> = (0..4).map(|_| 50 + random.below(2000)).collect();
         for (round, millis) in delays.into_iter().enumerate() {
             std::thread::sleep(Duration::from_millis(millis));
             child.kill();
-            child = Child::spawn(&db2, &[]);
-            child.wait_for("resuming from", Duration::from_secs(60));
-            child.wait_for("streaming from", Duration::from_secs(120));
+            child = spawn_clone_follow(&db2, &[]);
+            child.wait_for(&["resuming from"], Duration::from_secs(60));
+            child.wait_for(&["streaming from"], Duration::from_secs(120));
             eprintln!("kill round {round} done");
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -272,7 +163,7 @@ async fn sigkill_under_load_then_cutover() {
 
     let db2 = db.clone();
     let (status, log) = tokio::task::spawn_blocking(move || {
-        Child::spawn(&db2, &["--max-replication-lag", "0", "--stop-replication"])
+        spawn_clone_follow(&db2, &["--max-replication-lag", "0", "--stop-replication"])
             .wait(Duration::from_secs(180))
     })
     .await
@@ -392,17 +283,16 @@ fn cutover_flags_need_follow_and_a_lag() {
         &["--replica-identity-full"][..],
         &["--follow", "--retry-for", "soon"][..],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-            .args([
-                "clone",
-                "-s",
-                "postgres://nobody@127.0.0.1:1/a",
-                "-t",
-                "postgres://nobody@127.0.0.1:1/b",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
+        let out = support::pgferry_command(&[
+            "clone",
+            "-s",
+            "postgres://nobody@127.0.0.1:1/a",
+            "-t",
+            "postgres://nobody@127.0.0.1:1/b",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
         assert_eq!(
             out.status.code(),
             Some(2),
@@ -675,54 +565,37 @@ fn a_refused_privilege_during_apply_stops_at_once() {
     let dst = target()
         .uri(&db)
         .replace("postgres://postgres@", "postgres://faults_admin@");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(["clone", "--follow", "--retry-for", "10m", "-s"])
-        .arg(source().uri(&db))
-        .arg("-t")
-        .arg(&dst)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let (tx, lines) = mpsc::channel();
-    {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains("streaming from") => break,
-            Ok(_) => {}
-            Err(_) => panic!("not streaming: {}", log.lock().unwrap().join("\n")),
-        }
-    }
+    let src = source().uri(&db);
+    let mut ferry = Ferry::spawn(&[
+        "clone",
+        "--follow",
+        "--retry-for",
+        "10m",
+        "-s",
+        &src,
+        "-t",
+        &dst,
+    ]);
+    ferry.wait_for(&["streaming from"], Duration::from_secs(120));
     psql(target(), &db, "REVOKE INSERT ON t FROM faults_admin");
     psql(source(), &db, "INSERT INTO t VALUES (2, 'b')");
     let written = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = ferry.child.try_wait().unwrap() {
             break status;
         }
         if written.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
+            let _ = ferry.child.kill();
             panic!(
                 "still running 30 s after a refused INSERT:\n{}",
-                log.lock().unwrap().join("\n")
+                ferry.log()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let took = written.elapsed();
     std::thread::sleep(Duration::from_millis(200));
-    let log = log.lock().unwrap().join("\n");
+    let log = ferry.log();
     assert!(!status.success(), "{log}");
     assert!(
         took < Duration::from_secs(5),
@@ -745,27 +618,6 @@ fn a_refused_privilege_during_apply_stops_at_once() {
     );
 }
 
-/// A pgferry child process (any command) whose stderr lines are collected.
-fn spawn_pgferry(args: &[&str]) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let log2 = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            log2.lock().unwrap().push(line.clone());
-            let _ = tx.send(line);
-        }
-    });
-    Child { child, lines, log }
-}
-
 /// While `migrate` streams a database, `clone --follow` of the same pair is refused within
 /// seconds (not retried for --retry-for) and names the process holding the slot; the running
 /// migrate is not disturbed and cuts over.
@@ -781,8 +633,8 @@ fn clone_follow_of_a_pair_a_running_migrate_holds_is_refused() {
          INSERT INTO t SELECT g, 'v' FROM generate_series(1, 1000) g;",
     );
     let (s, t) = (src.uri("postgres"), dst.uri("postgres"));
-    let mut migrate = spawn_pgferry(&["migrate", "-s", &s, "-t", &t, "--databases", "held"]);
-    migrate.wait_for("streaming", Duration::from_secs(120));
+    let mut migrate = Ferry::spawn(&["migrate", "-s", &s, "-t", &t, "--databases", "held"]);
+    migrate.wait_for(&["streaming"], Duration::from_secs(120));
     // Changes keep the running stream answering its walsender.
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -799,7 +651,7 @@ fn clone_follow_of_a_pair_a_running_migrate_holds_is_refused() {
             }
         });
         let started = Instant::now();
-        let (status, log) = spawn_pgferry(&[
+        let (status, log) = Ferry::spawn(&[
             "clone",
             "--follow",
             "-s",
@@ -858,8 +710,8 @@ fn an_invalidated_slot_is_named_as_such() {
         "--retry-for",
         "10m",
     ];
-    let mut first = spawn_pgferry(&args);
-    first.wait_for("streaming from", Duration::from_secs(120));
+    let mut first = Ferry::spawn(&args);
+    first.wait_for(&["streaming from"], Duration::from_secs(120));
     first.kill();
     // Far more WAL than max_slot_wal_keep_size, then checkpoints: the server invalidates it.
     for _ in 0..3 {
@@ -880,7 +732,7 @@ fn an_invalidated_slot_is_named_as_such() {
         "lost"
     );
     let started = Instant::now();
-    let (status, log) = spawn_pgferry(&args).wait(Duration::from_secs(60));
+    let (status, log) = Ferry::spawn(&args).wait(Duration::from_secs(60));
     assert!(!status.success(), "{log}");
     assert!(took_less(started, 10), "{log}");
     assert!(
@@ -928,8 +780,11 @@ async fn migrate_survives_cuts_on_both_sides_and_stop_still_reaches_it() {
     .collect();
     let mut migrate = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = spawn_pgferry(&args);
-        child.wait_for("streaming the changes made since", Duration::from_secs(180));
+        let mut child = Ferry::spawn(&args);
+        child.wait_for(
+            &["streaming the changes made since"],
+            Duration::from_secs(180),
+        );
         child
     })
     .await
@@ -964,7 +819,7 @@ async fn migrate_survives_cuts_on_both_sides_and_stop_still_reaches_it() {
     let out = support::pgferry(&["stop", "-t", &direct, "--max-replication-lag", "0"]);
     assert!(out.status.success(), "stop: {}", support::output_text(&out));
     let (status, log) = tokio::task::spawn_blocking(move || {
-        migrate.wait_for("cut over at", Duration::from_secs(180));
+        migrate.wait_for(&["cut over at"], Duration::from_secs(180));
         migrate.wait(Duration::from_secs(120))
     })
     .await

@@ -20,7 +20,7 @@ use pgferry::replication::{
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
-use support::TestPki;
+use support::TlsCluster;
 use tokio::time::Instant;
 
 fn cluster() -> &'static Cluster {
@@ -555,47 +555,30 @@ async fn keepalives_are_answered_and_flush_confirms() {
 const ALICE_PASSWORD: &str = "Rep1-s3cret";
 const MD5_PASSWORD: &str = "md5-s3cret-pw";
 
-struct TlsFixture {
-    pki: TestPki,
-    cluster: Cluster,
-}
-
-fn tls_cluster() -> &'static TlsFixture {
-    static FIXTURE: OnceLock<TlsFixture> = OnceLock::new();
+fn tls_cluster() -> &'static TlsCluster {
+    static FIXTURE: OnceLock<TlsCluster> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let pki = TestPki::new();
-        let hba = [
-            "local all all trust",
-            "host all postgres 127.0.0.1/32 trust",
-            "hostssl replication alice 127.0.0.1/32 scram-sha-256",
-            "hostssl all alice 127.0.0.1/32 scram-sha-256",
-            "host replication md5user 127.0.0.1/32 md5",
-            "host all md5user 127.0.0.1/32 md5",
-        ];
-        let cluster = Cluster::start(
-            &support::install(),
-            ClusterOptions {
-                tls: Some(pki.server_tls(&["localhost", "127.0.0.1"], "localhost")),
-                hba: Some(hba.iter().map(|l| l.to_string()).collect()),
-                ..ClusterOptions::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("could not start the TLS cluster: {e}"));
-        support::psql(
-            &cluster,
-            "postgres",
+        TlsCluster::start(
+            &[
+                "local all all trust",
+                "host all postgres 127.0.0.1/32 trust",
+                "hostssl replication alice 127.0.0.1/32 scram-sha-256",
+                "hostssl all alice 127.0.0.1/32 scram-sha-256",
+                "host replication md5user 127.0.0.1/32 md5",
+                "host all md5user 127.0.0.1/32 md5",
+            ],
+            false,
             &format!(
                 "SET password_encryption = 'scram-sha-256';
                  CREATE ROLE alice LOGIN REPLICATION PASSWORD '{ALICE_PASSWORD}';
                  SET password_encryption = 'md5';
                  CREATE ROLE md5user LOGIN REPLICATION PASSWORD '{MD5_PASSWORD}';"
             ),
-        );
-        TlsFixture { pki, cluster }
+        )
     })
 }
 
-fn tls_config(fixture: &TlsFixture, extra: &str) -> ConnConfig {
+fn tls_config(fixture: &TlsCluster, extra: &str) -> ConnConfig {
     ConnConfig::from_conn_str(&format!(
         "host=localhost hostaddr=127.0.0.1 port={} dbname=postgres sslrootcert={} {extra}",
         fixture.cluster.port(),

@@ -17,12 +17,11 @@ use pgferry::localpg::{Cluster, ClusterOptions};
 use pgferry::verify::{verify, VerifyOptions};
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::ferry::Ferry;
 use support::{output_text as text, pgferry, psql};
 
 fn start_cluster() -> Cluster {
@@ -134,81 +133,6 @@ impl App {
         self.handle.join().unwrap();
         let errors = self.errors.lock().unwrap().clone();
         (self.done.load(Ordering::SeqCst), errors)
-    }
-}
-
-/// A pgferry child process whose stderr lines are collected.
-struct Ferry {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Ferry {
-    fn spawn(args: &[&str]) -> Ferry {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-            .args(args)
-            .env_remove("PGPASSWORD")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log2 = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        Ferry { child, lines, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a stderr line containing every one of `what`.
-    fn wait_for(&mut self, what: &[&str], limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if what.iter().all(|w| line.contains(w)) => return line,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "no line with {what:?} from pgferry within {limit:?}; status {:?}; stderr:\n{}",
-                    self.child.try_wait(),
-                    self.log()
-                ),
-            }
-        }
-    }
-
-    fn terminate(&mut self) {
-        let term = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
-    }
-
-    fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread drain what is left.
-                std::thread::sleep(Duration::from_millis(200));
-                return (status, self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("pgferry did not exit within {limit:?}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 
@@ -767,25 +691,8 @@ fn live_retained(src: &Cluster, dst: &Cluster, db: &str) -> i64 {
 /// pgferry-named slot it does not own. The application's writes never fail.
 #[test]
 fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
-    let src = start_cluster();
-    let dst = start_cluster();
-    psql(
-        &src,
-        "postgres",
-        "CREATE ROLE watcher LOGIN; CREATE DATABASE kept",
-    );
-    psql(
-        &src,
-        "postgres",
-        "ALTER SYSTEM SET max_slot_wal_keep_size = '2GB'",
-    );
-    psql(&src, "postgres", "SELECT pg_reload_conf()");
-    psql(
-        &src,
-        "kept",
-        "CREATE TABLE t (id bigserial PRIMARY KEY, v text);
-         INSERT INTO t (v) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;",
-    );
+    let (src, dst) = (start_cluster(), start_cluster());
+    fill_kept_database(&src);
     let app = App::start(
         &src.uri("kept"),
         &[
@@ -794,19 +701,50 @@ fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
         ],
     );
     let (s, t) = (src.uri("postgres"), dst.uri("postgres"));
+    let ferry = migrate_kept_until_streaming(&dst, &s, &t);
+    killed_slot_keeps_retaining_and_status_reads_it(&src, &dst, &t, ferry);
+    rerun_warns_then_cuts_over(&src, &dst, &s, &t, app);
+    cleanup_names_a_foreign_slot_and_leaves_it(&src, &s, &t);
+}
+
+/// The database `kept` (400,000 rows, enough for a copy status can watch) on a source that
+/// limits slots to 2 GB of WAL.
+fn fill_kept_database(src: &Cluster) {
+    psql(
+        src,
+        "postgres",
+        "CREATE ROLE watcher LOGIN; CREATE DATABASE kept",
+    );
+    psql(
+        src,
+        "postgres",
+        "ALTER SYSTEM SET max_slot_wal_keep_size = '2GB'",
+    );
+    psql(src, "postgres", "SELECT pg_reload_conf()");
+    psql(
+        src,
+        "kept",
+        "CREATE TABLE t (id bigserial PRIMARY KEY, v text);
+         INSERT INTO t (v) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;",
+    );
+}
+
+/// Migrates `kept` until it streams: meanwhile status shows the copy's snapshot age, and
+/// preflight reports the source's slot limit.
+fn migrate_kept_until_streaming(dst: &Cluster, s: &str, t: &str) -> Ferry {
     let mut ferry = Ferry::spawn(&[
         "migrate",
         "-s",
-        &s,
+        s,
         "-t",
-        &t,
+        t,
         "--databases",
         "kept",
         "-j",
         "1",
     ]);
     let snapshot_ages = Mutex::new(Vec::<i64>::new());
-    let st = wait_status(&dst, &mut ferry, "kept syncing", |st| {
+    let st = wait_status(dst, &mut ferry, "kept syncing", |st| {
         let Some(d) = db_detail(st, "kept") else {
             return false;
         };
@@ -834,31 +772,41 @@ fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
         "preflight reports the server's own limit:\n{}",
         ferry.log()
     );
+    ferry
+}
 
+/// pgferry killed (-9) and not restarted: status reads the slot's retained WAL growing with
+/// `-s`, and without it says the figure is the last report.
+fn killed_slot_keeps_retaining_and_status_reads_it(
+    src: &Cluster,
+    dst: &Cluster,
+    t: &str,
+    mut ferry: Ferry,
+) {
     // Killed, not restarted.
     ferry.child.kill().unwrap();
     let _ = ferry.child.wait();
-    let first = live_retained(&src, &dst, "kept");
+    let first = live_retained(src, dst, "kept");
     // 8000 rows of 1 kB of random hex (no compression): at least 8 MB of WAL.
     psql(
-        &src,
+        src,
         "kept",
         "INSERT INTO t (v) SELECT string_agg(md5(random()::text), '') \
          FROM generate_series(1, 256000) g GROUP BY g % 8000",
     );
-    let second = live_retained(&src, &dst, "kept");
+    let second = live_retained(src, dst, "kept");
     assert!(
         second >= first + (8 << 20),
         "the retained WAL read by status did not grow with 8 MB of writes: {first} -> {second}"
     );
-    let table = text(&status_with_source(&src, &dst, false));
+    let table = text(&status_with_source(src, dst, false));
     assert!(table.contains("kept: the slot retains"), "{table}");
     assert!(
         table.contains("left before max_slot_wal_keep_size"),
         "{table}"
     );
     assert!(table.contains("(read now)"), "{table}");
-    let last_report = text(&pgferry(&["status", "-t", &t]));
+    let last_report = text(&pgferry(&["status", "-t", t]));
     assert!(
         last_report.contains("at the last report")
             && last_report
@@ -866,14 +814,18 @@ fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
             && last_report.contains("status -s SRC -t DST"),
         "{last_report}"
     );
+}
 
+/// The next migrate warns, with the size, before it resumes, then cuts over with data
+/// equal; the application's writes never failed.
+fn rerun_warns_then_cuts_over(src: &Cluster, dst: &Cluster, s: &str, t: &str, app: App) {
     // The next migrate warns before resuming, then cuts over.
     let rerun = Ferry::spawn(&[
         "migrate",
         "-s",
-        &s,
+        s,
         "-t",
-        &t,
+        t,
         "--databases",
         "kept",
         "-j",
@@ -906,17 +858,21 @@ fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
         "writes failed on the source: {errors:#?}"
     );
     assert!(done > 100, "{done}");
-    verify_equal(&src, &dst, "kept", VerifyOptions::default());
-    assert_eq!(source_footprint(&src, "kept"), "0/0/0/0");
+    verify_equal(src, dst, "kept", VerifyOptions::default());
+    assert_eq!(source_footprint(src, "kept"), "0/0/0/0");
+}
 
+/// `cleanup` reminds of a pgferry-named slot it does not own (another migration's), and
+/// leaves it.
+fn cleanup_names_a_foreign_slot_and_leaves_it(src: &Cluster, s: &str, t: &str) {
     // A pgferry-named slot of some other run: cleanup names it, with what it holds, and
     // leaves it (it may be another migration's).
     psql(
-        &src,
+        src,
         "postgres",
         "SELECT 1 FROM pg_create_logical_replication_slot('pgferry_elsewhere_slot', 'pgoutput')",
     );
-    let out = pgferry(&["cleanup", "-s", &s, "-t", &t]);
+    let out = pgferry(&["cleanup", "-s", s, "-t", t]);
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(
@@ -925,14 +881,14 @@ fn a_killed_migrate_leaves_a_slot_that_status_reads_live() {
     );
     assert_eq!(
         psql(
-            &src,
+            src,
             "postgres",
             "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry_elsewhere_slot'"
         ),
         "1"
     );
     psql(
-        &src,
+        src,
         "postgres",
         "SELECT pg_drop_replication_slot('pgferry_elsewhere_slot')",
     );

@@ -734,16 +734,8 @@ async fn downgrade_18_to_15_is_refused_before_anything_is_created() {
 // one live (replication, writes while it streams, stop) and one that falls back to the
 // snapshot copy (a table without replica identity): both methods in the same migration.
 
-fn pgferry_cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .output()
-        .expect("run pgferry")
-}
-
 fn migrate_status(boot_uri: &str) -> Option<serde_json::Value> {
-    let out = pgferry_cli(&["status", "-t", boot_uri, "--json"]);
+    let out = support::pgferry(&["status", "-t", boot_uri, "--json"]);
     out.status
         .success()
         .then(|| serde_json::from_slice(&out.stdout).ok())
@@ -763,6 +755,7 @@ fn db_status(status: &serde_json::Value, db: &str) -> Option<(String, String)> {
         })
 }
 
+/// `pgferry migrate` of two databases from PostgreSQL `from` to `to` (see above).
 fn migrate_upgrade(from: u32, to: u32) {
     let test = if from == to {
         format!("clone_{from}_to_{to}_migrate")
@@ -798,143 +791,201 @@ fn migrate_upgrade(from: u32, to: u32) {
     // A bootstrap database of its own: the target cluster is shared with other tests.
     let boot = fresh_db(dst, &format!("boot{from}_{to}"));
     let (s, t) = (src.uri("postgres"), dst.uri(&boot));
-    let dbs = format!("{live},{plain}");
-    // plain's logs has no replica identity: copied once, as chosen here.
-    let plain_dump = format!("{plain}=dump");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args([
+    let run = UpgradeRun {
+        test: &test,
+        from,
+        to,
+        src,
+        dst,
+        boot_uri: &t,
+        live: &live,
+        plain: &plain,
+        // 10 and 11 are copied with the snapshot method only (pgferry streams from 12).
+        streams: from >= 12,
+    };
+    let log = run.migrate(&s);
+    run.assert_migrated(&log);
+}
+
+/// One run of [`migrate_upgrade`]: its clusters, the target's bootstrap database, and the
+/// live and the snapshot-copied database.
+struct UpgradeRun<'a> {
+    test: &'a str,
+    from: u32,
+    to: u32,
+    src: &'a Cluster,
+    dst: &'a Cluster,
+    boot_uri: &'a str,
+    live: &'a str,
+    plain: &'a str,
+    /// Whether `live` streams (the source is 12 or newer) rather than being copied once.
+    streams: bool,
+}
+
+impl UpgradeRun<'_> {
+    /// Runs migrate from the source URI `s` until every database is done (writing to the live
+    /// one while it streams, then stopping it); returns its debug log.
+    fn migrate(&self, s: &str) -> String {
+        let UpgradeRun {
+            test,
+            src,
+            boot_uri: t,
+            live,
+            plain,
+            streams,
+            ..
+        } = *self;
+        let dbs = format!("{live},{plain}");
+        // plain's logs has no replica identity: copied once, as chosen here.
+        let plain_dump = format!("{plain}=dump");
+        let mut child = support::pgferry_command(&[
             "migrate",
             "-s",
-            &s,
+            s,
             "-t",
-            &t,
+            t,
             "--databases",
             &dbs,
             "--force-method",
             &plain_dump,
             "-d",
         ])
-        .env_remove("PGPASSWORD")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // 10 and 11 are copied with the snapshot method only (pgferry streams from 12).
-    let streams = from >= 12;
-    let live_method = if streams { "replication" } else { "pg_dump" };
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    loop {
-        let ready = migrate_status(&t).is_some_and(|st| {
-            db_status(&st, &live)
-                .is_some_and(|(s, _)| s == if streams { "syncing" } else { "done" })
-                && db_status(&st, &plain).is_some_and(|(s, _)| s == "done")
-        });
-        if ready {
-            break;
+        let deadline = std::time::Instant::now() + Duration::from_secs(240);
+        loop {
+            let ready = migrate_status(t).is_some_and(|st| {
+                db_status(&st, live)
+                    .is_some_and(|(s, _)| s == if streams { "syncing" } else { "done" })
+                    && db_status(&st, plain).is_some_and(|(s, _)| s == "done")
+            });
+            if ready {
+                break;
+            }
+            if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "{test}: not syncing in time: {:?}\n{}",
+                    migrate_status(t),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{test}: not syncing in time: {:?}\n{}",
-                migrate_status(&t),
-                String::from_utf8_lossy(&out.stderr)
+        if streams {
+            psql(src, live, LIVE_WRITES);
+            let stop = support::pgferry(&["stop", "-t", t]);
+            assert!(
+                stop.status.success(),
+                "{test}: stop: {}",
+                String::from_utf8_lossy(&stop.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let out = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{test}: migrate failed:\n{log}");
+        log.into_owned()
     }
-    if streams {
-        psql(src, &live, LIVE_WRITES);
-        let stop = pgferry_cli(&["stop", "-t", &t]);
-        assert!(
-            stop.status.success(),
-            "{test}: stop: {}",
-            String::from_utf8_lossy(&stop.stderr)
-        );
-    }
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{test}: migrate failed:\n{log}");
-    let reason = format!("source is PostgreSQL {from}, target is PostgreSQL {to}");
-    if from == to {
-        // Same major: binary COPY, no table falls back to text for a version reason.
-        assert!(
-            !log.contains("source is PostgreSQL"),
-            "{test}: rows travel as text between servers of one major:\n{log}"
-        );
-    } else {
-        assert!(
-            log.contains("text format") && log.contains(&reason),
-            "{test}: the debug log does not say why rows travel as text:\n{log}"
-        );
-    }
-    let st = migrate_status(&t).expect("status");
-    assert_eq!(st["migration"]["status"], "done", "{st}");
-    assert_eq!(
-        db_status(&st, &live),
-        Some(("done".into(), live_method.into()))
-    );
-    if !streams {
-        assert!(
-            log.contains("PostgreSQL 12 or newer"),
-            "{test}: the reason for the snapshot method is not given:\n{log}"
-        );
-    }
-    assert_eq!(
-        db_status(&st, &plain),
-        Some(("done".into(), "pg_dump".into()))
-    );
-    assert_eq!(
-        psql(
+
+    /// The result: the method and status of each database, the text-format reason, and both
+    /// databases identical to the source (schema as a native upgrade would make it).
+    fn assert_migrated(&self, log: &str) {
+        let UpgradeRun {
+            test,
+            from,
+            to,
+            src,
             dst,
-            &live,
-            "SELECT count(*) FROM up.things WHERE t LIKE 'live %'"
-        ),
-        if streams { "200" } else { "0" }
-    );
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    if streams {
-        rt.block_on(assert_verified(src, dst, &live, &test));
-    } else {
-        // 10 and 11 print floats with 17 digits where 12+ print the shortest exact text, so
-        // verify's text checksums differ on float columns whose values are equal: every other
-        // table must verify clean, and up.things is compared with its floats as numeric.
+            boot_uri: t,
+            live,
+            plain,
+            streams,
+        } = *self;
+        let live_method = if streams { "replication" } else { "pg_dump" };
+        let reason = format!("source is PostgreSQL {from}, target is PostgreSQL {to}");
+        if from == to {
+            // Same major: binary COPY, no table falls back to text for a version reason.
+            assert!(
+                !log.contains("source is PostgreSQL"),
+                "{test}: rows travel as text between servers of one major:\n{log}"
+            );
+        } else {
+            assert!(
+                log.contains("text format") && log.contains(&reason),
+                "{test}: the debug log does not say why rows travel as text:\n{log}"
+            );
+        }
+        let st = migrate_status(t).expect("status");
+        assert_eq!(st["migration"]["status"], "done", "{st}");
+        assert_eq!(
+            db_status(&st, live),
+            Some(("done".into(), live_method.into()))
+        );
+        if !streams {
+            assert!(
+                log.contains("PostgreSQL 12 or newer"),
+                "{test}: the reason for the snapshot method is not given:\n{log}"
+            );
+        }
+        assert_eq!(
+            db_status(&st, plain),
+            Some(("done".into(), "pg_dump".into()))
+        );
+        assert_eq!(
+            psql(
+                dst,
+                live,
+                "SELECT count(*) FROM up.things WHERE t LIKE 'live %'"
+            ),
+            if streams { "200" } else { "0" }
+        );
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        if streams {
+            rt.block_on(assert_verified(src, dst, live, test));
+        } else {
+            // 10 and 11 print floats with 17 digits where 12+ print the shortest exact text, so
+            // verify's text checksums differ on float columns whose values are equal: every other
+            // table must verify clean, and up.things is compared with its floats as numeric.
+            let report = rt
+                .block_on(verify(
+                    &cfg(src, live),
+                    &cfg(dst, live),
+                    &VerifyOptions::default(),
+                ))
+                .unwrap();
+            let differing: Vec<String> = report
+                .tables
+                .iter()
+                .filter(|t| !t.status.is_match())
+                .map(|t| format!("{}.{}", t.schema, t.name))
+                .collect();
+            assert!(
+                differing.iter().all(|t| t == "up.things"),
+                "{test}: tables differ: {differing:?}"
+            );
+            let digest = "SELECT count(*) || ':' || md5(string_agg(row(id, n, f::numeric, r::numeric, t, b, j, \
+                      js::text, d, u, ip, arr, tarr, m, p, rng, bits, doubled)::text, ',' ORDER BY id)) \
+                      FROM up.things";
+            assert_eq!(
+                psql(dst, live, digest),
+                psql(src, live, digest),
+                "{test}: up.things"
+            );
+        }
         let report = rt
             .block_on(verify(
-                &cfg(src, &live),
-                &cfg(dst, &live),
+                &cfg(src, plain),
+                &cfg(dst, plain),
                 &VerifyOptions::default(),
             ))
             .unwrap();
-        let differing: Vec<String> = report
-            .tables
-            .iter()
-            .filter(|t| !t.status.is_match())
-            .map(|t| format!("{}.{}", t.schema, t.name))
-            .collect();
-        assert!(
-            differing.iter().all(|t| t == "up.things"),
-            "{test}: tables differ: {differing:?}"
-        );
-        let digest = "SELECT count(*) || ':' || md5(string_agg(row(id, n, f::numeric, r::numeric, t, b, j, \
-                      js::text, d, u, ip, arr, tarr, m, p, rng, bits, doubled)::text, ',' ORDER BY id)) \
-                      FROM up.things";
-        assert_eq!(
-            psql(dst, &live, digest),
-            psql(src, &live, digest),
-            "{test}: up.things"
-        );
+        assert!(report.is_clean(), "{test}: {report:#?}");
+        assert_schema_like_native_upgrade(src, live, dst, test);
+        assert_schema_like_native_upgrade(src, plain, dst, &format!("{test}_plain"));
     }
-    let report = rt
-        .block_on(verify(
-            &cfg(src, &plain),
-            &cfg(dst, &plain),
-            &VerifyOptions::default(),
-        ))
-        .unwrap();
-    assert!(report.is_clean(), "{test}: {report:#?}");
-    assert_schema_like_native_upgrade(src, &live, dst, &test);
-    assert_schema_like_native_upgrade(src, &plain, dst, &format!("{test}_plain"));
 }
 
 /// One `#[test]` per (source, target) pair of `pgferry migrate`.

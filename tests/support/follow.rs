@@ -1,17 +1,22 @@
-//! A live follower (`follow_database`) between two clusters, run in a task, and an
-//! "application" writing to the source whose every error is kept.
+//! A live follower (`follow_database`) between two clusters, run in a task; an "application"
+//! writing to the source whose every error is kept; a random transactional workload; and the
+//! end checks of a live migration (identical data, nothing of pgferry's left on the source).
 
 use pgferry::conn::{connect, ConnConfig};
 use pgferry::localpg::Cluster;
 use pgferry::progress::Bars;
+use pgferry::replication::publication::object_names;
 use pgferry::replication::{
     follow_database, FollowError, FollowEvent, FollowOptions, FollowOutcome,
 };
+use pgferry::verify::{verify, VerifyOptions};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use super::XorShift;
 
 pub fn cfg(cluster: &Cluster, db: &str) -> ConnConfig {
     ConnConfig::from_conn_str(&cluster.uri(db)).unwrap()
@@ -143,4 +148,61 @@ impl Writer {
         let errors = self.errors.lock().unwrap().clone();
         (self.done.load(Ordering::SeqCst), errors)
     }
+}
+
+/// Small random transactions on the source until `stop`; returns how many committed. Each
+/// transaction holds the statements `transaction` makes from the writer's own sequence
+/// (seeded by `seed`); a serialization failure or deadlock between writers rolls back (and
+/// so nothing of it may reach the target), any other error panics. `pause` is the wait
+/// between two transactions.
+pub fn spawn_random_writer(
+    src: ConnConfig,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    pause: Duration,
+    transaction: fn(&mut XorShift) -> String,
+) -> JoinHandle<u64> {
+    tokio::spawn(async move {
+        let session = connect(&src).await.unwrap();
+        let client = &session.client;
+        let mut random = XorShift::new(seed);
+        let mut committed = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            let sql = format!("BEGIN;{}COMMIT;", transaction(&mut random));
+            match client.batch_execute(&sql).await {
+                Ok(()) => committed += 1,
+                Err(e) if matches!(e.code().map(|c| c.code()), Some("40001" | "40P01")) => {
+                    client.batch_execute("ROLLBACK").await.unwrap();
+                }
+                Err(e) => panic!("workload: {e}"),
+            }
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        committed
+    })
+}
+
+/// `pgferry verify` between `db` on both clusters finds no difference.
+pub async fn assert_identical(src: &Cluster, dst: &Cluster, db: &str) {
+    let report = verify(&cfg(src, db), &cfg(dst, db), &VerifyOptions::default())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "source and target differ: {report:#?}");
+}
+
+/// Neither pgferry's slot nor its publication for `db` is left on the source.
+pub fn assert_source_clean(src: &Cluster, db: &str) {
+    let names = object_names(db);
+    let left = super::psql(
+        src,
+        db,
+        &format!(
+            "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}') + \
+                    (SELECT count(*) FROM pg_publication WHERE pubname = '{}')",
+            names.slot, names.publication
+        ),
+    );
+    assert_eq!(left, "0", "slot or publication left on the source");
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod aiven;
+pub mod ferry;
 pub mod fidelity;
 pub mod follow;
 pub mod proxy;
@@ -373,6 +374,44 @@ fn owned(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// A cluster serving TLS with a certificate for `localhost` and `127.0.0.1` signed by its own
+/// test CA (which also roots client certificates), for the TLS and authentication tests.
+pub struct TlsCluster {
+    pub pki: TestPki,
+    pub cluster: Cluster,
+}
+
+impl TlsCluster {
+    /// Starts it with these pg_hba.conf lines (and a Unix socket when `listen_unix`), then
+    /// runs `setup_sql` (the roles the lines name) as the superuser.
+    pub fn start(hba: &[&str], listen_unix: bool, setup_sql: &str) -> TlsCluster {
+        let pki = TestPki::new();
+        let cluster = start_cluster(
+            "TLS",
+            ClusterOptions {
+                tls: Some(pki.server_tls(&["localhost", "127.0.0.1"], "localhost")),
+                hba: Some(hba.iter().map(|l| l.to_string()).collect()),
+                listen_unix,
+                ..ClusterOptions::default()
+            },
+        );
+        psql(&cluster, "postgres", setup_sql);
+        TlsCluster { pki, cluster }
+    }
+}
+
+/// A cluster whose server certificate is `tls` (with the default pg_hba.conf: everyone on
+/// 127.0.0.1 trusted), for certificate shapes a client must accept or refuse.
+pub fn start_with_certificate(tls: TlsFiles) -> Cluster {
+    start_cluster(
+        "TLS",
+        ClusterOptions {
+            tls: Some(tls),
+            ..ClusterOptions::default()
+        },
+    )
+}
+
 /// A file of the shared test corpus (`../shared/corpus` next to the repository, or
 /// `$PGFERRY_CORPUS`), e.g. `pagila/pagila-schema.sql`. `None` when the corpus is not on this
 /// machine: callers skip with [`skip`], and `.ci/run` says so loudly.
@@ -390,16 +429,20 @@ pub fn skip(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
 }
 
-/// Runs the pgferry binary with a clean environment (no password or service variables of the
-/// caller's), and waits for it.
-pub fn pgferry(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pgferry"))
-        .args(args)
+/// The pgferry binary with a clean environment (no password or service variables of the
+/// caller's), ready for more arguments, variables or pipes.
+pub fn pgferry_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgferry"));
+    cmd.args(args)
         .env_remove("PGPASSWORD")
         .env_remove("SOURCE_SERVICE_URI")
-        .env_remove("TARGET_SERVICE_URI")
-        .output()
-        .expect("run pgferry")
+        .env_remove("TARGET_SERVICE_URI");
+    cmd
+}
+
+/// Runs the pgferry binary with a clean environment ([`pgferry_command`]), and waits for it.
+pub fn pgferry(args: &[&str]) -> std::process::Output {
+    pgferry_command(args).output().expect("run pgferry")
 }
 
 /// Standard output then standard error, as one text (for assertion messages).
@@ -409,4 +452,78 @@ pub fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A new default cluster owned by the caller (dropped = removed); `what` names it in the
+/// panic when it cannot start.
+pub fn start_cluster(what: &str, opts: ClusterOptions) -> Cluster {
+    Cluster::start(&install(), opts)
+        .unwrap_or_else(|e| panic!("could not start the {what} cluster: {e}"))
+}
+
+/// A second default cluster per test binary, beside [`shared_cluster`]: the target of tests
+/// whose source is the shared one (pgferry refuses to migrate a server onto itself). Never
+/// dropped, like the shared one.
+pub fn target_cluster() -> &'static Cluster {
+    static TARGET: OnceLock<Cluster> = OnceLock::new();
+    TARGET.get_or_init(|| start_cluster("target", ClusterOptions::default()))
+}
+
+/// A source and a target cluster of their own per test binary, each started on first use and
+/// never dropped (their watchdogs remove them). The source gets `source_settings` (e.g. a
+/// short `wal_sender_timeout` for the live path); the target is a default cluster.
+pub struct ClusterPair {
+    source_settings: &'static [(&'static str, &'static str)],
+    source: OnceLock<Cluster>,
+    target: OnceLock<Cluster>,
+}
+
+impl ClusterPair {
+    pub const fn new(source_settings: &'static [(&'static str, &'static str)]) -> ClusterPair {
+        ClusterPair {
+            source_settings,
+            source: OnceLock::new(),
+            target: OnceLock::new(),
+        }
+    }
+
+    pub fn source(&self) -> &Cluster {
+        self.source.get_or_init(|| {
+            let settings = self
+                .source_settings
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect();
+            start_cluster(
+                "source",
+                ClusterOptions {
+                    settings,
+                    ..ClusterOptions::default()
+                },
+            )
+        })
+    }
+
+    pub fn target(&self) -> &Cluster {
+        self.target
+            .get_or_init(|| start_cluster("target", ClusterOptions::default()))
+    }
+}
+
+/// xorshift64: a deterministic pseudo-random sequence per seed, without a dependency, so a
+/// failing randomised test can be replayed from its seed.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed | 1)
+    }
+
+    /// The next number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
 }
