@@ -428,6 +428,41 @@ fn unknown_manifest_version_is_a_clear_error() {
     );
 }
 
+/// An archive written before post-data was stored as units (no `post-data-units.json`, no
+/// `schema.post_data_units` in the manifest) still restores completely: its `post-data.sql`
+/// runs in script order.
+#[test]
+fn an_archive_without_post_data_units_restores_its_post_data_in_order() {
+    let dir = workdir();
+    let src = shared_cluster();
+    let db = fresh_db(src, "older_archive");
+    let path = format!("{}/tests/fixtures/tables.sql", env!("CARGO_MANIFEST_DIR"));
+    psql(src, &db, &std::fs::read_to_string(&path).unwrap());
+    sync_roles();
+    let archive = dir.path().join(&db);
+    dump(&db, &archive, &[]);
+    let manifest_path = archive.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let units = manifest["schema"]["post_data_units"]["path"]
+        .as_str()
+        .expect("a new archive lists its post-data units")
+        .to_owned();
+    std::fs::remove_file(archive.join(&units)).unwrap();
+    manifest["schema"]
+        .as_object_mut()
+        .unwrap()
+        .remove("post_data_units");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let out = restore(&archive, &db, &["-j", "2"]);
+    assert!(
+        out.status.success(),
+        "restore of an archive without units failed: {}",
+        text(&out)
+    );
+    assert_same("older archive", &db);
+}
+
 #[test]
 fn existing_targets_sections_and_refusals() {
     let dir = workdir();

@@ -856,6 +856,9 @@ impl UpgradeRun<'_> {
         .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(240);
         loop {
+            // Whether the process had exited is read before the status, so that the status
+            // read after it is final (a snapshot-only run may finish between the two).
+            let exited = child.try_wait().unwrap().is_some();
             let ready = migrate_status(t).is_some_and(|st| {
                 db_status(&st, live)
                     .is_some_and(|(s, _)| s == if streams { "syncing" } else { "done" })
@@ -864,7 +867,7 @@ impl UpgradeRun<'_> {
             if ready {
                 break;
             }
-            if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            if std::time::Instant::now() > deadline || exited {
                 let _ = child.kill();
                 let out = child.wait_with_output().unwrap();
                 panic!(
