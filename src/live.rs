@@ -12,6 +12,7 @@
 //! Rows are counted when a copy job (a table or a range of it) commits; bytes as they flow.
 
 use crate::replication::{FollowEvent, Lsn};
+use crate::state::lifecycle::Phase;
 use crate::units::{count, format_size};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -56,10 +57,72 @@ impl Rate {
     }
 }
 
+/// What the live view, the end-of-run summary and the metrics show for a database: the
+/// migration phase it is in ([`Phase`], set by `migrate` and `clone` as they go), or a state it
+/// ends in that is not a phase of its own: `syncing` (copied and streaming, waiting for the
+/// cutover: set when a database reaches the asked lag, or when an interrupted `clone --follow`
+/// leaves its stream to be resumed) and `failed`. Shown as the same words as the state store's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LivePhase {
+    At(Phase),
+    Syncing,
+    Failed,
+}
+
+impl LivePhase {
+    /// Every value, in the order a database goes through them (the metrics' series).
+    pub const ALL: [LivePhase; 10] = [
+        LivePhase::At(Phase::Pending),
+        LivePhase::At(Phase::Schema),
+        LivePhase::At(Phase::Copy),
+        LivePhase::At(Phase::PostData),
+        LivePhase::At(Phase::Finishing),
+        LivePhase::At(Phase::Streaming),
+        LivePhase::At(Phase::Cutover),
+        LivePhase::Syncing,
+        LivePhase::At(Phase::Done),
+        LivePhase::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LivePhase::At(p) => p.as_str(),
+            LivePhase::Syncing => "syncing",
+            LivePhase::Failed => "failed",
+        }
+    }
+
+    /// `done`, `failed` and `syncing` stop the database's clock (its time in the summary).
+    fn ends_clock(self) -> bool {
+        matches!(
+            self,
+            LivePhase::At(Phase::Done) | LivePhase::Syncing | LivePhase::Failed
+        )
+    }
+}
+
+impl From<Phase> for LivePhase {
+    fn from(p: Phase) -> LivePhase {
+        LivePhase::At(p)
+    }
+}
+
+impl std::fmt::Display for LivePhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl serde::Serialize for LivePhase {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// Where one database is.
 #[derive(Debug, Clone)]
 struct DbState {
-    phase: String,
+    phase: LivePhase,
     method: Option<String>,
     tables_planned: u64,
     bytes_planned: u64,
@@ -82,7 +145,7 @@ struct DbState {
 impl DbState {
     fn new() -> DbState {
         DbState {
-            phase: "pending".into(),
+            phase: LivePhase::At(Phase::Pending),
             method: None,
             tables_planned: 0,
             bytes_planned: 0,
@@ -108,8 +171,7 @@ impl DbState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DbView {
     pub database: String,
-    /// pending, schema, copy, post-data, finishing, streaming, cutover, done, syncing, failed.
-    pub phase: String,
+    pub phase: LivePhase,
     /// `pg_dump` (one copy) or `replication`, once known.
     pub method: Option<String>,
     pub tables_planned: u64,
@@ -137,7 +199,7 @@ pub struct DbView {
 
 impl DbView {
     fn finished(&self) -> bool {
-        matches!(self.phase.as_str(), "done" | "failed" | "syncing")
+        self.phase.ends_clock()
     }
 }
 
@@ -167,13 +229,14 @@ impl Board {
     }
 
     /// A new phase; `done`, `failed` and `syncing` end the database's clock.
-    pub fn phase(&self, db: &str, phase: &str) {
+    pub fn phase(&self, db: &str, phase: impl Into<LivePhase>) {
+        let phase = phase.into();
         self.with(db, |s| {
             if s.phase == phase {
                 return;
             }
-            s.phase = phase.to_owned();
-            if matches!(phase, "done" | "failed" | "syncing") {
+            s.phase = phase;
+            if phase.ends_clock() {
                 s.finished.get_or_insert(s.started.elapsed());
             } else {
                 s.finished = None;
@@ -231,7 +294,7 @@ impl Board {
             s.errors += 1;
             s.last_error = Some(error.to_owned());
         });
-        self.phase(db, "failed");
+        self.phase(db, LivePhase::Failed);
     }
 
     pub fn cut_over(&self, db: &str, at: Lsn) {
@@ -251,10 +314,10 @@ impl Board {
                     summary.tables.iter().map(|t| t.rows).sum(),
                     summary.tables.iter().map(|t| t.bytes).sum(),
                 );
-                self.phase(db, "streaming");
+                self.phase(db, Phase::Streaming);
             }
             FollowEvent::Resuming { .. } | FollowEvent::Streaming { .. } => {
-                self.phase(db, "streaming")
+                self.phase(db, Phase::Streaming)
             }
             FollowEvent::Lag {
                 bytes,
@@ -263,7 +326,7 @@ impl Board {
                 transactions,
             } => self.lag(db, *bytes, *seconds, *applied, *transactions),
             FollowEvent::Retrying { error, .. } => self.retry(db, error),
-            FollowEvent::CutoverStarted { .. } => self.phase(db, "cutover"),
+            FollowEvent::CutoverStarted { .. } => self.phase(db, Phase::Cutover),
             _ => {}
         }
     }
@@ -274,15 +337,15 @@ impl Board {
         dbs.iter()
             .map(|(name, s)| {
                 let bytes_per_second = s.copy_rate.per_second();
-                let eta_seconds = match (s.phase.as_str(), bytes_per_second) {
-                    ("copy", Some(rate)) if rate > 0.0 => {
+                let eta_seconds = match (s.phase, bytes_per_second) {
+                    (LivePhase::At(Phase::Copy), Some(rate)) if rate > 0.0 => {
                         Some(s.bytes_planned.saturating_sub(s.bytes) as f64 / rate)
                     }
                     _ => None,
                 };
                 DbView {
                     database: name.clone(),
-                    phase: s.phase.clone(),
+                    phase: s.phase,
                     method: s.method.clone(),
                     tables_planned: s.tables_planned,
                     bytes_planned: s.bytes_planned,
@@ -612,7 +675,7 @@ mod tests {
     fn copy_line_has_rate_and_eta_and_streaming_line_has_lag() {
         let board = Board::new();
         board.method("crm", "replication");
-        board.phase("crm", "copy");
+        board.phase("crm", Phase::Copy);
         board.planned("crm", 2, 10 << 20);
         {
             let mut dbs = board.dbs.lock().unwrap();
@@ -642,7 +705,7 @@ mod tests {
                 transactions: 10,
             },
         );
-        board.phase("crm", "streaming");
+        board.phase("crm", Phase::Streaming);
         let v = &board.views()[0];
         assert_eq!(
             line(v).split(" [").next(),
@@ -671,10 +734,10 @@ mod tests {
         let board = Board::new();
         board.method("a", "pg_dump");
         board.copied("a", 5, 2048);
-        board.phase("a", "done");
+        board.phase("a", Phase::Done);
         board.method("b", "replication");
         board.cut_over("b", Lsn(0x10));
-        board.phase("b", "done");
+        board.phase("b", Phase::Done);
         let table = render_summary(&board.views());
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3, "{table}");

@@ -22,7 +22,7 @@
 //! Streaming metrics appear once the database streams. The server is deliberately minimal:
 //! one request per connection, `GET /metrics` only, nothing else is served.
 
-use crate::live::{Board, DbView};
+use crate::live::{Board, DbView, LivePhase};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -35,20 +35,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// The phases a database goes through, each a series of `pgferry_database_phase`.
-pub const PHASES: [&str; 10] = [
-    "pending",
-    "schema",
-    "copy",
-    "post-data",
-    "finishing",
-    "streaming",
-    "cutover",
-    "syncing",
-    "done",
-    "failed",
-];
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -139,11 +125,11 @@ pub fn render(views: &[DbView]) -> Result<String, std::fmt::Error> {
         let db = Db {
             database: v.database.clone(),
         };
-        for p in PHASES {
+        for p in LivePhase::ALL {
             phase
                 .get_or_create(&DbPhase {
                     database: v.database.clone(),
-                    phase: p.to_owned(),
+                    phase: p.as_str().to_owned(),
                 })
                 .set(i64::from(v.phase == p));
         }
@@ -297,16 +283,17 @@ async fn respond(
 mod tests {
     use super::*;
     use crate::replication::Lsn;
+    use crate::state::lifecycle::Phase;
 
     #[test]
     fn one_series_per_database_and_the_current_phase_set() {
         let board = Board::new();
         board.method("crm", "replication");
-        board.phase("crm", "streaming");
+        board.phase("crm", Phase::Streaming);
         board.copied("crm", 10, 4096);
         board.lag("crm", 512, Some(0.5), Lsn(0x0300_0060), 7);
         board.retry("crm", "connection lost");
-        board.phase("shop", "copy");
+        board.phase("shop", Phase::Copy);
         let text = render(&board.views()).unwrap();
         for want in [
             "pgferry_database_phase{database=\"crm\",phase=\"streaming\"} 1",
@@ -332,7 +319,7 @@ mod tests {
     fn samples_are_sorted_within_each_family() {
         let board = Board::new();
         for db in ["zeta", "alpha", "mid"] {
-            board.phase(db, "copy");
+            board.phase(db, Phase::Copy);
             board.copied(db, 1, 1);
         }
         let text = render(&board.views()).unwrap();

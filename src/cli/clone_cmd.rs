@@ -138,7 +138,7 @@ impl Reporter for LiveReporter<'_> {
 
     fn stage(&self, phase: Option<Phase>, what: &str) {
         if let Some(phase) = phase {
-            self.board.phase(self.db, phase.as_str());
+            self.board.phase(self.db, phase);
         }
         match self.events {
             Some(events) => events.stage(phase, what),
@@ -192,8 +192,8 @@ async fn follow(
         metrics.abort();
     }
     match &result {
-        Ok(_) => board.phase(&db, "done"),
-        Err(e) if e.code == exit::INTERRUPTED => board.phase(&db, "syncing"),
+        Ok(_) => board.phase(&db, Phase::Done),
+        Err(e) if e.code == exit::INTERRUPTED => board.phase(&db, crate::live::LivePhase::Syncing),
         Err(e) => board.failed(&db, &e.message),
     }
     let views = board.views();

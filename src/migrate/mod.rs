@@ -410,7 +410,7 @@ impl Context<'_> {
     /// The database entered `phase`: the live view and the state (with the status that goes
     /// with the phase) learn it.
     fn phase(&self, db: &str, phase: Phase) {
-        self.live(|b| b.phase(db, phase.as_str()));
+        self.live(|b| b.phase(db, phase));
         self.send(Update::Phase {
             db: db.to_owned(),
             phase,
@@ -429,7 +429,7 @@ impl Context<'_> {
         {
             self.out
                 .message(Some(db), "done by an earlier run; skipped");
-            self.live(|b| b.phase(db, Phase::Done.as_str()));
+            self.live(|b| b.phase(db, Phase::Done));
             return DatabaseOutcome::AlreadyDone;
         }
         if *self.control.borrow() == Control::Interrupt {
@@ -471,7 +471,7 @@ impl Context<'_> {
                         self.out.message(Some(db), "done");
                     }
                     DatabaseOutcome::Syncing => {
-                        self.live(|b| b.phase(db, DatabaseStatus::Syncing.as_str()));
+                        self.live(|b| b.phase(db, crate::live::LivePhase::Syncing));
                         self.out.message(
                             Some(db),
                             "still syncing: streaming stopped, the slot is kept; rerun the same command to resume, or `pgferry stop` to cut over",
