@@ -20,15 +20,12 @@ command -v pgcopydb >/dev/null || { echo "pgcopydb missing: apt-get install -y p
 bench_pair bench "-c wal_level=logical"
 
 # The machine may be shared: the load average says how much the numbers can be trusted.
-echo "# pgferry clone vs peers — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# pgferry clone vs peers — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $(pg_version), $RUNS runs each, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| scale | DB size | pgferry clone | pg_dump+pg_restore | pgcopydb | raw COPY bound | pgferry/best peer | pgferry/raw | pgferry peak RSS |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for SCALE in "${SCALES[@]}"; do
-  psql_s -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
-  "$PGBIN/pgbench" -q -i -s "$SCALE" -p "$SP" bench >/dev/null 2>&1
-  psql_s -d bench -c "VACUUM ANALYZE"
-  SIZE=$(psql_s -d bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")
+  pgbench_db "$SCALE"
   T_PGF=(); T_DUMP=(); T_COPYDB=(); T_RAW=(); RSS=()
   for run in $(seq "$RUNS"); do
     # pgferry

@@ -17,15 +17,12 @@ bench_tools
 
 bench_pair bench ""
 
-echo "# pgferry dump+restore vs pg_dump+pg_restore — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each"
+echo "# pgferry dump+restore vs pg_dump+pg_restore — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $(pg_version), $RUNS runs each"
 echo
 echo "| scale | DB size | pgferry dump | pgferry restore | pgferry total | pg_dump | pg_restore | peer total | pgferry/peer | archive: pgferry / pg_dump |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for SCALE in "${SCALES[@]}"; do
-  psql_s -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
-  "$PGBIN/pgbench" -q -i -s "$SCALE" -p "$SP" bench >/dev/null 2>&1
-  psql_s -d bench -c "VACUUM ANALYZE"
-  SIZE=$(psql_s -d bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")
+  pgbench_db "$SCALE"
   PD=(); PR=(); PT=(); GD=(); GR=(); GT=()
   for run in $(seq "$RUNS"); do
     # pgferry

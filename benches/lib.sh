@@ -19,6 +19,18 @@ bench_tools() {
   PGBIN=${PGBIN:-$(pg_config --bindir)}
 }
 
+# pg_version: the server's version (for the result's header line).
+pg_version() { "$PGBIN/postgres" --version | awk '{print $3}'; }
+
+# pgbench_db SCALE: a fresh source database `bench` of pgbench scale SCALE, vacuumed and
+# analyzed; its size in $SIZE.
+pgbench_db() {
+  psql_s -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
+  "$PGBIN/pgbench" -q -i -s "$1" -p "$SP" bench >/dev/null 2>&1
+  psql_s -d bench -c "VACUUM ANALYZE"
+  SIZE=$(psql_s -d bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")
+}
+
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }

@@ -14,15 +14,12 @@ source benches/lib.sh
 bench_tools
 bench_pair plan ""
 
-echo "# pgferry bench --plan vs pgferry clone -j 2 — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS clones each"
+echo "# pgferry bench --plan vs pgferry clone -j 2 — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $(pg_version), $RUNS clones each"
 echo
 echo "| scale | DB size | plan took | projected | measured clone (median) | error |"
 echo "|---|---|---|---|---|---|"
 for SCALE in "${SCALES[@]}"; do
-  psql_s -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
-  "$PGBIN/pgbench" -q -i -s "$SCALE" -p "$SP" bench >/dev/null 2>&1
-  psql_s -d bench -c "VACUUM ANALYZE"
-  SIZE=$(psql_s -d bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")
+  pgbench_db "$SCALE"
   t0=$(now)
   PROJ=$("$PGFERRY" bench --plan -j 2 -s "$(uri_s bench)" \
           -t "$(uri_d postgres)" --json | python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["total_seconds"])')

@@ -141,7 +141,7 @@ run_native() { # workload
   psql_s -d "$db" -c "DROP PUBLICATION p"
 }
 
-echo "# Replication drain: pgferry vs native subscription — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), $RUNS runs each"
+echo "# Replication drain: pgferry vs native subscription — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $(pg_version), $RUNS runs each"
 echo
 echo "| workload | apply mode | row changes | stream only (floor) | pgferry (to data) | pgferry (to cutover exit) | native subscription | native/pgferry (data) | native/pgferry (exit) |"
 echo "|---|---|---|---|---|---|---|---|---|"

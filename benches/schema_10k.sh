@@ -56,7 +56,7 @@ PGF=$(median "${T_PGF[@]}")
 DUMP=$(median "${T_DUMP[@]}")
 VERDICT=$(python3 -c "print('pass' if $PGF <= 0.5 * $DUMP else 'MISSED')")
 
-echo "# pgferry schema on $TABLES tables (PK + index + FK each) — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), median of $RUNS runs; setup took ${T_LOAD} s"
+echo "# pgferry schema on $TABLES tables (PK + index + FK each) — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, PostgreSQL $(pg_version), median of $RUNS runs; setup took ${T_LOAD} s"
 echo
 echo "| tables | statements | pgferry schema | pg_dump -s | pgferry/pg_dump | pgferry peak RSS | ≤ 0.5× pg_dump |"
 echo "|---|---|---|---|---|---|---|"
