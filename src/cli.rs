@@ -469,33 +469,8 @@ pub struct MigrateArgs {
     #[arg(long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Tables without a primary key or replica identity would make the source application's
-    /// UPDATE/DELETE fail once published: set REPLICA IDENTITY FULL on them (changes the source;
-    /// logged). Without this flag preflight refuses such tables with their list (or leave them
-    /// out with --skip-table, or copy once with --force-method dump).
-    #[arg(long = "replica-identity-full")]
-    pub replica_identity_full: bool,
-
-    /// WAL the replication slot may make the source keep (pg_current_wal_lsn() - restart_lsn)
-    /// before pgferry drops its own slot and publication and marks the database failed, so
-    /// that a stalled migration cannot fill the source's disk; it warns at 50% and 80%. The
-    /// database must then be copied again. SIZE accepts kB, MB, GB, TB; 0 means no limit.
-    #[arg(long = "max-slot-retained", value_name = "SIZE", default_value = "64GB", value_parser = size::parse_size)]
-    pub max_slot_retained: u64,
-
-    /// Replay the source's DDL statements on the target at their place in the stream: an
-    /// event trigger on the source (needs a superuser there, PostgreSQL 14+) writes each
-    /// statement into the WAL; removed at cutover and by cleanup. Without it, schema changes
-    /// are followed from the stream itself, installing nothing.
-    #[arg(long = "ddl-capture")]
-    pub ddl_capture: bool,
-
-    /// How long a live database keeps reconnecting after connections drop (e.g. 30s, 10m).
-    #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
-    pub retry_for: std::time::Duration,
-
     #[command(flatten)]
-    pub live: LiveArgs,
+    pub streaming: StreamingArgs,
 
     /// Skip ANALYZE of the copied tables.
     #[arg(long = "skip-analyze")]
@@ -576,7 +551,12 @@ pub struct SchemaArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(mut_arg("max_replication_lag", |a| a.requires("follow")))]
+#[command(
+    mut_arg("max_replication_lag", |a| a.requires("follow")),
+    mut_arg("replica_identity_full", |a| a.requires("follow")),
+    mut_arg("max_slot_retained", |a| a.requires("follow")),
+    mut_arg("ddl_capture", |a| a.requires("follow"))
+)]
 pub struct CloneArgs {
     #[command(flatten)]
     pub source: SourceArg,
@@ -606,35 +586,49 @@ pub struct CloneArgs {
     /// slot and publication on the source and exit.
     #[arg(long = "stop-replication", requires = "max_replication_lag")]
     pub stop_replication: bool,
-    /// With --follow: give published tables without primary key or replica identity REPLICA
-    /// IDENTITY FULL on the source (this changes the source) instead of refusing.
-    #[arg(long = "replica-identity-full", requires = "follow")]
-    pub replica_identity_full: bool,
-    /// With --follow: WAL the replication slot may make the source keep
-    /// (pg_current_wal_lsn() - restart_lsn) before pgferry drops its own slot and publication
-    /// and stops, so that a stalled migration cannot fill the source's disk; it warns at 50%
-    /// and 80%. The database must then be copied again. SIZE accepts kB, MB, GB, TB; 0 means
-    /// no limit.
-    #[arg(long = "max-slot-retained", value_name = "SIZE", default_value = "64GB", requires = "follow", value_parser = size::parse_size)]
-    pub max_slot_retained: u64,
-    /// With --follow: replay the source's DDL statements on the target at their place in
-    /// the stream: an event trigger on the source (needs a superuser there, PostgreSQL 14+)
-    /// writes each statement into the WAL; removed at cutover and by cleanup. Without it,
-    /// schema changes are followed from the stream itself, installing nothing.
-    #[arg(long = "ddl-capture", requires = "follow")]
-    pub ddl_capture: bool,
-
-    /// With --follow: how long to keep reconnecting after connections drop (e.g. 30s, 10m, 1h).
-    #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
-    pub retry_for: std::time::Duration,
     #[command(flatten)]
-    pub live: LiveArgs,
+    pub streaming: StreamingArgs,
     /// Skip ANALYZE of the copied tables.
     #[arg(long = "skip-analyze")]
     pub skip_analyze: bool,
     /// Progress as JSON events on stdout instead of bars.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How a database is streamed, for `migrate` and `clone --follow` (defined once; `clone`
+/// requires --follow for those that only act while streaming).
+#[derive(Debug, Args)]
+pub struct StreamingArgs {
+    /// Tables without a primary key or replica identity would make the source application's
+    /// UPDATE/DELETE fail once published: set REPLICA IDENTITY FULL on them (changes the source;
+    /// logged). Without this flag they are refused with their list (or leave them out with
+    /// --skip-table; `migrate` can also copy them once with --force-method dump).
+    #[arg(long = "replica-identity-full")]
+    pub replica_identity_full: bool,
+
+    /// WAL the replication slot may make the source keep (pg_current_wal_lsn() - restart_lsn)
+    /// before pgferry drops its own slot and publication and stops streaming that database
+    /// (`migrate` marks it failed), so that a stalled migration cannot fill the source's disk;
+    /// it warns at 50% and 80%. The database must then be copied again. SIZE accepts kB, MB,
+    /// GB, TB; 0 means no limit.
+    #[arg(long = "max-slot-retained", value_name = "SIZE", default_value = "64GB", value_parser = size::parse_size)]
+    pub max_slot_retained: u64,
+
+    /// Replay the source's DDL statements on the target at their place in the stream: an
+    /// event trigger on the source (needs a superuser there, PostgreSQL 14+) writes each
+    /// statement into the WAL; removed at cutover and by cleanup. Without it, schema changes
+    /// are followed from the stream itself, installing nothing.
+    #[arg(long = "ddl-capture")]
+    pub ddl_capture: bool,
+
+    /// How long a streaming database keeps reconnecting after connections drop (e.g. 30s,
+    /// 10m, 1h).
+    #[arg(long = "retry-for", value_name = "DURATION", default_value = "10m", value_parser = clone_cmd::parse_duration)]
+    pub retry_for: std::time::Duration,
+
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 /// The live view and the metrics endpoint of a long run (`migrate`, `clone --follow`).

@@ -47,7 +47,7 @@ pub async fn run(args: &CloneArgs) -> Result<u8, CliError> {
     if args.follow {
         return follow(args, &src, &dst, opts).await;
     }
-    if args.live.metrics_listen.is_some() {
+    if args.streaming.live.metrics_listen.is_some() {
         return Err(CliError::usage(
             "--metrics-listen is for a long run: give it with --follow (or use migrate)",
         ));
@@ -178,11 +178,12 @@ async fn follow(
     let board = Arc::new(Board::new());
     let db = src.dbname.clone();
     board.method(&db, "replication");
-    let metrics = super::migrate_cmd::start_metrics(&args.live, &board, json.as_deref()).await?;
+    let metrics =
+        super::migrate_cmd::start_metrics(&args.streaming.live, &board, json.as_deref()).await?;
     let mut live = Renderer::start(
         board.clone(),
         Mode::detect(args.json),
-        args.live.progress_interval,
+        args.streaming.live.progress_interval,
         json.clone(),
     );
     let events = json.as_deref();
@@ -230,10 +231,10 @@ async fn follow_live(
             .stop_replication
             .then_some(args.lag.max_replication_lag)
             .flatten(),
-        replica_identity_full: args.replica_identity_full,
-        retry_for: args.retry_for,
-        max_slot_retained: Some(args.max_slot_retained),
-        ddl_capture: args.ddl_capture,
+        replica_identity_full: args.streaming.replica_identity_full,
+        retry_for: args.streaming.retry_for,
+        max_slot_retained: Some(args.streaming.max_slot_retained),
+        ddl_capture: args.streaming.ddl_capture,
         ..FollowOptions::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -149,8 +149,8 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
             None => format!("{:?}", f.method).to_lowercase(),
         }).collect::<Vec<_>>(),
         "mangle": args.mangle,
-        "replica_identity_full": args.replica_identity_full,
-        "ddl_capture": args.ddl_capture,
+        "replica_identity_full": args.streaming.replica_identity_full,
+        "ddl_capture": args.streaming.ddl_capture,
         "jobs": jobs,
         "db_jobs": args.db_jobs,
         "no_owner": args.ownership.no_owner,
@@ -177,12 +177,12 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
                 .filter_map(|f| Some((f.database.clone()?, method(f.method))))
                 .collect(),
             no_createdb: args.no_createdb,
-            replica_identity_full: args.replica_identity_full,
+            replica_identity_full: args.streaming.replica_identity_full,
             skip_db_version_check: args.skip_db_version_check,
             dbs_max_total_size: args.dbs_max_total_size,
             mangle: args.mangle,
             no_owner: args.ownership.no_owner,
-            ddl_capture: args.ddl_capture,
+            ddl_capture: args.streaming.ddl_capture,
         },
         clone,
         db_jobs: args.db_jobs.max(1),
@@ -192,9 +192,9 @@ fn options(args: &MigrateArgs, ignore_dbs: Vec<String>) -> Result<MigrateOptions
             .flatten(),
         migration_id: args.migration_id.clone(),
         show_passwords: args.show_passwords,
-        max_slot_retained: Some(args.max_slot_retained),
-        ddl_capture: args.ddl_capture,
-        retry_for: args.retry_for,
+        max_slot_retained: Some(args.streaming.max_slot_retained),
+        ddl_capture: args.streaming.ddl_capture,
+        retry_for: args.streaming.retry_for,
         recorded_options: recorded,
     })
 }
@@ -289,11 +289,11 @@ pub async fn migrate(args: &MigrateArgs, global: &GlobalArgs) -> Result<u8, CliE
 
     let json = args.json.then(|| Arc::new(JsonEvents::default()));
     let board = Arc::new(Board::new());
-    let metrics = start_metrics(&args.live, &board, json.as_deref()).await?;
+    let metrics = start_metrics(&args.streaming.live, &board, json.as_deref()).await?;
     let live = Renderer::start(
         board.clone(),
         crate::live::Mode::detect(args.json),
-        args.live.progress_interval,
+        args.streaming.live.progress_interval,
         json.clone(),
     );
     let mut printer = Printer {
