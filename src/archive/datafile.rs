@@ -145,6 +145,10 @@ pub enum DataFileError {
     Io(#[source] io::Error),
     #[error("the zstd data is corrupt or truncated: {0}")]
     Decompress(String),
+    /// A plain file (script, post-data units) whose bytes check out but whose content is
+    /// not what the archive format says it holds.
+    #[error("its content is not valid: {0}")]
+    Content(String),
     #[error("it holds {actual} bytes, the manifest says {expected} (truncated or extended)")]
     Size { expected: u64, actual: u64 },
     #[error(

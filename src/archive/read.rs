@@ -149,7 +149,7 @@ pub fn open_archive(dir: &Path) -> Result<Archive, ArchiveError> {
         String::from_utf8(bytes).map_err(|_| ArchiveError::DataFile {
             path: dir.join(&f.path),
             what: "schema script".into(),
-            source: DataFileError::Decompress("not UTF-8 text".into()),
+            source: DataFileError::Content("not UTF-8 text".into()),
         })
     };
     let schema = manifest.schema.as_ref();
@@ -159,7 +159,7 @@ pub fn open_archive(dir: &Path) -> Result<Archive, ArchiveError> {
             serde_json::from_slice(&bytes).map_err(|e| ArchiveError::DataFile {
                 path: dir.join(&f.path),
                 what: "post-data units".into(),
-                source: DataFileError::Decompress(format!("not a list of post-data units: {e}")),
+                source: DataFileError::Content(format!("not a list of post-data units: {e}")),
             })?
         }
         None => vec![PostDataUnit {

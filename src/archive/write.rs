@@ -217,23 +217,22 @@ async fn run(
 
 /// The source's version, database properties and WAL position, read in the snapshot.
 async fn read_source_info(reader: &Client) -> Result<SourceInfo, ArchiveError> {
-    let version_num = crate::compat::server_version_num(reader)
-        .await
-        .map_err(source_err("reading the server version"))?;
     let row = reader
         .query_one(
             "SELECT current_setting('server_version'), \
+                    current_setting('server_version_num')::int4, \
                     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
                           ELSE pg_current_wal_lsn() END)::text",
             &[],
         )
         .await
         .map_err(source_err("reading the server version"))?;
+    let version_num: i32 = row.get(1);
     Ok(SourceInfo {
         database: database::source_props(reader, version_num).await?,
         server_version: row.get(0),
         server_version_num: version_num,
-        snapshot_lsn: row.get::<_, Option<String>>(1).unwrap_or_default(),
+        snapshot_lsn: row.get::<_, Option<String>>(2).unwrap_or_default(),
     })
 }
 
